@@ -1,0 +1,18 @@
+"""Adapters: every model seen through one contract (pixels in a box → logits)."""
+
+from auditkit.adapters.base import Diagnostics, ModelAdapter
+from auditkit.adapters.torch_adapter import (
+    CallableAdapter,
+    TorchModelAdapter,
+    input_gradient,
+    resolve_device,
+)
+
+__all__ = [
+    "CallableAdapter",
+    "Diagnostics",
+    "ModelAdapter",
+    "TorchModelAdapter",
+    "input_gradient",
+    "resolve_device",
+]

@@ -1,0 +1,105 @@
+"""The adapter contract every probe relies on.
+
+A ``ModelAdapter`` presents any classifier the same way: inputs in a declared box (images:
+[0, 1]), normalization inside, logits out, eval mode, device handled. Probes never touch the
+user's model directly, so the same probe audits an ``nn.Module``, an exported program, a
+TorchScript file or a black-box function.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Diagnostics:
+    """What the adapter noticed about the model on a sample of the audit data."""
+
+    output_kind: str = "logits"  # logits | probabilities | log_probabilities
+    stochastic: bool = False
+    stochastic_max_diff: float = 0.0
+    gradient_finite: bool | None = None
+    gradient_nonzero_fraction: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "output_kind": self.output_kind,
+            "stochastic": self.stochastic,
+            "stochastic_max_diff": self.stochastic_max_diff,
+            "gradient_finite": self.gradient_finite,
+            "gradient_nonzero_fraction": self.gradient_nonzero_fraction,
+            "notes": list(self.notes),
+        }
+
+
+class ModelAdapter(ABC):
+    """A classifier seen through auditkit's contract.
+
+    Attributes:
+        num_classes: number of outputs.
+        input_shape: shape of one example.
+        input_range: the box inputs live in (``None``: unbounded, e.g. standardized tables).
+        device: where computation happens.
+        supports_gradients: whether input gradients exist (False for black boxes).
+        format: how the model arrived (``nn.Module``, ``torch.export``, ``callable`` ...).
+    """
+
+    num_classes: int
+    input_shape: tuple[int, ...]
+    input_range: tuple[float, float] | None
+    device: torch.device
+    supports_gradients: bool = True
+    format: str = "nn.Module"
+    diagnostics: Diagnostics
+
+    @abstractmethod
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch ``x`` (moved to ``device``); differentiable when gradients exist."""
+
+    def predict_logits(self, x: torch.Tensor, *, batch_size: int = 512) -> torch.Tensor:
+        """Logits for many examples, batched, without gradients, returned on the CPU."""
+        outputs = []
+        with torch.no_grad():
+            for start in range(0, len(x), batch_size):
+                outputs.append(self.logits(x[start : start + batch_size]).float().cpu())
+        if not outputs:
+            return torch.empty(0, self.num_classes)
+        return torch.cat(outputs)
+
+    def as_module(self) -> nn.Module:
+        """A differentiable ``nn.Module`` (pixels in, logits out) to hand to attack libraries.
+
+        Its ``eval()`` / ``train()`` never reach the wrapped model, so libraries that toggle
+        modes (torchattacks does) cannot break exported programs or enable dropout by accident.
+        """
+        raise NotImplementedError(f"{self.format} models expose no differentiable module")
+
+    @contextmanager
+    def dropout_enabled(self) -> Iterator[bool]:
+        """Turn on dropout layers only (MC dropout); yields whether any dropout layer exists."""
+        yield False
+
+    def clamp(self, x: torch.Tensor) -> torch.Tensor:
+        """Project ``x`` into the input box."""
+        if self.input_range is None:
+            return x
+        return x.clamp(*self.input_range)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "num_classes": self.num_classes,
+            "input_shape": list(self.input_shape),
+            "input_range": list(self.input_range) if self.input_range else None,
+            "supports_gradients": self.supports_gradients,
+            "device": str(self.device),
+            "diagnostics": self.diagnostics.to_dict(),
+        }

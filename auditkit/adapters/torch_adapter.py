@@ -1,0 +1,267 @@
+"""Adapters for torch models (nn.Module, exported programs, TorchScript) and black boxes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from torch import nn
+
+from auditkit.adapters.base import Diagnostics, ModelAdapter
+
+_DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``auto`` picks CUDA when available, else the CPU."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        from auditkit.errors import AuditkitInputError
+
+        raise AuditkitInputError("--device cuda: no CUDA device is available; use --device cpu")
+    return resolved
+
+
+def _try_eval(model: nn.Module) -> bool:
+    """Put ``model`` in eval mode; False for exported programs, whose mode is frozen at export."""
+    try:
+        model.eval()
+    except NotImplementedError:
+        return False
+    return True
+
+
+class _Network(nn.Module):
+    """Pixels in, logits out: normalization and output conversion around the user's model."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        mean: torch.Tensor | None,
+        std: torch.Tensor | None,
+        output_kind: str,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
+        self.output_kind = output_kind
+
+    def train(self, mode: bool = True) -> _Network:
+        # Never propagate: the wrapped model stays in eval mode whatever a library asks.
+        self.training = mode
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mean is not None:
+            x = (x - self.mean) / self.std
+        out = self.model(x)
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        if self.output_kind == "probabilities":
+            return torch.log(out.clamp_min(1e-12))
+        return out
+
+
+def _channel_tensor(values: Sequence[float] | None, ndim: int) -> torch.Tensor | None:
+    if values is None:
+        return None
+    t = torch.as_tensor(values, dtype=torch.float32)
+    # Per-channel statistics broadcast over (C, H, W); per-feature over (D,).
+    return t.view(-1, *([1] * (ndim - 1))) if ndim > 1 else t
+
+
+class TorchModelAdapter(ModelAdapter):
+    """Adapter for any torch model: ``nn.Module``, exported program module, TorchScript.
+
+    Args:
+        model: the network. It is put in eval mode and never switched back.
+        input_shape: shape of one example.
+        num_classes: number of outputs (detected from a forward pass when omitted).
+        input_range: the box inputs live in; ``None`` for unbounded inputs.
+        mean, std: normalization applied inside the adapter (attacks work in pixel space).
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        format: how the model arrived, for the report.
+
+    Example:
+        >>> adapter = TorchModelAdapter(net, input_shape=(1, 8, 8), input_range=(0, 1))
+        >>> adapter.diagnose(x[:64])
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        input_shape: Sequence[int],
+        num_classes: int | None = None,
+        input_range: tuple[float, float] | None = (0.0, 1.0),
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        device: str | torch.device | None = "auto",
+        format: str = "nn.Module",
+    ) -> None:
+        self.device = resolve_device(device)
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.input_range = tuple(float(v) for v in input_range) if input_range else None
+        self.format = format
+        self.model = model
+        self._mode_switch = _try_eval(model)
+        ndim = len(self.input_shape)
+        self.network = _Network(
+            model, _channel_tensor(mean, ndim), _channel_tensor(std, ndim), "logits"
+        ).to(self.device)
+        self.mean = tuple(mean) if mean is not None else None
+        self.std = tuple(std) if std is not None else None
+        self.diagnostics = Diagnostics()
+        self.supports_gradients = True
+        if num_classes is None:
+            with torch.no_grad():
+                probe = torch.zeros(2, *self.input_shape, device=self.device)
+                num_classes = int(self.network(probe).shape[-1])
+        self.num_classes = int(num_classes)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x.to(self.device, non_blocking=True))
+
+    def as_module(self) -> nn.Module:
+        return self.network
+
+    @contextmanager
+    def dropout_enabled(self) -> Iterator[bool]:
+        layers = [m for m in self.model.modules() if isinstance(m, _DROPOUT_TYPES)]
+        if not layers or not self._mode_switch:
+            yield False
+            return
+        for layer in layers:
+            layer.train()
+        try:
+            yield True
+        finally:
+            for layer in layers:
+                layer.eval()
+
+    def diagnose(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Diagnostics:
+        """Detect probability outputs, stochastic forward passes and broken input gradients."""
+        diag = Diagnostics()
+        x = x.to(self.device)
+        with torch.no_grad():
+            self.network.output_kind = "logits"
+            first = self.network(x).float()
+            second = self.network(x).float()
+        row_sums = first.sum(dim=-1)
+        if (first >= 0).all() and (first <= 1).all() and torch.allclose(
+            row_sums, torch.ones_like(row_sums), atol=1e-3
+        ):
+            diag.output_kind = "probabilities"
+            diag.notes.append(
+                "the model outputs probabilities (softmax inside); auditkit uses their log as "
+                "logits. Saturated softmax outputs can mask gradients"
+            )
+        elif (first <= 0).all() and torch.allclose(
+            first.exp().sum(-1), torch.ones_like(row_sums), atol=1e-3
+        ):
+            diag.output_kind = "log_probabilities"
+        self.network.output_kind = diag.output_kind
+        diff = (first - second).abs().max().item() if first.numel() else 0.0
+        diag.stochastic_max_diff = float(diff)
+        diag.stochastic = bool(diff > 1e-5)
+        if diag.stochastic:
+            diag.notes.append(
+                f"two forward passes on the same inputs differ (max |Δlogit| = {diff:.3g}): "
+                "the model is stochastic; gradient attacks must average over its randomness (EOT)"
+            )
+        grad = input_gradient(self, x, y)
+        if grad is None:
+            self.supports_gradients = False
+            diag.gradient_finite = False
+            diag.gradient_nonzero_fraction = 0.0
+            diag.notes.append("the model gives no input gradients; gradient probes are skipped")
+        else:
+            diag.gradient_finite = bool(torch.isfinite(grad).all())
+            per_example = grad.flatten(1).abs().amax(dim=1)
+            diag.gradient_nonzero_fraction = float((per_example > 0).float().mean())
+            if not diag.gradient_finite:
+                diag.notes.append("input gradients contain NaN or inf")
+            elif diag.gradient_nonzero_fraction < 1.0:
+                share = 1 - diag.gradient_nonzero_fraction
+                diag.notes.append(
+                    f"input gradients are exactly zero for {share:.0%} of examples "
+                    "(quantization, saturation or a non-differentiable step): gradient attacks "
+                    "will overestimate robustness"
+                )
+        self.diagnostics = diag
+        return diag
+
+
+def input_gradient(
+    adapter: ModelAdapter, x: torch.Tensor, y: torch.Tensor | None = None
+) -> torch.Tensor | None:
+    """Gradient of the cross-entropy loss with respect to the input (None if there is none)."""
+    x = x.detach().to(adapter.device).clone().requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            logits = adapter.logits(x).float()
+            target = logits.argmax(-1) if y is None else y.to(adapter.device)
+            loss = nn.functional.cross_entropy(logits, target)
+            if not loss.requires_grad:
+                return None
+            (grad,) = torch.autograd.grad(loss, x, allow_unused=True)
+    except RuntimeError:
+        return None
+    return grad.detach() if grad is not None else None
+
+
+class CallableAdapter(ModelAdapter):
+    """Adapter for a black box: ``fn(numpy batch) -> probabilities``; no gradients.
+
+    Args:
+        fn: maps an array of shape ``(N, *input_shape)`` to class probabilities ``(N, C)``.
+        input_shape, num_classes, input_range: as for ``TorchModelAdapter``.
+
+    Example:
+        >>> adapter = CallableAdapter(sk_model.predict_proba, input_shape=(20,), num_classes=2,
+        ...                           input_range=None)
+    """
+
+    supports_gradients = False
+
+    def __init__(
+        self,
+        fn: Callable[[np.ndarray], np.ndarray],
+        *,
+        input_shape: Sequence[int],
+        num_classes: int,
+        input_range: tuple[float, float] | None = None,
+        outputs: str = "probabilities",
+    ) -> None:
+        self.fn = fn
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.num_classes = int(num_classes)
+        self.input_range = tuple(float(v) for v in input_range) if input_range else None
+        self.device = torch.device("cpu")
+        self.format = "callable"
+        self.outputs = outputs
+        self.diagnostics = Diagnostics(
+            output_kind=outputs,
+            gradient_finite=None,
+            notes=["black-box model: gradient-based probes are skipped"],
+        )
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.as_tensor(
+            np.asarray(self.fn(x.detach().cpu().numpy())), dtype=torch.float32
+        )
+        if self.outputs == "probabilities":
+            return torch.log(out.clamp_min(1e-12))
+        return out
+
+    def diagnose(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Diagnostics:
+        first, second = self.logits(x), self.logits(x)
+        diff = float((first - second).abs().max()) if first.numel() else 0.0
+        self.diagnostics.stochastic = diff > 1e-5
+        self.diagnostics.stochastic_max_diff = diff
+        return self.diagnostics

@@ -1,0 +1,201 @@
+"""The Python API: ``scan`` a model (file or in-memory) on data, get an ``AuditResult``."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from auditkit.adapters import CallableAdapter, ModelAdapter, TorchModelAdapter
+from auditkit.data import AuditData, from_dataloader, from_tensors, load_data
+from auditkit.errors import AuditkitInputError
+from auditkit.loading import LoadedModel, ModelMetadata, load_model
+from auditkit.pipeline import DEFAULT_SEED, run_audit
+from auditkit.progress import Progress
+from auditkit.results import AuditResult
+
+DataLike = AuditData | str | Path | tuple | Any
+
+
+def resolve_data(data: DataLike, metadata: ModelMetadata | None = None, **load_kwargs: Any) -> AuditData:
+    """Turn a data spec (name, path, ``(x, y[, groups])``, DataLoader, AuditData) into AuditData."""
+    if isinstance(data, AuditData):
+        return data
+    if data is None:
+        if metadata is not None and metadata.dataset:
+            return load_data(metadata.dataset, **load_kwargs)
+        raise AuditkitInputError(
+            "no data: the model file names no data set; pass --data (a built-in name, .npz/.pt, "
+            "an image folder or a CSV/parquet)"
+        )
+    if isinstance(data, (str, Path)):
+        return load_data(data, **load_kwargs)
+    if isinstance(data, tuple) and len(data) in (2, 3):
+        groups = data[2] if len(data) == 3 else None
+        return from_tensors(data[0], data[1], groups=groups)
+    if isinstance(data, torch.utils.data.DataLoader):
+        return from_dataloader(data)
+    raise AuditkitInputError(
+        f"data: cannot use a {type(data).__name__}; pass a name, a path, (x, y[, groups]), "
+        "a DataLoader or AuditData"
+    )
+
+
+def weights_sha256(module: nn.Module) -> str:
+    """Hash of a module's parameters and buffers (identity of an in-memory model)."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(module.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def build_adapter(
+    model: nn.Module | Callable | ModelAdapter,
+    data: AuditData,
+    *,
+    metadata: ModelMetadata | None = None,
+    device: str = "auto",
+    format: str = "nn.Module",
+    num_classes: int | None = None,
+) -> ModelAdapter:
+    """Wrap ``model`` in the adapter contract; shape and box come from metadata, else the data."""
+    if isinstance(model, ModelAdapter):
+        return model
+    meta = metadata or ModelMetadata()
+    input_shape = meta.input_shape or data.input_shape
+    if tuple(input_shape) != tuple(data.input_shape):
+        from auditkit import errors
+
+        raise AuditkitInputError(
+            errors.SHAPE_MISMATCH.format(
+                data_shape=tuple(data.input_shape), model_shape=tuple(input_shape)
+            )
+        )
+    input_range = meta.input_range if meta.input_range is not None else data.input_range
+    classes = num_classes or meta.num_classes
+    if isinstance(model, nn.Module):
+        try:
+            return TorchModelAdapter(
+                model,
+                input_shape=input_shape,
+                num_classes=classes,
+                input_range=input_range,
+                mean=meta.mean,
+                std=meta.std,
+                device=device,
+                format=format,
+            )
+        except AuditkitInputError:
+            raise
+        except Exception as exc:
+            first = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+            raise AuditkitInputError(
+                f"the model fails on inputs of shape {tuple(input_shape)} from the data ({first}); "
+                "check --data, or pass --input-shape / --arch"
+            ) from None
+    if callable(model):
+        return CallableAdapter(
+            model,
+            input_shape=input_shape,
+            num_classes=classes or data.num_classes,
+            input_range=input_range,
+        )
+    raise AuditkitInputError(f"model: cannot audit a {type(model).__name__}")
+
+
+def scan(
+    model: nn.Module | Callable | ModelAdapter | str | Path,
+    data: DataLike = None,
+    *,
+    probes: Sequence[str] | None = None,
+    budget: str = "standard",
+    seed: int = DEFAULT_SEED,
+    device: str = "auto",
+    policy: str | Path | Mapping[str, Any] | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    metadata: ModelMetadata | None = None,
+    arch: str | Callable[[], nn.Module] | None = None,
+    unsafe_pickle: bool = False,
+    target: str | None = None,
+    sensitive: Sequence[str] | None = None,
+    groups_file: str | Path | None = None,
+    checkpoint_dir: str | Path | None = None,
+    progress: Progress | bool | None = False,
+    debug: bool = False,
+) -> AuditResult:
+    """Audit a model and return an ``AuditResult`` (gates applied when a policy is given).
+
+    Args:
+        model: a model file path, an ``nn.Module``, a callable returning probabilities, or an
+            adapter.
+        data: a built-in name, a path, ``(x, y[, groups])``, a DataLoader or ``AuditData``;
+            defaults to the data set named in the model file's metadata.
+        probes: probe names to run (default: all installed).
+        budget: ``fast`` | ``standard`` | ``thorough``.
+        seed: same seed, same metrics.
+        policy: a policy file path or a ``{"gates": {...}}`` mapping.
+        options: per-probe options, ``{"adversarial": {"eps": 0.1}}``.
+        metadata: overrides for the model's embedded metadata (shape, range, mean/std, classes).
+
+    Example:
+        >>> result = auditkit.scan(net, (x_test, y_test), budget="fast",
+        ...                        policy={"gates": {"adversarial.robust_accuracy": ">= 0.3"}})
+        >>> assert result.passed, result.failures
+    """
+    model_info: dict[str, Any]
+    loaded: LoadedModel | None = None
+    if isinstance(model, (str, Path)):
+        loaded = load_model(model, arch=arch, unsafe_pickle=unsafe_pickle)
+        meta = loaded.metadata.merged(**_overrides(metadata))
+        module: Any = loaded.module
+        model_info = loaded.describe()
+        fmt = loaded.format
+    else:
+        meta = metadata or ModelMetadata()
+        module = model
+        fmt = "nn.Module" if isinstance(model, nn.Module) else getattr(model, "format", "callable")
+        model_info = {
+            "path": None,
+            "sha256": weights_sha256(model) if isinstance(model, nn.Module) else None,
+            "format": fmt,
+        }
+    audit_data = resolve_data(
+        data, meta, target=target, sensitive=sensitive, groups_file=groups_file
+    )
+    if meta.class_names and not audit_data.class_names:
+        audit_data.class_names = list(meta.class_names)
+    adapter = build_adapter(module, audit_data, metadata=meta, device=device, format=fmt)
+    model_info["num_classes"] = adapter.num_classes
+    model_info["metadata"] = meta.to_dict()
+    result = run_audit(
+        adapter,
+        audit_data,
+        probes=probes,
+        budget=budget,
+        seed=seed,
+        options=options,
+        model_info=model_info,
+        progress=progress if isinstance(progress, Progress) else Progress(progress),
+        checkpoint_dir=checkpoint_dir,
+        debug=debug,
+    )
+    if policy is not None:
+        from auditkit.gates import apply_policy, load_policy
+
+        result = apply_policy(result, load_policy(policy))
+    return result
+
+
+def _overrides(metadata: ModelMetadata | None) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    return {k: v for k, v in metadata.to_dict().items() if v not in (None, {}, [])} | {
+        k: getattr(metadata, k)
+        for k in ("input_shape", "input_range", "mean", "std", "class_names")
+        if getattr(metadata, k) is not None
+    }

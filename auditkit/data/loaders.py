@@ -1,0 +1,304 @@
+"""Reading user data: built-in names, .npz/.pt tensors, image folders, CSV/parquet tables."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from auditkit.data.core import AuditData, as_group_columns
+from auditkit.errors import AuditkitInputError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+TABLE_SUFFIXES = {".csv", ".parquet", ".pq"}
+
+DATASET_GROUP = "auditkit.datasets"
+
+
+def builtin_datasets() -> dict[str, Callable[..., AuditData]]:
+    """Built-in data sets plus those plugins register under the ``auditkit.datasets`` group."""
+    from auditkit.data import builtin
+
+    found: dict[str, Callable[..., AuditData]] = {"digits": builtin.digits}
+    from auditkit.registry import iter_entry_points
+
+    for ep in iter_entry_points(DATASET_GROUP):
+        found.setdefault(ep.name, ep.load)
+    return found
+
+
+def _lazy(loader: Callable[[], Callable[..., AuditData]]) -> Callable[..., AuditData]:
+    def build(**kwargs: Any) -> AuditData:
+        return loader()(**kwargs)
+
+    return build
+
+
+def load_data(
+    spec: str | Path,
+    *,
+    target: str | None = None,
+    sensitive: Sequence[str] | None = None,
+    groups_file: str | Path | None = None,
+) -> AuditData:
+    """Load audit data from a built-in name or a file/folder path.
+
+    Args:
+        spec: ``digits``, ``credit``, a ``.npz``/``.pt`` file, an image folder, a CSV/parquet.
+        target: label column of a table.
+        sensitive: sensitive-feature columns (tables, npz/pt keys, sidecar CSV columns).
+        groups_file: sidecar CSV for image folders, keyed by the file path relative to the folder.
+
+    Example:
+        >>> data = load_data("credit.csv", target="default", sensitive=["sex", "age_band"])
+    """
+    sensitive = list(sensitive or [])
+    builtins = builtin_datasets()
+    if isinstance(spec, str) and spec in builtins:
+        try:
+            data = builtins[spec]()
+        except AuditkitInputError:
+            raise
+        except Exception as exc:  # a plugin's data set failing to build is bad input, not a crash
+            raise AuditkitInputError(f"--data {spec}: the data set failed to build ({exc})") from None
+        return _keep_sensitive(data, sensitive)
+    path = Path(spec)
+    if not path.exists():
+        names = ", ".join(sorted(builtins))
+        raise AuditkitInputError(
+            f"--data {spec}: no such file or folder, and not a built-in data set ({names})"
+        )
+    if path.is_dir():
+        return load_image_folder(path, groups_file=groups_file, sensitive=sensitive)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        return load_arrays(path, sensitive=sensitive)
+    if suffix == ".pt":
+        return load_arrays(path, sensitive=sensitive)
+    if suffix in TABLE_SUFFIXES:
+        return load_table(path, target=target, sensitive=sensitive)
+    raise AuditkitInputError(
+        f"--data {spec}: unsupported data file type {suffix!r}; use .npz, .pt, .csv, .parquet "
+        "or an image folder"
+    )
+
+
+def _keep_sensitive(data: AuditData, sensitive: Sequence[str]) -> AuditData:
+    missing = [c for c in sensitive if c not in data.groups]
+    if missing:
+        raise AuditkitInputError(
+            f"--sensitive {','.join(missing)}: not in data set {data.name} "
+            f"(it has: {', '.join(sorted(data.groups)) or 'no sensitive columns'})"
+        )
+    return data
+
+
+def _image_like(x: np.ndarray) -> tuple[np.ndarray, str, tuple[float, float] | None]:
+    """Integers 0–255 become floats in [0, 1]; 3-D (N, H, W) gains a channel axis."""
+    if x.ndim >= 3:
+        if np.issubdtype(x.dtype, np.integer):
+            x = x.astype(np.float32) / 255.0
+        if x.ndim == 3:
+            x = x[:, None]
+        elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+            x = np.moveaxis(x, -1, 1)  # NHWC → NCHW
+        lo, hi = float(x.min()), float(x.max())
+        box = (0.0, 1.0) if lo >= 0.0 and hi <= 1.0 else None
+        return x.astype(np.float32), "image", box
+    return x.astype(np.float32), "tabular", None
+
+
+def load_arrays(path: Path, *, sensitive: Sequence[str] = ()) -> AuditData:
+    """``.npz`` or ``.pt`` with keys ``x`` and ``y`` (plus optional group columns)."""
+    try:
+        if path.suffix.lower() == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                arrays = {k: archive[k] for k in archive.files}
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(obj, dict):
+                raise AuditkitInputError(f"--data {path}: expected a dict with keys 'x' and 'y'")
+            arrays = {
+                k: v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+                for k, v in obj.items()
+            }
+    except AuditkitInputError:
+        raise
+    except Exception as exc:
+        raise AuditkitInputError(f"--data {path}: cannot read it ({exc})") from None
+    for key in ("x", "y"):
+        if key not in arrays:
+            raise AuditkitInputError(
+                f"--data {path}: missing array {key!r} (found: {', '.join(sorted(arrays))}); "
+                "save inputs as 'x' and labels as 'y'"
+            )
+    x, modality, box = _image_like(np.asarray(arrays["x"]))
+    n = len(x)
+    columns = list(sensitive) or [
+        k for k, v in arrays.items() if k not in ("x", "y") and np.ndim(v) == 1 and len(v) == n
+    ]
+    missing = [c for c in columns if c not in arrays]
+    if missing:
+        raise AuditkitInputError(
+            f"--sensitive {','.join(missing)}: not in {path.name} (keys: {', '.join(sorted(arrays))})"
+        )
+    groups = as_group_columns({c: arrays[c] for c in columns}, n)
+    return AuditData(
+        name=path.name, x=torch.from_numpy(x), y=torch.from_numpy(np.asarray(arrays["y"]).astype(np.int64)),
+        groups=groups, modality=modality, input_range=box, source=str(path),
+    )
+
+
+def load_image_folder(
+    root: Path, *, groups_file: str | Path | None = None, sensitive: Sequence[str] = ()
+) -> AuditData:
+    """``root/<class>/<image>`` → an image data set in [0, 1]; optional sidecar groups CSV."""
+    from auditkit._deps import require
+
+    image_module = require("PIL.Image", "reading image folders")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if not classes:
+        raise AuditkitInputError(
+            f"--data {root}: an image folder needs one subfolder per class (root/<class>/<img>)"
+        )
+    images, labels, rel_paths = [], [], []
+    for label, name in enumerate(classes):
+        for file in sorted((root / name).rglob("*")):
+            if file.suffix.lower() in IMAGE_SUFFIXES:
+                with image_module.open(file) as img:
+                    images.append(np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0)
+                labels.append(label)
+                rel_paths.append(file.relative_to(root).as_posix())
+    if not images:
+        raise AuditkitInputError(f"--data {root}: no images found under the class folders")
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        raise AuditkitInputError(
+            f"--data {root}: images have different sizes {sorted(shapes)[:3]}; resize them to one"
+        )
+    x = np.moveaxis(np.stack(images), -1, 1)
+    groups: dict[str, np.ndarray] = {}
+    if groups_file is not None:
+        groups = _sidecar_groups(Path(groups_file), rel_paths, sensitive)
+    return AuditData(
+        name=root.name, x=torch.from_numpy(x), y=torch.tensor(labels), groups=groups,
+        class_names=classes, modality="image", input_range=(0.0, 1.0), source=str(root),
+    )
+
+
+def _sidecar_groups(
+    path: Path, rel_paths: list[str], sensitive: Sequence[str]
+) -> dict[str, np.ndarray]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or "path" not in rows[0]:
+        raise AuditkitInputError(
+            f"--groups-file {path}: needs a 'path' column (image path relative to the folder)"
+        )
+    by_path = {row["path"]: row for row in rows}
+    columns = list(sensitive) or [c for c in rows[0] if c != "path"]
+    missing = [p for p in rel_paths if p not in by_path]
+    if missing:
+        raise AuditkitInputError(
+            f"--groups-file {path}: no row for {len(missing)} images (e.g. {missing[0]})"
+        )
+    return {c: np.array([by_path[p][c] for p in rel_paths]) for c in columns}
+
+
+def load_table(
+    path: Path, *, target: str | None, sensitive: Sequence[str] = ()
+) -> AuditData:
+    """CSV/parquet: numeric feature columns, a ``--target`` label column, ``--sensitive`` groups.
+
+    Sensitive columns are kept out of the features unless they are numeric and the model was
+    trained with them; pass ``--keep-sensitive-features`` semantics through the API if needed.
+    """
+    import pandas as pd
+
+    try:
+        if path.suffix.lower() == ".csv":
+            frame = pd.read_csv(path)
+        else:
+            from auditkit._deps import require
+
+            require("pyarrow", "reading parquet files")
+            frame = pd.read_parquet(path)
+    except Exception as exc:
+        raise AuditkitInputError(f"--data {path}: cannot read the table ({exc})") from None
+    if target is None:
+        raise AuditkitInputError(f"--data {path}: a table needs --target COLUMN (the label)")
+    missing = [c for c in [target, *sensitive] if c not in frame.columns]
+    if missing:
+        raise AuditkitInputError(
+            f"--data {path}: no column {', '.join(missing)} (columns: {', '.join(frame.columns)})"
+        )
+    features = frame.drop(columns=[target, *sensitive])
+    non_numeric = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
+    if non_numeric:
+        raise AuditkitInputError(
+            f"--data {path}: non-numeric feature columns {', '.join(non_numeric)}; encode them, "
+            "or name them in --sensitive if they are group labels"
+        )
+    labels = frame[target]
+    if pd.api.types.is_numeric_dtype(labels):
+        y = labels.to_numpy().astype(np.int64)
+        class_names = [str(c) for c in range(int(y.max()) + 1)]
+    else:
+        codes, uniques = pd.factorize(labels, sort=True)
+        y, class_names = codes.astype(np.int64), [str(u) for u in uniques]
+    return AuditData(
+        name=path.name,
+        x=torch.tensor(features.to_numpy(dtype=np.float32)),
+        y=torch.from_numpy(y),
+        groups={c: frame[c].astype(str).to_numpy() for c in sensitive},
+        class_names=class_names,
+        modality="tabular",
+        input_range=None,
+        source=str(path),
+        feature_names=list(features.columns),
+    )
+
+
+def from_tensors(
+    x: Any,
+    y: Any,
+    *,
+    groups: dict[str, Any] | None = None,
+    name: str = "in-memory",
+    class_names: list[str] | None = None,
+    input_range: tuple[float, float] | None | str = "auto",
+) -> AuditData:
+    """Build ``AuditData`` from arrays/tensors (the Python API's path)."""
+    x_arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    y_arr = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+    if x_arr.ndim >= 3 and not np.issubdtype(x_arr.dtype, np.integer):
+        modality = "image"
+        lo, hi = float(x_arr.min()), float(x_arr.max())
+        box = (0.0, 1.0) if lo >= 0 and hi <= 1 else None
+    else:
+        x_arr, modality, box = _image_like(x_arr)
+    if input_range != "auto":
+        box = input_range
+    return AuditData(
+        name=name, x=torch.from_numpy(np.ascontiguousarray(x_arr, dtype=np.float32)),
+        y=torch.from_numpy(y_arr.astype(np.int64)),
+        groups=as_group_columns(groups, len(y_arr)), class_names=class_names,
+        modality=modality, input_range=box, source="in-memory",
+    )
+
+
+def from_dataloader(loader: Any, *, name: str = "dataloader", **kwargs: Any) -> AuditData:
+    """Concatenate a DataLoader's ``(x, y)`` batches into ``AuditData``."""
+    xs, ys = [], []
+    for batch in loader:
+        if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+            raise AuditkitInputError("data: a DataLoader must yield (inputs, labels) batches")
+        xs.append(torch.as_tensor(batch[0]))
+        ys.append(torch.as_tensor(batch[1]))
+    if not xs:
+        raise AuditkitInputError("data: the DataLoader yielded no batches")
+    return from_tensors(torch.cat(xs), torch.cat(ys), name=name, **kwargs)

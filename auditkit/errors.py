@@ -1,0 +1,45 @@
+"""Errors users see. Messages are module constants so tests can match them exactly.
+
+Every ``AuditkitInputError`` becomes one line on stderr and exit code 2 in the CLI.
+"""
+
+from __future__ import annotations
+
+
+class AuditkitError(Exception):
+    """Base class for auditkit's own errors."""
+
+
+class AuditkitInputError(AuditkitError):
+    """Bad input from the user: unreadable or unsafe model, bad data, bad flags or policy.
+
+    The message names the problem and the fix in one line.
+    """
+
+
+class MissingDependencyError(AuditkitInputError):
+    """An optional dependency is needed; the message gives the exact pip command."""
+
+
+EMPTY_FILE = "{path}: the file is empty; re-export the model (auditkit.save_model or torch.export.save)"
+NOT_FOUND = "{path}: no such file"
+UNKNOWN_FORMAT = (
+    "{path}: not a model file auditkit can read (expected a torch.export archive, TorchScript, "
+    "a state_dict/safetensors with --arch, or a pickled module with --unsafe-pickle)"
+)
+CORRUPT_ARCHIVE = "{path}: the model archive is truncated or corrupt ({reason}); re-export it"
+PICKLE_REFUSED = (
+    "{path}: this file is a pickled Python object ({what}); loading it could run arbitrary code, "
+    "so auditkit refused it without executing anything. Re-save it with auditkit.save_model / "
+    "torch.export.save, or pass --unsafe-pickle if you trust its author"
+)
+NEEDS_ARCH = (
+    "{path}: this file holds only weights ({kind}); pass --arch (e.g. torchvision:resnet18 or "
+    "package.module:factory) so auditkit can build the network"
+)
+SHAPE_MISMATCH = (
+    "data examples have shape {data_shape} but the model expects {model_shape}; "
+    "pass matching --data, or --input-shape to override the embedded metadata"
+)
+BAD_ARCH = "--arch {arch!r}: {reason}"
+STATE_DICT_MISMATCH = "--arch {arch}: the weights do not fit this architecture ({reason})"

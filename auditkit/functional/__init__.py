@@ -1,0 +1,1 @@
+"""Pure tensor/array math shared by probes. No I/O, no model calls."""

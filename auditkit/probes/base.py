@@ -1,0 +1,80 @@
+"""The probe contract: declare needs and metrics, store options, ``run(context) -> ProbeResult``."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from auditkit.errors import AuditkitInputError
+from auditkit.results import ProbeResult
+
+if TYPE_CHECKING:
+    from auditkit.pipeline import AuditContext
+
+BUDGETS = ("fast", "standard", "thorough")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric a probe reports: which direction is better, and what it means."""
+
+    direction: Literal["higher", "lower"] | None
+    description: str
+
+
+class Probe(ABC):
+    """A probe audits one failure mode.
+
+    Subclasses set the class attributes below, keep ``__init__`` to storing and validating
+    keyword-only options, and implement ``run``. The runner reads the declared needs to skip a
+    probe with a reason instead of letting it crash.
+
+    Class attributes:
+        name: registry name, also the prefix of metric names in policies (``name.metric``).
+        title: human title for the report.
+        description: one sentence on what the probe asks of the model.
+        order: run order (lower first); cross-probe consumers run late.
+        needs_gradients: skip for models without input gradients.
+        needs_training: needs to retrain a copy of the architecture.
+        metrics: every metric the probe can report, with its direction.
+        budget_levels: what ``fast`` / ``standard`` / ``thorough`` mean for this probe.
+        options: option name → default value; unknown options are rejected.
+    """
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    order: ClassVar[int] = 50
+    needs_gradients: ClassVar[bool] = False
+    needs_training: ClassVar[bool] = False
+    metrics: ClassVar[dict[str, MetricSpec]] = {}
+    budget_levels: ClassVar[dict[str, str]] = {}
+    options: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, *, budget: str = "standard", **options: Any) -> None:
+        if budget not in BUDGETS:
+            raise AuditkitInputError(
+                f"--budget {budget}: unknown budget; use one of {', '.join(BUDGETS)}"
+            )
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            valid = ", ".join(sorted(self.options)) or "none"
+            raise AuditkitInputError(
+                f"--set {self.name}.{unknown[0]}: unknown option for probe {self.name} "
+                f"(valid: {valid})"
+            )
+        self.budget = budget
+        self.config: dict[str, Any] = {**self.options, **options}
+
+    def skip_reason(self, context: AuditContext) -> str | None:
+        """Why this probe cannot run on this model/data, or None."""
+        if self.needs_gradients and not context.adapter.supports_gradients:
+            return f"{context.adapter.format} model exposes no input gradients"
+        if self.needs_training and not hasattr(context.adapter, "model"):
+            return f"{context.adapter.format} model cannot be re-initialized and trained"
+        return None
+
+    @abstractmethod
+    def run(self, context: AuditContext) -> ProbeResult:
+        """Audit the model in ``context`` and return what was found."""

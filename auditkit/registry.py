@@ -1,0 +1,70 @@
+"""Plugin discovery through entry points. Built-ins register exactly as third parties do.
+
+Groups: ``auditkit.probes`` (Probe classes), ``auditkit.datasets`` (data set builders),
+``auditkit.generators`` (``auditkit generate NAME``). A plugin that fails to load becomes a
+visible errored row, never a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+PROBE_GROUP = "auditkit.probes"
+GENERATOR_GROUP = "auditkit.generators"
+
+
+@dataclass(frozen=True)
+class PluginEntry:
+    """One discovered plugin: what it is, which distribution provided it, and whether it loads."""
+
+    name: str
+    group: str
+    value: str
+    distribution: str
+    version: str
+    obj: Any = None
+    error: str | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self.error is None and self.obj is not None
+
+
+def iter_entry_points(group: str) -> Iterator[metadata.EntryPoint]:
+    seen: set[str] = set()
+    for ep in metadata.entry_points(group=group):
+        if ep.name not in seen:  # an editable and a regular install can list the same entry
+            seen.add(ep.name)
+            yield ep
+
+
+def discover(group: str) -> dict[str, PluginEntry]:
+    """Load every entry point of ``group``; failures are recorded, not raised."""
+    found: dict[str, PluginEntry] = {}
+    for ep in iter_entry_points(group):
+        dist = getattr(ep, "dist", None)
+        dist_name = dist.metadata["Name"] if dist is not None else "?"
+        version = dist.version if dist is not None else "?"
+        try:
+            obj, error = ep.load(), None
+        except Exception as exc:  # a broken plugin must not take auditkit down
+            obj, error = None, f"{type(exc).__name__}: {exc}"
+        found[ep.name] = PluginEntry(ep.name, group, ep.value, dist_name, version, obj, error)
+    return found
+
+
+def discover_probes() -> dict[str, PluginEntry]:
+    """Probe classes by name, in run order (``Probe.order``, then name)."""
+    entries = discover(PROBE_GROUP)
+
+    def key(item: tuple[str, PluginEntry]) -> tuple[int, str]:
+        return (getattr(item[1].obj, "order", 50) if item[1].loaded else 99, item[0])
+
+    return dict(sorted(entries.items(), key=key))
+
+
+def discover_generators() -> dict[str, PluginEntry]:
+    return discover(GENERATOR_GROUP)

@@ -1,0 +1,56 @@
+"""Shared fixtures: the demo CNN trained once per session, its data and adapter."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# The suite runs on 2 cores beside other work; keep torch from oversubscribing them.
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def digits_data():
+    from auditkit.data.builtin import digits
+
+    return digits()
+
+
+@pytest.fixture(scope="session")
+def demo_model():
+    """The demo's CNN (takes normalized inputs; the adapter applies DIGITS_MEAN/STD)."""
+    from auditkit.demo import train_digits_model
+
+    model, _ = train_digits_model(seed=0, epochs=30)
+    return model
+
+
+@pytest.fixture(scope="session")
+def demo_model_file(tmp_path_factory, demo_model, digits_data):
+    """The demo model saved as a self-describing torch.export archive."""
+    from auditkit.demo import digits_metadata
+    from auditkit.loading import save_model
+
+    path = tmp_path_factory.mktemp("models") / "digits-cnn.pt2"
+    return save_model(demo_model, path, example_input=digits_data.x[:2], metadata=digits_metadata())
+
+
+@pytest.fixture()
+def demo_adapter(demo_model):
+    from auditkit.adapters import TorchModelAdapter
+    from auditkit.demo import DIGITS_MEAN, DIGITS_STD
+
+    return TorchModelAdapter(
+        demo_model, input_shape=(1, 8, 8), input_range=(0.0, 1.0),
+        mean=DIGITS_MEAN, std=DIGITS_STD, device="cpu",
+    )
+
+
+@pytest.fixture()
+def demo_context(demo_adapter, digits_data):
+    """A fast-budget audit context on the demo model (clean pass done once)."""
+    from auditkit.pipeline import build_context
+
+    return build_context(demo_adapter, digits_data, seed=0, budget="fast")
