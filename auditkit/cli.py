@@ -69,6 +69,18 @@ def _parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
     return options
 
 
+def _load_audit(path: Path):
+    """Read an audit.json or exit 2 with one line saying what is wrong."""
+    from auditkit.results import AuditResult
+
+    try:
+        return AuditResult.load(path)
+    except FileNotFoundError:
+        _fail(f"{path}: no such file")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        _fail(f"{path}: not an auditkit audit.json ({type(exc).__name__}: {exc})")
+
+
 def _print_gates(result) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -204,14 +216,8 @@ def report(
 ) -> None:
     """Re-render the HTML report from audit.json alone (no model needed)."""
     from auditkit.render import render_html
-    from auditkit.results import AuditResult
 
-    try:
-        result = AuditResult.load(audit_json)
-    except FileNotFoundError:
-        _fail(f"{audit_json}: no such file")
-    except (ValueError, KeyError, TypeError) as exc:
-        _fail(f"{audit_json}: not an auditkit audit.json ({exc})")
+    result = _load_audit(audit_json)
     output.write_text(render_html(result), encoding="utf-8")
     typer.echo(f"report: {output.resolve()}")
 
@@ -227,7 +233,6 @@ def diff(
 ) -> None:
     """Compare two audits; exit 1 when a metric regressed beyond tolerance."""
     from auditkit.diff import diff_results, render_diff_markdown
-    from auditkit.results import AuditResult
 
     per_metric: dict[str, float] = {}
     for item in tolerance_for or []:
@@ -238,15 +243,7 @@ def diff(
             _fail(f"--tolerance-for {item!r}: expected probe.metric=number")
         if not sep:
             _fail(f"--tolerance-for {item!r}: expected probe.metric=number")
-    results = []
-    for path in (base, new):
-        try:
-            results.append(AuditResult.load(path))
-        except FileNotFoundError:
-            _fail(f"{path}: no such file")
-        except (ValueError, KeyError, TypeError) as exc:
-            _fail(f"{path}: not an auditkit audit.json ({exc})")
-    changes = diff_results(*results, tolerance=tolerance, tolerances=per_metric)
+    changes = diff_results(_load_audit(base), _load_audit(new), tolerance=tolerance, tolerances=per_metric)
     text = render_diff_markdown(changes, only_changed=not all_metrics)
     typer.echo(text)
     if markdown:
