@@ -103,6 +103,7 @@ def train_digits_model(*, seed: int = 0, epochs: int = 30) -> tuple[nn.Module, A
         name=train.name, x=(train.x - DIGITS_MEAN[0]) / DIGITS_STD[0], y=train.y,
         modality="image", input_range=None,
     )
+    torch.manual_seed(seed)  # the initial weights too: same seed, same model, same audit
     model = train_classifier(DigitsCNN(), normalized, epochs=epochs, seed=seed)
     return model, data
 

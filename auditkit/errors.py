@@ -21,8 +21,15 @@ class MissingDependencyError(AuditkitInputError):
     """An optional dependency is needed; the message gives the exact pip command."""
 
 
+def one_line(text: object, limit: int = 300) -> str:
+    """Collapse a (possibly multi-line, third-party) message into one short line for stderr."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 EMPTY_FILE = "{path}: the file is empty; re-export the model (auditkit.save_model or torch.export.save)"
 NOT_FOUND = "{path}: no such file"
+NOT_A_FILE = "{path}: is a directory, not a model file"
 UNKNOWN_FORMAT = (
     "{path}: not a model file auditkit can read (expected a torch.export archive, TorchScript, "
     "a state_dict/safetensors with --arch, or a pickled module with --unsafe-pickle)"
@@ -40,6 +47,11 @@ NEEDS_ARCH = (
 SHAPE_MISMATCH = (
     "data examples have shape {data_shape} but the model expects {model_shape}; "
     "pass matching --data, or --input-shape to override the embedded metadata"
+)
+EXPORT_PAYLOAD_REFUSED = (
+    "{path}: this torch.export archive embeds pickled Python objects ({what}); loading them could "
+    "run arbitrary code, so auditkit refused it without executing anything. Re-export it with "
+    "plain tensors, or pass --unsafe-pickle if you trust its author"
 )
 BAD_ARCH = "--arch {arch!r}: {reason}"
 STATE_DICT_MISMATCH = "--arch {arch}: the weights do not fit this architecture ({reason})"

@@ -13,9 +13,14 @@ import importlib
 import io
 import json
 import pickle
+import pickletools
+import re
 import struct
+import threading
+import warnings
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +29,7 @@ import torch
 from torch import nn
 
 from auditkit import errors
-from auditkit.errors import AuditkitInputError
+from auditkit.errors import AuditkitInputError, one_line
 
 METADATA_NAME = "auditkit.json"
 
@@ -111,6 +116,11 @@ class LoadedModel:
         }
 
 
+def _reason(exc: BaseException, limit: int = 200) -> str:
+    """A third-party exception as one short line (its type when it has no message)."""
+    return one_line(str(exc) or type(exc).__name__, limit)
+
+
 def sha256_file(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -122,6 +132,8 @@ def sha256_file(path: str | Path) -> str:
 def sniff_format(path: str | Path) -> str:
     """Name the format of a model file from its bytes (the extension is ignored)."""
     path = Path(path)
+    if path.is_dir():
+        raise AuditkitInputError(errors.NOT_A_FILE.format(path=path))
     if not path.is_file():
         raise AuditkitInputError(errors.NOT_FOUND.format(path=path))
     with open(path, "rb") as fh:
@@ -132,9 +144,9 @@ def sniff_format(path: str | Path) -> str:
         try:
             with zipfile.ZipFile(path) as zf:
                 names = zf.namelist()
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
             raise AuditkitInputError(
-                errors.CORRUPT_ARCHIVE.format(path=path, reason=str(exc) or type(exc).__name__)
+                errors.CORRUPT_ARCHIVE.format(path=path, reason=_reason(exc))
             ) from None
         if any(n.endswith("/archive_format") or n == "archive_format" for n in names):
             return FORMAT_EXPORT
@@ -145,11 +157,71 @@ def sniff_format(path: str | Path) -> str:
         raise AuditkitInputError(errors.UNKNOWN_FORMAT.format(path=path))
     if head[:1] == b"\x80":
         return FORMAT_LEGACY_PICKLE
+    # Protocol 0/1 pickles (plain ``pickle.dump(..., protocol=0)``) start with an opcode byte;
+    # only call it a pickle when the whole first stream decodes, so text files stay "unknown".
+    if head[:1] in b"(c]}" and _pickle_globals(path.read_bytes()) is not None:
+        return FORMAT_LEGACY_PICKLE
     if len(head) >= 9:
         (header_len,) = struct.unpack("<Q", head[:8])
         if 0 < header_len < 100_000_000 and head[8:9] == b"{":
             return FORMAT_SAFETENSORS
     raise AuditkitInputError(errors.UNKNOWN_FORMAT.format(path=path))
+
+
+_GLOBAL_OPCODES = {"GLOBAL", "INST"}
+_CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD"}
+
+
+def _pickle_globals(data: bytes) -> list[str] | None:
+    """The Python names the first pickle stream in ``data`` would import; None if not a pickle.
+
+    ``pickletools.genops`` only decodes opcodes: nothing is imported or called, so this is safe
+    on hostile bytes.
+    """
+    names: list[str] = []
+    strings: list[str] = []
+    calls = False
+    try:
+        for opcode, arg, _pos in pickletools.genops(data):
+            if opcode.name in _GLOBAL_OPCODES:
+                names.append(str(arg).replace(" ", "."))
+            elif opcode.name == "STACK_GLOBAL":
+                names.append(".".join(strings[-2:]) if len(strings) >= 2 else "?")
+            elif isinstance(arg, str):
+                strings.append(arg)
+            calls = calls or opcode.name in _CODE_OPCODES
+    except Exception:  # any decoding failure means "not a well-formed pickle"
+        return None
+    if calls and not names:
+        names.append("an object constructor")
+    return names
+
+
+def _pickle_payload(path: Path) -> bytes:
+    """The bytes torch would unpickle: ``*/data.pkl`` of a torch.save zip, else the file."""
+    data = path.read_bytes()
+    if data[:4] == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                member = next((n for n in zf.namelist() if n.endswith("data.pkl")), None)
+                return zf.read(member) if member else b""
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+            return b""
+    return data
+
+
+_GLOBAL_IN_MESSAGE = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def _refusal_reason(message: str, payload: bytes) -> str | None:
+    """What makes a pickle unsafe (for the refusal message), or None if it is merely damaged."""
+    named = _GLOBAL_IN_MESSAGE.findall(message)
+    if named:
+        return one_line(f"it references {', '.join(dict.fromkeys(named))}", 160)
+    found = _pickle_globals(payload)
+    if found:
+        return one_line(f"it references {', '.join(dict.fromkeys(found))}", 160)
+    return None
 
 
 def _parse_metadata(text: str | bytes | None) -> ModelMetadata:
@@ -164,7 +236,7 @@ def _parse_metadata(text: str | bytes | None) -> ModelMetadata:
 def build_arch(arch: str | Callable[[], nn.Module], num_classes: int | None = None) -> nn.Module:
     """Build an untrained network from ``torchvision:NAME`` or ``package.module:factory``."""
     if callable(arch):
-        return arch()
+        return _checked_module(arch, _call_factory(arch, str(getattr(arch, "__name__", arch))))
     if ":" not in arch:
         raise AuditkitInputError(
             errors.BAD_ARCH.format(arch=arch, reason="expected torchvision:NAME or module:factory")
@@ -173,24 +245,44 @@ def build_arch(arch: str | Callable[[], nn.Module], num_classes: int | None = No
     if source == "torchvision":
         import torchvision
 
-        kwargs = {"weights": None}
+        kwargs: dict[str, Any] = {"weights": None}
         if num_classes:
             kwargs["num_classes"] = num_classes
         try:
             return torchvision.models.get_model(name, **kwargs)
-        except (ValueError, KeyError) as exc:
-            raise AuditkitInputError(errors.BAD_ARCH.format(arch=arch, reason=str(exc))) from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise AuditkitInputError(errors.BAD_ARCH.format(arch=arch, reason=one_line(exc))) from None
     try:
         factory = getattr(importlib.import_module(source), name)
     except (ImportError, AttributeError) as exc:
-        raise AuditkitInputError(errors.BAD_ARCH.format(arch=arch, reason=str(exc))) from None
-    return factory()
+        raise AuditkitInputError(errors.BAD_ARCH.format(arch=arch, reason=one_line(exc))) from None
+    if not callable(factory):
+        raise AuditkitInputError(errors.BAD_ARCH.format(arch=arch, reason=f"{name} is not callable"))
+    return _checked_module(arch, _call_factory(factory, arch))
+
+
+def _call_factory(factory: Callable[[], Any], arch: str) -> Any:
+    try:
+        return factory()
+    except Exception as exc:  # the user's code: any failure is a bad --arch, not a crash
+        reason = f"the factory failed ({type(exc).__name__}: {one_line(exc, 200)})"
+        raise AuditkitInputError(errors.BAD_ARCH.format(arch=arch, reason=reason)) from None
+
+
+def _checked_module(arch: Any, built: Any) -> nn.Module:
+    if not isinstance(built, nn.Module):
+        reason = f"the factory returned a {type(built).__name__}, not an nn.Module"
+        raise AuditkitInputError(errors.BAD_ARCH.format(arch=arch, reason=reason))
+    return built
 
 
 def _guess_num_classes(state_dict: Mapping[str, torch.Tensor]) -> int | None:
-    # The last 2-D weight is the classifier head in virtually every torchvision-style network.
-    weights = [v for k, v in state_dict.items() if k.endswith("weight") and v.ndim == 2]
-    return int(weights[-1].shape[0]) if weights else None
+    # The last linear weight is the classifier head in virtually every torchvision-style network;
+    # fully convolutional heads (SqueezeNet) end in a conv weight instead.
+    weights = [v for k, v in state_dict.items() if k.endswith("weight") and v.ndim >= 2]
+    linear = [v for v in weights if v.ndim == 2]
+    chosen = linear or weights
+    return int(chosen[-1].shape[0]) if chosen else None
 
 
 def _unwrap_checkpoint(obj: Any) -> Mapping[str, torch.Tensor] | None:
@@ -214,7 +306,9 @@ def _module_from_weights(
     try:
         module.load_state_dict(state_dict)
     except RuntimeError as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        # torch's first line is only "Error(s) in loading state_dict for X:"; the detail follows.
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        reason = one_line("; ".join(lines[1:3]) or (lines[0] if lines else type(exc).__name__), 240)
         raise AuditkitInputError(
             errors.STATE_DICT_MISMATCH.format(arch=arch, reason=reason)
         ) from None
@@ -223,20 +317,178 @@ def _module_from_weights(
 
 def _safe_torch_load(path: Path) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about pickle protocols it is about to refuse; the refusal says enough.
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        what = str(exc).split("\n")[0][:200]
-        if "GLOBAL" in str(exc) or "global" in str(exc) or "Unsupported" in str(exc):
-            what = "it references Python classes or functions, e.g. a whole nn.Module"
+        what = _refusal_reason(str(exc), _pickle_payload(path))
+        if what is None:
+            raise AuditkitInputError(
+                errors.CORRUPT_ARCHIVE.format(path=path, reason="not a readable pickle or torch file")
+            ) from None
         raise AuditkitInputError(errors.PICKLE_REFUSED.format(path=path, what=what)) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, struct.error) as exc:
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-        raise AuditkitInputError(errors.CORRUPT_ARCHIVE.format(path=path, reason=reason)) from None
+    except Exception as exc:  # torch raises many types for damaged files; all are bad input
+        raise AuditkitInputError(
+            errors.CORRUPT_ARCHIVE.format(path=path, reason=_reason(exc))
+        ) from None
 
 
 def _unsafe_torch_load(path: Path) -> Any:
     # Reached only with --unsafe-pickle / unsafe_pickle=True: the user vouched for the file.
-    return torch.load(path, map_location="cpu", weights_only=False)  # noqa: S614
+    try:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)  # noqa: S614
+        except (RuntimeError, pickle.UnpicklingError):
+            if zipfile.is_zipfile(path):
+                raise
+            # A plain ``pickle.dump`` of a module is not a torch file; torch.load rejects its
+            # header, so read it as the plain pickle it is.
+            with open(path, "rb") as fh:
+                return pickle.load(fh)  # noqa: S301
+    except Exception as exc:  # e.g. the pickled class's module is not importable here
+        raise AuditkitInputError(
+            errors.CORRUPT_ARCHIVE.format(
+                path=path, reason=f"unpickling failed: {type(exc).__name__}: {_reason(exc)}"
+            )
+        ) from None
+
+
+class _UnsafePayload(Exception):
+    """Raised inside torch.export.load when the archive wants to unpickle a Python object."""
+
+
+_EXPORT_LOAD_LOCK = threading.Lock()
+
+
+@contextmanager
+def _weights_only_everywhere() -> Iterator[None]:
+    """Make ``torch.export.load`` unpickle nothing but tensors and plain containers.
+
+    torch.export.load reads parts of the archive with ``torch.load(weights_only=False)`` (sample
+    inputs, with a silent fallback; weights and constants marked ``use_pickle``) and with
+    ``pickle.loads`` (opaque constants). A crafted archive can therefore run code while it is
+    being *loaded*. For the duration of the call every ``torch.load`` is forced to
+    ``weights_only=True`` and plain ``pickle.loads`` refuses.
+    """
+    original_load = torch.load
+
+    def safe_load(f: Any, *args: Any, **kwargs: Any) -> Any:
+        kwargs["weights_only"] = True
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return original_load(f, *args, **kwargs)
+        except pickle.UnpicklingError as exc:
+            named = _GLOBAL_IN_MESSAGE.findall(str(exc))
+            raise _UnsafePayload(
+                f"it references {', '.join(dict.fromkeys(named))}" if named
+                else "an object the safe unpickler rejects"
+            ) from None
+
+    class _NoPickle:
+        UnpicklingError = pickle.UnpicklingError
+
+        @staticmethod
+        def loads(*_args: Any, **_kwargs: Any) -> Any:
+            raise _UnsafePayload("an opaque pickled constant")
+
+        load = loads
+
+    try:
+        from torch.export.pt2_archive import _package
+    except ImportError:  # another torch layout: torch.load is still patched
+        _package = None
+    with _EXPORT_LOAD_LOCK:
+        torch.load = safe_load
+        saved_pickle = getattr(_package, "pickle", None)
+        if saved_pickle is not None:
+            _package.pickle = _NoPickle
+        try:
+            yield
+        finally:
+            torch.load = original_load
+            if saved_pickle is not None:
+                _package.pickle = saved_pickle
+
+
+class _StaticBatch(nn.Module):
+    """Runs an exported program traced with a fixed batch size on batches of any size.
+
+    Most exports in the wild use ``torch.export.export(model, (x,))`` without dynamic shapes, so
+    the program only accepts exactly ``batch`` examples. Inputs are cut into chunks of that size
+    and the last chunk is zero-padded; padding rows are dropped from the output (an exported
+    program is in eval mode, so examples do not influence each other). Gradients flow through.
+    """
+
+    def __init__(self, program_module: nn.Module, batch: int) -> None:
+        super().__init__()
+        self.program = program_module
+        self.batch = int(batch)
+
+    def train(self, mode: bool = True) -> _StaticBatch:
+        raise NotImplementedError("an exported program's train/eval mode is fixed at export")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = len(x)
+        if n == self.batch:
+            return self.program(x)
+        outputs = []
+        for start in range(0, n, self.batch):
+            chunk = x[start : start + self.batch]
+            short = self.batch - len(chunk)
+            if short:
+                chunk = torch.cat([chunk, chunk.new_zeros(short, *chunk.shape[1:])])
+            out = self.program(chunk)
+            outputs.append(out[: self.batch - short])
+        return torch.cat(outputs)
+
+
+def _export_input_shape(program: Any) -> tuple[int | None, tuple[int, ...] | None]:
+    """(static batch size or None, per-example shape or None) of a one-input exported program."""
+    try:
+        user_inputs = list(program.graph_signature.user_inputs)
+        if len(user_inputs) != 1:
+            return None, None
+        node = next(
+            n for n in program.graph.nodes if n.op == "placeholder" and n.name == user_inputs[0]
+        )
+        shape = tuple(node.meta["val"].shape)
+    except (AttributeError, KeyError, StopIteration, TypeError):
+        return None, None
+    if not shape:
+        return None, None
+    batch = int(shape[0]) if isinstance(shape[0], int) else None
+    rest = shape[1:]
+    example = tuple(int(s) for s in rest) if all(isinstance(s, int) for s in rest) else None
+    return batch, example
+
+
+def _load_export(path: Path, *, unsafe_pickle: bool) -> tuple[nn.Module, ModelMetadata]:
+    extra = {METADATA_NAME: ""}
+    try:
+        if unsafe_pickle:
+            program = torch.export.load(path, extra_files=extra)
+        else:
+            with _weights_only_everywhere():
+                program = torch.export.load(path, extra_files=extra)
+    except _UnsafePayload as exc:
+        raise AuditkitInputError(
+            errors.EXPORT_PAYLOAD_REFUSED.format(path=path, what=str(exc))
+        ) from None
+    except Exception as exc:  # torch raises many types for a damaged archive
+        raise AuditkitInputError(
+            errors.CORRUPT_ARCHIVE.format(path=path, reason=_reason(exc))
+        ) from None
+    metadata = _parse_metadata(extra.get(METADATA_NAME))
+    module = program.module()
+    batch, example_shape = _export_input_shape(program)
+    if batch is not None:
+        module = _StaticBatch(module, batch)
+    if metadata.input_shape is None and example_shape is not None:
+        # A foreign export states its input shape; using it lets a data mismatch name both shapes.
+        metadata = dataclasses.replace(metadata, input_shape=example_shape)
+    return module, metadata
 
 
 def load_model(
@@ -263,36 +515,26 @@ def load_model(
     arch_name = arch if isinstance(arch, str) else getattr(arch, "__name__", None)
 
     if fmt == FORMAT_EXPORT:
-        extra = {METADATA_NAME: ""}
-        try:
-            program = torch.export.load(path, extra_files=extra)
-        except Exception as exc:  # torch raises many types for a damaged archive
-            reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-            raise AuditkitInputError(
-                errors.CORRUPT_ARCHIVE.format(path=path, reason=reason)
-            ) from None
-        module = program.module()
-        metadata = _parse_metadata(extra.get(METADATA_NAME))
+        module, metadata = _load_export(path, unsafe_pickle=unsafe_pickle)
     elif fmt == FORMAT_TORCHSCRIPT:
         extra = {METADATA_NAME: ""}
         try:
             module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
         except Exception as exc:
-            reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
             raise AuditkitInputError(
-                errors.CORRUPT_ARCHIVE.format(path=path, reason=reason)
+                errors.CORRUPT_ARCHIVE.format(path=path, reason=_reason(exc))
             ) from None
         metadata = _parse_metadata(extra.get(METADATA_NAME))
     elif fmt == FORMAT_SAFETENSORS:
-        from safetensors import SafetensorError, safe_open
+        from safetensors import safe_open
 
         try:
             with safe_open(str(path), framework="pt") as fh:
                 state = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
                 metadata = _parse_metadata((fh.metadata() or {}).get(METADATA_NAME))
-        except (SafetensorError, OSError, ValueError) as exc:
+        except Exception as exc:  # SafetensorError, OSError, ValueError, ... on a damaged file
             raise AuditkitInputError(
-                errors.CORRUPT_ARCHIVE.format(path=path, reason=str(exc)[:200])
+                errors.CORRUPT_ARCHIVE.format(path=path, reason=_reason(exc))
             ) from None
         module = _module_from_weights(state, arch, path, "safetensors")
     else:  # torch.save zip or a raw pickle stream

@@ -27,6 +27,8 @@ from auditkit.registry import discover_probes
 from auditkit.results import AuditResult, ProbeResult, compute_verdict
 
 DEFAULT_SEED = 0
+# build_context diagnoses the adapter on the first examples (output kind, randomness, gradients).
+DIAGNOSTIC_SAMPLE = 64
 
 
 def derive_seed(seed: int, name: str) -> int:
@@ -119,70 +121,123 @@ def _environment(adapter: ModelAdapter, seed: int) -> dict[str, Any]:
     return env
 
 
+ProbeSpec = str | Probe | type[Probe]
+
+
 def select_probes(
-    names: Sequence[str] | None, budget: str, options: Mapping[str, Mapping[str, Any]] | None
+    names: Sequence[ProbeSpec] | None,
+    budget: str,
+    options: Mapping[str, Mapping[str, Any]] | None,
 ) -> tuple[list[Probe], list[ProbeResult]]:
-    """Instantiate the requested probes; plugins that fail to load become error results."""
+    """Instantiate the requested probes; plugins that fail to load become error results.
+
+    ``names`` holds registry names and, for the Python API and tests, ``Probe`` instances or
+    subclasses (used as given, without a registry lookup).
+    """
     if budget not in BUDGETS:
         raise AuditkitInputError(f"--budget {budget}: unknown budget; use one of {', '.join(BUDGETS)}")
     entries = discover_probes()
-    wanted = list(names) if names else list(entries)
-    unknown = [n for n in wanted if n not in entries]
+    wanted: list[ProbeSpec] = list(dict.fromkeys(names)) if names else list(entries)
+    direct = {_spec_name(s) for s in wanted if not isinstance(s, str)}
+    unknown = [n for n in wanted if isinstance(n, str) and n not in entries]
     if unknown:
         raise AuditkitInputError(
             f"--probes {','.join(unknown)}: unknown probe (available: {', '.join(entries)})"
         )
     options = dict(options or {})
-    stray = [n for n in options if n not in entries]
+    stray = [n for n in options if n not in entries and n not in direct]
     if stray:
         raise AuditkitInputError(
             f"--set {stray[0]}.…: unknown probe {stray[0]!r} (available: {', '.join(entries)})"
         )
     probes, broken = [], []
-    for name in wanted:
-        entry = entries[name]
-        if not entry.loaded:
-            broken.append(
-                ProbeResult(name=name, status="error", error=f"plugin failed to load: {entry.error}")
-            )
+    for spec in wanted:
+        if isinstance(spec, Probe):
+            probes.append(spec)
             continue
-        probes.append(entry.obj(budget=budget, **dict(options.get(name, {}))))
+        if isinstance(spec, str):
+            entry = entries[spec]
+            name, cls = spec, entry.obj
+            if not entry.loaded:
+                broken.append(_broken(name, f"plugin failed to load: {entry.error}"))
+                continue
+        else:
+            name, cls = _spec_name(spec), spec
+        if not (isinstance(cls, type) and issubclass(cls, Probe)):
+            broken.append(_broken(name, f"plugin is not a Probe subclass: {cls!r}"))
+            continue
+        try:
+            probes.append(cls(budget=budget, **dict(options.get(name, {}))))
+        except AuditkitInputError:
+            raise  # unknown or invalid options are the user's to fix (exit 2)
+        except Exception as exc:  # a plugin's constructor must not take the audit down
+            broken.append(_broken(name, f"probe failed to start: {type(exc).__name__}: {exc}"))
     return probes, broken
 
 
+def _spec_name(spec: Probe | type[Probe]) -> str:
+    return str(getattr(spec, "name", "") or getattr(spec, "__name__", type(spec).__name__))
+
+
+def _broken(name: str, message: str) -> ProbeResult:
+    return ProbeResult(name=name, status="error", error=message, summary=message)
+
+
 class _Checkpoint:
-    """Finished probe results kept on disk so ``--resume`` never recomputes them."""
+    """Finished probe results kept on disk so ``--resume`` never recomputes them.
+
+    The directory is keyed by model, data, seed, budget and options; each file also records the
+    probe's own configuration, so a probe configured differently is run again.
+    """
 
     def __init__(self, directory: Path | None, key: str) -> None:
         self.directory = directory / ".auditkit-checkpoint" / key if directory else None
 
-    def load(self, name: str) -> ProbeResult | None:
+    @staticmethod
+    def _config_key(probe: Probe) -> str:
+        text = json.dumps(
+            [getattr(probe, "budget", None), getattr(probe, "config", {})],
+            sort_keys=True, default=repr,
+        )
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def load(self, probe: Probe) -> ProbeResult | None:
         if self.directory is None:
             return None
-        path = self.directory / f"{name}.json"
+        path = self.directory / f"{probe.name}.json"
         if not path.is_file():
             return None
-        result = ProbeResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            if stored.get("probe_config") != self._config_key(probe):
+                return None
+            result = ProbeResult.from_dict(stored["result"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None  # a damaged checkpoint is recomputed, never trusted
         return result if result.status != "error" else None
 
-    def save(self, result: ProbeResult) -> None:
-        if self.directory is None:
+    def save(self, probe: Probe, result: ProbeResult) -> None:
+        if self.directory is None or result.status == "error":
             return
         self.directory.mkdir(parents=True, exist_ok=True)
-        (self.directory / f"{result.name}.json").write_text(
-            json.dumps(result.to_dict(), allow_nan=False), encoding="utf-8"
-        )
+        path = self.directory / f"{probe.name}.json"
+        tmp = path.with_suffix(".json.tmp")
+        payload = {"probe_config": self._config_key(probe), "result": result.to_dict()}
+        tmp.write_text(json.dumps(payload, allow_nan=False), encoding="utf-8")
+        tmp.replace(path)  # atomic: an interrupted run never leaves half a checkpoint
 
 
 def run_probe(probe: Probe, context: AuditContext, *, debug: bool = False) -> ProbeResult:
     """Run one probe in isolation: an exception becomes ``status: error``, never a crash."""
-    reason = probe.skip_reason(context)
-    if reason:
-        return ProbeResult(name=probe.name, status="skipped", skip_reason=reason, summary=reason)
-    seed_everything(derive_seed(context.seed, probe.name))
     started = time.perf_counter()
     try:
+        reason = probe.skip_reason(context)
+        if reason:
+            return ProbeResult(name=probe.name, status="skipped", skip_reason=reason, summary=reason)
+        seed_everything(derive_seed(context.seed, probe.name))
         result = probe.run(context)
+        if not isinstance(result, ProbeResult):
+            raise TypeError(f"run() returned a {type(result).__name__}, not a ProbeResult")
     except KeyboardInterrupt:
         raise
     except Exception as exc:
@@ -195,13 +250,13 @@ def run_probe(probe: Probe, context: AuditContext, *, debug: bool = False) -> Pr
             error=message,
             summary=f"the probe crashed: {message}",
             details={"traceback": traceback.format_exc(limit=8)},
-            seconds=time.perf_counter() - started,
+            seconds=round(time.perf_counter() - started, 4),
         )
-    if not result.seconds:
-        from dataclasses import replace
+    from dataclasses import replace
 
-        result = replace(result, seconds=time.perf_counter() - started)
-    return result
+    # Rounded here, as audit.json stores it, so a result survives a JSON round trip unchanged.
+    seconds = result.seconds or (time.perf_counter() - started)
+    return replace(result, name=probe.name, seconds=round(float(seconds), 4))
 
 
 def build_context(
@@ -224,19 +279,27 @@ def build_context(
                 data_shape=tuple(data.input_shape), model_shape=tuple(adapter.input_shape)
             )
         )
-    sample = data.x[: min(len(data), 64)]
+    if not len(data):
+        raise AuditkitInputError(f"data {data.name}: no examples to audit")
+    # Checked before any forward pass: an out-of-range label would crash the gradient check.
+    if int(data.y.min()) < 0:
+        raise AuditkitInputError(
+            f"data has label {int(data.y.min())}; labels must be class indices 0..K-1"
+        )
+    if int(data.y.max()) >= adapter.num_classes:
+        raise AuditkitInputError(
+            f"data has label {int(data.y.max())} but the model has only {adapter.num_classes} "
+            "outputs; check --data and the model's classes"
+        )
+    sample = data.x[: min(len(data), DIAGNOSTIC_SAMPLE)]
     if hasattr(adapter, "diagnose"):
         adapter.diagnose(sample, data.y[: len(sample)])
 
     clean_logits = adapter.predict_logits(data.x)  # the single shared clean pass
-    if clean_logits.shape[-1] != adapter.num_classes:
+    if clean_logits.ndim != 2 or clean_logits.shape != (len(data), adapter.num_classes):
         raise AuditkitInputError(
-            f"model returns {clean_logits.shape[-1]} outputs but declares {adapter.num_classes}"
-        )
-    if len(data) and int(data.y.max()) >= adapter.num_classes:
-        raise AuditkitInputError(
-            f"data has label {int(data.y.max())} but the model has only {adapter.num_classes} "
-            "outputs; check --data and the model's classes"
+            f"model returns outputs of shape {tuple(clean_logits.shape)} for {len(data)} "
+            f"examples; expected ({len(data)}, {adapter.num_classes})"
         )
     context = AuditContext(
         adapter=adapter,
@@ -254,7 +317,7 @@ def run_audit(
     adapter: ModelAdapter,
     data: AuditData,
     *,
-    probes: Sequence[str] | None = None,
+    probes: Sequence[ProbeSpec] | None = None,
     budget: str = "standard",
     seed: int = DEFAULT_SEED,
     options: Mapping[str, Mapping[str, Any]] | None = None,
@@ -264,6 +327,12 @@ def run_audit(
     debug: bool = False,
 ) -> AuditResult:
     """Audit ``adapter`` on ``data`` with the selected probes; gates are applied by the caller.
+
+    Args:
+        probes: registry names (default: every installed probe); ``Probe`` instances or
+            subclasses are used as given.
+        checkpoint_dir: keep finished probe results there and reuse them on the next run with
+            the same model, data, seed, budget and options (``--resume``).
 
     Example:
         >>> result = run_audit(adapter, load_data("digits"), budget="fast", seed=0)
@@ -281,9 +350,14 @@ def run_audit(
     model["adapter"] = adapter.describe()
     data_info = data.describe()
     data_info["splits"] = describe_splits(context.splits, seed)
+    # Without a file hash (in-memory models, black boxes) the model is identified by what it
+    # predicts on this data, so a different model never reuses another's checkpoint.
+    identity = model.get("sha256") or hashlib.sha256(
+        context.clean_logits.numpy().tobytes()
+    ).hexdigest()
     key = hashlib.sha256(
         json.dumps(
-            [model.get("sha256"), data_info["fingerprint"], seed, budget, sorted((options or {}).items())],
+            [identity, data_info["fingerprint"], seed, budget, sorted((options or {}).items())],
             default=str,
         ).encode()
     ).hexdigest()[:16]
@@ -292,13 +366,13 @@ def run_audit(
     results: dict[str, ProbeResult] = {r.name: r for r in broken}
     with progress.session():
         for probe in selected:
-            cached = checkpoint.load(probe.name)
+            cached = checkpoint.load(probe)
             if cached is not None:
                 result = cached
             else:
                 progress.log(f"running {probe.name}")
                 result = run_probe(probe, context, debug=debug)
-                checkpoint.save(result)
+                checkpoint.save(probe, result)
             results[probe.name] = result
             context.results[probe.name] = result
 
@@ -317,6 +391,6 @@ def run_audit(
             "options": {k: dict(v) for k, v in (options or {}).items()},
         },
         started_at=started_at,
-        duration_seconds=time.perf_counter() - t0,
+        duration_seconds=round(time.perf_counter() - t0, 3),
         auditkit_version=__version__,
     )

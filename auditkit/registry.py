@@ -33,12 +33,25 @@ class PluginEntry:
         return self.error is None and self.obj is not None
 
 
+OWN_DISTRIBUTION = "auditkit"
+
+
+def _distribution_name(ep: metadata.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return dist.metadata["Name"] if dist is not None else "?"
+
+
 def iter_entry_points(group: str) -> Iterator[metadata.EntryPoint]:
-    seen: set[str] = set()
+    """One entry point per name. An editable and a regular install can list the same entry;
+    when a plugin reuses a built-in's name the built-in wins, whatever the order of sys.path."""
+    chosen: dict[str, metadata.EntryPoint] = {}
     for ep in metadata.entry_points(group=group):
-        if ep.name not in seen:  # an editable and a regular install can list the same entry
-            seen.add(ep.name)
-            yield ep
+        if ep.name not in chosen or (
+            _distribution_name(ep) == OWN_DISTRIBUTION
+            and _distribution_name(chosen[ep.name]) != OWN_DISTRIBUTION
+        ):
+            chosen[ep.name] = ep
+    yield from chosen.values()
 
 
 def discover(group: str) -> dict[str, PluginEntry]:
@@ -46,7 +59,7 @@ def discover(group: str) -> dict[str, PluginEntry]:
     found: dict[str, PluginEntry] = {}
     for ep in iter_entry_points(group):
         dist = getattr(ep, "dist", None)
-        dist_name = dist.metadata["Name"] if dist is not None else "?"
+        dist_name = _distribution_name(ep)
         version = dist.version if dist is not None else "?"
         try:
             obj, error = ep.load(), None

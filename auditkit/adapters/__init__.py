@@ -5,6 +5,7 @@ from auditkit.adapters.torch_adapter import (
     CallableAdapter,
     TorchModelAdapter,
     input_gradient,
+    output_kind,
     resolve_device,
 )
 
@@ -14,5 +15,6 @@ __all__ = [
     "ModelAdapter",
     "TorchModelAdapter",
     "input_gradient",
+    "output_kind",
     "resolve_device",
 ]

@@ -10,20 +10,49 @@ import torch
 from torch import nn
 
 from auditkit.adapters.base import Diagnostics, ModelAdapter
+from auditkit.errors import AuditkitInputError, one_line
 
 _DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``auto`` picks CUDA when available, else the CPU."""
+    """``auto`` picks CUDA when available, else the CPU; an unavailable device is bad input."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        from auditkit.errors import AuditkitInputError
-
-        raise AuditkitInputError("--device cuda: no CUDA device is available; use --device cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise AuditkitInputError(
+            f"--device {device}: unknown device; use auto, cpu, cuda or cuda:N"
+        ) from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise AuditkitInputError(
+                f"--device {device}: no CUDA device is available; use --device cpu"
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise AuditkitInputError(
+                f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) "
+                "(cuda:0 …); pick one of them"
+            )
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise AuditkitInputError(f"--device {device}: MPS is not available; use --device cpu")
+    elif resolved.type not in ("cpu", "cuda", "mps"):
+        raise AuditkitInputError(f"--device {device}: unsupported device; use auto, cpu or cuda")
     return resolved
+
+
+def output_kind(outputs: torch.Tensor) -> str:
+    """``probabilities`` (rows in [0, 1] summing to 1), ``log_probabilities`` or ``logits``."""
+    if outputs.ndim != 2 or not outputs.numel() or not torch.isfinite(outputs).all():
+        return "logits"
+    row_sums = outputs.sum(dim=-1)
+    ones = torch.ones_like(row_sums)
+    if (outputs >= 0).all() and (outputs <= 1).all() and torch.allclose(row_sums, ones, atol=1e-3):
+        return "probabilities"
+    if (outputs <= 0).all() and torch.allclose(outputs.exp().sum(-1), ones, atol=1e-3):
+        return "log_probabilities"
+    return "logits"
 
 
 def _try_eval(model: nn.Module) -> bool:
@@ -119,9 +148,22 @@ class TorchModelAdapter(ModelAdapter):
         self.diagnostics = Diagnostics()
         self.supports_gradients = True
         if num_classes is None:
-            with torch.no_grad():
-                probe = torch.zeros(2, *self.input_shape, device=self.device)
-                num_classes = int(self.network(probe).shape[-1])
+            try:
+                with torch.no_grad():
+                    probe = torch.zeros(2, *self.input_shape, device=self.device)
+                    out = self.network(probe)
+            except Exception as exc:  # any failure here means the shape does not fit the model
+                raise AuditkitInputError(
+                    f"the model fails on inputs of shape {self.input_shape} "
+                    f"({type(exc).__name__}: {one_line(exc, 200)}); check --data or pass "
+                    "--input-shape"
+                ) from None
+            if out.ndim != 2:
+                raise AuditkitInputError(
+                    f"the model returns outputs of shape {tuple(out.shape)} for a batch of "
+                    f"shape {tuple(probe.shape)}; auditkit needs (batch, classes) scores"
+                )
+            num_classes = int(out.shape[-1])
         self.num_classes = int(num_classes)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -152,19 +194,16 @@ class TorchModelAdapter(ModelAdapter):
             self.network.output_kind = "logits"
             first = self.network(x).float()
             second = self.network(x).float()
-        row_sums = first.sum(dim=-1)
-        if (first >= 0).all() and (first <= 1).all() and torch.allclose(
-            row_sums, torch.ones_like(row_sums), atol=1e-3
-        ):
-            diag.output_kind = "probabilities"
+        diag.output_kind = output_kind(first)
+        if diag.output_kind == "probabilities":
             diag.notes.append(
                 "the model outputs probabilities (softmax inside); auditkit uses their log as "
                 "logits. Saturated softmax outputs can mask gradients"
             )
-        elif (first <= 0).all() and torch.allclose(
-            first.exp().sum(-1), torch.ones_like(row_sums), atol=1e-3
-        ):
-            diag.output_kind = "log_probabilities"
+        elif diag.output_kind == "log_probabilities":
+            diag.notes.append(
+                "the model outputs log-probabilities (log_softmax inside); they serve as logits"
+            )
         self.network.output_kind = diag.output_kind
         diff = (first - second).abs().max().item() if first.numel() else 0.0
         diag.stochastic_max_diff = float(diff)
@@ -251,17 +290,44 @@ class CallableAdapter(ModelAdapter):
             notes=["black-box model: gradient-based probes are skipped"],
         )
 
+    def _scores(self, x: torch.Tensor) -> torch.Tensor:
+        raw = self.fn(x.detach().cpu().numpy())
+        if isinstance(raw, torch.Tensor):
+            raw = raw.detach().cpu().numpy()
+        out = torch.as_tensor(np.asarray(raw, dtype=np.float32))
+        if out.ndim != 2 or out.shape != (len(x), self.num_classes):
+            raise AuditkitInputError(
+                f"the model function returned shape {tuple(out.shape)} for {len(x)} examples; "
+                f"expected ({len(x)}, {self.num_classes}) class probabilities"
+            )
+        return out
+
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.as_tensor(
-            np.asarray(self.fn(x.detach().cpu().numpy())), dtype=torch.float32
-        )
+        out = self._scores(x)
         if self.outputs == "probabilities":
             return torch.log(out.clamp_min(1e-12))
         return out
 
     def diagnose(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Diagnostics:
-        first, second = self.logits(x), self.logits(x)
+        """Check what the function really returns and whether it is deterministic."""
+        first, second = self._scores(x), self._scores(x)
+        kind = output_kind(first)
+        notes = ["black-box model: gradient-based probes are skipped"]
+        if self.outputs == "probabilities" and kind != "probabilities":
+            # Taking the log of scores that are not probabilities would scramble the ranking.
+            notes.append(
+                f"the function was declared to return probabilities but returns {kind}; "
+                "auditkit uses them as logits"
+            )
+            self.outputs = "logits"
         diff = float((first - second).abs().max()) if first.numel() else 0.0
-        self.diagnostics.stochastic = diff > 1e-5
-        self.diagnostics.stochastic_max_diff = diff
+        self.diagnostics = Diagnostics(
+            output_kind=kind,
+            stochastic=diff > 1e-5,
+            stochastic_max_diff=diff,
+            gradient_finite=None,
+            notes=notes,
+        )
+        if self.diagnostics.stochastic:
+            notes.append(f"two calls on the same inputs differ (max |Δ| = {diff:.3g})")
         return self.diagnostics

@@ -78,6 +78,8 @@ class AuditData:
     def fingerprint(self) -> str:
         """SHA-256 over inputs, labels and group columns: same data, same fingerprint."""
         digest = hashlib.sha256()
+        # The shape is hashed too: the same bytes as (N, 64) and (N, 1, 8, 8) are different data.
+        digest.update(repr(tuple(self.x.shape)).encode())
         digest.update(self.x.detach().cpu().contiguous().numpy().tobytes())
         digest.update(self.y.detach().cpu().numpy().astype(np.int64).tobytes())
         for column in sorted(self.groups):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import pickle
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import numpy as np
 import torch
 
 from auditkit.data.core import AuditData, as_group_columns
-from auditkit.errors import AuditkitInputError
+from auditkit.errors import AuditkitInputError, one_line
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 TABLE_SUFFIXES = {".csv", ".parquet", ".pq"}
@@ -27,7 +28,8 @@ def builtin_datasets() -> dict[str, Callable[..., AuditData]]:
     from auditkit.registry import iter_entry_points
 
     for ep in iter_entry_points(DATASET_GROUP):
-        found.setdefault(ep.name, ep.load)
+        # Imported only when that data set is asked for: a broken plugin costs nothing otherwise.
+        found.setdefault(ep.name, _lazy(ep.load))
     return found
 
 
@@ -64,7 +66,14 @@ def load_data(
         except AuditkitInputError:
             raise
         except Exception as exc:  # a plugin's data set failing to build is bad input, not a crash
-            raise AuditkitInputError(f"--data {spec}: the data set failed to build ({exc})") from None
+            raise AuditkitInputError(
+                f"--data {spec}: the data set failed to build ({type(exc).__name__}: "
+                f"{one_line(exc, 200)})"
+            ) from None
+        if not isinstance(data, AuditData):
+            raise AuditkitInputError(
+                f"--data {spec}: the data set plugin returned a {type(data).__name__}, not AuditData"
+            )
         return _keep_sensitive(data, sensitive)
     path = Path(spec)
     if not path.exists():
@@ -128,8 +137,13 @@ def load_arrays(path: Path, *, sensitive: Sequence[str] = ()) -> AuditData:
             }
     except AuditkitInputError:
         raise
+    except pickle.UnpicklingError:
+        raise AuditkitInputError(
+            f"--data {path}: the file holds pickled Python objects, which auditkit does not load "
+            "(they could run code); save plain tensors: torch.save({'x': x, 'y': y}, path)"
+        ) from None
     except Exception as exc:
-        raise AuditkitInputError(f"--data {path}: cannot read it ({exc})") from None
+        raise AuditkitInputError(f"--data {path}: cannot read it ({one_line(exc, 200)})") from None
     for key in ("x", "y"):
         if key not in arrays:
             raise AuditkitInputError(
@@ -146,11 +160,43 @@ def load_arrays(path: Path, *, sensitive: Sequence[str] = ()) -> AuditData:
         raise AuditkitInputError(
             f"--sensitive {','.join(missing)}: not in {path.name} (keys: {', '.join(sorted(arrays))})"
         )
+    bad = [c for c in columns if np.ndim(arrays[c]) != 1 or len(arrays[c]) != n]
+    if bad:
+        raise AuditkitInputError(
+            f"--sensitive {bad[0]}: in {path.name} it must be one value per example ({n}), "
+            f"got shape {np.shape(arrays[bad[0]])}"
+        )
+    _check_finite(x, f"--data {path}")
     groups = as_group_columns({c: arrays[c] for c in columns}, n)
     return AuditData(
-        name=path.name, x=torch.from_numpy(x), y=torch.from_numpy(np.asarray(arrays["y"]).astype(np.int64)),
+        name=path.name, x=torch.from_numpy(x), y=torch.from_numpy(_int_labels(arrays["y"], path)),
         groups=groups, modality=modality, input_range=box, source=str(path),
     )
+
+
+def _check_finite(x: np.ndarray, where: str) -> None:
+    # NaN inputs give NaN logits and silently wrong metrics; say so up front.
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        bad = int((~np.isfinite(x)).reshape(len(x), -1).any(axis=1).sum())
+        raise AuditkitInputError(
+            f"{where}: {bad} examples contain NaN or infinite values; clean or drop them"
+        )
+
+
+def _int_labels(values: Any, path: Path) -> np.ndarray:
+    y = np.asarray(values).reshape(-1)
+    if not np.issubdtype(y.dtype, np.number) or (
+        np.issubdtype(y.dtype, np.floating) and not np.array_equal(y, np.round(y))
+    ):
+        raise AuditkitInputError(
+            f"--data {path}: labels 'y' must be integer class indices 0..K-1 (got {y.dtype})"
+        )
+    y = y.astype(np.int64)
+    if len(y) and y.min() < 0:
+        raise AuditkitInputError(
+            f"--data {path}: labels 'y' must be class indices 0..K-1 (found {int(y.min())})"
+        )
+    return y
 
 
 def load_image_folder(
@@ -165,14 +211,34 @@ def load_image_folder(
         raise AuditkitInputError(
             f"--data {root}: an image folder needs one subfolder per class (root/<class>/<img>)"
         )
-    images, labels, rel_paths = [], [], []
+    if sensitive and groups_file is None:
+        raise AuditkitInputError(
+            f"--sensitive {','.join(sensitive)}: an image folder has no group columns; pass "
+            "--groups-file CSV with a 'path' column (relative to the folder) and those columns"
+        )
+    files, labels, rel_paths = [], [], []
     for label, name in enumerate(classes):
         for file in sorted((root / name).rglob("*")):
             if file.suffix.lower() in IMAGE_SUFFIXES:
-                with image_module.open(file) as img:
-                    images.append(np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0)
+                files.append(file)
                 labels.append(label)
                 rel_paths.append(file.relative_to(root).as_posix())
+    images, grey = [], True
+    for file in files:
+        try:
+            with image_module.open(file) as img:
+                grey = grey and img.mode in ("1", "L", "LA", "I", "I;16", "F")
+                images.append(img.convert("RGB"))
+        except (OSError, ValueError) as exc:
+            raise AuditkitInputError(
+                f"--data {root}: cannot read image {file.relative_to(root)} ({one_line(exc, 150)})"
+            ) from None
+    # A folder of greyscale images stays single-channel, as a model trained on it expects.
+    images = [
+        (np.asarray(im.convert("L"), dtype=np.float32)[..., None] if grey
+         else np.asarray(im, dtype=np.float32)) / 255.0
+        for im in images
+    ]
     if not images:
         raise AuditkitInputError(f"--data {root}: no images found under the class folders")
     shapes = {im.shape for im in images}
@@ -193,20 +259,34 @@ def load_image_folder(
 def _sidecar_groups(
     path: Path, rel_paths: list[str], sensitive: Sequence[str]
 ) -> dict[str, np.ndarray]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise AuditkitInputError(f"--groups-file {path}: cannot read it ({one_line(exc, 150)})") from None
     if not rows or "path" not in rows[0]:
         raise AuditkitInputError(
             f"--groups-file {path}: needs a 'path' column (image path relative to the folder)"
         )
-    by_path = {row["path"]: row for row in rows}
+    by_path = {_norm_rel(row["path"]): row for row in rows}
     columns = list(sensitive) or [c for c in rows[0] if c != "path"]
+    absent = [c for c in columns if c not in rows[0]]
+    if absent:
+        have = ", ".join(c for c in rows[0] if c != "path") or "none"
+        raise AuditkitInputError(
+            f"--sensitive {','.join(absent)}: not a column of {path.name} (columns: {have})"
+        )
     missing = [p for p in rel_paths if p not in by_path]
     if missing:
         raise AuditkitInputError(
             f"--groups-file {path}: no row for {len(missing)} images (e.g. {missing[0]})"
         )
     return {c: np.array([by_path[p][c] for p in rel_paths]) for c in columns}
+
+
+def _norm_rel(text: str) -> str:
+    """Sidecar paths may be written ``./cat/1.png`` or ``cat\\1.png``; compare them as ``cat/1.png``."""
+    return text.strip().replace("\\", "/").removeprefix("./")
 
 
 def load_table(
@@ -244,15 +324,28 @@ def load_table(
             "or name them in --sensitive if they are group labels"
         )
     labels = frame[target]
-    if pd.api.types.is_numeric_dtype(labels):
-        y = labels.to_numpy().astype(np.int64)
+    if labels.isna().any():
+        raise AuditkitInputError(
+            f"--data {path}: the target column {target!r} has {int(labels.isna().sum())} empty "
+            "values; drop those rows"
+        )
+    values = labels.to_numpy()
+    if (
+        pd.api.types.is_numeric_dtype(labels)
+        and np.array_equal(values, np.round(values))
+        and values.min() >= 0
+    ):
+        # Integer class indices: keep them, so label k is the model's output k.
+        y = values.astype(np.int64)
         class_names = [str(c) for c in range(int(y.max()) + 1)]
     else:
         codes, uniques = pd.factorize(labels, sort=True)
         y, class_names = codes.astype(np.int64), [str(u) for u in uniques]
+    x = features.to_numpy(dtype=np.float32, copy=True)  # pandas may hand out a read-only view
+    _check_finite(x, f"--data {path}")
     return AuditData(
         name=path.name,
-        x=torch.tensor(features.to_numpy(dtype=np.float32)),
+        x=torch.from_numpy(x),
         y=torch.from_numpy(y),
         groups={c: frame[c].astype(str).to_numpy() for c in sensitive},
         class_names=class_names,
