@@ -1,0 +1,180 @@
+"""PGD, FGSM and the noise baseline against independent references: a plain PGD loop written
+here, and torchattacks' own PGD / PGDL2 / FGSM."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchattacks
+from torch.nn import functional as F
+
+from auditkit.attacks import FGSM, PGD, RandomNoise, margin
+
+
+@pytest.fixture(scope="module")
+def batch(digits_data):
+    return digits_data.x[:128], digits_data.y[:128]
+
+
+@pytest.fixture()
+def net(demo_adapter):
+    return demo_adapter.as_module()
+
+
+def reference_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    top2 = logits.topk(2, dim=1)
+    true = logits[torch.arange(len(y)), y]
+    best_other = torch.where(top2.indices[:, 0] == y, top2.values[:, 1], top2.values[:, 0])
+    return best_other - true
+
+
+def reference_pgd(model, x, y, *, eps, alpha, steps, norm, generator):
+    """Madry et al.'s PGD, written out plainly; returns the last iterate and every margin."""
+    if norm == "Linf":
+        delta = torch.empty_like(x).uniform_(-eps, eps, generator=generator)
+    else:
+        delta = torch.empty_like(x).normal_(generator=generator)
+        length = delta.flatten(1).norm(dim=1)
+        radius = torch.empty_like(length).uniform_(0, 1, generator=generator)
+        delta = delta * (radius / length * eps).view(-1, 1, 1, 1)
+    adv = (x + delta).clamp(0, 1)
+    margins = []
+    for _ in range(steps):
+        adv = adv.detach().requires_grad_(True)
+        logits = model(adv)
+        (grad,) = torch.autograd.grad(F.cross_entropy(logits, y), adv)
+        margins.append(reference_margin(logits.detach(), y))
+        with torch.no_grad():
+            if norm == "Linf":
+                adv = adv + alpha * grad.sign()
+                adv = torch.min(torch.max(adv, x - eps), x + eps).clamp(0, 1)
+            else:
+                adv = adv + alpha * grad / grad.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+                d = adv - x
+                shrink = torch.clamp(eps / d.flatten(1).norm(dim=1), max=1.0)
+                adv = (x + d * shrink.view(-1, 1, 1, 1)).clamp(0, 1)
+    with torch.no_grad():
+        margins.append(reference_margin(model(adv), y))
+    return adv.detach(), torch.stack(margins)
+
+
+@pytest.mark.parametrize(("norm", "eps"), [("Linf", 0.1), ("L2", 0.5)])
+def test_matches_a_plain_reference_pgd_loop(net, batch, norm, eps):
+    x, y = batch
+    steps, alpha = 10, 2.5 * eps / 10
+    ref_adv, ref_margins = reference_pgd(
+        net, x, y, eps=eps, alpha=alpha, steps=steps, norm=norm,
+        generator=torch.Generator().manual_seed(7),
+    )
+    last = PGD(net, eps=eps, norm=norm, steps=steps, track_best=False,
+               generator=torch.Generator().manual_seed(7)).perturb(x, y)
+    best = PGD(net, eps=eps, norm=norm, steps=steps, track_best=True,
+               generator=torch.Generator().manual_seed(7)).perturb(x, y)
+
+    # Same seed, same steps, no restarts: the same last iterate ...
+    torch.testing.assert_close(last.adversarial, ref_adv, atol=1e-5, rtol=0)
+    torch.testing.assert_close(last.margin, ref_margins[-1], atol=1e-4, rtol=1e-4)
+    # ... and best-iterate tracking returns the best margin over the reference's iterates.
+    torch.testing.assert_close(best.margin, ref_margins.max(dim=0).values, atol=1e-4, rtol=1e-4)
+    ref_accuracy = float((ref_margins[-1] <= 0).float().mean())
+    best_accuracy = float((best.margin <= 0).float().mean())
+    assert best_accuracy <= ref_accuracy
+    assert ref_accuracy - best_accuracy <= 0.05
+    # The returned example really is that good.
+    with torch.no_grad():
+        torch.testing.assert_close(margin(net(best.adversarial), y), best.margin, atol=1e-4,
+                                   rtol=1e-4)
+
+
+def test_linf_pgd_and_fgsm_equal_torchattacks(net, batch):
+    x, y = batch
+    ours = PGD(net, eps=0.1, steps=10, alpha=0.02, random_start=False,
+               track_best=False).perturb(x, y)
+    theirs = torchattacks.PGD(net, eps=0.1, alpha=0.02, steps=10, random_start=False)(x, y)
+    torch.testing.assert_close(ours.adversarial, theirs, atol=0, rtol=0)
+    torch.testing.assert_close(FGSM(net, eps=0.1)(x, y), torchattacks.FGSM(net, eps=0.1)(x, y),
+                               atol=0, rtol=0)
+
+
+def test_l2_pgd_equals_torchattacks_pgdl2(net, batch):
+    x, y = batch
+    ours = PGD(net, eps=0.5, norm="L2", steps=10, alpha=0.1, random_start=False,
+               track_best=False).perturb(x, y)
+    # torchattacks adds 1e-10 to gradient norms, which swamps this batch's smallest gradients
+    # (~1e-14); with a negligible guard the two are the same algorithm.
+    theirs = torchattacks.PGDL2(net, eps=0.5, alpha=0.1, steps=10, random_start=False,
+                                eps_for_division=1e-30)(x, y)
+    torch.testing.assert_close(ours.adversarial, theirs, atol=1e-6, rtol=0)
+
+
+def test_restarts_keep_the_worst_case_per_example(net, batch):
+    x, y = batch
+    one = PGD(net, eps=0.07, steps=5, restarts=1,
+              generator=torch.Generator().manual_seed(3)).perturb(x, y)
+    many = PGD(net, eps=0.07, steps=5, restarts=4,
+               generator=torch.Generator().manual_seed(3)).perturb(x, y)
+    assert many.restart_margins.shape == (4, len(x))
+    torch.testing.assert_close(many.restart_margins[0], one.margin)  # same first start
+    torch.testing.assert_close(many.margin, many.restart_margins.max(dim=0).values)
+    assert (many.margin >= one.margin).all()
+    assert (many.margin > 0).sum() >= (one.margin > 0).sum()
+
+
+@pytest.mark.parametrize("norm", ["Linf", "L2"])
+def test_perturbations_stay_in_the_ball_and_the_box(net, batch, norm):
+    x, y = batch
+    eps = 0.2 if norm == "Linf" else 1.0
+    out = PGD(net, eps=eps, norm=norm, steps=5, generator=torch.Generator().manual_seed(0))(x, y)
+    delta = (out - x).flatten(1)
+    size = delta.abs().amax(1) if norm == "Linf" else delta.norm(dim=1)
+    assert (size <= eps + 1e-5).all()
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_an_unbounded_box_clamps_nothing(net, batch):
+    x, y = batch
+    out = PGD(net, eps=0.5, steps=5, box=None, generator=torch.Generator().manual_seed(0))(x, y)
+    assert out.min() < -0.1 or out.max() > 1.1  # left [0, 1]: nothing was clamped
+    assert ((out - x).abs().amax(dim=(1, 2, 3)) <= 0.5 + 1e-6).all()
+
+
+def test_eps_zero_returns_the_input(net, batch):
+    x, y = batch
+    for attack in (PGD(net, eps=0.0, steps=3), FGSM(net, eps=0.0), RandomNoise(net, eps=0.0)):
+        out = attack.perturb(x, y)
+        assert torch.equal(out.adversarial, x)
+        with torch.no_grad():
+            torch.testing.assert_close(out.margin, margin(net(x), y))
+
+
+def test_random_noise_lies_on_the_sphere_of_its_norm(net, batch):
+    x, y = batch
+    g = torch.Generator().manual_seed(0)
+    linf = RandomNoise(net, eps=0.1, box=None, generator=g)(x, y) - x
+    torch.testing.assert_close(linf.abs(), torch.full_like(x, 0.1))
+    l2 = RandomNoise(net, eps=0.5, norm="L2", box=None, generator=g)(x, y) - x
+    torch.testing.assert_close(l2.flatten(1).norm(dim=1), torch.full((len(x),), 0.5))
+
+
+def test_random_noise_is_far_weaker_than_pgd(net, batch):
+    x, y = batch
+    g = torch.Generator().manual_seed(0)
+    noise = RandomNoise(net, eps=0.1, draws=8, generator=g).perturb(x, y)
+    pgd = PGD(net, eps=0.1, steps=10, generator=g).perturb(x, y)
+    assert (noise.margin > 0).float().mean() + 0.2 < (pgd.margin > 0).float().mean()
+
+
+def test_margin_is_positive_exactly_when_misclassified():
+    logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0], [1.0, 1.0, 5.0]])
+    y = torch.tensor([0, 0, 2])
+    torch.testing.assert_close(margin(logits, y), reference_margin(logits, y))
+    assert ((margin(logits, y) > 0) == (logits.argmax(1) != y)).all()
+
+
+def test_works_inside_torchattacks_multiattack(net, batch):
+    x, y = batch
+    combo = torchattacks.MultiAttack([FGSM(net, eps=0.1), PGD(net, eps=0.1, steps=5)])
+    adv = combo(x, y)
+    with torch.no_grad():
+        fooled = (net(adv).argmax(1) != y).float().mean()
+    assert fooled > 0.2

@@ -1,0 +1,337 @@
+"""The adversarial probe: numbers a user can trust, and a checklist that catches the evaluation
+mistakes (gradient masking, random models) instead of reporting them as robustness."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from auditkit.adapters import CallableAdapter, TorchModelAdapter
+from auditkit.data import AuditData
+from auditkit.demo import DIGITS_MEAN, DIGITS_STD
+from auditkit.errors import AuditkitInputError
+from auditkit.pipeline import build_context
+from auditkit.probes.adversarial import CHECK_NAMES, AdversarialProbe
+from auditkit.results import ProbeResult
+
+REQUIRED_METRICS = {"clean_accuracy", "fgsm_accuracy", "pgd_accuracy", "eot_accuracy",
+                    "robust_accuracy", "eps"}
+
+
+def digits_adapter(model: nn.Module, **kwargs) -> TorchModelAdapter:
+    return TorchModelAdapter(model, input_shape=(1, 8, 8), input_range=(0.0, 1.0),
+                             mean=DIGITS_MEAN, std=DIGITS_STD, device="cpu", **kwargs)
+
+
+def run(adapter, data, *, seed=0, budget="fast", **options):
+    context = build_context(adapter, data, seed=seed, budget=budget)
+    return AdversarialProbe(budget=budget, **options).run(context), context
+
+
+@pytest.fixture(scope="module")
+def demo_run(demo_model, digits_data):
+    """The fast budget on the demo CNN, as `auditkit demo` runs it."""
+    return run(digits_adapter(demo_model), digits_data)
+
+
+class _Scaled(nn.Module):
+    """Logits × 1e4: the softmax saturates in float32 and cross-entropy gradients vanish."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x) * 1e4
+
+
+class _Quantized(nn.Module):
+    """Rounds its (normalized) input to a coarse grid: zero gradient almost everywhere."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(torch.round(x * 4) / 4)
+
+
+class _NoisyInput(nn.Module):
+    """A randomized 'defense': fresh Gaussian noise on the input of every forward pass."""
+
+    def __init__(self, net, sigma):
+        super().__init__()
+        self.net, self.sigma = net, sigma
+
+    def forward(self, x):
+        return self.net(x + self.sigma * torch.randn_like(x))
+
+
+# --- the demo CNN ---------------------------------------------------------------------
+def test_demo_cnn_falls_to_zero_at_large_eps_and_every_check_passes(demo_run):
+    result, _ = demo_run
+    assert [c.name for c in result.checks] == list(CHECK_NAMES)
+    assert all(c.status == "passed" for c in result.checks), [
+        (c.name, c.detail) for c in result.checks if c.status != "passed"
+    ]
+    assert result.status == "passed"
+    largest = result.details["curve"][-1]
+    assert largest["eps"] == pytest.approx(0.5)
+    assert largest["pgd"] <= 0.02
+    unbounded = next(c for c in result.checks if c.name == "unbounded_attack_succeeds")
+    assert unbounded.values["accuracy"] <= 0.01
+    # The headline is meaningful, neither untouched nor wiped out.
+    assert 0.2 < result.metrics["robust_accuracy"] < 0.9 * result.metrics["clean_accuracy"]
+
+
+def test_robust_accuracy_is_the_worst_case_and_never_above_clean(demo_run):
+    result, context = demo_run
+    m = result.metrics
+    assert REQUIRED_METRICS <= set(m)
+    assert m["robust_accuracy"] <= min(m["fgsm_accuracy"], m["pgd_accuracy"], m["eot_accuracy"],
+                                       m["noise_accuracy"])
+    assert max(m["fgsm_accuracy"], m["pgd_accuracy"], m["eot_accuracy"]) <= m["clean_accuracy"]
+    assert m["pgd_accuracy"] <= m["fgsm_accuracy"]
+    assert m["pgd_l2_accuracy"] <= m["fgsm_l2_accuracy"] <= m["clean_accuracy"]
+    assert m["eps"] == pytest.approx(0.1) and m["l2_eps"] == pytest.approx(0.5)
+    # Clean accuracy comes from the shared clean pass on the attacked examples.
+    indices = context.artifacts["adversarial"]["indices"]
+    assert m["clean_accuracy"] == pytest.approx(
+        float(context.clean_correct[torch.as_tensor(indices)].float().mean())
+    )
+
+
+def test_accuracy_falls_monotonically_along_the_sweep(demo_run):
+    result, _ = demo_run
+    curve = result.details["curve"]
+    assert [p["eps"] for p in curve] == pytest.approx([0, 0.05, 0.1, 0.2, 0.5])
+    for key in ("pgd", "worst"):
+        values = [p[key] for p in curve]
+        assert all(b <= a for a, b in zip(values, values[1:], strict=False)), (key, values)
+    assert curve[0]["pgd"] == result.metrics["clean_accuracy"]
+
+
+def test_eps_zero_reproduces_clean_accuracy_exactly(demo_model, digits_data):
+    result, context = run(digits_adapter(demo_model), digits_data, eps=0, l2_eps=0,
+                          sweep=[0], n_examples=120)
+    m = result.metrics
+    for key in ("fgsm_accuracy", "pgd_accuracy", "eot_accuracy", "robust_accuracy",
+                "noise_accuracy", "fgsm_l2_accuracy", "pgd_l2_accuracy"):
+        assert m[key] == m["clean_accuracy"], key
+    artifact = context.artifacts["adversarial"]
+    assert np.array_equal(artifact["robust_correct"], artifact["clean_correct"])
+
+
+def test_exported_program_gives_the_numbers_of_the_in_memory_module(demo_run, demo_model_file,
+                                                                     digits_data):
+    from auditkit.loading import load_model
+
+    loaded = load_model(demo_model_file)
+    exported, _ = run(digits_adapter(loaded.module, format=loaded.format), digits_data)
+    in_memory, _ = demo_run
+    assert exported.status == "passed"
+    for key in REQUIRED_METRICS | {"pgd_l2_accuracy", "noise_accuracy"}:
+        assert exported.metrics[key] == pytest.approx(in_memory.metrics[key], abs=1 / 200), key
+
+
+# --- the checklist catches bad evaluations ---------------------------------------------
+@pytest.mark.parametrize("wrapper", [_Scaled, _Quantized], ids=["saturated-softmax", "rounding"])
+def test_gradient_masking_is_flagged_not_reported_as_robust(demo_run, demo_model, digits_data,
+                                                            wrapper):
+    honest, _ = demo_run
+    masked, _ = run(digits_adapter(wrapper(demo_model)), digits_data, n_examples=100,
+                    sweep=[0, 0.1, 0.5])
+    # (Nearly) the same decisions, so about the same true robustness, yet PGD reports far
+    # more of it ...
+    assert masked.metrics["clean_accuracy"] == pytest.approx(honest.metrics["clean_accuracy"],
+                                                             abs=0.05)
+    assert masked.metrics["pgd_accuracy"] > honest.metrics["pgd_accuracy"] + 0.2
+    # ... and the checklist says the number cannot be trusted.
+    assert masked.status == "warned"
+    failed = {c.name for c in masked.checks if c.status == "failed"}
+    assert {"gradients_nonzero_and_finite", "attack_beats_random_noise",
+            "unbounded_attack_succeeds"} <= failed
+    titles = " ".join(f.title for f in masked.findings)
+    assert "robustness is likely overestimated" in titles
+    assert "likely overestimated" in masked.summary
+    gradients = next(c for c in masked.checks if c.name == "gradients_nonzero_and_finite")
+    assert gradients.values["nonzero_fraction"] < 0.5
+    if wrapper is _Scaled:
+        assert "saturated" in gradients.detail
+
+
+def test_random_model_is_detected_and_eot_beats_plain_pgd(demo_model, digits_data):
+    model = _NoisyInput(demo_model, sigma=1.0)
+    result, _ = run(digits_adapter(model), digits_data)
+    check = next(c for c in result.checks if c.name == "stochastic_model_attacked_with_eot")
+    assert check.status == "passed" and check.values["stochastic"] is True
+    assert result.details["stochastic"]["detected"] is True
+    m = result.metrics
+    assert m["eot_accuracy"] <= m["pgd_accuracy"] - 0.02  # clearly, not by a coin flip
+    assert check.values["pgd_minus_eot"] == pytest.approx(m["pgd_accuracy"] - m["eot_accuracy"])
+    assert any("plain PGD overstates" in f.title for f in result.findings)
+    # The win comes from averaging the model's own randomness: no transformations are drawn.
+    assert result.details["settings"]["eot_transformations"] is None
+    assert result.details["settings"]["eot_samples"] >= 2
+
+
+# --- reproducibility and the contract with other probes ----------------------------------
+def test_same_seed_same_metrics_and_global_rng_untouched(demo_model, digits_data):
+    adapter = digits_adapter(demo_model)
+    options = {"n_examples": 80, "sweep": [0, 0.1]}
+    state = torch.get_rng_state()
+    first, first_context = run(adapter, digits_data, seed=3, **options)
+    assert torch.equal(torch.get_rng_state(), state)
+    second, _ = run(adapter, digits_data, seed=3, **options)
+    assert first.metrics == second.metrics
+    assert [c.to_dict() for c in first.checks] == [c.to_dict() for c in second.checks]
+    _, other_context = run(adapter, digits_data, seed=4, **options)
+    assert not np.array_equal(other_context.artifacts["adversarial"]["indices"],
+                              first_context.artifacts["adversarial"]["indices"])
+
+
+def test_artifacts_for_the_bias_probe(demo_run, digits_data):
+    result, context = demo_run
+    artifact = context.artifacts["adversarial"]
+    indices, robust = artifact["indices"], artifact["robust_correct"]
+    assert indices.dtype == np.int64 and robust.dtype == np.bool_
+    assert len(indices) == len(robust) == result.metrics["n_examples"] == 200
+    assert np.all(np.diff(indices) > 0) and indices.max() < len(digits_data)
+    assert robust.mean() == pytest.approx(result.metrics["robust_accuracy"])
+    assert artifact["eps"] == result.metrics["eps"]
+
+
+def test_report_figures_are_small_and_follow_the_schema(demo_run):
+    result, _ = demo_run
+    kinds = {f["id"]: f["kind"] for f in result.figures}
+    assert kinds == {"accuracy-vs-eps": "line", "robust-accuracy-per-class": "bar",
+                     "adversarial-gallery": "images"}
+    curve = next(f for f in result.figures if f["kind"] == "line")
+    assert {s["name"] for s in curve["series"]} >= {"FGSM", "PGD", "random noise (same L∞ norm)"}
+    gallery = next(f for f in result.figures if f["kind"] == "images")
+    assert 1 <= len(gallery["rows"]) <= 6
+    for row in gallery["rows"]:
+        original, perturbation, adversarial = row["cells"]
+        assert "%" in original["label"] and "%" in adversarial["label"]
+        for cell in row["cells"]:
+            pixels = np.asarray(cell["pixels"])
+            assert pixels.shape == (8, 8) and pixels.min() >= 0 and pixels.max() <= 1
+            assert np.array_equal(pixels, np.round(pixels, 3))
+    bars = next(f for f in result.figures if f["kind"] == "bar")["bars"]
+    assert {b["label"] for b in bars} == {str(i) for i in range(10)}
+    text = json.dumps(result.to_dict(), allow_nan=False)
+    assert len(text) < 40_000
+    assert ProbeResult.from_dict(json.loads(text)).metrics == result.metrics
+
+
+def test_autoattack_runs_at_the_reference_settings(demo_model, digits_data):
+    # A wide eps: APGD-CE fools everything, so FAB and Square have nothing left to attack.
+    result, _ = run(digits_adapter(demo_model), digits_data, autoattack=True, eps=0.3,
+                    n_examples=40, sweep=[0, 0.3])
+    assert result.metrics["autoattack_accuracy"] <= 0.05
+    assert result.metrics["robust_accuracy"] <= result.metrics["autoattack_accuracy"]
+    parts = result.details["autoattack"]["components"]
+    assert [p["attack"] for p in parts] == ["APGD", "APGDT", "FAB", "Square"]
+    assert all(p["steps"] == 100 for p in parts if p["attack"] != "Square")
+    assert "AutoAttack" in result.details["worst_case_over"]
+
+
+# --- other data -------------------------------------------------------------------------
+def _tabular(scale: torch.Tensor):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 4, generator=g)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.02, weight_decay=1e-3)
+    for _ in range(150):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(net(x), y).backward()
+        optimizer.step()
+    data = AuditData(name="table", x=x * scale, y=y, modality="tabular", input_range=None)
+
+    class Rescaled(nn.Module):  # the same function, fed features in their original units
+        def forward(self, v):
+            return net(v / scale)
+
+    adapter = TorchModelAdapter(Rescaled(), input_shape=(4,), input_range=None, device="cpu")
+    return adapter, data
+
+
+def test_unbounded_tables_measure_eps_in_feature_stds():
+    plain = run(*_tabular(torch.ones(4)), n_examples=150)[0]
+    scaled = run(*_tabular(torch.tensor([1.0, 1000.0, 0.01, 50.0])), n_examples=150)[0]
+    assert plain.metrics["eps"] == 0.1
+    assert plain.details["settings"]["eps_units"] == "feature standard deviations"
+    assert "adversarial-gallery" not in {f["id"] for f in plain.figures}
+    assert plain.metrics["robust_accuracy"] < plain.metrics["clean_accuracy"]
+    # Rescaling features changes nothing when eps is measured in standard deviations.
+    for key in ("clean_accuracy", "pgd_accuracy", "robust_accuracy"):
+        assert scaled.metrics[key] == pytest.approx(plain.metrics[key], abs=2 / 150), key
+    unbounded = next(c for c in plain.checks if c.name == "unbounded_attack_succeeds")
+    assert unbounded.status == "passed" and unbounded.values["eps"] == 100
+
+
+def test_l2_headline(demo_model, digits_data):
+    result, _ = run(digits_adapter(demo_model), digits_data, norm="l2", n_examples=60,
+                    sweep=[0, 0.5, 2.0])
+    assert result.details["settings"]["norm"] == "L2"
+    assert result.metrics["eps"] == pytest.approx(0.5)
+    assert "pgd_l2_accuracy" not in result.metrics
+    assert result.metrics["robust_accuracy"] <= result.metrics["pgd_accuracy"]
+
+
+# --- the probe contract -------------------------------------------------------------------
+def test_probe_declares_its_contract():
+    from auditkit.registry import discover_probes
+
+    assert AdversarialProbe.name == "adversarial" and AdversarialProbe.order == 20
+    assert AdversarialProbe.needs_gradients is True
+    assert REQUIRED_METRICS <= set(AdversarialProbe.metrics)
+    assert set(AdversarialProbe.budget_levels) == {"fast", "standard", "thorough"}
+    assert "AutoAttack" in AdversarialProbe.budget_levels["thorough"]
+    entry = discover_probes()["adversarial"]
+    assert entry.loaded and entry.obj is AdversarialProbe
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"norm": "L3"}, "unknown threat model"),
+        ({"eps": -0.1}, "must be a number ≥ 0"),
+        ({"eps": "big"}, "expected a number"),
+        ({"steps": 0}, "whole number ≥ 1"),
+        ({"autoattack": "maybe"}, "expected true or false"),
+        ({"epsilon": 0.1}, "unknown option"),
+    ],
+)
+def test_bad_options_are_one_line_errors(options, message):
+    with pytest.raises(AuditkitInputError, match=message):
+        AdversarialProbe(budget="fast", **options)
+
+
+def test_options_from_the_command_line_are_parsed():
+    probe = AdversarialProbe(budget="fast", sweep="0, 0.05,0.2", steps="20", autoattack="yes")
+    assert probe.config["sweep"] == (0.0, 0.05, 0.2)
+    assert probe.config["steps"] == 20 and probe.config["autoattack"] is True
+
+
+def test_black_box_models_are_skipped_with_a_reason(digits_data):
+    adapter = CallableAdapter(lambda a: np.full((len(a), 10), 0.1), input_shape=(1, 8, 8),
+                              num_classes=10, input_range=(0.0, 1.0))
+    reason = AdversarialProbe(budget="fast").skip_reason(build_context(adapter, digits_data))
+    assert reason and "gradients" in reason
+
+
+@pytest.mark.slow
+def test_thorough_budget_on_the_demo_cnn(demo_model, digits_data):
+    result, _ = run(digits_adapter(demo_model), digits_data, budget="thorough")
+    m = result.metrics
+    assert result.status == "passed"
+    assert m["robust_accuracy"] <= m["autoattack_accuracy"] <= m["clean_accuracy"]
+    # AutoAttack at the reference settings is at least about as strong as PGD-50 × 5.
+    assert m["autoattack_accuracy"] <= m["pgd_accuracy"] + 0.02
