@@ -1,0 +1,325 @@
+"""The random-label test: wide nets memorize noise, linear ones cannot, the audited model is untouched."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from auditkit.adapters import CallableAdapter, TorchModelAdapter
+from auditkit.data import AuditData
+from auditkit.demo import DIGITS_MEAN, DIGITS_STD
+from auditkit.errors import AuditkitInputError
+from auditkit.loading import load_model
+from auditkit.pipeline import build_context, run_probe
+from auditkit.probes.memorization import VERDICT_CANNOT, VERDICT_MEMORIZES, MemorizationProbe
+from auditkit.results import ProbeResult
+
+NUM_CLASSES = 10
+CHANCE = 1 / NUM_CLASSES
+
+
+def clusters(n: int = 256, dim: int = 20, seed: int = 0) -> AuditData:
+    """Ten well-separated Gaussian clusters: true labels are learnable, random ones are noise."""
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.randn(NUM_CLASSES, dim, generator=g) * 2.0
+    y = (torch.arange(n) % NUM_CLASSES)[torch.randperm(n, generator=g)]
+    x = centers[y] + torch.randn(n, dim, generator=g)
+    return AuditData(
+        name="clusters",
+        x=x,
+        y=y,
+        modality="tabular",
+        input_range=None,
+        synthetic=True,
+        class_names=[str(i) for i in range(NUM_CLASSES)],
+    )
+
+
+def wide_mlp(dim: int = 20) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(dim, 512), nn.ReLU(), nn.Linear(512, NUM_CLASSES)).eval()
+
+
+def linear(dim: int = 20) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Linear(dim, NUM_CLASSES).eval()
+
+
+def context_for(model: nn.Module, data: AuditData, seed: int = 0, **adapter_kwargs):
+    adapter = TorchModelAdapter(
+        model,
+        input_shape=data.input_shape,
+        input_range=data.input_range,
+        device="cpu",
+        **adapter_kwargs,
+    )
+    return build_context(adapter, data, seed=seed, budget="fast")
+
+
+def weights_hash(module: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for key, tensor in sorted(module.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def level(result: ProbeResult, corruption: float | None) -> dict:
+    return next(r for r in result.details["levels"] if r["corruption"] == corruption)
+
+
+SMALL = {"train_size": 128, "max_epochs": 200, "time_limit_s": 120}
+
+
+@pytest.fixture(scope="module")
+def mlp_result() -> ProbeResult:
+    probe = MemorizationProbe(budget="fast", **SMALL)
+    return probe.run(context_for(wide_mlp(), clusters()))
+
+
+def test_wide_mlp_memorizes_random_labels_while_held_out_falls_to_chance(mlp_result):
+    m = mlp_result.metrics
+    assert m["random_label_train_accuracy"] >= 0.95
+    assert m["fit_epochs_random"] is not None
+    # The labels it fitted really were random: ~90% differ from the true ones at p = 1.
+    assert level(mlp_result, 1.0)["labels_changed"] == pytest.approx(1 - CHANCE, abs=0.08)
+    assert level(mlp_result, 0.0)["labels_changed"] == 0.0
+    assert abs(m["held_out_accuracy_random"] - CHANCE) <= 0.1
+    assert m["held_out_accuracy_true"] >= 0.8  # the same recipe generalizes on true labels
+    held_out = [level(mlp_result, p)["held_out_accuracy"] for p in (0.0, 0.2, 0.5, 1.0)]
+    assert held_out[0] > held_out[2] > held_out[3]
+    assert VERDICT_MEMORIZES in mlp_result.summary
+    assert any(f.title == VERDICT_MEMORIZES for f in mlp_result.findings)
+    assert m["fit_time_ratio"] == pytest.approx(m["fit_epochs_random"] / m["fit_epochs_true"])
+    assert m["fit_epochs_random"] > m["fit_epochs_true"]
+
+
+def test_linear_model_cannot_memorize_random_labels():
+    probe = MemorizationProbe(budget="fast", corruption_levels=[0, 1], **SMALL)
+    result = probe.run(context_for(linear(), clusters()))
+    m = result.metrics
+    assert m["random_label_train_accuracy"] <= 0.6
+    assert m["fit_epochs_random"] is None and m["fit_time_ratio"] is None
+    assert level(result, 1.0)["epochs_run"] == SMALL["max_epochs"]
+    assert result.details["fit_epochs"]["p = 1 (random labels)"] == "not reached"
+    assert m["true_label_train_accuracy"] >= 0.95  # it does fit the learnable labels
+    assert VERDICT_CANNOT in result.summary and VERDICT_MEMORIZES not in result.summary
+
+
+def test_figures_and_json_follow_the_schema(mlp_result):
+    kinds = {f["id"]: f["kind"] for f in mlp_result.figures}
+    assert kinds["memorization-training-curves"] == "line"
+    assert kinds["memorization-held-out"] == "line"
+    curves = next(f for f in mlp_result.figures if f["id"] == "memorization-training-curves")
+    assert len(curves["series"]) == 4
+    for series in curves["series"]:
+        assert len(series["x"]) == len(series["y"]) >= 1
+        assert series["y"] == level(mlp_result, _p(series["name"]))["train_accuracy"]
+    held = next(f for f in mlp_result.figures if f["id"] == "memorization-held-out")
+    assert held["series"][0]["x"] == [0.0, 0.2, 0.5, 1.0]
+    text = json.dumps(mlp_result.to_dict(), allow_nan=False)
+    assert ProbeResult.from_dict(json.loads(text)).metrics == mlp_result.metrics
+    assert mlp_result.headline == "random_label_train_accuracy"
+
+
+def _p(name: str) -> float:
+    named = {"p = 0 (true labels)": 0.0, "p = 1 (random labels)": 1.0}
+    return named[name] if name in named else float(name.split("=")[1])
+
+
+def test_same_seed_same_metrics_and_another_seed_differs(mlp_result):
+    probe = MemorizationProbe(budget="fast", **SMALL)
+    again = probe.run(context_for(wide_mlp(), clusters()))
+    assert again.metrics == mlp_result.metrics
+    assert (
+        again.details["levels"][3]["train_accuracy"]
+        == (mlp_result.details["levels"][3]["train_accuracy"])
+    )
+    other = probe.run(context_for(wide_mlp(), clusters(), seed=1))
+    assert (
+        other.details["levels"][3]["train_accuracy"]
+        != (mlp_result.details["levels"][3]["train_accuracy"])
+    )
+
+
+def test_model_with_batch_norm_and_dropout_is_left_exactly_as_it_was():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(20, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Dropout(0.3), nn.Linear(64, 10)
+    )
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(32, 20) * 3)  # non-default running statistics
+    model.eval()
+    data = clusters()
+    context = context_for(model, data)
+    before = weights_hash(model)
+    rng_state = torch.get_rng_state()
+    result = MemorizationProbe(budget="fast", corruption_levels=[0, 1], **SMALL).run(context)
+    assert weights_hash(model) == before
+    assert not any(m.training for m in model.modules())
+    assert torch.equal(torch.get_rng_state(), rng_state)
+    assert torch.equal(context.adapter.predict_logits(data.x), context.clean_logits)
+    assert next(c for c in result.checks if c.name == "audited_model_untouched").passed
+    assert "1" in result.details["reinitialization"]["reset_modules"]  # the batch norm
+    assert result.metrics["random_label_train_accuracy"] >= 0.95
+
+
+def test_random_pixels_and_probability_outputs():
+    torch.manual_seed(0)
+    model = nn.Sequential(wide_mlp(), nn.Softmax(dim=-1)).eval()
+    context = context_for(model, clusters())
+    assert context.adapter.diagnostics.output_kind == "probabilities"
+    result = MemorizationProbe(
+        budget="fast", corruption_levels="0,1", random_pixels="true", **SMALL
+    ).run(context)
+    # Trained through log-probabilities, the softmax network still memorizes noise.
+    assert result.metrics["random_label_train_accuracy"] >= 0.95
+    assert result.metrics["random_pixels_train_accuracy"] >= 0.95
+    assert abs(level(result, None)["held_out_accuracy"] - CHANCE) <= 0.1
+    curves = next(f for f in result.figures if f["id"] == "memorization-training-curves")
+    assert [s["name"] for s in curves["series"]][-1] == "random pixels"
+
+
+def test_generalization_gap_of_the_audited_model_against_a_direct_computation():
+    model = linear()
+    data = clusters(seed=3)
+    rng = np.random.default_rng(0)
+    # Audit labels the model gets mostly wrong, training labels it gets all right: a large gap.
+    data.y = torch.as_tensor(rng.integers(0, NUM_CLASSES, len(data)))
+    train_x = torch.randn(300, 20)
+    with torch.no_grad():
+        data.train = AuditData(
+            name="train",
+            x=train_x,
+            y=model(train_x).argmax(1),
+            modality="tabular",
+            input_range=None,
+        )
+        audit_accuracy = float((model(data.x).argmax(1) == data.y).float().mean())
+    result = MemorizationProbe(budget="fast", corruption_levels=[0, 1], max_epochs=5).run(
+        context_for(model, data)
+    )
+    assert result.metrics["audited_model_train_accuracy"] == 1.0
+    assert result.metrics["generalization_gap"] == pytest.approx(1.0 - audit_accuracy)
+    assert result.status == "warned"
+    assert any(f.severity == "warning" and "training data" in f.title for f in result.findings)
+
+
+def test_no_training_data_means_no_gap(mlp_result):
+    assert mlp_result.metrics["generalization_gap"] is None
+    assert "not measured" in mlp_result.details["generalization_gap"]
+
+
+@pytest.fixture(scope="module")
+def demo_result(demo_model, digits_data):
+    adapter = TorchModelAdapter(
+        demo_model,
+        input_shape=(1, 8, 8),
+        input_range=(0.0, 1.0),
+        mean=DIGITS_MEAN,
+        std=DIGITS_STD,
+        device="cpu",
+    )
+    context = build_context(adapter, digits_data, seed=0, budget="fast")
+    before = weights_hash(demo_model)
+    result = run_probe(MemorizationProbe(budget="fast"), context)
+    return result, before, context
+
+
+def test_demo_model_memorizes_and_its_weights_are_untouched(demo_result, demo_model, digits_data):
+    result, before, context = demo_result
+    assert result.status == "passed", result.summary
+    assert weights_hash(demo_model) == before
+    assert not demo_model.training
+    m = result.metrics
+    assert m["random_label_train_accuracy"] >= 0.95
+    assert m["held_out_accuracy_true"] >= 0.85
+    assert abs(m["held_out_accuracy_random"] - CHANCE) <= 0.12
+    assert result.details["data"]["train_size"] == 256
+    # The gap of the audited model itself, computed directly from its training split.
+    mean, std = DIGITS_MEAN[0], DIGITS_STD[0]
+    with torch.no_grad():
+        train_acc = demo_model((digits_data.train.x - mean) / std).argmax(1) == digits_data.train.y
+        audit_acc = demo_model((digits_data.x - mean) / std).argmax(1) == digits_data.y
+    expected = float(train_acc.float().mean()) - float(audit_acc.float().mean())
+    assert m["generalization_gap"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_exported_demo_model_file(demo_model_file, digits_data, demo_result):
+    exported = load_model(demo_model_file).module
+    adapter = TorchModelAdapter(
+        exported,
+        input_shape=(1, 8, 8),
+        input_range=(0.0, 1.0),
+        mean=DIGITS_MEAN,
+        std=DIGITS_STD,
+        device="cpu",
+        format="torch.export",
+    )
+    context = build_context(adapter, digits_data, seed=0, budget="fast")
+    before = weights_hash(exported)
+    result = run_probe(MemorizationProbe(budget="fast", corruption_levels=[0, 1]), context)
+    assert result.status == "passed", result.summary
+    assert weights_hash(exported) == before
+    with pytest.raises(NotImplementedError):
+        exported.train()
+    assert result.details["reinitialization"]["kind"] == "torch.export"
+    m = result.metrics
+    assert m["random_label_train_accuracy"] >= 0.95
+    assert abs(m["held_out_accuracy_random"] - CHANCE) <= 0.12
+    # Re-initialized by shape, the exported program trains like the module it came from.
+    module_metrics = demo_result[0].metrics
+    assert abs(m["fit_epochs_random"] - module_metrics["fit_epochs_random"]) <= 5
+
+
+def test_models_that_cannot_be_retrained_are_skipped_with_a_reason():
+    data = clusters()
+
+    class NoParams(nn.Module):
+        def forward(self, x):
+            return x[:, :NUM_CLASSES]
+
+    result = run_probe(MemorizationProbe(budget="fast"), context_for(NoParams(), data))
+    assert result.status == "skipped" and "no parameters" in result.skip_reason
+
+    black_box = CallableAdapter(
+        lambda x: np.full((len(x), NUM_CLASSES), CHANCE),
+        input_shape=(20,),
+        num_classes=NUM_CLASSES,
+    )
+    result = run_probe(MemorizationProbe(budget="fast"), build_context(black_box, data))
+    assert result.status == "skipped" and "cannot be re-initialized" in result.skip_reason
+
+    tiny = clusters(n=12)
+    result = run_probe(MemorizationProbe(budget="fast"), context_for(wide_mlp(), tiny))
+    assert result.status == "skipped" and "at least" in result.skip_reason
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"corruption_levels": [0, 1.5]},
+        {"corruption_levels": "a,b"},
+        {"corruption_levels": []},
+        {"target_accuracy": 0},
+        {"max_epochs": 0},
+        {"random_pixels": "maybe"},
+        {"learning_rate": -1},
+        {"epochs": 3},
+    ],
+)
+def test_bad_options_are_one_line_input_errors(options):
+    with pytest.raises(AuditkitInputError, match="memorization"):
+        MemorizationProbe(budget="fast", **options)
+
+
+def test_options_from_the_command_line_are_parsed():
+    probe = MemorizationProbe(budget="fast", corruption_levels="1, 0,0.5", random_pixels="false")
+    assert probe.levels == (0.0, 0.5, 1.0) and probe.random_pixels is False
+    assert MemorizationProbe(budget="standard").train_size == 1000
