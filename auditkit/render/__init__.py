@@ -16,12 +16,12 @@ def write_outputs(result: AuditResult, out_dir: Path) -> dict[str, Path]:
     """Write the four output files; audit.json first so nothing computed is ever lost."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: out_dir / name for name in OUTPUT_FILES}
-    paths["audit.json"].write_text(result.to_json(), encoding="utf-8")
+    paths["audit.json"].write_text(result.to_json(), encoding="utf-8", newline="\n")
     # Render from the JSON itself, exactly as `auditkit report` would.
     reread = AuditResult.load(paths["audit.json"])
-    paths["report.html"].write_text(render_html(reread), encoding="utf-8")
-    paths["junit.xml"].write_text(render_junit(reread), encoding="utf-8")
-    paths["summary.md"].write_text(render_markdown(reread), encoding="utf-8")
+    paths["report.html"].write_text(render_html(reread), encoding="utf-8", newline="\n")
+    paths["junit.xml"].write_text(render_junit(reread), encoding="utf-8", newline="\n")
+    paths["summary.md"].write_text(render_markdown(reread), encoding="utf-8", newline="\n")
     return paths
 
 

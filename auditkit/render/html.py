@@ -1,12 +1,33 @@
-"""report.html: one self-contained file rendered by jinja2 from audit.json alone."""
+"""report.html: one self-contained file rendered by jinja2 from audit.json alone.
+
+The page needs nothing beyond itself: styles are inline, figures are inline SVG (or PNG
+``data:`` URIs for pixel galleries), and there is no script at all, so the Content-Security-Policy
+can be ``default-src 'none'``. Rendering is deterministic: no render-time clock, stable order,
+fixed number formats; ``auditkit report audit.json`` reproduces the original byte for byte.
+"""
 
 from __future__ import annotations
 
+import functools
+import json
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from auditkit.render import svg
+from auditkit.render.figures import badge, render_figure
+from auditkit.render.fmt import (
+    format_metric,
+    format_number,
+    format_percent,
+    format_seconds,
+    format_value,
+    headline_text,
+    one_line,
+)
 from auditkit.results import AuditResult
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -15,35 +36,344 @@ TEMPLATE_DIRS = (
     _PACKAGE_DIR.parent / "reports" / "templates",  # a source checkout / editable install
 )
 
+# No scripts, no fetches: styles inline, images only as data: URIs. (frame-ancestors and sandbox
+# are ignored in a <meta> policy and make Chromium log errors, so they are left out.)
+CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 
+# Colours as data so a test can check their contrast (WCAG AA: 4.5:1 for text, 3:1 for marks).
+PALETTES: dict[str, dict[str, str]] = {
+    "light": {
+        "bg": "#ffffff",
+        "fg": "#1f2328",
+        "muted": "#57606a",
+        "panel": "#f6f8fa",
+        "border": "#d0d7de",
+        "grid": "#e6e9ed",
+        "link": "#0550ae",
+        "pass": "#1a7f37",
+        "warn": "#9a6700",
+        "fail": "#cf222e",
+        "error": "#8250df",
+        "skip": "#57606a",
+        "info": "#0969da",
+        "heat": "#0a3069",
+        "on-heat": "#ffffff",
+        "neg": "#82071e",
+        "c0": "#0072b2",
+        "c1": "#c04f00",
+        "c2": "#00795a",
+        "c3": "#a8347f",
+        "c4": "#8a5a00",
+        "c5": "#4b5fc9",
+        "c6": "#5c6b00",
+        "c7": "#3d4852",
+    },
+    "dark": {
+        "bg": "#0d1117",
+        "fg": "#e6edf3",
+        "muted": "#9198a1",
+        "panel": "#161b22",
+        "border": "#3d444d",
+        "grid": "#272e38",
+        "link": "#4493f8",
+        "pass": "#3fb950",
+        "warn": "#d29922",
+        "fail": "#f85149",
+        "error": "#ab7df8",
+        "skip": "#9198a1",
+        "info": "#4493f8",
+        "heat": "#a5d6ff",
+        "on-heat": "#0d1117",
+        "neg": "#ffa198",
+        "c0": "#56b4e9",
+        "c1": "#f0884a",
+        "c2": "#3fc59a",
+        "c3": "#e08ec4",
+        "c4": "#e6b422",
+        "c5": "#a5b4fc",
+        "c6": "#c8d86a",
+        "c7": "#c9d1d9",
+    },
+}
+
+# Built-in probes: display title and the question each answers (plugins fall back to their name).
+PROBE_INFO: dict[str, tuple[str, str]] = {
+    "performance": (
+        "Clean performance",
+        "How often is the model right on the audit data, per class?",
+    ),
+    "adversarial": (
+        "Adversarial robustness",
+        "Do small, deliberate input changes flip its answers, and can the attack numbers be trusted?",
+    ),
+    "calibration": (
+        "Calibration & uncertainty",
+        "Does its confidence match how often it is right, and does it know what it doesn't know?",
+    ),
+    "bias": ("Subgroup bias", "Does it fail some groups of examples more than others?"),
+    "memorization": (
+        "Memorization capacity",
+        "Can this architecture memorize noise at this data size?",
+    ),
+}
+
+# The public metric contract (DESIGN.md), explained in the report's metric tables.
+GLOSSARY: dict[str, str] = {
+    "performance.accuracy": "share of audit examples classified correctly (higher is better)",
+    "performance.balanced_accuracy": "mean of the per-class accuracies (higher is better)",
+    "performance.worst_class_accuracy": "accuracy of the worst-recognised class (higher is better)",
+    "adversarial.clean_accuracy": "accuracy on the unmodified attacked subset",
+    "adversarial.fgsm_accuracy": "accuracy under a single-step FGSM attack at the headline eps",
+    "adversarial.pgd_accuracy": "accuracy under iterative PGD (with restarts, best iterate) at the headline eps",
+    "adversarial.eot_accuracy": "accuracy under EOT: the attack averages over random transformations",
+    "adversarial.robust_accuracy": "share of examples that no attack or restart flips at the headline eps (higher is better)",
+    "adversarial.eps": "perturbation budget: the largest change allowed per input, in the input's own units",
+    "calibration.accuracy": "share of evaluation examples classified correctly",
+    "calibration.ece": "expected calibration error: the gap between confidence and accuracy, averaged over confidence bins weighted by their size (lower is better)",
+    "calibration.mce": "maximum calibration error: the worst bin's gap between confidence and accuracy (lower is better)",
+    "calibration.brier": "Brier score: mean squared error of the predicted probabilities (lower is better)",
+    "calibration.nll": "negative log-likelihood of the true class (lower is better)",
+    "calibration.temperature": "temperature T fitted on the calibration split; divide the logits by T before softmax",
+    "calibration.ece_after_temperature": "ECE after dividing the logits by the fitted temperature",
+    "calibration.ood_auroc": "how well the maximum softmax probability separates in-distribution from out-of-distribution inputs (0.5: not at all, 1: perfectly)",
+    "calibration.aurc": "area under the risk-coverage curve: sort predictions by confidence, keep the most confident share c, measure the error rate among the kept ones, and average that risk over all coverages c (lower is better)",
+    "bias.overall_accuracy": "accuracy over all examples",
+    "bias.worst_group_accuracy": "accuracy of the worst-served group (higher is better)",
+    "bias.accuracy_difference": "largest gap in accuracy between two groups (lower is better)",
+    "bias.demographic_parity_difference": "largest gap in selection rate between groups (lower is better)",
+    "bias.equalized_odds_difference": "largest gap in true- or false-positive rate between groups (lower is better)",
+    "bias.min_group_size": "number of examples in the smallest group",
+    "memorization.true_label_train_accuracy": "training accuracy a fresh copy reaches on the true labels",
+    "memorization.random_label_train_accuracy": "training accuracy a fresh copy reaches on random labels (near 1: it can memorize noise)",
+    "memorization.fit_epochs_true": "epochs to fit the true labels",
+    "memorization.fit_epochs_random": "epochs to fit random labels",
+    "memorization.fit_time_ratio": "how many times longer fitting random labels takes than fitting the true ones",
+    "memorization.generalization_gap": "training accuracy minus held-out accuracy of the audited model",
+}
+
+STATUS_ICON = {
+    "passed": "pass",
+    "warned": "warn",
+    "failed": "fail",
+    "error": "error",
+    "skipped": "skip",
+}
+SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+SEVERITY_ICON = {"critical": "fail", "warning": "warn", "info": "info"}
+_SLUG = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+@functools.lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
+    """The report's jinja2 environment (autoescaping, strict undefined, shared filters)."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader([str(d) for d in TEMPLATE_DIRS if d.is_dir()]),
         autoescape=True,  # every user-supplied string (paths, class and group names) is escaped
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        keep_trailing_newline=True,
     )
     env.filters["fmt"] = format_number
     env.filters["pct"] = format_percent
+    env.filters["seconds"] = format_seconds
+    env.filters["value"] = format_value
+    env.globals["badge"] = badge
+    env.globals["icon"] = svg.icon
     return env
 
 
-def format_number(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
+def slug(name: str, index: int) -> str:
+    """A safe, unique HTML id for a probe section (names come from plugins: never trust them)."""
+    cleaned = _SLUG.sub("-", name).strip("-")[:40]
+    return f"probe-{cleaned}" if cleaned and cleaned == name else f"probe-{index}-{cleaned or 'x'}"
 
 
-def format_percent(value: Any) -> str:
-    return "—" if value is None else f"{100 * float(value):.1f}%"
+def _findings(probe: Mapping[str, Any]) -> list[dict[str, Any]]:
+    findings = []
+    for f in probe.get("findings") or []:
+        if not isinstance(f, Mapping):
+            continue
+        severity = str(f.get("severity") or "info")
+        findings.append(
+            {
+                "severity": severity,
+                "title": str(f.get("title") or ""),
+                "why": str(f.get("why") or ""),
+                "action": str(f.get("action") or ""),
+                "icon": SEVERITY_ICON.get(severity, "info"),
+                "label": severity.upper(),
+            }
+        )
+    return sorted(findings, key=lambda f: SEVERITY_ORDER.get(f["severity"], 3))
+
+
+def _one_liner(probe: Mapping[str, Any], findings: list[dict[str, Any]]) -> str:
+    """The tile's sentence: what went wrong for error/skip, else the probe's own summary."""
+    status = probe.get("status")
+    if status == "error":
+        return one_line(f"Error: {probe.get('error') or 'the probe failed'}", 180)
+    if status == "skipped":
+        return one_line(
+            f"Skipped: {probe.get('skip_reason') or probe.get('summary') or 'not run'}", 180
+        )
+    if probe.get("summary"):
+        return one_line(probe["summary"], 180)
+    urgent = [f for f in findings if f.get("severity") in ("critical", "warning")]
+    return one_line(urgent[0]["title"], 180) if urgent else ""
+
+
+def _checks(probe: Mapping[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for check in probe.get("checks") or []:
+        if not isinstance(check, Mapping):
+            continue
+        values = check.get("values") or {}
+        rows.append(
+            {
+                "name": str(check.get("name", "")),
+                "status": str(check.get("status", "")),
+                "detail": str(check.get("detail") or ""),
+                "values": [(str(k), format_value(v)) for k, v in values.items()]
+                if isinstance(values, Mapping)
+                else [("value", format_value(values))],
+            }
+        )
+    return rows
+
+
+def _probe_view(name: str, probe: Mapping[str, Any], index: int) -> dict[str, Any]:
+    title, question = PROBE_INFO.get(name, (name, ""))
+    findings = _findings(probe)
+    checks = _checks(probe)
+    status = str(probe.get("status") or "error")
+    ident = slug(name, index)
+    metrics = probe.get("metrics") or {}
+    details = probe.get("details") or {}
+    traceback = details.get("traceback") if isinstance(details, Mapping) else None
+    check_counts = {
+        s: sum(c["status"] == s for c in checks) for s in ("passed", "warned", "failed", "skipped")
+    }
+    return {
+        "name": name,
+        "id": ident,
+        "title": title,
+        "question": question,
+        "status": status,
+        "icon": STATUS_ICON.get(status, "info"),
+        "label": {
+            "passed": "PASS",
+            "warned": "WARN",
+            "failed": "FAIL",
+            "error": "ERROR",
+            "skipped": "SKIPPED",
+        }.get(status, status.upper()),
+        "headline": headline_text(probe),
+        "one_liner": _one_liner(probe, findings),
+        "summary": str(probe.get("summary") or ""),
+        "error": probe.get("error"),
+        "traceback": traceback if isinstance(traceback, str) else None,
+        "skip_reason": probe.get("skip_reason"),
+        "seconds": probe.get("seconds"),
+        "findings": findings,
+        "n_urgent": sum(f.get("severity") in ("critical", "warning") for f in findings),
+        "checks": checks,
+        "check_counts": check_counts,
+        "checks_title": "Validity checklist" if name == "adversarial" else "Checks",
+        "metrics": [
+            {
+                "name": str(metric),
+                "value": format_number(value),
+                "readable": format_metric(str(metric), value),
+                "meaning": GLOSSARY.get(f"{name}.{metric}", ""),
+                "headline": metric == probe.get("headline"),
+            }
+            for metric, value in metrics.items()
+        ],
+        "figures": [
+            render_figure(figure, f"f{index}-{j}")
+            for j, figure in enumerate(probe.get("figures") or [])
+        ],
+    }
+
+
+def _gate_view(gate: Mapping[str, Any]) -> dict[str, Any]:
+    passed = bool(gate.get("passed"))
+    severity = str(gate.get("severity") or "fail")
+    status = "passed" if passed else ("failed" if severity == "fail" else "warned")
+    return {
+        "metric": str(gate.get("metric", "")),
+        "rule": str(gate.get("rule", "")),
+        "value": format_number(gate.get("value")),
+        "status": status,
+        "severity": severity,
+        "detail": str(gate.get("detail") or ""),
+    }
+
+
+def build_view(audit: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything the template shows, derived from the audit.json dictionary alone."""
+    probes = [
+        _probe_view(str(name), probe, i)
+        for i, (name, probe) in enumerate((audit.get("probes") or {}).items())
+        if isinstance(probe, Mapping)
+    ]
+    gates = [_gate_view(g) for g in audit.get("gates") or [] if isinstance(g, Mapping)]
+    counts = {s: sum(p["status"] == s for p in probes) for s in STATUS_ICON}
+    urgent = [
+        {"probe": p, "finding": f}
+        for p in probes
+        for f in p["findings"]
+        if f.get("severity") in ("critical", "warning")
+    ]
+    urgent.sort(key=lambda item: SEVERITY_ORDER.get(str(item["finding"].get("severity")), 3))
+    model = dict(audit.get("model") or {})
+    data = dict(audit.get("data") or {})
+    env = dict(audit.get("environment") or {})
+    settings = dict(audit.get("settings") or {})
+    verdict = str(audit.get("verdict") or "error")
+    path = model.get("path")
+    return {
+        "verdict": verdict,
+        "verdict_icon": {"passed": "pass", "failed": "fail"}.get(verdict, "error"),
+        "probes": probes,
+        "gates": gates,
+        "gates_failed": sum(g["status"] == "failed" for g in gates),
+        "counts": counts,
+        "urgent": urgent,
+        "model_name": Path(str(path)).name
+        if path
+        else str(model.get("format") or "in-memory model"),
+        "model": model,
+        "data": data,
+        "environment": env,
+        "settings": settings,
+        "options": json.dumps(settings.get("options") or {}, sort_keys=True, ensure_ascii=False),
+        "audit": audit,
+        "csp": CONTENT_SECURITY_POLICY,
+        "palettes": PALETTES,
+        "series_styles": svg.SERIES_STYLES,
+    }
 
 
 def render_html(result: AuditResult) -> str:
-    """Render the report; the output depends only on ``result`` (i.e. on audit.json)."""
+    """Render the report; the output depends only on ``result`` (i.e. on audit.json).
+
+    The result goes through its JSON form first, so rendering an in-memory result and
+    re-rendering its saved audit.json give the same bytes.
+    """
+    audit = json.loads(result.to_json())
     template = environment().get_template("report.html.j2")
-    return template.render(audit=result.to_dict(), result=result)
+    return template.render(view=build_view(audit), audit=audit)
+
+
+__all__ = [
+    "CONTENT_SECURITY_POLICY",
+    "GLOSSARY",
+    "PALETTES",
+    "build_view",
+    "environment",
+    "format_number",
+    "format_percent",
+    "render_html",
+]

@@ -1,31 +1,71 @@
-"""summary.md: a compact table for a pull-request comment or a CI job summary."""
+"""summary.md: a compact table for a pull-request comment or a CI job summary.
+
+GitHub renders HTML inside Markdown, so every user-supplied string is escaped here too: HTML
+special characters become entities, Markdown punctuation is backslash-escaped, and pipes and
+newlines cannot break the table.
+"""
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
+from auditkit.render.fmt import format_metric, format_number, format_seconds, format_value, one_line
 from auditkit.results import AuditResult
 
-_ICON = {"passed": "✅ pass", "warned": "⚠️ warn", "failed": "❌ fail", "error": "💥 error", "skipped": "⏭️ skipped"}
+GRADE = {
+    "passed": "✅ pass",
+    "warned": "⚠️ warn",
+    "failed": "❌ fail",
+    "error": "💥 error",
+    "skipped": "⏭️ skipped",
+}
+VERDICT = {"passed": "✅ PASSED", "failed": "❌ FAILED", "error": "💥 ERROR"}
+MAX_LIST = 10
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#~])")
 
 
-def _cell(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+def text(value: Any, limit: int = 160) -> str:
+    """Plain text safe in a table cell: no HTML, no Markdown markup, no pipes, one line."""
+    flat = one_line(value, limit)
+    flat = flat.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", flat)
 
 
-def _fmt(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "—" if value is None else str(value)
+def code(value: Any, limit: int = 120) -> str:
+    """An inline code span that survives backticks and pipes in the value."""
+    flat = one_line(value, limit).replace("|", "\\|")
+    longest = max((len(run) for run in re.findall(r"`+", flat)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if flat.startswith("`") or flat.endswith("`") or not flat else ""
+    return f"{fence}{pad}{flat}{pad}{fence}"
 
 
 def render_markdown(result: AuditResult) -> str:
-    model = result.model
+    """The audit as a short Markdown summary; a pure function of audit.json."""
+    result = AuditResult.from_json(result.to_json())
+    model, data, env = result.model, result.data, result.environment
+    model_name = (
+        str(model.get("path") or model.get("format") or "model")
+        .replace("\\", "/")
+        .rsplit("/", 1)[-1]
+    )
+    facts = [
+        f"model {code(model_name)} ({text(model.get('format') or 'unknown format')}, "
+        f"sha256 {code((model.get('sha256') or 'n/a')[:12])})",
+        f"data {text(data.get('name') or 'unnamed')} (n={format_number(data.get('n'))}"
+        + (", **synthetic**" if data.get("synthetic") else "")
+        + ")",
+        f"seed {format_number(env.get('seed', result.settings.get('seed')))}",
+        f"budget {text(result.settings.get('budget') or '—')}",
+        f"device {text(env.get('device') or '—')}",
+        f"auditkit {text(result.auditkit_version or '?')}",
+        format_seconds(result.duration_seconds),
+    ]
     lines = [
-        f"## auditkit: {result.verdict.upper()}",
+        f"## auditkit: {VERDICT.get(result.verdict, text(result.verdict).upper())}",
         "",
-        f"Model `{_cell(model.get('path') or model.get('format'))}` "
-        f"(sha256 `{(model.get('sha256') or '')[:12]}`) on `{_cell(result.data.get('name'))}` "
-        f"(n={result.data.get('n')}), seed {result.environment.get('seed')}, "
-        f"budget {result.settings.get('budget')}.",
+        " · ".join(facts),
         "",
         "| probe | grade | headline | finding |",
         "|---|---|---|---|",
@@ -33,19 +73,59 @@ def render_markdown(result: AuditResult) -> str:
     for name, probe in result.probes.items():
         headline = ""
         if probe.headline and probe.headline in probe.metrics:
-            headline = f"{probe.headline} = {_fmt(probe.metrics[probe.headline])}"
-        finding = probe.summary or probe.error or probe.skip_reason or ""
-        lines.append(f"| {name} | {_ICON.get(probe.status, probe.status)} | {_cell(headline)} | {_cell(finding)} |")
+            value = format_metric(probe.headline, probe.metrics[probe.headline])
+            headline = f"{text(probe.headline)} **{text(value)}**"
+        if probe.status == "error":
+            finding = f"error: {probe.error or 'the probe failed'}"
+        elif probe.status == "skipped":
+            finding = f"skipped: {probe.skip_reason or probe.summary or 'not run'}"
+        else:
+            finding = probe.summary
+        lines.append(
+            f"| {text(name, 60)} | {GRADE.get(probe.status, text(probe.status))} | {headline} | {text(finding)} |"
+        )
     if result.gates:
-        lines += ["", "| gate | rule | value | result |", "|---|---|---|---|"]
+        failed = sum(not g.passed and g.severity == "fail" for g in result.gates)
+        lines += [
+            "",
+            f"**Gates**: {len(result.gates) - failed} of {len(result.gates)} hold.",
+            "",
+            "| gate | rule | value | result |",
+            "|---|---|---|---|",
+        ]
         for gate in result.gates:
-            outcome = "✅ pass" if gate.passed else ("❌ fail" if gate.severity == "fail" else "⚠️ warn")
-            lines.append(f"| `{gate.metric}` | {_cell(gate.rule)} | {_fmt(gate.value)} | {outcome} |")
+            outcome = (
+                "✅ pass" if gate.passed else ("❌ fail" if gate.severity == "fail" else "⚠️ warn")
+            )
+            lines.append(
+                f"| {code(gate.metric)} | {text(gate.rule)} | {format_number(gate.value)} | {outcome} |"
+            )
     failed_checks = [
-        f"- **{name}.{c.name}**: {_cell(c.detail)}"
-        for name, p in result.probes.items() for c in p.checks if c.status == "failed"
+        (name, check)
+        for name, p in result.probes.items()
+        for check in p.checks
+        if check.status == "failed"
     ]
     if failed_checks:
-        lines += ["", "**Failed checks**", "", *failed_checks]
-    lines.append("")
+        lines += ["", "**Failed checks**", ""]
+        for name, check in failed_checks[:MAX_LIST]:
+            numbers = ", ".join(f"{k}={format_value(v)}" for k, v in check.values.items())
+            lines.append(
+                f"- {text(name, 60)} · {code(check.name)}: {text(check.detail)}"
+                + (f" ({text(numbers)})" if numbers else "")
+            )
+        if len(failed_checks) > MAX_LIST:
+            lines.append(f"- … and {len(failed_checks) - MAX_LIST} more in report.html")
+    urgent = [
+        (name, f)
+        for name, p in result.probes.items()
+        for f in p.findings
+        if f.severity == "critical"
+    ]
+    if urgent:
+        lines += ["", "**Critical findings**", ""]
+        for name, finding in urgent[:MAX_LIST]:
+            action = f" — {text(finding.action)}" if finding.action else ""
+            lines.append(f"- {text(name, 60)}: {text(finding.title)}{action}")
+    lines += ["", "Full report: `report.html` (self-contained; open it in any browser).", ""]
     return "\n".join(lines)

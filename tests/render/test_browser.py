@@ -1,0 +1,172 @@
+"""The report in a real headless Chromium (Debian's ``chromium``; never ``playwright install``).
+
+Opened from file:// the way a reviewer opens an attachment: it must render with no console
+errors, fetch nothing, show every probe, run no script even when names are hostile, and stay
+usable in dark mode, on a phone-sized screen and in print. Screenshots land in test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from auditkit.render import render_html
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(
+            "no /usr/bin/chromium: install Debian's package (apt-get install chromium; .ci/run "
+            "does) to run the browser tests"
+        )
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+class Visit:
+    """A page opened from file:// with every request, console message, error and dialog recorded."""
+
+    def __init__(self, browser, path: Path, **context_options) -> None:
+        self.url = path.resolve().as_uri()
+        self.context = browser.new_context(**context_options)
+        self.page = self.context.new_page()
+        self.requests: list[str] = []
+        self.console: list[tuple[str, str]] = []
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.on("console", lambda m: self.console.append((m.type, m.text)))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("dialog", self._dialog)
+        self.page.goto(self.url, wait_until="load")
+        self.page.wait_for_timeout(150)  # let any (unwanted) onerror / timer handler fire
+
+    def _dialog(self, dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def assert_clean(self) -> None:
+        assert not self.errors, self.errors
+        assert not [m for m in self.console if m[0] in ("error", "warning")], self.console
+        assert not self.dialogs, self.dialogs
+        # Only the file itself: no fonts, scripts, styles or images from anywhere (data: PNGs
+        # are decoded in place, not fetched, but tolerate a browser that reports them).
+        assert [u for u in self.requests if not u.startswith("data:")] == [self.url], self.requests
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def _screenshot(visit: Visit, artifacts: Path, name: str) -> Path:
+    target = artifacts / name
+    visit.page.screenshot(path=str(target), full_page=True)
+    assert target.stat().st_size > 10_000
+    return target
+
+
+def test_demo_report_opens_clean_with_every_probe(browser, demo_outputs, artifacts):
+    audit = json.loads((demo_outputs / "audit.json").read_text(encoding="utf-8"))
+    visit = Visit(browser, demo_outputs / "report.html", viewport={"width": 1280, "height": 900})
+    try:
+        visit.assert_clean()
+        page = visit.page
+        assert page.title().startswith("auditkit report")
+        sections = page.eval_on_selector_all(
+            "section.probe", "els => els.map(e => e.dataset.probe)"
+        )
+        assert sections == list(audit["probes"])
+        tiles = page.eval_on_selector_all("li.tile", "els => els.map(e => e.dataset.probe)")
+        assert tiles == list(audit["probes"])
+        for name in audit["probes"]:
+            section = page.locator(f'section.probe[data-probe="{name}"]')
+            assert section.is_visible()
+            assert section.locator(".badge .word").first.inner_text().strip()
+        charts = page.eval_on_selector_all(
+            "svg.chart", "els => els.map(e => e.getBoundingClientRect().width)"
+        )
+        expected = sum(
+            f.get("kind") in ("line", "bar", "reliability", "matrix")
+            for p in audit["probes"].values()
+            for f in p["figures"]
+        )
+        assert len(charts) == expected and all(w > 100 for w in charts)
+        images_ok = page.eval_on_selector_all(
+            "img", "els => els.every(e => e.complete && e.naturalWidth > 0)"
+        )
+        assert images_ok
+        _screenshot(visit, artifacts, "report-demo.png")
+        page.emulate_media(media="print")
+        hidden = page.eval_on_selector_all(
+            "details.data", "els => els.every(e => getComputedStyle(e).display === 'none')"
+        )
+        assert hidden
+        page.pdf(path=str(artifacts / "report-demo.pdf"), print_background=True)
+        assert (artifacts / "report-demo.pdf").stat().st_size > 10_000
+    finally:
+        visit.close()
+
+
+def test_hostile_names_never_execute(browser, hostile_audit, hostile, tmp_path, artifacts):
+    path = tmp_path / "hostile.html"
+    path.write_text(render_html(hostile_audit), encoding="utf-8")
+    visit = Visit(browser, path, viewport={"width": 1280, "height": 900})
+    try:
+        # No alert fired, nothing fetched (the injected <img src=x> would have requested ./x).
+        visit.assert_clean()
+        page = visit.page
+        assert page.evaluate("document.querySelectorAll('script').length") == 0
+        handlers = page.evaluate(
+            "[...document.querySelectorAll('*')].flatMap(e => [...e.attributes]"
+            ".filter(a => a.name.startsWith('on')).map(a => e.tagName + ' ' + a.name))"
+        )
+        assert handlers == []
+        text = page.inner_text("body")
+        assert f"class 3{hostile.script}{hostile.attribute}" in text  # shown literally, as text
+        svg_text = page.eval_on_selector_all(
+            "svg.chart text", "els => els.map(e => e.textContent).join(' ')"
+        )
+        assert f"sex{hostile.script}" in svg_text
+        _screenshot(visit, artifacts, "report-hostile.png")
+    finally:
+        visit.close()
+
+
+@pytest.mark.parametrize(
+    ("scheme", "width"), [("dark", 1280), ("light", 390)], ids=["dark-desktop", "light-phone"]
+)
+def test_rich_report_renders_in_dark_mode_and_on_a_phone(
+    browser, rich_audit, tmp_path, scheme, width, artifacts
+):
+    path = tmp_path / "rich.html"
+    path.write_text(render_html(rich_audit), encoding="utf-8")
+    visit = Visit(browser, path, viewport={"width": width, "height": 900}, color_scheme=scheme)
+    try:
+        visit.assert_clean()
+        page = visit.page
+        background = page.evaluate("getComputedStyle(document.documentElement).backgroundColor")
+        assert background == ("rgb(13, 17, 23)" if scheme == "dark" else "rgb(255, 255, 255)")
+        # Wide content scrolls inside its own box; the page itself never scrolls sideways.
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        assert page.eval_on_selector_all("img", "els => els.every(e => e.naturalWidth > 0)")
+        _screenshot(visit, artifacts, f"report-synthetic-{scheme}-{width}.png")
+    finally:
+        visit.close()
