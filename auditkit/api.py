@@ -14,7 +14,7 @@ from auditkit.adapters import CallableAdapter, ModelAdapter, TorchModelAdapter
 from auditkit.data import AuditData, from_dataloader, from_tensors, load_data
 from auditkit.errors import AuditkitInputError
 from auditkit.loading import LoadedModel, ModelMetadata, load_model
-from auditkit.pipeline import DEFAULT_SEED, run_audit
+from auditkit.pipeline import DEFAULT_SEED, ProbeSpec, run_audit
 from auditkit.progress import Progress
 from auditkit.results import AuditResult
 
@@ -112,7 +112,7 @@ def scan(
     model: nn.Module | Callable | ModelAdapter | str | Path,
     data: DataLike = None,
     *,
-    probes: Sequence[str] | None = None,
+    probes: Sequence[ProbeSpec] | None = None,
     budget: str = "standard",
     seed: int = DEFAULT_SEED,
     device: str = "auto",
@@ -124,6 +124,7 @@ def scan(
     target: str | None = None,
     sensitive: Sequence[str] | None = None,
     groups_file: str | Path | None = None,
+    train_data: DataLike = None,
     checkpoint_dir: str | Path | None = None,
     progress: Progress | bool | None = False,
     debug: bool = False,
@@ -135,12 +136,14 @@ def scan(
             adapter.
         data: a built-in name, a path, ``(x, y[, groups])``, a DataLoader or ``AuditData``;
             defaults to the data set named in the model file's metadata.
-        probes: probe names to run (default: all installed).
+        probes: probe names to run (default: all installed), or Probe classes/instances.
         budget: ``fast`` | ``standard`` | ``thorough``.
         seed: same seed, same metrics.
         policy: a policy file path or a ``{"gates": {...}}`` mapping.
         options: per-probe options, ``{"adversarial": {"eps": 0.1}}``.
         metadata: overrides for the model's embedded metadata (shape, range, mean/std, classes).
+        train_data: the data the model was trained on (same forms as ``data``); the
+            memorization probe reports the audited model's generalization gap with it.
 
     Example:
         >>> result = auditkit.scan(net, (x_test, y_test), budget="fast",
@@ -167,6 +170,8 @@ def scan(
     audit_data = resolve_data(
         data, meta, target=target, sensitive=sensitive, groups_file=groups_file
     )
+    if train_data is not None:
+        audit_data.train = resolve_data(train_data, meta, target=target, sensitive=sensitive)
     if meta.class_names and not audit_data.class_names:
         audit_data.class_names = list(meta.class_names)
     adapter = build_adapter(module, audit_data, metadata=meta, device=device, format=fmt)

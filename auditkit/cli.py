@@ -87,15 +87,16 @@ def _print_gates(result) -> None:
 
     console = Console(stderr=False, highlight=False, soft_wrap=True)
     table = Table(title=f"auditkit verdict: {result.verdict}", show_lines=False)
-    for col in ("probe", "status", "headline"):
-        table.add_column(col)
+    for col in ("probe", "status", "headline", "finding"):
+        table.add_column(col, overflow="fold")
     for name, probe in result.probes.items():
         headline = ""
         if probe.headline and probe.metrics.get(probe.headline) is not None:
             headline = f"{probe.headline} = {probe.metrics[probe.headline]:.4g}"
-        elif probe.error or probe.skip_reason:
-            headline = (probe.error or probe.skip_reason or "")[:80]
-        table.add_row(name, probe.status, headline)
+        finding = probe.summary or probe.error or probe.skip_reason or ""
+        if len(finding) > 140:
+            finding = finding[:139].rsplit(" ", 1)[0] + " …"
+        table.add_row(name, probe.status, headline, finding)
     console.print(table)
     if result.gates:
         gates = Table(title="gates")
@@ -138,6 +139,7 @@ def scan(
     target: Annotated[str | None, typer.Option(help="Label column of a table.")] = None,
     sensitive: Annotated[str | None, typer.Option(help="Comma-separated sensitive-feature columns.")] = None,
     groups_file: Annotated[Path | None, typer.Option(help="Sidecar CSV of group columns for an image folder (column 'path').")] = None,
+    train_data: Annotated[str | None, typer.Option(help="The model's training data (same forms as --data); gives memorization.generalization_gap.")] = None,
     input_shape: Annotated[str | None, typer.Option(help="Shape of one example, e.g. 3,32,32.")] = None,
     input_range: Annotated[str | None, typer.Option(help="Input box, e.g. 0,1 (images) or 0,255.")] = None,
     mean: Annotated[str | None, typer.Option(help="Per-channel mean applied inside the adapter.")] = None,
@@ -177,6 +179,7 @@ def scan(
             target=target,
             sensitive=[s.strip() for s in sensitive.split(",")] if sensitive else None,
             groups_file=groups_file,
+            train_data=train_data,
             checkpoint_dir=out if resume else None,
         )
     except AuditkitInputError as exc:
