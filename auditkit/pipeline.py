@@ -202,6 +202,7 @@ class _Checkpoint:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def load(self, probe: Probe) -> ProbeResult | None:
+        """The stored result of ``probe``, or None when it must run (again)."""
         if self.directory is None:
             return None
         path = self.directory / f"{probe.name}.json"
@@ -216,10 +217,29 @@ class _Checkpoint:
             return None  # a damaged checkpoint is recomputed, never trusted
         return result if result.status != "error" else None
 
-    def save(self, probe: Probe, result: ProbeResult) -> None:
+    def load_artifacts(self, probe: Probe) -> dict[str, Any] | None:
+        """Per-example arrays the probe shared with later probes (numbers only, no pickle)."""
+        path = self.directory / f"{probe.name}.artifacts.npz" if self.directory else None
+        if path is None or not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                return {k: archive[k].item() if archive[k].ndim == 0 else archive[k]
+                        for k in archive.files}
+        except (OSError, ValueError):
+            return None
+
+    def save(self, probe: Probe, result: ProbeResult, artifacts: Mapping[str, Any] | None) -> None:
         if self.directory is None or result.status == "error":
             return
         self.directory.mkdir(parents=True, exist_ok=True)
+        if artifacts:
+            # Cross-probe consumers (bias reads adversarial/calibration per-example results) must
+            # see the same inputs on a resumed run as on the original one.
+            arrays = {k: np.asarray(v) for k, v in artifacts.items()}
+            if all(a.dtype != object for a in arrays.values()):
+                with open(self.directory / f"{probe.name}.artifacts.npz", "wb") as fh:
+                    np.savez(fh, **arrays)
         path = self.directory / f"{probe.name}.json"
         tmp = path.with_suffix(".json.tmp")
         payload = {"probe_config": self._config_key(probe), "result": result.to_dict()}
@@ -369,10 +389,13 @@ def run_audit(
             cached = checkpoint.load(probe)
             if cached is not None:
                 result = cached
+                artifacts = checkpoint.load_artifacts(probe)
+                if artifacts is not None:
+                    context.artifacts[probe.name] = artifacts
             else:
                 progress.log(f"running {probe.name}")
                 result = run_probe(probe, context, debug=debug)
-                checkpoint.save(probe, result)
+                checkpoint.save(probe, result, context.artifacts.get(probe.name))
             results[probe.name] = result
             context.results[probe.name] = result
 

@@ -58,3 +58,21 @@ def test_report_rerenders_from_audit_json(tmp_path, demo_model_file):
     assert again.read_text() == (out / "report.html").read_text()
     missing = runner.invoke(app, ["report", str(tmp_path / "nope.json")])
     assert missing.exit_code == 2 and "no such file" in missing.output
+
+
+def test_resumed_audit_gives_the_same_cross_probe_numbers(tmp_path, demo_model_file):
+    """bias reads adversarial's and calibration's per-example results; a resumed run must too."""
+    runner = CliRunner()
+
+    def scan(out, probes, *extra):
+        return runner.invoke(app, ["scan", str(demo_model_file), "--out", str(out), "--probes",
+                                   probes, "--budget", "fast", "--device", "cpu", *extra])
+
+    assert scan(tmp_path, "adversarial,calibration", "--resume").exit_code == 0
+    assert scan(tmp_path / "fresh", "adversarial,calibration,bias").exit_code == 0
+    # Adversarial and calibration come from the checkpoint; only bias runs.
+    assert scan(tmp_path, "adversarial,calibration,bias", "--resume").exit_code == 0
+    fresh = json.loads((tmp_path / "fresh" / "audit.json").read_text())["probes"]["bias"]
+    again = json.loads((tmp_path / "audit.json").read_text())["probes"]["bias"]
+    assert "worst_group_robust_accuracy" in fresh["metrics"]
+    assert again["metrics"] == fresh["metrics"]
