@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from torch import nn
 from auditkit.adapters import CallableAdapter, ModelAdapter, TorchModelAdapter
 from auditkit.data import AuditData, from_dataloader, from_tensors, load_data
 from auditkit.errors import AuditkitInputError
-from auditkit.loading import LoadedModel, ModelMetadata, load_model
+from auditkit.loading import LoadedModel, ModelMetadata, load_model, weights_sha256
 from auditkit.pipeline import DEFAULT_SEED, ProbeSpec, run_audit
 from auditkit.progress import Progress
 from auditkit.results import AuditResult
@@ -43,15 +42,6 @@ def resolve_data(data: DataLike, metadata: ModelMetadata | None = None, **load_k
         f"data: cannot use a {type(data).__name__}; pass a name, a path, (x, y[, groups]), "
         "a DataLoader or AuditData"
     )
-
-
-def weights_sha256(module: nn.Module) -> str:
-    """Hash of a module's parameters and buffers (identity of an in-memory model)."""
-    digest = hashlib.sha256()
-    for key, tensor in sorted(module.state_dict().items()):
-        digest.update(key.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def build_adapter(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +26,17 @@ _STATE = {"debug": False}
 def _fail(message: str, code: int = 2) -> None:
     typer.echo(f"auditkit: error: {message}", err=True)
     raise typer.Exit(code)
+
+
+@contextmanager
+def _input_errors() -> Iterator[None]:
+    """Bad input becomes one line and exit 2; --debug keeps the traceback."""
+    try:
+        yield
+    except AuditkitInputError as exc:
+        if _STATE["debug"]:
+            raise
+        _fail(str(exc))
 
 
 def _version(value: bool) -> None:
@@ -150,7 +163,7 @@ def scan(
     from auditkit.gates import find_policy_file, load_policy
     from auditkit.loading import ModelMetadata
 
-    try:
+    with _input_errors():
         shape = _floats(input_shape, "--input-shape")
         box = _floats(input_range, "--input-range")
         if box is not None and len(box) != 2:
@@ -182,10 +195,6 @@ def scan(
             train_data=train_data,
             checkpoint_dir=out if resume else None,
         )
-    except AuditkitInputError as exc:
-        if _STATE["debug"]:
-            raise
-        _fail(str(exc))
     raise typer.Exit(code)
 
 
@@ -203,12 +212,8 @@ def demo(
     model_path = out / "digits-cnn.pt2"
     typer.echo(f"training a small CNN on scikit-learn's bundled digits → {model_path}")
     build_demo_model(model_path, seed=seed)
-    try:
+    with _input_errors():
         code = _run_scan(out, model=model_path, data=None, budget=budget, seed=seed, device=device)
-    except AuditkitInputError as exc:
-        if _STATE["debug"]:
-            raise
-        _fail(str(exc))
     raise typer.Exit(code)
 
 
@@ -286,12 +291,8 @@ def generate(
         _fail(f"generate {name}: unknown generator (available: {available})")
     if not entry.loaded:
         _fail(f"generate {name}: plugin failed to load ({entry.error})")
-    try:
+    with _input_errors():
         code = entry.obj(list(ctx.args))
-    except AuditkitInputError as exc:
-        if _STATE["debug"]:
-            raise
-        _fail(str(exc))
     raise typer.Exit(int(code or 0))
 
 

@@ -129,6 +129,16 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def weights_sha256(module: nn.Module) -> str:
+    """SHA-256 over a module's parameters and buffers: the identity of an in-memory model, and
+    how the memorization probe proves the audited weights were not touched."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(module.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def sniff_format(path: str | Path) -> str:
     """Name the format of a model file from its bytes (the extension is ignored)."""
     path = Path(path)

@@ -172,6 +172,12 @@ class TorchModelAdapter(ModelAdapter):
     def as_module(self) -> nn.Module:
         return self.network
 
+    def wrap(self, module: nn.Module) -> nn.Module:
+        """The adapter's pixels-to-logits pipeline (normalization, output conversion) around
+        another network, e.g. a re-initialized copy the memorization probe trains."""
+        net = self.network
+        return _Network(module, net.mean, net.std, net.output_kind)
+
     @contextmanager
     def dropout_enabled(self) -> Iterator[bool]:
         layers = [m for m in self.model.modules() if isinstance(m, _DROPOUT_TYPES)]

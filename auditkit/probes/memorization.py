@@ -14,10 +14,9 @@ the rest of the audit data against the true labels. The audited model is never m
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +26,7 @@ import torch
 from torch import nn
 
 from auditkit.errors import AuditkitInputError
+from auditkit.loading import weights_sha256
 from auditkit.pipeline import derive_seed
 from auditkit.probes.base import MetricSpec, Probe
 from auditkit.reinit import fresh_copy, training_problem
@@ -94,42 +94,6 @@ class LevelRun:
             "stopped_by": self.stopped_by,
             "labels_changed": self.labels_changed,
         }
-
-
-class _PixelsToLogits(nn.Module):
-    """The copy seen the way the audit sees the model: pixels in, normalization inside, logits out."""
-
-    def __init__(
-        self,
-        model: nn.Module,
-        mean: torch.Tensor | None,
-        std: torch.Tensor | None,
-        output_kind: str,
-    ) -> None:
-        super().__init__()
-        self.model = model
-        self.mean = mean
-        self.std = std
-        self.output_kind = output_kind
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mean is not None:
-            x = (x - self.mean) / self.std
-        out = self.model(x)
-        if isinstance(out, (tuple, list)):
-            out = out[0]
-        if self.output_kind == "probabilities":
-            return torch.log(out.clamp_min(1e-12))
-        return out
-
-
-def weights_digest(module: nn.Module) -> str:
-    """SHA-256 over a module's parameters and buffers (detects any change to the weights)."""
-    digest = hashlib.sha256()
-    for key, tensor in sorted(module.state_dict().items()):
-        digest.update(key.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def corrupt_labels(
@@ -299,7 +263,7 @@ class MemorizationProbe(Probe):
     def run(self, context) -> ProbeResult:
         adapter, data = context.adapter, context.data
         model = adapter.model
-        digest_before = weights_digest(model)
+        digest_before = weights_sha256(model)
         mode_before = model.training
         device = adapter.device
 
@@ -311,7 +275,7 @@ class MemorizationProbe(Probe):
         x_held, y_held = data.x[held_idx].to(device), data.y[held_idx].to(device)
 
         init_seed = derive_seed(context.seed, "memorization.init")
-        network_parts = _normalization(adapter)
+        wrap = adapter.wrap
         try:
             # Every level makes its own copy from the same seed; this first one only proves a
             # copy can be made and records how.
@@ -322,12 +286,12 @@ class MemorizationProbe(Probe):
 
         with _training_threads(model, device) as threads:
             runs = self._train_levels(
-                context, model, init_seed, network_parts, x_train, y_train, x_held, y_held
+                context, model, init_seed, wrap, x_train, y_train, x_held, y_held
             )
         reinitialization["threads"] = threads
 
         gap = self._generalization_gap(context)
-        untouched = weights_digest(model) == digest_before and model.training == mode_before
+        untouched = weights_sha256(model) == digest_before and model.training == mode_before
         return self._result(context, runs, gap, untouched, reinitialization, n_train, len(held_idx))
 
     def _train_levels(
@@ -335,7 +299,7 @@ class MemorizationProbe(Probe):
         context,
         model: nn.Module,
         init_seed: int,
-        network_parts: tuple[torch.Tensor | None, torch.Tensor | None, str],
+        wrap: Callable[[nn.Module], nn.Module],
         x_train: torch.Tensor,
         y_train: torch.Tensor,
         x_held: torch.Tensor,
@@ -354,7 +318,7 @@ class MemorizationProbe(Probe):
             run = self._train(
                 model,
                 init_seed,
-                network_parts,
+                wrap,
                 x_train,
                 labels,
                 x_held,
@@ -369,7 +333,7 @@ class MemorizationProbe(Probe):
             run = self._train(
                 model,
                 init_seed,
-                network_parts,
+                wrap,
                 noise.to(device),
                 y_train,
                 x_held,
@@ -384,7 +348,7 @@ class MemorizationProbe(Probe):
         self,
         model: nn.Module,
         init_seed: int,
-        network_parts: tuple[torch.Tensor | None, torch.Tensor | None, str],
+        wrap: Callable[[nn.Module], nn.Module],
         x: torch.Tensor,
         y: torch.Tensor,
         x_held: torch.Tensor,
@@ -395,7 +359,7 @@ class MemorizationProbe(Probe):
     ) -> LevelRun:
         """Train one fresh copy with the fixed recipe until the target, the epochs or the time."""
         fresh = fresh_copy(model, seed=init_seed)
-        network = _PixelsToLogits(fresh.module, *network_parts)
+        network = wrap(fresh.module)
         optimizer = torch.optim.Adam(fresh.module.parameters(), lr=self.learning_rate)
         shuffle = torch.Generator().manual_seed(shuffle_seed)
         device = x.device
@@ -801,19 +765,6 @@ def _level_name(p: float) -> str:
     return f"p = {p:g}"
 
 
-def _normalization(adapter) -> tuple[torch.Tensor | None, torch.Tensor | None, str]:
-    """The adapter's own normalization and output conversion, so the copy sees what the model sees."""
-    network = getattr(adapter, "network", None)
-    mean = getattr(network, "mean", None)
-    std = getattr(network, "std", None)
-    if mean is None and getattr(adapter, "mean", None) is not None:
-        ndim = len(adapter.input_shape)
-        shape = (-1, *([1] * (ndim - 1))) if ndim > 1 else (-1,)
-        mean = torch.as_tensor(adapter.mean, dtype=torch.float32).view(shape).to(adapter.device)
-        std = torch.as_tensor(adapter.std, dtype=torch.float32).view(shape).to(adapter.device)
-    return mean, std, adapter.diagnostics.output_kind
-
-
 def _gaussian_like(x: torch.Tensor, generator: torch.Generator, clamp) -> torch.Tensor:
     """Noise images with ``x``'s per-channel mean and std (Zhang et al.'s "Gaussian" inputs)."""
     x = x.detach().cpu()
@@ -854,4 +805,4 @@ def _number(
     return number
 
 
-__all__ = ["MemorizationProbe", "corrupt_labels", "weights_digest", "VERDICT_MEMORIZES"]
+__all__ = ["MemorizationProbe", "corrupt_labels", "VERDICT_MEMORIZES"]
