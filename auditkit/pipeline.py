@@ -9,7 +9,8 @@ import platform
 import time
 import traceback
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,26 @@ def describe_splits(splits: Mapping[str, np.ndarray], seed: int) -> dict[str, An
             for name, idx in splits.items()
         },
     }
+
+
+@contextmanager
+def preserved_random_state() -> Iterator[None]:
+    """Run a block with its own seeds and leave the caller's global RNG states as they were.
+
+    Probes seed the global generators (dropout and some libraries draw from them); an audit
+    called from a user's training script must not change what that script draws next.
+    """
+    import random
+
+    python_state = random.getstate()
+    numpy_state = np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
 
 
 def seed_everything(seed: int) -> None:
@@ -361,7 +382,31 @@ def run_audit(
     t0 = time.perf_counter()
     selected, broken = select_probes(probes, budget, options)
     progress = progress or Progress()
-    seed_everything(seed)
+    with preserved_random_state():
+        seed_everything(seed)
+        return _run_selected(
+            adapter, data, selected, broken, seed=seed, budget=budget, options=options,
+            model_info=model_info, progress=progress, checkpoint_dir=checkpoint_dir,
+            debug=debug, started_at=started_at, t0=t0,
+        )
+
+
+def _run_selected(
+    adapter: ModelAdapter,
+    data: AuditData,
+    selected: list[Probe],
+    broken: list[ProbeResult],
+    *,
+    seed: int,
+    budget: str,
+    options: Mapping[str, Mapping[str, Any]] | None,
+    model_info: Mapping[str, Any] | None,
+    progress: Progress,
+    checkpoint_dir: str | Path | None,
+    debug: bool,
+    started_at: str,
+    t0: float,
+) -> AuditResult:
 
     context = build_context(adapter, data, seed=seed, budget=budget, progress=progress)
     model = dict(model_info or {})

@@ -88,3 +88,23 @@ def test_callable_black_box_runs_with_gradient_probes_skipped(digits_data):
     result = auditkit.scan(predict_proba, digits_data, probes=PROBES)
     assert result.probes["performance"].status in ("passed", "warned")
     assert result.model["format"] == "callable"
+
+
+def test_scan_leaves_the_callers_random_state_alone(demo_model):
+    import random
+
+    import numpy as np
+
+    def draws():
+        return (torch.rand(3).tolist(), np.random.rand(3).tolist(), random.random())
+
+    torch.manual_seed(123)
+    np.random.seed(123)
+    random.seed(123)
+    expected = draws()
+    torch.manual_seed(123)
+    np.random.seed(123)
+    random.seed(123)
+    auditkit.scan(demo_model, "digits", metadata=digits_metadata(),
+                  probes=["performance", "calibration"], budget="fast", device="cpu")
+    assert draws() == expected
