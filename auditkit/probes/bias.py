@@ -34,6 +34,17 @@ Decisions:
 - Proxy slices get accuracy and equalized-odds gaps but no demographic-parity gap: slices such as
   brightness quartiles differ in their class mix, so their selection rates mostly measure that
   mix, while TPR/FPR condition on the true class.
+- Metric names: the DESIGN names that policies gate on (``worst_group_accuracy``,
+  ``accuracy_difference``, ``equalized_odds_difference``, ``min_group_size``, the ratios, the
+  cross-probe ``worst_group_robust_accuracy`` / ``worst_group_ece`` …) are demographic: they are
+  computed from sensitive columns only and are None when the data has none, so a gate on them
+  fails closed as "not measured" instead of judging per-class recall. Proxy slices publish the
+  same aggregates as ``proxy_*`` (``proxy_worst_slice_accuracy``, ``proxy_accuracy_difference``,
+  …) and their checks as ``proxy_<disparity>[slicing]``; proxy-only audits headline
+  ``proxy_worst_slice_accuracy``. The ``proxy_*`` metrics appear only when proxy slices were
+  audited (no sensitive columns, or ``proxy_slices="always"``); then they describe the proxy
+  slices alone and never mix with the demographic numbers. ``overall_accuracy`` is not a group
+  metric and is always reported.
 """
 
 from __future__ import annotations
@@ -106,6 +117,8 @@ class BiasProbe(Probe):
     title = "Subgroup bias"
     description = "Who does the model fail? Accuracy and error rates per group, with error bars."
     order = 80
+    # DESIGN names are demographic: measured on sensitive columns only, None without them (a
+    # gate on them then fails closed as "not measured"). Proxy slices publish under proxy_*.
     metrics = {
         "overall_accuracy": MetricSpec("higher", "accuracy on all audit examples"),
         "worst_group_accuracy": MetricSpec(
@@ -134,6 +147,36 @@ class BiasProbe(Probe):
         ),
         "worst_group_ece": MetricSpec("lower", "ECE (calibration probe) of the worst group"),
         "ece_difference": MetricSpec("lower", "largest gap in ECE between groups"),
+        "proxy_worst_slice_accuracy": MetricSpec(
+            "higher", f"accuracy of the worst slice with min_group_size+ examples — {PROXY_NOTE}"
+        ),
+        "proxy_accuracy_difference": MetricSpec(
+            "lower", f"best minus worst slice accuracy (largest over slicings) — {PROXY_NOTE}"
+        ),
+        "proxy_accuracy_ratio": MetricSpec(
+            "higher", f"worst over best slice accuracy (smallest) — {PROXY_NOTE}"
+        ),
+        "proxy_equalized_odds_difference": MetricSpec(
+            "lower", f"largest gap in true- or false-positive rate between slices — {PROXY_NOTE}"
+        ),
+        "proxy_min_slice_size": MetricSpec(
+            None, f"examples in the smallest non-empty slice — {PROXY_NOTE}"
+        ),
+        "proxy_small_slices": MetricSpec(
+            "lower", f"slices below min_group_size (flagged, not ranked) — {PROXY_NOTE}"
+        ),
+        "proxy_worst_slice_robust_accuracy": MetricSpec(
+            "higher", f"robust accuracy (adversarial probe) of the worst slice — {PROXY_NOTE}"
+        ),
+        "proxy_robust_accuracy_difference": MetricSpec(
+            "lower", f"best minus worst slice robust accuracy — {PROXY_NOTE}"
+        ),
+        "proxy_worst_slice_ece": MetricSpec(
+            "lower", f"ECE (calibration probe) of the worst slice — {PROXY_NOTE}"
+        ),
+        "proxy_ece_difference": MetricSpec(
+            "lower", f"largest gap in ECE between slices — {PROXY_NOTE}"
+        ),
     }
     budget_levels = {
         "fast": f"{DEFAULT_N_BOOT['fast']} bootstrap resamples for the intervals",
@@ -636,50 +679,32 @@ class BiasProbe(Probe):
         pred = context.clean_predictions.numpy()
         names = _class_names(context)
         proxy_only = all(r["kind"] == "proxy" for r in reports)
-        # Never present a proxy as a demographic: headline metrics come from sensitive columns
-        # whenever there are any; proxies alone only when the data has none.
-        headline = [r for r in reports if r["kind"] == "sensitive"] or reports
         conf = f"{1 - self.alpha:.0%}"
-
-        def extreme(key: str, pick):
-            found = [r["disparities"][key]["value"] for r in headline if key in r["disparities"]]
-            return pick(found) if found else None
-
-        def ratio(key: str):
-            found = [r["ratios"][key] for r in headline if r["ratios"].get(key) is not None]
-            return min(found) if found else None
-
-        counts = [g["count"] for r in headline for g in r["groups"]]
-        worst = [
-            r["worst_group_accuracy"] for r in headline if r["worst_group_accuracy"] is not None
+        # Never present a proxy as a demographic: the DESIGN names (what policy gates read) come
+        # from sensitive columns only and stay None without them; proxy slices publish the same
+        # aggregates under proxy_* names, and only when proxy slices were audited.
+        sensitive = [r for r in reports if r["kind"] == "sensitive"]
+        proxies = [r for r in reports if r["kind"] == "proxy"]
+        cross = [
+            m
+            for m in ("robust_accuracy", "ece")
+            if any(m in r.get("cross_probe", {}) for r in reports)
         ]
-        metrics: dict[str, float | None] = {
-            "overall_accuracy": accuracy(y, pred),
-            "worst_group_accuracy": min(worst) if worst else None,
-            "accuracy_difference": extreme("accuracy_difference", max),
-            "accuracy_ratio": ratio("accuracy_ratio"),
-            "demographic_parity_difference": extreme("demographic_parity_difference", max),
-            "demographic_parity_ratio": ratio("demographic_parity_ratio"),
-            "equalized_odds_difference": extreme("equalized_odds_difference", max),
-            "min_group_size": float(min(counts)) if counts else None,
-            "small_groups": float(sum(g["small"] for r in headline for g in r["groups"])),
-        }
-        for measure, pick in (("robust_accuracy", min), ("ece", max)):
-            present = [
-                r["cross_probe"][measure] for r in headline if measure in r.get("cross_probe", {})
-            ]
-            if present:
-                values = [p["worst_value"] for p in present if "worst_value" in p]
-                metrics[f"worst_group_{measure}"] = pick(values) if values else None
-                metrics[f"{measure}_difference"] = extreme(f"{measure}_difference", max)
+        metrics: dict[str, float | None] = {"overall_accuracy": accuracy(y, pred)}
+        metrics.update(_aggregates(sensitive, cross))
+        if proxies:
+            proxy = _aggregates(proxies, cross)
+            metrics.update({_PROXY_NAMES[k]: proxy[k] for k in _PROXY_NAMES if k in proxy})
+        headline = sensitive or proxies
 
         findings: list[Finding] = []
         for r in reports:
             for key, d in r["disparities"].items():
                 status = _disparity_status(key, d, r["kind"])
+                prefix = "proxy_" if r["kind"] == "proxy" else ""
                 checks.append(
                     Check(
-                        f"{key}[{r['name']}]",
+                        f"{prefix}{key}[{r['name']}]",
                         status,
                         _disparity_text(key, d, r, names, conf),
                         {k: d[k] for k in ("value", "ci", "significant", "threshold", "exceeds")},
@@ -744,7 +769,7 @@ class BiasProbe(Probe):
             metrics=metrics,
             checks=checks,
             summary=_summary(headline, proxy_only, min_size),
-            headline="worst_group_accuracy",
+            headline="proxy_worst_slice_accuracy" if proxy_only else "worst_group_accuracy",
             findings=findings,
             figures=_figures(
                 reports, metrics["overall_accuracy"], names, conf, self.n_boot, min_size
@@ -774,6 +799,61 @@ class BiasProbe(Probe):
                 "slicings": reports,
             },
         )
+
+
+# DESIGN (demographic) aggregate → its proxy-slice name. No demographic parity for proxies:
+# slices differ in class mix, so their selection rates are not compared (see the module notes).
+_PROXY_NAMES = {
+    "worst_group_accuracy": "proxy_worst_slice_accuracy",
+    "accuracy_difference": "proxy_accuracy_difference",
+    "accuracy_ratio": "proxy_accuracy_ratio",
+    "equalized_odds_difference": "proxy_equalized_odds_difference",
+    "min_group_size": "proxy_min_slice_size",
+    "small_groups": "proxy_small_slices",
+    "worst_group_robust_accuracy": "proxy_worst_slice_robust_accuracy",
+    "robust_accuracy_difference": "proxy_robust_accuracy_difference",
+    "worst_group_ece": "proxy_worst_slice_ece",
+    "ece_difference": "proxy_ece_difference",
+}
+
+
+def _aggregates(reports: list[dict[str, Any]], cross: list[str]) -> dict[str, float | None]:
+    """Worst group, largest gaps, smallest ratios and sizes over ``reports`` (all None when
+    there are none), under the DESIGN names; cross-probe names only for the probes in
+    ``cross``."""
+
+    def extreme(key: str, pick):
+        found = [r["disparities"][key]["value"] for r in reports if key in r["disparities"]]
+        return pick(found) if found else None
+
+    def ratio(key: str):
+        found = [r["ratios"][key] for r in reports if r["ratios"].get(key) is not None]
+        return min(found) if found else None
+
+    counts = [g["count"] for r in reports for g in r["groups"]]
+    worst = [r["worst_group_accuracy"] for r in reports if r["worst_group_accuracy"] is not None]
+    out: dict[str, float | None] = {
+        "worst_group_accuracy": min(worst) if worst else None,
+        "accuracy_difference": extreme("accuracy_difference", max),
+        "accuracy_ratio": ratio("accuracy_ratio"),
+        "demographic_parity_difference": extreme("demographic_parity_difference", max),
+        "demographic_parity_ratio": ratio("demographic_parity_ratio"),
+        "equalized_odds_difference": extreme("equalized_odds_difference", max),
+        "min_group_size": float(min(counts)) if counts else None,
+        "small_groups": float(sum(g["small"] for r in reports for g in r["groups"]))
+        if reports
+        else None,
+    }
+    for measure, pick in (("robust_accuracy", min), ("ece", max)):
+        if measure in cross:
+            values = [
+                r["cross_probe"][measure]["worst_value"]
+                for r in reports
+                if "worst_value" in r.get("cross_probe", {}).get(measure, {})
+            ]
+            out[f"worst_group_{measure}"] = pick(values) if values else None
+            out[f"{measure}_difference"] = extreme(f"{measure}_difference", max)
+    return out
 
 
 # --- helpers --------------------------------------------------------------------------------

@@ -24,6 +24,16 @@ from auditkit.pipeline import build_context, run_audit, run_probe
 from auditkit.probes.bias import PROXY_NOTE, BiasProbe
 from auditkit.results import AuditResult
 
+DEMOGRAPHIC_METRICS = (
+    "worst_group_accuracy",
+    "accuracy_difference",
+    "accuracy_ratio",
+    "demographic_parity_difference",
+    "demographic_parity_ratio",
+    "equalized_odds_difference",
+    "min_group_size",
+    "small_groups",
+)
 N_BOOT = 30  # small for speed; intervals are checked against fairlearn with the same resamples
 
 
@@ -359,6 +369,108 @@ def test_images_without_groups_get_proxy_slices_labelled_as_proxies(demo_context
     assert means == sorted(means)
 
 
+def test_proxy_numbers_are_never_published_under_demographic_metric_names(demo_model):
+    """Digits has no sensitive columns: a gate on bias.accuracy_difference must say "not
+    measured" (fail closed), not judge per-class recall; the proxy gap has its own name."""
+    import auditkit
+    from auditkit.demo import digits_metadata
+    from auditkit.gates import apply_policy
+
+    result = auditkit.scan(
+        demo_model,
+        "digits",
+        metadata=digits_metadata(),
+        probes=["performance", "bias"],
+        budget="fast",
+        device="cpu",
+        options={"bias": {"n_boot": 20}},
+    )
+    bias = result.probes["bias"]
+    assert bias.details["slice_kind"] == "proxy"
+    for name in DEMOGRAPHIC_METRICS:
+        assert bias.metrics[name] is None, name
+    assert bias.metrics["overall_accuracy"] == pytest.approx(
+        result.probes["performance"].metrics["accuracy"]
+    )
+    slicings = bias.details["slicings"]
+    assert bias.metrics["proxy_accuracy_difference"] == pytest.approx(
+        max(s["disparities"]["accuracy_difference"]["value"] for s in slicings)
+    )
+    assert bias.metrics["proxy_worst_slice_accuracy"] == pytest.approx(
+        min(g["accuracy"] for s in slicings for g in s["groups"] if not g["small"])
+    )
+    assert bias.metrics["proxy_min_slice_size"] == min(
+        g["count"] for s in slicings for g in s["groups"]
+    )
+    assert bias.headline == "proxy_worst_slice_accuracy"
+    disparity_checks = [c.name for c in bias.checks if c.name.endswith("(proxy)]")]
+    assert disparity_checks and all(n.startswith("proxy_") for n in disparity_checks)
+    assert bias.summary.startswith("PROXY slices, not demographics")
+    for name in (m for m in bias.metrics if m.startswith("proxy_")):
+        assert PROXY_NOTE in BiasProbe.metrics[name].description, name
+
+    gated = apply_policy(
+        result,
+        {
+            "gates": {
+                "bias.accuracy_difference": "<= 0.05",
+                "bias.worst_group_accuracy": ">= 0.5",
+                "bias.proxy_accuracy_difference": "<= 0.5",
+            }
+        },
+    )
+    gates = {g.metric: g for g in gated.gates}
+    for name in ("bias.accuracy_difference", "bias.worst_group_accuracy"):
+        assert not gates[name].passed and gates[name].value is None
+        assert "not measured" in gates[name].detail
+    assert gates["bias.proxy_accuracy_difference"].passed
+    assert gated.verdict == "failed"
+
+
+def test_cross_probe_numbers_on_proxy_slices_get_proxy_names(demo_context):
+    context = build_context(demo_context.adapter, demo_context.data, budget="fast")
+    y = context.data.y.numpy()
+    clean_correct = context.clean_correct.numpy()
+    context.artifacts["adversarial"] = {
+        "indices": np.arange(len(y)),
+        "robust_correct": clean_correct & (y != 0),  # every 0 falls: class 0 is the worst slice
+    }
+    context.artifacts["calibration"] = {
+        "indices": np.arange(len(y)),
+        "confidence": context.clean_probabilities.max(dim=1).values.numpy(),
+        "correct": clean_correct,
+    }
+    result = BiasProbe(budget="fast", n_boot=20).run(context)
+    m = result.metrics
+    for name in (
+        "worst_group_robust_accuracy",
+        "robust_accuracy_difference",
+        "worst_group_ece",
+        "ece_difference",
+    ):
+        assert m[name] is None, name
+    assert m["proxy_worst_slice_robust_accuracy"] == 0.0
+    assert m["proxy_robust_accuracy_difference"] > 0.5
+    assert m["proxy_worst_slice_ece"] is not None and m["proxy_ece_difference"] is not None
+
+
+def test_sensitive_columns_with_proxy_slices_keep_the_two_families_apart(demo_context):
+    site = np.where(np.arange(len(demo_context.data)) % 3 == 0, "A", "B")
+    data = dataclasses.replace(demo_context.data, groups={"site": site})
+    context = build_context(demo_context.adapter, data, budget="fast")
+    result = BiasProbe(budget="fast", n_boot=20, proxy_slices="always").run(context)
+    by_kind = {"sensitive": [], "proxy": []}
+    for report in result.details["slicings"]:
+        by_kind[report["kind"]].append(report["disparities"]["accuracy_difference"]["value"])
+    assert len(by_kind["sensitive"]) == 1 and len(by_kind["proxy"]) == 4
+    m = result.metrics
+    assert m["accuracy_difference"] == pytest.approx(by_kind["sensitive"][0])
+    assert m["proxy_accuracy_difference"] == pytest.approx(max(by_kind["proxy"]))
+    assert m["min_group_size"] == min(int((site == v).sum()) for v in ("A", "B"))
+    assert result.headline == "worst_group_accuracy"
+    assert not result.summary.startswith("PROXY")
+
+
 def _members(groups, record, context, brightness):
     lo, hi = (float(v) for v in record["group"].split("[")[1].rstrip("]").split(", "))
     return (brightness >= lo - 1e-3) & (brightness <= hi + 1e-3)
@@ -458,5 +570,10 @@ def test_pipeline_writes_strict_json_and_a_gate_catches_the_bias(biased_context)
     assert bias.status == "failed" and bias.seconds > 0
     again = AuditResult.from_json(json.dumps(result.to_dict(), allow_nan=False))
     assert again.probes["bias"].metrics == pytest.approx(bias.metrics)
+    for name in DEMOGRAPHIC_METRICS:
+        assert isinstance(bias.metrics[name], float), name
+    assert not [m for m in bias.metrics if m.startswith("proxy_")]
+    assert bias.headline == "worst_group_accuracy"
     gated = apply_policy(result, load_policy({"gates": {"bias.accuracy_difference": "<= 0.05"}}))
     assert gated.verdict == "failed"
+    assert gated.gates[0].value == pytest.approx(bias.metrics["accuracy_difference"])
