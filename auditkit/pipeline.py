@@ -297,7 +297,15 @@ def run_probe(probe: Probe, context: AuditContext, *, debug: bool = False) -> Pr
 
     # Rounded here, as audit.json stores it, so a result survives a JSON round trip unchanged.
     seconds = result.seconds or (time.perf_counter() - started)
-    return replace(result, name=probe.name, seconds=round(float(seconds), 4))
+    info = {
+        metric: {"direction": spec.direction, "description": spec.description}
+        for metric, spec in getattr(probe, "metrics", {}).items()
+        if metric in result.metrics
+    }
+    return replace(
+        result, name=probe.name, seconds=round(float(seconds), 4),
+        metric_info={**info, **result.metric_info},
+    )
 
 
 def build_context(

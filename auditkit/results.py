@@ -129,6 +129,9 @@ class ProbeResult:
         seconds: wall time of the probe.
         error: the error message when ``status == "error"``.
         skip_reason: why the probe did not run when ``status == "skipped"``.
+        metric_info: ``{metric: {"direction": "higher"|"lower"|None, "description"}}``, copied
+            from the probe's declaration by the runner so the report can explain every metric
+            (plugins' included) from audit.json alone.
     """
 
     name: str
@@ -143,6 +146,7 @@ class ProbeResult:
     seconds: float = 0.0
     error: str | None = None
     skip_reason: str | None = None
+    metric_info: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -158,6 +162,7 @@ class ProbeResult:
             "seconds": round(float(self.seconds), 4),
             "error": self.error,
             "skip_reason": self.skip_reason,
+            "metric_info": jsonable(self.metric_info),
         }
 
     @classmethod
@@ -175,6 +180,7 @@ class ProbeResult:
             seconds=float(d.get("seconds") or 0.0),
             error=d.get("error"),
             skip_reason=d.get("skip_reason"),
+            metric_info=dict(d.get("metric_info") or {}),
         )
 
 

@@ -151,6 +151,19 @@ GLOSSARY: dict[str, str] = {
     "memorization.generalization_gap": "training accuracy minus held-out accuracy of the audited model",
 }
 
+_BETTER = {"higher": "higher is better", "lower": "lower is better"}
+
+
+def metric_meaning(probe_name: str, metric: str, probe: Mapping[str, Any]) -> str:
+    """The contract's wording for DESIGN.md metrics, else what the probe declared about it."""
+    if f"{probe_name}.{metric}" in GLOSSARY:
+        return GLOSSARY[f"{probe_name}.{metric}"]
+    info = (probe.get("metric_info") or {}).get(metric) or {}
+    text = str(info.get("description") or "")
+    better = _BETTER.get(str(info.get("direction")))
+    return f"{text} ({better})" if text and better else text
+
+
 STATUS_ICON = {
     "passed": "pass",
     "warned": "warn",
@@ -285,7 +298,7 @@ def _probe_view(name: str, probe: Mapping[str, Any], index: int) -> dict[str, An
                 "name": str(metric),
                 "value": format_number(value),
                 "readable": format_metric(str(metric), value),
-                "meaning": GLOSSARY.get(f"{name}.{metric}", ""),
+                "meaning": metric_meaning(name, str(metric), probe),
                 "headline": metric == probe.get("headline"),
             }
             for metric, value in metrics.items()
