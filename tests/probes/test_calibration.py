@@ -16,6 +16,7 @@ from auditkit.data.core import AuditData, make_splits
 from auditkit.demo import DIGITS_MEAN, DIGITS_STD
 from auditkit.errors import AuditkitInputError
 from auditkit.functional.calibration import expected_calibration_error
+from auditkit.functional.uncertainty import decompose_uncertainty
 from auditkit.pipeline import build_context
 from auditkit.probes.calibration import CalibrationProbe
 
@@ -222,9 +223,78 @@ def test_tells_the_user_the_temperature_and_how_to_apply_it(demo_runs):
     assert (
         result.details["temperature_fit"]["apply"] == f"probabilities = softmax(logits / {t:.4g})"
     )
-    check = next(c for c in result.checks if c.name == "temperature_preserves_accuracy")
+    check = next(c for c in result.checks if c.name == "temperature_lowers_held_out_nll")
     assert check.status == "passed"
-    assert check.values["accuracy_before"] == check.values["accuracy_after"]
+    assert check.values["nll_before"] == result.metrics["nll"]
+    assert check.values["nll_after"] == result.metrics["nll_after_temperature"]
+    assert result.metrics["nll_after_temperature"] < result.metrics["nll"]
+
+
+def test_temperature_scaling_leaves_accuracy_unchanged(demo_runs):
+    """Dividing logits by T > 0 keeps every arg-max, so this is a property of the method, not
+    something a check could ever catch failing; asserted here against a direct computation and
+    against the after-scaling reliability bins the report shows."""
+    for context, result in demo_runs.values():
+        ev = torch.as_tensor(context.splits["evaluation"])
+        logits, y = context.clean_logits[ev].double(), context.data.y[ev]
+        before = (logits.argmax(-1) == y).double().mean().item()
+        after = ((logits / result.metrics["temperature"]).argmax(-1) == y).double().mean().item()
+        assert before == after == result.metrics["accuracy"]
+        bins = result.details["reliability_after_temperature"]
+        hits = sum(b["count"] * b["accuracy"] for b in bins if b["count"])
+        assert hits / sum(b["count"] for b in bins) == pytest.approx(result.metrics["accuracy"])
+
+
+class SplitConfidence(nn.Module):
+    """The Bayes posterior made over-confident (× 4) where the last feature is 1 and
+    under-confident (× 0.25) where it is 0."""
+
+    def __init__(self, bayes: nn.Module) -> None:
+        super().__init__()
+        self.bayes = bayes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        factor = torch.where(x[:, 2:] > 0.5, 4.0, 0.25)
+        return self.bayes(x[:, :2]) * factor
+
+
+def test_a_temperature_that_does_not_carry_over_to_held_out_data_warns(bayes_runs):
+    """Over-confident on the calibration split, under-confident on the evaluation split: the
+    T ≈ 4 fitted on the first makes the second worse, so the probe must warn and must not
+    advise applying it."""
+    n, seed = 3000, 0
+    data, bayes = gaussian_task(n=n)
+    flag = torch.zeros(n, 1)
+    flag[torch.as_tensor(make_splits(n, seed)["calibration"])] = 1.0
+    shifted = AuditData(
+        name="gaussians, split-dependent confidence",
+        x=torch.cat([data.x, flag], 1),
+        y=data.y,
+        modality="tabular",
+        input_range=None,
+        synthetic=True,
+    )
+    adapter = TorchModelAdapter(
+        SplitConfidence(bayes), input_shape=(3,), input_range=None, device="cpu"
+    )
+    result = CalibrationProbe(budget="fast").run(
+        build_context(adapter, shifted, seed=seed, budget="fast")
+    )
+    m = result.metrics
+    assert 3.6 < m["temperature"] < 4.4  # what the calibration split asks for
+    assert m["nll_after_temperature"] > m["nll"] * 1.01
+    check = next(c for c in result.checks if c.name == "temperature_lowers_held_out_nll")
+    assert check.status == "warned" and "does not carry over" in check.detail
+    assert result.status == "warned"
+    assert any(
+        f.severity == "warning" and "does not carry over" in f.title for f in result.findings
+    )
+    assert not any("divide the logits" in f.title for f in result.findings)
+    # the same check passes where the temperature does transfer
+    transfers = next(
+        c for c in bayes_runs[4.0].checks if c.name == "temperature_lowers_held_out_nll"
+    )
+    assert transfers.status == "passed"
 
 
 def test_bayes_optimal_model_is_calibrated_and_scaling_is_undone(bayes_runs):
@@ -263,7 +333,11 @@ def test_no_identifiable_temperature_is_reported_as_missing_not_as_advice():
 def test_tabular_model_without_dropout_reports_epistemic_as_not_estimated(bayes_runs):
     result = bayes_runs[1.0]
     assert result.details["uncertainty"]["method"] == "none"
+    assert result.details["uncertainty"]["epistemic"] == "not estimated"
     assert result.metrics["mean_epistemic"] is None and result.metrics["mean_aleatoric"] is None
+    assert result.metrics["epistemic_auroc"] is None
+    table = next(f for f in result.figures if f["id"] == "uncertainty")
+    assert table["rows"][2][1:] == [None, None]  # an empty cell, not a measured zero
     assert result.metrics["mean_predictive_entropy"] > 0
     assert "not estimated" in result.summary
     assert any("not estimated" in f.title for f in result.findings)
@@ -282,8 +356,21 @@ def _mlp_context(mlp, digits_data, p: float):
 
 
 def test_mutual_information_is_zero_without_randomness_and_positive_with_mc_dropout(
-    dropout_mlp, digits_data
+    dropout_mlp, digits_data, bayes_runs
 ):
+    """MI is ~0 for a deterministic model: (1) dropout layers with p = 0 sample the same network
+    every time, so MC dropout measures MI = 0; (2) a deterministic tabular model with no dropout
+    and nothing to augment is not sampled at all and its MI is reported as not estimated (sampled
+    anyway, its repeated passes agree exactly: MI = 0). With dropout on, MI > 0. Images without
+    dropout are the exception: there the samples come from test-time augmentation, and their MI
+    is augmentation sensitivity, labelled as such (see the next test)."""
+    tabular = bayes_runs[1.0]
+    assert tabular.details["uncertainty"]["method"] == "none"
+    assert tabular.metrics["mean_epistemic"] is None
+    data, bayes = gaussian_task(n=200)
+    passes = torch.stack([torch.softmax(bayes(data.x).double(), -1) for _ in range(5)])
+    assert np.abs(decompose_uncertainty(passes.detach()).epistemic).max() < 1e-12
+
     deterministic = CalibrationProbe(budget="fast").run(_mlp_context(dropout_mlp, digits_data, 0.0))
     context = _mlp_context(dropout_mlp, digits_data, 0.3)
     rng_before = torch.random.get_rng_state()
@@ -318,7 +405,31 @@ def test_mc_dropout_samples_follow_the_seed(dropout_mlp, digits_data):
 def test_uncertainty_flags_errors_on_the_demo(demo_runs):
     metrics = demo_runs[1.0][1].metrics
     assert metrics["uncertainty_auroc"] > 0.8 and metrics["confidence_auroc"] > 0.8
-    assert metrics["mean_epistemic"] >= 0
+    # the reported means add up, and augmentation does move the demo's predictions: a strictly
+    # positive epistemic part that is a fraction of the total, not a clamped zero
+    assert metrics["mean_predictive_entropy"] == pytest.approx(
+        metrics["mean_aleatoric"] + metrics["mean_epistemic"], abs=1e-9
+    )
+    assert 1e-4 < metrics["mean_epistemic"] < metrics["mean_predictive_entropy"]
+    # wrong predictions move more under augmentation than right ones (0.95 on the demo)
+    assert metrics["epistemic_auroc"] > 0.7
+
+
+def test_image_model_without_dropout_gets_tta_and_its_mutual_information_is_labelled(demo_runs):
+    """For images without dropout the samples come from test-time augmentation. The demo CNN is
+    deterministic, yet its MI is > 0: that MI measures how much the augmentation moves the
+    prediction (augmentation sensitivity), not model uncertainty, and the report labels it so."""
+    context, result = demo_runs[1.0]
+    x = context.data.x[:64]
+    assert torch.equal(context.adapter.predict_logits(x), context.adapter.predict_logits(x))
+    assert result.metrics["mean_epistemic"] > 0
+    uncertainty = result.details["uncertainty"]
+    assert uncertainty["method"] == "test-time augmentation"
+    assert uncertainty["epistemic"].startswith("augmentation sensitivity")
+    assert "epistemic part is augmentation sensitivity" in result.summary
+    assert any("augmentation sensitivity" in f.title for f in result.findings)
+    table = next(f for f in result.figures if f["id"] == "uncertainty")
+    assert table["rows"][2][0] == "mutual information (epistemic: augmentation sensitivity)"
 
 
 # --- out-of-distribution ------------------------------------------------------------------

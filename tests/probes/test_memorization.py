@@ -16,7 +16,12 @@ from auditkit.demo import DIGITS_MEAN, DIGITS_STD
 from auditkit.errors import AuditkitInputError
 from auditkit.loading import load_model
 from auditkit.pipeline import build_context, run_probe
-from auditkit.probes.memorization import VERDICT_CANNOT, VERDICT_MEMORIZES, MemorizationProbe
+from auditkit.probes.memorization import (
+    VERDICT_CANNOT,
+    VERDICT_MEMORIZES,
+    LevelRun,
+    MemorizationProbe,
+)
 from auditkit.results import ProbeResult
 
 NUM_CLASSES = 10
@@ -109,6 +114,110 @@ def test_linear_model_cannot_memorize_random_labels():
     assert result.details["fit_epochs"]["p = 1 (random labels)"] == "not reached"
     assert m["true_label_train_accuracy"] >= 0.95  # it does fit the learnable labels
     assert VERDICT_CANNOT in result.summary and VERDICT_MEMORIZES not in result.summary
+
+
+# The contract's wording, spelled out here so that a changed message fails a test.
+INCONCLUSIVE_TIME = "inconclusive: the time limit stopped training before the epoch budget"
+
+
+def test_a_time_limit_that_stops_training_makes_the_verdict_inconclusive_not_cannot():
+    """On a loaded machine the clock, not the architecture, would decide "could not memorize";
+    a run the safety limit stops must say so and warn instead of passing."""
+    probe = MemorizationProbe(
+        budget="fast",
+        corruption_levels=[0, 1],
+        time_limit_s=1e-6,
+        **{k: v for k, v in SMALL.items() if k != "time_limit_s"},
+    )
+    result = probe.run(context_for(wide_mlp(), clusters()))
+    random_run = level(result, 1.0)
+    assert random_run["stopped_by"] == "time" and random_run["epochs_run"] < SMALL["max_epochs"]
+    assert result.metrics["fit_epochs_random"] is None
+    assert INCONCLUSIVE_TIME in result.summary
+    assert VERDICT_CANNOT not in result.summary and VERDICT_MEMORIZES not in result.summary
+    assert result.status == "warned"
+    assert any(f.severity == "warning" and f.title == INCONCLUSIVE_TIME for f in result.findings)
+    assert not any(f.title == VERDICT_CANNOT for f in result.findings)
+    statuses = {c.name: c.status for c in result.checks}
+    assert statuses["within_epoch_budget"] == "warned"
+    assert result.details["fit_epochs"]["p = 1 (random labels)"] == "not reached (time limit)"
+
+
+def test_a_run_that_used_all_its_epochs_was_ended_by_the_epoch_budget_not_the_clock():
+    """Past its time limit at its last epoch, a run has still had its whole epoch budget: that
+    verdict is machine-independent (a linear model cannot fit random labels in one epoch)."""
+    result = MemorizationProbe(
+        budget="fast", corruption_levels=[0, 1], train_size=128, max_epochs=1, time_limit_s=1e-6
+    ).run(context_for(linear(), clusters()))
+    random_run = level(result, 1.0)
+    assert random_run["epochs_run"] == 1 and random_run["stopped_by"] == "epochs"
+    assert VERDICT_CANNOT in result.summary
+    assert next(c for c in result.checks if c.name == "within_epoch_budget").status == "passed"
+
+
+def test_a_diverged_run_is_inconclusive_too():
+    result = MemorizationProbe(
+        budget="fast", corruption_levels=[0, 1], train_size=128, max_epochs=20, learning_rate=1e30
+    ).run(context_for(wide_mlp(), clusters()))
+    assert level(result, 1.0)["stopped_by"] == "diverged"
+    assert "inconclusive: training diverged" in result.summary
+    assert VERDICT_CANNOT not in result.summary
+    assert result.status == "warned"
+    check = next(c for c in result.checks if c.name == "within_epoch_budget")
+    assert check.status == "warned" and "p = 1 (random labels)" in check.values["diverged"]
+
+
+def _run(name: str, p: float, epochs: int, held: float, stopped_by: str = "target") -> LevelRun:
+    fitted = stopped_by == "target"
+    curve = [0.5] * (epochs - 1) + [1.0 if fitted else 0.6]
+    return LevelRun(
+        name=name,
+        corruption=p,
+        train_accuracy=curve,
+        epochs_to_target=epochs if fitted else None,
+        held_out_accuracy=held,
+        stopped_by=stopped_by,
+    )
+
+
+def _healthy_runs() -> list[LevelRun]:
+    return [
+        _run("p = 0 (true labels)", 0.0, 5, 0.95),
+        _run("p = 0.5", 0.5, 30, 0.5),
+        _run("p = 1 (random labels)", 1.0, 40, CHANCE),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("case", "warned_check", "expected"),
+    [
+        ("healthy", None, "passed"),
+        ("held-out far above chance", "random_labels_held_out_near_chance", "warned"),
+        ("middle level stopped on time", "within_epoch_budget", "warned"),
+        ("unusable training data", "audited_model_generalization_gap", "warned"),
+        ("audited model changed", "audited_model_untouched", "failed"),
+    ],
+)
+def test_every_warned_or_failed_check_reaches_the_status(case, warned_check, expected):
+    """The status must never read "passed" next to a warned or failed check."""
+    runs, gap, untouched = _healthy_runs(), None, True
+    if case == "held-out far above chance":
+        runs[2].held_out_accuracy = 0.6
+    elif case == "middle level stopped on time":
+        runs[1] = _run("p = 0.5", 0.5, 12, 0.5, stopped_by="time")
+    elif case == "unusable training data":
+        gap = {"error": "training data has shape (3,), the model expects (20,)"}
+    elif case == "audited model changed":
+        untouched = False
+    probe = MemorizationProbe(budget="fast", **SMALL)
+    context = context_for(linear(), clusters(n=64))
+    result = probe._result(context, runs, gap, untouched, {}, n_train=32, n_held=32)
+    statuses = {c.name: c.status for c in result.checks}
+    off = {name for name, status in statuses.items() if status != "passed"}
+    assert off == ({warned_check} if warned_check else set())
+    assert result.status == expected
+    # the verdict itself is unchanged: p = 1 was fitted in 40 epochs, 8x the true labels
+    assert VERDICT_MEMORIZES in result.summary and result.metrics["fit_time_ratio"] == 8.0
 
 
 def test_figures_and_json_follow_the_schema(mlp_result):
@@ -235,6 +344,9 @@ def demo_result(demo_model, digits_data):
 def test_demo_model_memorizes_and_its_weights_are_untouched(demo_result, demo_model, digits_data):
     result, before, context = demo_result
     assert result.status == "passed", result.summary
+    # the epoch budget, not the clock, ended every run: the verdict does not depend on load
+    assert {r["stopped_by"] for r in result.details["levels"]} <= {"target", "epochs"}
+    assert result.details["recipe"]["time_limit_s_per_level"] >= 60
     assert weights_hash(demo_model) == before
     assert not demo_model.training
     m = result.metrics
