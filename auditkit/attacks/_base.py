@@ -37,11 +37,25 @@ def margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Largest wrong logit minus the true logit: positive exactly when the example is misclassified.
 
     Unlike the cross-entropy loss it does not saturate, so it ranks iterates even where a
-    confident softmax has rounded to one.
+    confident softmax has rounded to one. A NaN logit gives a margin of ``+inf``: a model that
+    answers NaN has not given the right answer, and a NaN margin would never beat ``-inf`` in
+    best-iterate tracking, so the input would silently count as robust.
     """
     true = logits.gather(1, labels.view(-1, 1)).squeeze(1)
     others = logits.scatter(1, labels.view(-1, 1), float("-inf"))
-    return others.amax(dim=1) - true
+    value = others.amax(dim=1) - true
+    return torch.where(torch.isnan(value), torch.full_like(value, float("inf")), value)
+
+
+def nonfinite_rows(values: torch.Tensor) -> torch.Tensor:
+    """Per example (dimension 0): whether any entry is NaN or infinite."""
+    return ~torch.isfinite(values.flatten(1)).all(dim=1)
+
+
+def finite_or_zero(grad: torch.Tensor) -> torch.Tensor:
+    """The gradient with NaN / inf entries set to 0: one non-finite step would turn the iterate,
+    and every later one, into NaN instead of a real input."""
+    return torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def per_example_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
@@ -84,11 +98,15 @@ class AttackOutput:
         margin: its margin (largest wrong logit − true logit, averaged over samples for EOT);
             ``margin > 0`` means the attack succeeded on a deterministic model.
         restart_margins: best margin of each restart, shape ``(restarts, N)``.
+        nonfinite: per input, whether the model returned a NaN / infinite logit or input
+            gradient at any point the attack visited (a NaN answer counts as the attack's
+            success, see ``margin``; a non-finite gradient entry is replaced by 0).
     """
 
     adversarial: torch.Tensor
     margin: torch.Tensor
     restart_margins: torch.Tensor
+    nonfinite: torch.Tensor | None = None
 
 
 class BoxAttack(Attack):
@@ -133,6 +151,8 @@ class BoxAttack(Attack):
     def perturb(self, images: torch.Tensor, labels: torch.Tensor) -> AttackOutput:
         """Attack a batch; the model's train/eval mode is left as it is."""
 
-    def _margin(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _margin(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The margin at ``x`` and whether the model's logits there are non-finite."""
         with torch.no_grad():
-            return margin(self.get_logits(x).float(), labels)
+            logits = self.get_logits(x).float()
+        return margin(logits, labels), nonfinite_rows(logits)

@@ -16,7 +16,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from auditkit.attacks._base import Box, _view, clamp_box, margin
+from auditkit.attacks._base import (
+    Box,
+    _view,
+    clamp_box,
+    finite_or_zero,
+    margin,
+    nonfinite_rows,
+)
 from auditkit.attacks.pgd import PGD
 
 
@@ -84,14 +91,33 @@ class Transformations:
         )
         return params
 
-    def apply(self, x: torch.Tensor, params: dict[str, torch.Tensor], *, box: Box) -> torch.Tensor:
-        """Transform ``x`` with drawn ``params`` (differentiable in ``x``); clamped into ``box``."""
+    def apply(
+        self,
+        x: torch.Tensor,
+        params: dict[str, torch.Tensor],
+        *,
+        box: Box,
+        scale: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Transform ``x`` with drawn ``params`` (differentiable in ``x``); clamped into ``box``.
+
+        ``scale``: ``x`` is measured in units of a per-feature scale (pixels = ``x · scale``, as
+        when an attack runs on ``x / std`` for an unbounded box). Images are then transformed as
+        pixels — a shift moves the picture, not the picture divided by a per-pixel spread —
+        with brightness and noise in units of the mean scale, so brightness stays one uniform
+        shift; other inputs get their noise in ``x``'s own units (one std per feature).
+
+        Example:
+            >>> t.apply(pixels / std, params, box=None, scale=std)  # transformed pixels / std
+        """
         width = (box[1] - box[0]) if box is not None else 1.0
-        if x.dim() == 4:
-            x = _affine(x, params["angle"], params["scale"], params["shift"])
-            x = x + _view(params["brightness"], x) * width
-        x = x + params["noise"] * width
-        return clamp_box(x, box)
+        if x.dim() != 4:
+            return clamp_box(x + params["noise"] * width, box)
+        pixels = x if scale is None else x * scale
+        unit = width if scale is None else width * scale.mean()
+        pixels = _affine(pixels, params["angle"], params["scale"], params["shift"])
+        pixels = pixels + _view(params["brightness"], pixels) * unit + params["noise"] * unit
+        return clamp_box(pixels if scale is None else pixels / scale, box)
 
 
 def _affine(
@@ -127,6 +153,9 @@ class EOTPGD(PGD):
             as for ``PGD``.
         transform: the distribution (``None``: the model's randomness only).
         samples: draws per step.
+        input_scale: per-feature scale of the inputs (pixels = input · scale), for an attack
+            run in std units; the transformations then act on the pixels
+            (``Transformations.apply``).
 
     Example:
         >>> EOTPGD(model, eps=0.1, transform=Transformations(), samples=8, generator=g)
@@ -147,6 +176,7 @@ class EOTPGD(PGD):
         generator: torch.Generator | None = None,
         transform: Transformations | None = None,
         samples: int = 8,
+        input_scale: torch.Tensor | None = None,
     ) -> None:
         super().__init__(
             model, eps=eps, norm=norm, steps=steps, alpha=alpha, restarts=restarts,
@@ -157,30 +187,42 @@ class EOTPGD(PGD):
             raise ValueError("samples must be ≥ 1")
         self.transform = transform if transform is not None and not transform.is_identity else None
         self.samples = int(samples)
+        self.input_scale = input_scale
 
     def expected_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of ``samples`` transformed copies, shape ``(samples, N, classes)``."""
         copies = x.unsqueeze(0).expand(self.samples, *x.shape).reshape(-1, *x.shape[1:])
         if self.transform is not None:
             params = self.transform.sample(copies.shape, generator=self.generator, device=x.device)
-            copies = self.transform.apply(copies, params, box=self.box)
+            copies = self.transform.apply(copies, params, box=self.box, scale=self.input_scale)
         return self.get_logits(copies).float().view(self.samples, len(x), -1)
 
     def _gradient(
         self, adv: torch.Tensor, labels: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         adv = adv.detach().requires_grad_(True)
         with torch.enable_grad():
             logits = self.expected_logits(adv)
             loss = F.cross_entropy(logits.flatten(0, 1), labels.repeat(self.samples))
             (grad,) = torch.autograd.grad(loss, adv)
-        return grad, self._mean_margin(logits.detach(), labels)
+        bad = _nonfinite_draws(logits.detach()) | nonfinite_rows(grad)
+        return finite_or_zero(grad), self._mean_margin(logits.detach(), labels), bad
 
-    def _final_margin(self, adv: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _final_margin(
+        self, adv: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
-            return self._mean_margin(self.expected_logits(adv), labels)
+            logits = self.expected_logits(adv)
+        return self._mean_margin(logits, labels), _nonfinite_draws(logits)
 
     def _mean_margin(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return margin(logits.flatten(0, 1), labels.repeat(self.samples)).view(
+        mean = margin(logits.flatten(0, 1), labels.repeat(self.samples)).view(
             self.samples, -1
         ).mean(dim=0)
+        # +inf and -inf draws average to NaN: a non-finite answer counts as the attack's success.
+        return torch.where(torch.isnan(mean), torch.full_like(mean, float("inf")), mean)
+
+
+def _nonfinite_draws(logits: torch.Tensor) -> torch.Tensor:
+    """Per input: whether any draw's logits (``(samples, N, classes)``) are non-finite."""
+    return ~torch.isfinite(logits).flatten(2).all(dim=2).all(dim=0)

@@ -12,7 +12,9 @@ from auditkit.attacks._base import (
     BoxAttack,
     _view,
     clamp_box,
+    finite_or_zero,
     margin,
+    nonfinite_rows,
     normalized_l2,
     project,
 )
@@ -74,16 +76,20 @@ class PGD(BoxAttack):
     # --- the pieces EOT overrides -------------------------------------------------------
     def _gradient(
         self, adv: torch.Tensor, labels: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Input gradient of the loss at ``adv`` and the margin of ``adv`` (one forward)."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Input gradient of the loss at ``adv`` (non-finite entries zeroed), the margin of
+        ``adv`` (one forward), and per input whether logits or gradient were non-finite."""
         adv = adv.detach().requires_grad_(True)
         with torch.enable_grad():
             logits = self.get_logits(adv).float()
             loss = F.cross_entropy(logits, labels)
             (grad,) = torch.autograd.grad(loss, adv)
-        return grad, margin(logits.detach(), labels)
+        bad = nonfinite_rows(logits.detach()) | nonfinite_rows(grad)
+        return finite_or_zero(grad), margin(logits.detach(), labels), bad
 
-    def _final_margin(self, adv: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _final_margin(
+        self, adv: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return self._margin(adv, labels)
 
     # --- PGD ----------------------------------------------------------------------------
@@ -112,24 +118,28 @@ class PGD(BoxAttack):
         labels = labels.detach().to(self.device)
         best_adv = images.clone()
         best_margin = torch.full((len(images),), float("-inf"), device=self.device)
+        nonfinite = torch.zeros(len(images), dtype=torch.bool, device=self.device)
         restart_margins = []
         for _ in range(self.restarts):
             adv = self._start(images)
             run_adv = adv
             run_margin = torch.full_like(best_margin, float("-inf"))
             for _ in range(self.steps):
-                grad, current = self._gradient(adv, labels)
+                grad, current, bad = self._gradient(adv, labels)
+                nonfinite |= bad
                 if self.track_best:
                     run_adv, run_margin = _keep_better(run_adv, run_margin, adv, current)
                 adv = self._step(adv.detach(), grad, images)
-            current = self._final_margin(adv, labels)
+            current, bad = self._final_margin(adv, labels)
+            nonfinite |= bad
             if self.track_best:
                 run_adv, run_margin = _keep_better(run_adv, run_margin, adv, current)
             else:
                 run_adv, run_margin = adv, current
             restart_margins.append(run_margin)
             best_adv, best_margin = _keep_better(best_adv, best_margin, run_adv, run_margin)
-        return AttackOutput(best_adv.detach(), best_margin, torch.stack(restart_margins))
+        return AttackOutput(best_adv.detach(), best_margin, torch.stack(restart_margins),
+                            nonfinite)
 
 
 class FGSM(PGD):
@@ -194,13 +204,15 @@ class RandomNoise(BoxAttack):
         labels = labels.detach().to(self.device)
         best_adv = images.clone()
         best_margin = torch.full((len(images),), float("-inf"), device=self.device)
+        nonfinite = torch.zeros(len(images), dtype=torch.bool, device=self.device)
         margins = []
         for _ in range(self.draws):
             adv = clamp_box(images + self._noise(images), self.box)
-            current = self._margin(adv, labels)
+            current, bad = self._margin(adv, labels)
+            nonfinite |= bad
             margins.append(current)
             best_adv, best_margin = _keep_better(best_adv, best_margin, adv, current)
-        return AttackOutput(best_adv, best_margin, torch.stack(margins))
+        return AttackOutput(best_adv, best_margin, torch.stack(margins), nonfinite)
 
 
 def _keep_better(

@@ -82,6 +82,49 @@ def test_transformations_are_differentiable(images):
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
+def test_with_a_per_pixel_scale_the_transformations_act_on_the_pixels(images):
+    # An attack on z = pixels / std (unbounded images) with a std that varies per pixel:
+    # shifting z itself would move the picture divided by std, not the picture.
+    std = 0.2 + torch.rand(1, 6, 6, generator=torch.Generator().manual_seed(1))
+    pixels = images * 3
+    z = pixels / std
+    t = Transformations()
+    shifted = t.apply(z, params(3, shift=(1 / 6, 0.0)), box=None, scale=std) * std
+    torch.testing.assert_close(shifted[..., :, 1:], pixels[..., :, :-1], atol=1e-5, rtol=0)
+    turned = t.apply(z, params(3, angle=math.pi / 2), box=None, scale=std) * std
+    torch.testing.assert_close(turned, torch.rot90(pixels, -1, dims=(2, 3)), atol=1e-5, rtol=0)
+    # Brightness stays one uniform shift of the pixels, in units of the typical std.
+    brighter = t.apply(z, params(3, brightness=0.05), box=None, scale=std) * std
+    torch.testing.assert_close(brighter - pixels, torch.full_like(pixels, 0.05 * std.mean()),
+                               atol=1e-5, rtol=0)
+
+
+class _PixelRecorder(nn.Module):
+    """Logits from two pixels; remembers every batch of pixels (z · std) it is shown."""
+
+    def __init__(self, std: torch.Tensor) -> None:
+        super().__init__()
+        self.std, self.seen = std, []
+
+    def forward(self, z):
+        pixels = z * self.std
+        self.seen.append(pixels.detach().clone())
+        return pixels.flatten(1)[:, :2]
+
+
+def test_eot_on_scaled_inputs_shows_the_model_transformed_pixels(images):
+    std = 0.2 + torch.rand(1, 6, 6, generator=torch.Generator().manual_seed(1))
+    recorder = _PixelRecorder(std)
+    t = Transformations(rotation=20, scale=0.1, translation=0.2, brightness=0.0, noise=0.0)
+    eot = EOTPGD(recorder, eps=0.1, box=None, transform=t, samples=4, input_scale=std,
+                 generator=torch.Generator().manual_seed(5))
+    eot.expected_logits(images / std)
+    copies = images.repeat(4, 1, 1, 1)
+    drawn = t.sample(copies.shape, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(recorder.seen[-1], t.apply(copies, drawn, box=None),
+                               atol=1e-5, rtol=0)
+
+
 def test_tables_only_get_noise():
     t = Transformations(noise=0.1)
     x = torch.zeros(4, 5)
@@ -121,8 +164,8 @@ def test_eot_gradient_averages_over_the_models_randomness(demo_adapter, digits_d
     )[0]
     eot = EOTPGD(noisy, eps=0.1, samples=16, transform=None)
     one = PGD(noisy, eps=0.1)
-    g_eot, _ = eot._gradient(x, y)
-    g_one, _ = one._gradient(x, y)
+    g_eot, _, _ = eot._gradient(x, y)
+    g_one, _, _ = one._gradient(x, y)
 
     def agreement(g):
         return float((g.sign() == true.sign()).float().mean())

@@ -171,6 +171,48 @@ def test_margin_is_positive_exactly_when_misclassified():
     assert ((margin(logits, y) > 0) == (logits.argmax(1) != y)).all()
 
 
+def test_a_nan_answer_is_never_the_right_one():
+    logits = torch.tensor([[2.0, float("nan"), 0.0], [float("nan")] * 3, [5.0, 1.0, 0.0]])
+    y = torch.tensor([0, 2, 0])
+    assert margin(logits, y).tolist() == [float("inf"), float("inf"), -4.0]
+
+
+class _NaNAwayFromClean(torch.nn.Module):
+    """The demo CNN on the stored clean batch, NaN on every other input."""
+
+    def __init__(self, net, clean):
+        super().__init__()
+        self.net, self.clean = net, clean
+
+    def forward(self, x):
+        logits = self.net(x)
+        moved = (x - self.clean[: len(x)]).flatten(1).abs().amax(dim=1) > 0
+        return torch.where(moved.view(-1, 1), torch.full_like(logits, float("nan")), logits)
+
+
+@pytest.mark.parametrize("attack", ["pgd", "fgsm", "noise"])
+def test_inputs_that_make_the_model_answer_nan_count_as_fooled(net, batch, attack):
+    x, y = batch
+    model = _NaNAwayFromClean(net, x)
+    g = torch.Generator().manual_seed(0)
+    make = {
+        "pgd": lambda: PGD(model, eps=0.1, steps=3, generator=g),
+        "fgsm": lambda: FGSM(model, eps=0.1),
+        "noise": lambda: RandomNoise(model, eps=0.1, draws=2, generator=g),
+    }[attack]
+    out = make().perturb(x, y)
+    assert (out.margin > 0).all()  # fooled everywhere, not "robust" because NaN > -inf fails
+    assert out.nonfinite.all()
+    assert torch.isfinite(out.adversarial).all()  # a real input, not a NaN image
+    assert not torch.equal(out.adversarial, x)
+
+
+def test_finite_models_report_no_nonfinite_values(net, batch):
+    x, y = batch
+    out = PGD(net, eps=0.1, steps=3, generator=torch.Generator().manual_seed(0)).perturb(x, y)
+    assert not out.nonfinite.any()
+
+
 def test_works_inside_torchattacks_multiattack(net, batch):
     x, y = batch
     combo = torchattacks.MultiAttack([FGSM(net, eps=0.1), PGD(net, eps=0.1, steps=5)])

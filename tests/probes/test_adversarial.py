@@ -4,6 +4,7 @@ mistakes (gradient masking, random models) instead of reporting them as robustne
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from auditkit.data import AuditData
 from auditkit.demo import DIGITS_MEAN, DIGITS_STD
 from auditkit.errors import AuditkitInputError
 from auditkit.pipeline import build_context
+from auditkit.probes import adversarial as adversarial_module
 from auditkit.probes.adversarial import CHECK_NAMES, AdversarialProbe
 from auditkit.results import ProbeResult
 
@@ -71,13 +73,58 @@ class _NoisyInput(nn.Module):
         return self.net(x + self.sigma * torch.randn_like(x))
 
 
+def _off_grid(x):
+    """How far each image lies from the digits' 17 grey levels (0 for every clean digit)."""
+    return (x * 16 - torch.round(x * 16)).abs().flatten(1).amax(dim=1)
+
+
+class _BrokenOffTheGrid(nn.Module):
+    """The demo CNN on raw pixels, but it answers the next class for any input off the grey-level
+    grid: right on every clean digit, wrong under every EOT transformation (noise, rotation and
+    brightness all leave the grid), whether or not an attacker adds anything."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        logits = self.net((x - DIGITS_MEAN[0]) / DIGITS_STD[0])
+        off = (_off_grid(x) > 1e-3).view(-1, 1)
+        return torch.where(off, logits.roll(1, dims=1), logits)
+
+
+class _NaNOffTheGrid(nn.Module):
+    """The demo CNN on raw pixels plus log(1e-3 − distance to the grey-level grid): exact on
+    every clean digit (with finite gradients there), NaN for any perturbed input — like a model
+    whose preprocessing takes the log of a quantity that turns negative off the data."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        logits = self.net((x - DIGITS_MEAN[0]) / DIGITS_STD[0])
+        return logits + torch.log(1e-3 - _off_grid(x)).view(-1, 1) - math.log(1e-3)
+
+
+def raw_pixel_adapter(model: nn.Module) -> TorchModelAdapter:
+    return TorchModelAdapter(model, input_shape=(1, 8, 8), input_range=(0.0, 1.0), device="cpu")
+
+
 # --- the demo CNN ---------------------------------------------------------------------
 def test_demo_cnn_falls_to_zero_at_large_eps_and_every_check_passes(demo_run):
     result, _ = demo_run
     assert [c.name for c in result.checks] == list(CHECK_NAMES)
-    assert all(c.status == "passed" for c in result.checks), [
-        (c.name, c.detail) for c in result.checks if c.status != "passed"
+    applicable = [c for c in result.checks if c.name != "stochastic_model_attacked_with_eot"]
+    assert all(c.status == "passed" for c in applicable), [
+        (c.name, c.detail) for c in applicable if c.status != "passed"
     ]
+    # The demo CNN is deterministic: the random-model check does not apply, and says so
+    # instead of counting as a pass.
+    eot_check = result.checks[-1]
+    assert eot_check.status == "skipped"
+    assert eot_check.detail.startswith("not applicable: the model's forward pass is deterministic")
+    assert "all 6 applicable validity checks passed (1 not applicable)" in result.summary
     assert result.status == "passed"
     largest = result.details["curve"][-1]
     assert largest["eps"] == pytest.approx(0.5)
@@ -97,6 +144,12 @@ def test_robust_accuracy_is_the_worst_case_and_never_above_clean(demo_run):
     assert max(m["fgsm_accuracy"], m["pgd_accuracy"], m["eot_accuracy"]) <= m["clean_accuracy"]
     assert m["pgd_accuracy"] <= m["fgsm_accuracy"]
     assert m["pgd_l2_accuracy"] <= m["fgsm_l2_accuracy"] <= m["clean_accuracy"]
+    # EOT-robust needs the transformed clean input right too; the conditional number is the
+    # attack's own effect on the examples the transformations leave correct.
+    assert m["eot_accuracy"] <= m["transform_accuracy"] <= m["clean_accuracy"]
+    assert m["eot_accuracy_given_transform_correct"] == pytest.approx(
+        m["eot_accuracy"] / m["transform_accuracy"]
+    )
     assert m["eps"] == pytest.approx(0.1) and m["l2_eps"] == pytest.approx(0.5)
     # Clean accuracy comes from the shared clean pass on the attacked examples.
     indices = context.artifacts["adversarial"]["indices"]
@@ -119,11 +172,16 @@ def test_eps_zero_reproduces_clean_accuracy_exactly(demo_model, digits_data):
     result, context = run(digits_adapter(demo_model), digits_data, eps=0, l2_eps=0,
                           sweep=[0], n_examples=120)
     m = result.metrics
-    for key in ("fgsm_accuracy", "pgd_accuracy", "eot_accuracy", "robust_accuracy",
-                "noise_accuracy", "fgsm_l2_accuracy", "pgd_l2_accuracy"):
+    for key in ("fgsm_accuracy", "pgd_accuracy", "noise_accuracy", "fgsm_l2_accuracy",
+                "pgd_l2_accuracy"):
         assert m[key] == m["clean_accuracy"], key
+    # EOT at eps 0 is the transformations alone, and the worst case includes it.
+    assert m["eot_accuracy"] == m["transform_accuracy"] == m["robust_accuracy"]
+    assert m["eot_accuracy_given_transform_correct"] == 1.0
     artifact = context.artifacts["adversarial"]
-    assert np.array_equal(artifact["robust_correct"], artifact["clean_correct"])
+    robust, clean = artifact["robust_correct"], artifact["clean_correct"]
+    assert not np.any(robust & ~clean)
+    assert robust.mean() == m["transform_accuracy"]
 
 
 def test_exported_program_gives_the_numbers_of_the_in_memory_module(demo_run, demo_model_file,
@@ -177,6 +235,49 @@ def test_random_model_is_detected_and_eot_beats_plain_pgd(demo_model, digits_dat
     # The win comes from averaging the model's own randomness: no transformations are drawn.
     assert result.details["settings"]["eot_transformations"] is None
     assert result.details["settings"]["eot_samples"] >= 2
+
+
+def test_eot_counts_examples_the_transformations_break_as_not_robust(demo_model, digits_data):
+    result, _ = run(raw_pixel_adapter(_BrokenOffTheGrid(demo_model)), digits_data,
+                    n_examples=60, sweep=[0, 0.1])
+    m = result.metrics
+    assert m["clean_accuracy"] >= 0.95
+    # Every transformed copy is answered wrongly, so no example can be robust under EOT.
+    assert m["transform_accuracy"] <= 0.05
+    assert m["eot_accuracy"] <= m["transform_accuracy"]
+    assert m["robust_accuracy"] <= m["eot_accuracy"]
+
+
+def test_nan_outputs_under_attack_count_as_fooled_and_fail_the_gradient_check(demo_model,
+                                                                               digits_data):
+    result, _ = run(raw_pixel_adapter(_NaNOffTheGrid(demo_model)), digits_data, n_examples=60,
+                    sweep=[0, 0.1])
+    m = result.metrics
+    assert m["clean_accuracy"] >= 0.95  # finite and right on every clean digit
+    for key in ("fgsm_accuracy", "pgd_accuracy", "eot_accuracy", "noise_accuracy",
+                "robust_accuracy"):
+        assert m[key] <= 0.02, key  # a NaN answer is not a right one
+    gradients = next(c for c in result.checks if c.name == "gradients_nonzero_and_finite")
+    assert gradients.status == "failed" and "NaN" in gradients.detail
+    assert gradients.values["nonfinite_examples_under_attack"] >= 0.95 * 60
+    assert result.details["nonfinite_under_attack"]  # which attacks met NaN, and how often
+    assert result.status == "warned"
+
+
+def test_every_gallery_example_fools_the_model(demo_model, digits_data, monkeypatch):
+    # Show every fooled example: with restarts, each must be shown with the input of the run
+    # that fooled it, never another run's input that the model still gets right.
+    monkeypatch.setattr(adversarial_module, "GALLERY_SIZE", 10_000)
+    # Two steps: short runs from different random starts disagree on many examples.
+    result, _ = run(digits_adapter(demo_model), digits_data, restarts=2, steps=2,
+                    n_examples=200, sweep=[0, 0.1])
+    m = result.metrics
+    rows = next(f for f in result.figures if f["kind"] == "images")["rows"]
+    assert len(rows) == round((m["clean_accuracy"] - m["pgd_accuracy"]) * 200) > 10
+    for row in rows:
+        true = row["caption"].removeprefix("true class ")
+        predicted = row["cells"][2]["label"].removeprefix("adversarial: ").split(" (")[0]
+        assert predicted != true, row["cells"][2]["label"]
 
 
 # --- reproducibility and the contract with other probes ----------------------------------
@@ -276,6 +377,77 @@ def test_unbounded_tables_measure_eps_in_feature_stds():
     assert unbounded.status == "passed" and unbounded.values["eps"] == 100
 
 
+def _fit_mlp(x, y, *, hidden, steps, seed):
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(x.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, 2))
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.02)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(net(x), y).backward()
+        optimizer.step()
+    return net
+
+
+def _table_run(x, y, net, **options):
+    data = AuditData(name="table", x=x, y=y, modality="tabular", input_range=None)
+    adapter = TorchModelAdapter(net, input_shape=(x.shape[1],), input_range=None, device="cpu")
+    result, _ = run(adapter, data, **options)
+    return result, {c.name: c for c in result.checks}
+
+
+def test_a_robust_model_does_not_fail_the_noise_check():
+    # Two Gaussian blobs 20 stds apart: no perturbation within the sweep flips anything, so
+    # PGD and noise both leave 100% — that is robustness, not gradient masking.
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(200) % 2
+    x = torch.randn(200, 2, generator=g) + torch.tensor([[10.0, 0.0]]) * (2 * y[:, None] - 1)
+    result, checks = _table_run(x, y, _fit_mlp(x, y, hidden=16, steps=200, seed=0))
+    curve = result.details["curve"]
+    assert all(p["pgd"] == p["noise"] == 1.0 for p in curve)
+    assert checks["unbounded_attack_succeeds"].status == "passed"
+    assert checks["attack_beats_random_noise"].status == "passed"
+    assert "robust at these radii" in checks["attack_beats_random_noise"].detail
+    assert result.status == "passed"
+
+
+def test_unbounded_attack_does_not_overshoot_on_a_small_table():
+    # 20 examples, 4 features, an MLP that fits random labels: its boundaries lie within a
+    # fraction of a std of the data, which 25-std steps jump straight over.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(20, 4, generator=g) * torch.rand(4, generator=g) * 3
+    y = torch.randint(0, 2, (20,), generator=g)
+    result, checks = _table_run(x, y, _fit_mlp(x, y, hidden=32, steps=400, seed=0))
+    assert result.metrics["clean_accuracy"] == 1.0
+    unbounded = checks["unbounded_attack_succeeds"]
+    assert unbounded.status == "passed", unbounded.detail
+    assert unbounded.values["accuracy"] == 0.0 and unbounded.values["eps"] == 100
+    assert max(unbounded.values["step_sizes"]) <= 1.0  # at most one std per step
+    assert checks["gradients_nonzero_and_finite"].status == "passed"
+
+
+def test_unbounded_images_get_eot_transformations_in_pixel_space(demo_model, digits_data):
+    # No input range: the attack runs on z = x / std with a std that differs per pixel. A
+    # shift must move the picture, not the picture divided by its per-pixel spread.
+    from auditkit.attacks import Transformations
+
+    spread = 0.5 + torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(0)) * 4
+    data = AuditData(name="ink", x=digits_data.x[:100] * spread, y=digits_data.y[:100],
+                     modality="image", input_range=None)
+    adapter = TorchModelAdapter(demo_model, input_shape=(1, 8, 8), input_range=None,
+                                device="cpu")
+    space = adversarial_module._attack_space(adapter, data)
+    assert space.scale.std() > 0.1  # the scale really varies per pixel
+    n = 5
+    shift_one_pixel = {
+        "angle": torch.zeros(n), "scale": torch.ones(n),
+        "shift": torch.tensor([[1 / 8, 0.0]] * n), "brightness": torch.zeros(n),
+        "noise": torch.zeros(()),
+    }
+    moved = space.from_space(space.transform(space.to_space(data.x[:n]), Transformations(),
+                                             shift_one_pixel))
+    torch.testing.assert_close(moved[..., 1:], data.x[:n, ..., :-1], atol=1e-4, rtol=1e-5)
+
+
 def test_l2_headline(demo_model, digits_data):
     result, _ = run(digits_adapter(demo_model), digits_data, norm="l2", n_examples=60,
                     sweep=[0, 0.5, 2.0])
@@ -312,6 +484,20 @@ def test_probe_declares_its_contract():
 def test_bad_options_are_one_line_errors(options, message):
     with pytest.raises(AuditkitInputError, match=message):
         AdversarialProbe(budget="fast", **options)
+
+
+def test_default_sweep_holds_the_headline_eps_once():
+    # 1 × 8/255 rounded for display must not sit beside 8/255 itself as a second, repeated point.
+    from types import SimpleNamespace
+
+    adapter = SimpleNamespace(input_range=(0.0, 1.0), input_shape=(3, 32, 32),
+                              device=torch.device("cpu"))
+    context = SimpleNamespace(adapter=adapter, data=SimpleNamespace(name="cifar"))
+    plan = AdversarialProbe(budget="standard")._plan(context, stochastic=False)
+    assert plan.eps == 8 / 255
+    assert len(plan.sweep) == len(adversarial_module.BUDGET_SETTINGS["standard"]["sweep"])
+    assert plan.sweep.count(plan.eps) == 1
+    assert min(b - a for a, b in zip(plan.sweep, plan.sweep[1:], strict=False)) > 1e-3
 
 
 def test_options_from_the_command_line_are_parsed():
