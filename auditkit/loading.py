@@ -71,28 +71,117 @@ class ModelMetadata:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> ModelMetadata:
+    def from_dict(
+        cls, d: Mapping[str, Any] | None, *, skip: frozenset[str] | set[str] = frozenset()
+    ) -> ModelMetadata:
+        """Rebuild metadata from its JSON form, checking every field.
+
+        A malformed field raises ``MetadataError`` naming it: silently dropping, say, a
+        normalization would audit the model on inputs it never saw. Fields in ``skip`` are not
+        read (the caller overrides them). A bare number is accepted for ``mean``/``std``: it
+        means the same value for every channel, exactly as a one-element list does.
+        """
         if not d:
             return cls()
+        if not isinstance(d, Mapping):
+            raise MetadataError("metadata", f"expected a JSON object, got {type(d).__name__}")
 
-        def tup(key: str, cast: Callable[[Any], Any]) -> tuple | None:
-            v = d.get(key)
-            return tuple(cast(x) for x in v) if v is not None else None
+        def read(key: str, parse: Callable[[Any], Any]) -> Any:
+            value = d.get(key)
+            if value is None or key in skip:
+                return None
+            try:
+                return parse(value)
+            except (TypeError, ValueError) as exc:
+                raise MetadataError(key, f"{key}={_short(value)}: {exc}") from None
 
         return cls(
-            input_shape=tup("input_shape", int),
-            input_range=tup("input_range", float),
-            mean=tup("mean", float),
-            std=tup("std", float),
-            class_names=tup("class_names", str),
-            dataset=d.get("dataset"),
-            modality=d.get("modality"),
-            extra=dict(d.get("extra") or {}),
+            input_shape=read("input_shape", _parse_shape),
+            input_range=read("input_range", _parse_range),
+            mean=read("mean", _parse_stats),
+            std=read("std", _parse_stats),
+            class_names=read("class_names", _parse_names),
+            dataset=read("dataset", _parse_text),
+            modality=read("modality", _parse_text),
+            extra=dict(read("extra", _parse_extra) or {}),
         )
 
     def merged(self, **overrides: Any) -> ModelMetadata:
         """A copy where every override that is not None wins."""
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+class MetadataError(ValueError):
+    """A malformed field of embedded metadata (``field``: which one)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+
+
+def _short(value: Any) -> str:
+    return one_line(json.dumps(value, default=repr), 60)
+
+
+def _numbers(value: Any) -> tuple[float, ...]:
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (list, tuple)):
+        raise TypeError("expected a list of numbers")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        raise TypeError("expected a list of numbers")
+    return tuple(float(v) for v in value)
+
+
+def _parse_shape(value: Any) -> tuple[int, ...]:
+    numbers = _numbers(value)
+    if not numbers or any(n != int(n) or n < 1 for n in numbers):
+        raise ValueError("expected positive integer sizes, e.g. [3, 32, 32]")
+    return tuple(int(n) for n in numbers)
+
+
+def _parse_range(value: Any) -> tuple[float, float]:
+    numbers = _numbers(value)
+    if len(numbers) != 2 or not numbers[0] < numbers[1]:
+        raise ValueError("expected [low, high] with low < high")
+    return numbers[0], numbers[1]
+
+
+def _parse_stats(value: Any) -> tuple[float, ...]:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (float(value),)  # one value for every channel, as [value] would say
+    numbers = _numbers(value)
+    if not numbers:
+        raise ValueError("expected at least one number")
+    return numbers
+
+
+def _parse_names(value: Any) -> tuple[str, ...]:
+    # A bare string would otherwise become one class per character.
+    if not isinstance(value, (list, tuple)) or not value:
+        raise TypeError("expected a non-empty list of class names")
+    if not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
+        raise TypeError("expected a list of class names")
+    return tuple(str(v) for v in value)
+
+
+def _parse_text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("expected a string")
+    return value
+
+
+def _parse_extra(value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise TypeError("expected a JSON object")
+    return dict(value)
+
+
+# Which flag overrides a metadata field (for the error message).
+_OVERRIDE_FLAGS = {
+    "input_shape": "--input-shape",
+    "input_range": "--input-range",
+    "mean": "--mean (and --std)",
+    "std": "--std (and --mean)",
+}
 
 
 @dataclass
@@ -135,7 +224,13 @@ def weights_sha256(module: nn.Module) -> str:
     digest = hashlib.sha256()
     for key, tensor in sorted(module.state_dict().items()):
         digest.update(key.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        if not isinstance(tensor, torch.Tensor):  # extra state a module chose to store
+            digest.update(repr(tensor).encode())
+            continue
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        # Raw bytes: numpy has no bfloat16 (or float8), so never go through .numpy().
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -234,13 +329,29 @@ def _refusal_reason(message: str, payload: bytes) -> str | None:
     return None
 
 
-def _parse_metadata(text: str | bytes | None) -> ModelMetadata:
+def _parse_metadata(
+    text: str | bytes | None, path: Path, skip: frozenset[str] = frozenset()
+) -> ModelMetadata:
+    """The file's embedded metadata; a malformed one is bad input, never silently dropped."""
     if not text:
         return ModelMetadata()
     try:
-        return ModelMetadata.from_dict(json.loads(text))
-    except (ValueError, TypeError):
-        return ModelMetadata()
+        raw = json.loads(text)
+    except (ValueError, TypeError) as exc:
+        raise AuditkitInputError(
+            errors.BAD_METADATA.format(
+                path=path, reason=f"{METADATA_NAME} is not valid JSON: {_reason(exc, 80)}",
+                override="",
+            )
+        ) from None
+    try:
+        return ModelMetadata.from_dict(raw, skip=skip)
+    except MetadataError as exc:
+        flag = _OVERRIDE_FLAGS.get(exc.field)
+        override = f", or override the field with {flag}" if flag else ""
+        raise AuditkitInputError(
+            errors.BAD_METADATA.format(path=path, reason=str(exc), override=override)
+        ) from None
 
 
 def build_arch(arch: str | Callable[[], nn.Module], num_classes: int | None = None) -> nn.Module:
@@ -474,7 +585,9 @@ def _export_input_shape(program: Any) -> tuple[int | None, tuple[int, ...] | Non
     return batch, example
 
 
-def _load_export(path: Path, *, unsafe_pickle: bool) -> tuple[nn.Module, ModelMetadata]:
+def _load_export(
+    path: Path, *, unsafe_pickle: bool, parse_metadata: Callable[[str | None], ModelMetadata]
+) -> tuple[nn.Module, ModelMetadata]:
     extra = {METADATA_NAME: ""}
     try:
         if unsafe_pickle:
@@ -490,7 +603,7 @@ def _load_export(path: Path, *, unsafe_pickle: bool) -> tuple[nn.Module, ModelMe
         raise AuditkitInputError(
             errors.CORRUPT_ARCHIVE.format(path=path, reason=_reason(exc))
         ) from None
-    metadata = _parse_metadata(extra.get(METADATA_NAME))
+    metadata = parse_metadata(extra.get(METADATA_NAME))
     module = program.module()
     batch, example_shape = _export_input_shape(program)
     if batch is not None:
@@ -506,6 +619,7 @@ def load_model(
     *,
     arch: str | Callable[[], nn.Module] | None = None,
     unsafe_pickle: bool = False,
+    overrides: ModelMetadata | None = None,
 ) -> LoadedModel:
     """Load a model file of any supported format without executing untrusted code.
 
@@ -513,6 +627,12 @@ def load_model(
         path: the model file; its format is sniffed from the content.
         arch: network to load a state_dict / safetensors file into.
         unsafe_pickle: allow unpickling a whole ``nn.Module`` (runs code from the file).
+        overrides: metadata the caller sets (``--mean``, ``--input-shape`` ...). Those fields win
+            over the embedded ones and are not read from the file, so a malformed embedded
+            field can be overridden instead of re-saving the model.
+
+    Raises:
+        AuditkitInputError: unreadable, unsafe or foreign file, or malformed embedded metadata.
 
     Example:
         >>> loaded = load_model("model.pt2")
@@ -522,10 +642,17 @@ def load_model(
     fmt = sniff_format(path)
     digest = sha256_file(path)
     metadata = ModelMetadata()
+    given = {
+        k: v for k, v in dataclasses.asdict(overrides).items() if v not in (None, {})
+    } if overrides is not None else {}
+    skip = frozenset(given)
+
+    def parse(text: str | bytes | None) -> ModelMetadata:
+        return _parse_metadata(text, path, skip)
     arch_name = arch if isinstance(arch, str) else getattr(arch, "__name__", None)
 
     if fmt == FORMAT_EXPORT:
-        module, metadata = _load_export(path, unsafe_pickle=unsafe_pickle)
+        module, metadata = _load_export(path, unsafe_pickle=unsafe_pickle, parse_metadata=parse)
     elif fmt == FORMAT_TORCHSCRIPT:
         extra = {METADATA_NAME: ""}
         try:
@@ -534,18 +661,19 @@ def load_model(
             raise AuditkitInputError(
                 errors.CORRUPT_ARCHIVE.format(path=path, reason=_reason(exc))
             ) from None
-        metadata = _parse_metadata(extra.get(METADATA_NAME))
+        metadata = parse(extra.get(METADATA_NAME))
     elif fmt == FORMAT_SAFETENSORS:
         from safetensors import safe_open
 
         try:
             with safe_open(str(path), framework="pt") as fh:
                 state = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
-                metadata = _parse_metadata((fh.metadata() or {}).get(METADATA_NAME))
+                embedded = (fh.metadata() or {}).get(METADATA_NAME)
         except Exception as exc:  # SafetensorError, OSError, ValueError, ... on a damaged file
             raise AuditkitInputError(
                 errors.CORRUPT_ARCHIVE.format(path=path, reason=_reason(exc))
             ) from None
+        metadata = parse(embedded)
         module = _module_from_weights(state, arch, path, "safetensors")
     else:  # torch.save zip or a raw pickle stream
         if unsafe_pickle:
@@ -561,7 +689,9 @@ def load_model(
             module = _module_from_weights(state, arch, path, "a state_dict")
             if isinstance(obj, Mapping) and isinstance(obj.get(METADATA_NAME), (str, dict)):
                 meta = obj[METADATA_NAME]
-                metadata = _parse_metadata(meta if isinstance(meta, str) else json.dumps(meta))
+                metadata = parse(meta if isinstance(meta, str) else json.dumps(meta))
+    if given:
+        metadata = metadata.merged(**{k: getattr(overrides, k) for k in given})
     return LoadedModel(
         module=module, format=fmt, metadata=metadata, path=str(path), sha256=digest, arch=arch_name
     )

@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from auditkit import errors
 from auditkit._version import __version__
 from auditkit.adapters.base import ModelAdapter
 from auditkit.data.core import AuditData, make_splits
 from auditkit.errors import AuditkitInputError
-from auditkit.probes.base import BUDGETS, Probe
+from auditkit.probes.base import Probe, check_budget
 from auditkit.progress import Progress
 from auditkit.registry import discover_probes
 from auditkit.results import AuditResult, ProbeResult, compute_verdict
@@ -155,8 +156,7 @@ def select_probes(
     ``names`` holds registry names and, for the Python API and tests, ``Probe`` instances or
     subclasses (used as given, without a registry lookup).
     """
-    if budget not in BUDGETS:
-        raise AuditkitInputError(f"--budget {budget}: unknown budget; use one of {', '.join(BUDGETS)}")
+    check_budget(budget)
     entries = discover_probes()
     wanted: list[ProbeSpec] = list(dict.fromkeys(names)) if names else list(entries)
     direct = {_spec_name(s) for s in wanted if not isinstance(s, str)}
@@ -204,15 +204,171 @@ def _broken(name: str, message: str) -> ProbeResult:
     return ProbeResult(name=name, status="error", error=message, summary=message)
 
 
+class _ReadLog:
+    """Which entries of ``context.results`` / ``context.artifacts`` one probe looked at."""
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+        self.names: set[str] = set()
+        self.everything = False
+        self.closed = False  # the probe finished: the runner's own reads are not its inputs
+
+    def note(self, name: object) -> None:
+        if not self.closed and isinstance(name, str) and name != self.owner:
+            self.names.add(name)
+
+    def note_everything(self) -> None:
+        if not self.closed:
+            self.everything = True
+
+
+class _WatchedDict(dict):
+    """A dict that records lookups: a probe's result depends on the upstream entries it read.
+
+    Keyed access (``[]``, ``get``, ``in``, ``setdefault``, ``pop``) records that key, present or
+    not (absence is an input too: bias skips its per-group robust accuracy without adversarial);
+    anything that sees the whole mapping (iteration, ``len``, views, copies) records all of it.
+    """
+
+    def __init__(self, data: Mapping[str, Any], log: _ReadLog) -> None:
+        super().__init__(data)
+        self._log = log
+
+    def _whole(self) -> None:
+        self._log.note_everything()
+
+    def __getitem__(self, key: Any) -> Any:
+        self._log.note(key)
+        return super().__getitem__(key)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self._log.note(key)
+        return super().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        self._log.note(key)
+        return super().__contains__(key)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        self._log.note(key)
+        return super().setdefault(key, default)
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        self._log.note(key)
+        return super().pop(key, *default)
+
+    def __iter__(self) -> Iterator[Any]:
+        self._whole()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self._whole()
+        return super().__len__()
+
+    def keys(self) -> Any:
+        self._whole()
+        return super().keys()
+
+    def values(self) -> Any:
+        self._whole()
+        return super().values()
+
+    def items(self) -> Any:
+        self._whole()
+        return super().items()
+
+    def copy(self) -> dict[str, Any]:
+        self._whole()
+        return dict(super().items())
+
+    def popitem(self) -> Any:
+        self._whole()
+        return super().popitem()
+
+    def __eq__(self, other: object) -> bool:
+        self._whole()
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]  # a dict, unhashable like any other
+
+    def __repr__(self) -> str:
+        self._whole()
+        return super().__repr__()
+
+
+@contextmanager
+def _watching_reads(context: AuditContext, owner: str) -> Iterator[_ReadLog]:
+    """Record which other probes' results ``owner`` reads while it runs."""
+    log = _ReadLog(owner)
+    results, artifacts = context.results, context.artifacts
+    context.results = _WatchedDict(results, log)
+    context.artifacts = _WatchedDict(artifacts, log)
+    try:
+        yield log
+    finally:
+        log.closed = True
+        # Plain dicts again, with whatever the probe added (its own artifacts).
+        context.results = dict.copy(context.results)
+        context.artifacts = dict.copy(context.artifacts)
+
+
+def _upstream_identity(context: AuditContext, name: str) -> str | None:
+    """What probe ``name`` left for later probes, as a short hash (None: it did not run).
+
+    The result is hashed as stored (JSON, without its wall time), so a result served from a
+    checkpoint has the same identity as the run that produced it; the artifact names tell a
+    run whose per-example arrays could not be restored from one that has them.
+    """
+    result = dict.get(context.results, name)
+    shared = dict.get(context.artifacts, name)
+    if result is None and shared is None:
+        return None
+    stored = result.to_dict() if result is not None else None
+    if stored is not None:
+        stored.pop("seconds", None)
+    text = json.dumps([stored, sorted(shared) if shared else None], sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _present(context: AuditContext, owner: str) -> list[str]:
+    return sorted((set(dict.keys(context.results)) | set(dict.keys(context.artifacts))) - {owner})
+
+
+def _upstream(context: AuditContext, log: _ReadLog) -> dict[str, Any]:
+    names = set(log.names)
+    if log.everything:
+        names |= set(_present(context, log.owner))
+    return {
+        "everything": log.everything,
+        "present": _present(context, log.owner) if log.everything else None,
+        "identities": {n: _upstream_identity(context, n) for n in sorted(names)},
+    }
+
+
+def _same_upstream(context: AuditContext, owner: str, stored: Mapping[str, Any]) -> bool:
+    if stored.get("everything") and stored.get("present") != _present(context, owner):
+        return False
+    identities = stored.get("identities")
+    if not isinstance(identities, Mapping):
+        return False
+    return all(_upstream_identity(context, n) == v for n, v in identities.items())
+
+
 class _Checkpoint:
     """Finished probe results kept on disk so ``--resume`` never recomputes them.
 
-    The directory is keyed by model, data, seed, budget and options; each file also records the
-    probe's own configuration, so a probe configured differently is run again.
+    The directory is keyed by everything that decides a probe's inputs (see ``_checkpoint_key``).
+    Each file also records the probe's own configuration and the upstream results it read
+    (other probes' entries in ``context.results`` / ``context.artifacts``); a probe configured
+    differently, or one that would now see different upstream results, is run again.
+
+    Files are written whenever a directory is given (an interrupted run keeps what finished) and
+    read only when ``read`` is set (``--resume``).
     """
 
-    def __init__(self, directory: Path | None, key: str) -> None:
+    def __init__(self, directory: Path | None, key: str, *, read: bool) -> None:
         self.directory = directory / ".auditkit-checkpoint" / key if directory else None
+        self.read = read and self.directory is not None
 
     @staticmethod
     def _config_key(probe: Probe) -> str:
@@ -222,9 +378,9 @@ class _Checkpoint:
         )
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    def load(self, probe: Probe) -> ProbeResult | None:
+    def load(self, probe: Probe, context: AuditContext) -> ProbeResult | None:
         """The stored result of ``probe``, or None when it must run (again)."""
-        if self.directory is None:
+        if not self.read or self.directory is None:
             return None
         path = self.directory / f"{probe.name}.json"
         if not path.is_file():
@@ -232,6 +388,8 @@ class _Checkpoint:
         try:
             stored = json.loads(path.read_text(encoding="utf-8"))
             if stored.get("probe_config") != self._config_key(probe):
+                return None
+            if not _same_upstream(context, probe.name, stored["upstream"]):
                 return None
             result = ProbeResult.from_dict(stored["result"])
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -250,22 +408,72 @@ class _Checkpoint:
         except (OSError, ValueError):
             return None
 
-    def save(self, probe: Probe, result: ProbeResult, artifacts: Mapping[str, Any] | None) -> None:
+    def save(
+        self,
+        probe: Probe,
+        result: ProbeResult,
+        artifacts: Mapping[str, Any] | None,
+        upstream: Mapping[str, Any],
+    ) -> None:
         if self.directory is None or result.status == "error":
             return
         self.directory.mkdir(parents=True, exist_ok=True)
+        shared = self.directory / f"{probe.name}.artifacts.npz"
+        shared.unlink(missing_ok=True)  # never pair a new result with an older run's arrays
         if artifacts:
             # Cross-probe consumers (bias reads adversarial/calibration per-example results) must
             # see the same inputs on a resumed run as on the original one.
             arrays = {k: np.asarray(v) for k, v in artifacts.items()}
             if all(a.dtype != object for a in arrays.values()):
-                with open(self.directory / f"{probe.name}.artifacts.npz", "wb") as fh:
+                tmp_shared = shared.with_suffix(".tmp")
+                with open(tmp_shared, "wb") as fh:
                     np.savez(fh, **arrays)
+                tmp_shared.replace(shared)
         path = self.directory / f"{probe.name}.json"
         tmp = path.with_suffix(".json.tmp")
-        payload = {"probe_config": self._config_key(probe), "result": result.to_dict()}
+        payload = {
+            "probe_config": self._config_key(probe),
+            "upstream": dict(upstream),
+            "result": result.to_dict(),
+        }
         tmp.write_text(json.dumps(payload, allow_nan=False), encoding="utf-8")
         tmp.replace(path)  # atomic: an interrupted run never leaves half a checkpoint
+
+
+def _checkpoint_key(
+    context: AuditContext,
+    model: Mapping[str, Any],
+    data_fingerprint: str,
+    options: Mapping[str, Mapping[str, Any]] | None,
+) -> str:
+    """Everything that decides what a probe sees, hashed.
+
+    The model file's hash alone is not enough: the same file audited with another --std,
+    --input-range or device computes other numbers. The adapter's settings are part of the key,
+    and so is a hash of the clean logits, which catches whatever else changes the model's outputs
+    (another --arch for the same weights, an in-memory model without a file). The auditkit
+    version is included because a new version may compute a probe differently.
+    """
+    adapter = context.adapter
+    settings = {
+        "format": adapter.format,
+        "input_shape": list(adapter.input_shape),
+        "input_range": list(adapter.input_range) if adapter.input_range else None,
+        "mean": list(getattr(adapter, "mean", None) or []) or None,
+        "std": list(getattr(adapter, "std", None) or []) or None,
+        "output_kind": adapter.diagnostics.output_kind,
+        "stochastic": adapter.diagnostics.stochastic,
+        "supports_gradients": adapter.supports_gradients,
+        "num_classes": adapter.num_classes,
+        "device": adapter.device.type,
+    }
+    logits = hashlib.sha256(context.clean_logits.contiguous().numpy().tobytes()).hexdigest()
+    text = json.dumps(
+        [__version__, model.get("sha256"), settings, logits, data_fingerprint, context.seed,
+         context.budget, sorted((options or {}).items())],
+        default=str,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def run_probe(probe: Probe, context: AuditContext, *, debug: bool = False) -> ProbeResult:
@@ -321,24 +529,20 @@ def build_context(
     Probe tests use this directly: ``probe.run(build_context(adapter, data, budget="fast"))``.
     """
     if tuple(data.input_shape) != tuple(adapter.input_shape):
-        from auditkit import errors
-
-        raise AuditkitInputError(
-            errors.SHAPE_MISMATCH.format(
-                data_shape=tuple(data.input_shape), model_shape=tuple(adapter.input_shape)
-            )
-        )
+        raise AuditkitInputError(shape_mismatch_message(data, adapter.input_shape))
     if not len(data):
         raise AuditkitInputError(f"data {data.name}: no examples to audit")
-    # Checked before any forward pass: an out-of-range label would crash the gradient check.
+    # The one label check (loaders only check that labels are integers): checked before any
+    # forward pass, since an out-of-range label would crash the gradient check.
     if int(data.y.min()) < 0:
         raise AuditkitInputError(
-            f"data has label {int(data.y.min())}; labels must be class indices 0..K-1"
+            f"data {data.name} has label {int(data.y.min())}; labels must be class indices "
+            "0..K-1"
         )
     if int(data.y.max()) >= adapter.num_classes:
         raise AuditkitInputError(
-            f"data has label {int(data.y.max())} but the model has only {adapter.num_classes} "
-            "outputs; check --data and the model's classes"
+            f"data {data.name} has label {int(data.y.max())} but the model has only "
+            f"{adapter.num_classes} outputs; check --data and the model's classes"
         )
     sample = data.x[: min(len(data), DIAGNOSTIC_SAMPLE)]
     if hasattr(adapter, "diagnose"):
@@ -349,6 +553,13 @@ def build_context(
         raise AuditkitInputError(
             f"model returns outputs of shape {tuple(clean_logits.shape)} for {len(data)} "
             f"examples; expected ({len(data)}, {adapter.num_classes})"
+        )
+    # NaN logits would turn every metric into NaN (or a silently wrong number) downstream.
+    broken = int((~torch.isfinite(clean_logits)).any(dim=1).sum())
+    if broken:
+        raise AuditkitInputError(
+            f"the model returns NaN/inf logits for {broken} of {len(data)} audit examples; "
+            "check normalization (--mean/--std) and the model"
         )
     context = AuditContext(
         adapter=adapter,
@@ -362,6 +573,22 @@ def build_context(
     return context
 
 
+def shape_mismatch_message(data: AuditData, model_shape: Sequence[int]) -> str:
+    """The one-line error for data whose examples do not have the model's input shape.
+
+    For a table it points at ``--keep-sensitive-features`` when the widths differ by exactly
+    the sensitive columns (``api.build_adapter`` reports the same mismatch the same way).
+    """
+    hint: dict[str, Any] = {}
+    if data.feature_names is not None and data.groups:
+        columns = list(data.groups)
+        hint = {
+            "sensitive": columns,
+            "sensitive_kept": all(c in data.feature_names for c in columns),
+        }
+    return errors.shape_mismatch(tuple(data.input_shape), tuple(model_shape), **hint)
+
+
 def run_audit(
     adapter: ModelAdapter,
     data: AuditData,
@@ -373,6 +600,7 @@ def run_audit(
     model_info: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
     checkpoint_dir: str | Path | None = None,
+    resume: bool | None = None,
     debug: bool = False,
 ) -> AuditResult:
     """Audit ``adapter`` on ``data`` with the selected probes; gates are applied by the caller.
@@ -380,14 +608,25 @@ def run_audit(
     Args:
         probes: registry names (default: every installed probe); ``Probe`` instances or
             subclasses are used as given.
-        checkpoint_dir: keep finished probe results there and reuse them on the next run with
-            the same model, data, seed, budget and options (``--resume``).
+        checkpoint_dir: write each finished probe's result there (under
+            ``.auditkit-checkpoint/``), so an interrupted audit loses only the probe it was in.
+        resume: reuse those results instead of recomputing them. A result is reused only for
+            the same model file and weights (hash of the clean logits), adapter settings
+            (normalization, input box, output kind, device type), data, seed, budget, options,
+            auditkit version and probe configuration, and only when the other probes' results it
+            read are the same now. ``None`` (default) reads whenever ``checkpoint_dir`` is given;
+            ``False`` only writes (a plain run); ``True`` needs ``checkpoint_dir``.
 
     Example:
         >>> result = run_audit(adapter, load_data("digits"), budget="fast", seed=0)
     """
     started_at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     t0 = time.perf_counter()
+    if resume and checkpoint_dir is None:
+        raise AuditkitInputError(
+            "resume=True needs checkpoint_dir: the folder an earlier run wrote its checkpoints to"
+        )
+    read_checkpoints = checkpoint_dir is not None if resume is None else bool(resume)
     selected, broken = select_probes(probes, budget, options)
     progress = progress or Progress()
     with preserved_random_state():
@@ -395,7 +634,7 @@ def run_audit(
         return _run_selected(
             adapter, data, selected, broken, seed=seed, budget=budget, options=options,
             model_info=model_info, progress=progress, checkpoint_dir=checkpoint_dir,
-            debug=debug, started_at=started_at, t0=t0,
+            read_checkpoints=read_checkpoints, debug=debug, started_at=started_at, t0=t0,
         )
 
 
@@ -411,6 +650,7 @@ def _run_selected(
     model_info: Mapping[str, Any] | None,
     progress: Progress,
     checkpoint_dir: str | Path | None,
+    read_checkpoints: bool,
     debug: bool,
     started_at: str,
     t0: float,
@@ -423,23 +663,15 @@ def _run_selected(
     model["adapter"] = adapter.describe()
     data_info = data.describe()
     data_info["splits"] = describe_splits(context.splits, seed)
-    # Without a file hash (in-memory models, black boxes) the model is identified by what it
-    # predicts on this data, so a different model never reuses another's checkpoint.
-    identity = model.get("sha256") or hashlib.sha256(
-        context.clean_logits.numpy().tobytes()
-    ).hexdigest()
-    key = hashlib.sha256(
-        json.dumps(
-            [identity, data_info["fingerprint"], seed, budget, sorted((options or {}).items())],
-            default=str,
-        ).encode()
-    ).hexdigest()[:16]
-    checkpoint = _Checkpoint(Path(checkpoint_dir) if checkpoint_dir else None, key)
+    key = _checkpoint_key(context, model, data_info["fingerprint"], options)
+    checkpoint = _Checkpoint(
+        Path(checkpoint_dir) if checkpoint_dir else None, key, read=read_checkpoints
+    )
 
     results: dict[str, ProbeResult] = {r.name: r for r in broken}
     with progress.session():
         for probe in selected:
-            cached = checkpoint.load(probe)
+            cached = checkpoint.load(probe, context)
             if cached is not None:
                 result = cached
                 artifacts = checkpoint.load_artifacts(probe)
@@ -447,8 +679,12 @@ def _run_selected(
                     context.artifacts[probe.name] = artifacts
             else:
                 progress.log(f"running {probe.name}")
-                result = run_probe(probe, context, debug=debug)
-                checkpoint.save(probe, result, context.artifacts.get(probe.name))
+                with _watching_reads(context, probe.name) as reads:
+                    result = run_probe(probe, context, debug=debug)
+                context.results[probe.name] = result
+                checkpoint.save(
+                    probe, result, context.artifacts.get(probe.name), _upstream(context, reads)
+                )
             results[probe.name] = result
             context.results[probe.name] = result
 

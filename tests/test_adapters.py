@@ -376,3 +376,104 @@ def test_callable_with_the_wrong_output_shape_is_bad_input(digits_data):
                               num_classes=10)
     with pytest.raises(AuditkitInputError, match=r"expected \(64, 10\)"):
         build_context(adapter, digits_data)
+
+
+# --- bad normalization, non-finite outputs, half precision ------------------------------------
+
+
+def _one_line(excinfo) -> str:
+    message = str(excinfo.value)
+    assert "\n" not in message
+    return message
+
+
+def test_normalization_of_the_wrong_length_is_bad_input():
+    with pytest.raises(AuditkitInputError) as excinfo:
+        adapter_for(linear_net(), mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2))
+    message = _one_line(excinfo)
+    assert "--mean has 3 values" in message and "have 1 channel;" in message
+    with pytest.raises(AuditkitInputError, match="--std has 2 values"):
+        TorchModelAdapter(nn.Linear(3, 2), input_shape=(3,), input_range=None, mean=(0.0,),
+                          std=(1.0, 2.0), device="cpu")
+    # One value for all channels, or one per channel, is fine.
+    adapter_for(linear_net(), mean=(0.5,), std=(0.2,))
+    TorchModelAdapter(nn.Linear(3, 2), input_shape=(3,), input_range=None, mean=(0.0, 1.0, 2.0),
+                      std=(1.0, 2.0, 3.0), device="cpu")
+
+
+def test_a_wrong_length_normalization_on_an_exported_program_is_one_line(tmp_path):
+    """Today's failure mode: the exported program's shape guard fires mid-audit."""
+    import auditkit
+    from auditkit.loading import ModelMetadata, save_model
+
+    model_file = save_model(linear_net().eval(), tmp_path / "m.pt2", example_input=X8[:2])
+    override = ModelMetadata(mean=(0.3, 0.3, 0.3), std=(0.4, 0.4, 0.4))
+    with pytest.raises(AuditkitInputError) as excinfo:
+        auditkit.scan(model_file, data8(), metadata=override, probes=["performance"],
+                      device="cpu")
+    assert "--mean has 3 values" in _one_line(excinfo)
+
+
+@pytest.mark.parametrize("std", [(0.0,), (-0.5,), (float("nan"),)])
+def test_a_std_that_is_not_positive_is_bad_input(std):
+    with pytest.raises(AuditkitInputError) as excinfo:
+        adapter_for(linear_net(), mean=(0.5,), std=std)
+    assert "--std" in _one_line(excinfo)
+
+
+def test_mean_without_std_is_bad_input():
+    with pytest.raises(AuditkitInputError, match="--mean given without --std"):
+        adapter_for(linear_net(), mean=(0.5,))
+
+
+class NaNForBrightImages(nn.Module):
+    """A model that breaks on some inputs (an overflow, a log of zero ...)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = linear_net()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x)
+        bright = x.flatten(1).mean(1) > 0.5
+        return torch.where(bright[:, None], torch.full_like(out, float("nan")), out)
+
+
+def test_non_finite_clean_logits_are_bad_input_not_nan_metrics():
+    data = data8()
+    expected = int((X8.flatten(1).mean(1) > 0.5).sum())
+    assert 0 < expected < len(X8)
+    with pytest.raises(AuditkitInputError) as excinfo:
+        run_audit(adapter_for(NaNForBrightImages()), data, probes=["performance"])
+    message = _one_line(excinfo)
+    assert f"NaN/inf logits for {expected} of {len(X8)} audit examples" in message
+    assert "--mean/--std" in message
+
+
+def test_bfloat16_model_is_audited_through_scan():
+    import auditkit
+    from auditkit.loading import weights_sha256
+
+    net = linear_net(2).to(torch.bfloat16).eval()
+    before = weights_sha256(net)
+    x, y = torch.rand(120, 1, 8, 8, generator=G), torch.randint(0, 10, (120,), generator=G)
+    result = auditkit.scan(net, (x, y), probes=["performance", "memorization"], budget="fast",
+                           device="cpu")
+    with torch.no_grad():
+        expected = float((net(x.to(torch.bfloat16)).float().argmax(-1) == y).float().mean())
+    assert result.probes["performance"].status != "error"
+    assert result.metrics["performance.accuracy"] == pytest.approx(expected)
+    # The memorization probe retrains a bfloat16 copy and proves, by hash, the original is intact.
+    memorization = result.probes["memorization"]
+    assert memorization.status != "error", memorization.error
+    assert {c.name: c.status for c in memorization.checks}["audited_model_untouched"] == "passed"
+    assert result.model["sha256"] == before == weights_sha256(net)
+    # The hash sees every bit of a bfloat16 weight (numpy has no bfloat16 to go through).
+    with torch.no_grad():
+        net[-1].weight[0, 0] += 0.0078125
+    assert weights_sha256(net) != before
+    # Gradients reach the float32 pixels through the bfloat16 model.
+    adapter = adapter_for(net)
+    x = X8.clone().requires_grad_(True)
+    adapter.logits(x)[:, 0].sum().backward()
+    assert x.grad is not None and x.grad.dtype == torch.float32 and x.grad.abs().sum() > 0

@@ -106,9 +106,9 @@ def test_missing_arrays_and_bad_labels_are_clear_errors(tmp_path):
     with pytest.raises(AuditkitInputError) as excinfo:
         load_data(tmp_path / "no_y.npz")
     assert "'y'" in _one_line(excinfo)
-    np.savez(tmp_path / "neg.npz", x=np.zeros((3, 4), np.float32), y=np.array([0, -1, 1]))
-    with pytest.raises(AuditkitInputError, match="0..K-1"):
-        load_data(tmp_path / "neg.npz")
+    np.savez(tmp_path / "float.npz", x=np.zeros((3, 4), np.float32), y=np.array([0, 0.5, 1]))
+    with pytest.raises(AuditkitInputError, match="integer class indices"):
+        load_data(tmp_path / "float.npz")
     np.savez(tmp_path / "nan.npz", x=np.array([[0.0, np.nan]] * 3, np.float32), y=np.zeros(3))
     with pytest.raises(AuditkitInputError, match="NaN"):
         load_data(tmp_path / "nan.npz")
@@ -342,3 +342,66 @@ def test_subset_keeps_groups_aligned():
     part = data.subset([4, 1])
     assert part.x.view(-1).tolist() == [4.0, 1.0]
     assert part.groups["g"].tolist() == ["e", "b"]
+
+
+# --- empty data, sensitive columns as inputs, labels --------------------------------------------
+
+
+def test_empty_data_files_say_there_are_no_examples(tmp_path):
+    np.savez(tmp_path / "empty.npz", x=np.zeros((0, 1, 8, 8), np.float32),
+             y=np.zeros(0, np.int64))
+    torch.save({"x": torch.zeros(0, 5), "y": torch.zeros(0, dtype=torch.long)},
+               tmp_path / "empty.pt")
+    pd.DataFrame({"f": [], "label": []}).to_csv(tmp_path / "empty.csv", index=False)
+    for name in ("empty.npz", "empty.pt", "empty.csv"):
+        with pytest.raises(AuditkitInputError) as excinfo:
+            load_data(tmp_path / name, target="label")
+        assert "no examples" in _one_line(excinfo) and name in str(excinfo.value)
+
+
+def test_numeric_sensitive_columns_can_stay_model_inputs(tmp_path):
+    frame = pd.DataFrame({
+        "income": RNG.normal(size=N),
+        "sex": np.tile([0, 1], N // 2),
+        "debt": RNG.integers(0, 5, size=N),
+        "age": RNG.integers(20, 70, size=N),
+        "outcome": np.arange(N) % 2,
+    })
+    path = tmp_path / "credit.csv"
+    frame.to_csv(path, index=False)
+    kept = load_data(path, target="outcome", sensitive=["age", "sex"], keep_sensitive_features=True)
+    # The table's own column order, as a model trained on the table expects.
+    assert kept.feature_names == ["income", "sex", "debt", "age"]
+    np.testing.assert_allclose(
+        kept.x.numpy(), frame[["income", "sex", "debt", "age"]].to_numpy(np.float32), rtol=1e-6
+    )
+    np.testing.assert_array_equal(kept.groups["sex"], frame["sex"].astype(str))
+    dropped = load_data(path, target="outcome", sensitive=["age", "sex"])
+    assert dropped.feature_names == ["income", "debt"]
+
+    frame["sex"] = np.where(frame["sex"] == 1, "m", "f")
+    frame.to_csv(path, index=False)
+    with pytest.raises(AuditkitInputError) as excinfo:
+        load_data(path, target="outcome", sensitive=["sex"], keep_sensitive_features=True)
+    message = _one_line(excinfo)
+    assert "--keep-sensitive-features" in message and "sex" in message and "numeric" in message
+
+
+def test_negative_labels_get_one_message_whatever_the_source(tmp_path):
+    """The label range is checked in one place (where the model's class count is known)."""
+    from auditkit.adapters import TorchModelAdapter
+    from auditkit.pipeline import build_context
+
+    np.savez(tmp_path / "neg.npz", x=np.zeros((3, 4), np.float32), y=np.array([0, -1, 1]))
+    from_file = load_data(tmp_path / "neg.npz")
+    in_memory = AuditData(name="neg.npz", x=torch.zeros(3, 4), y=torch.tensor([0, -1, 1]),
+                          modality="tabular", input_range=None)
+    adapter = TorchModelAdapter(torch.nn.Linear(4, 2), input_shape=(4,), input_range=None,
+                                device="cpu")
+    messages = []
+    for data in (from_file, in_memory):
+        with pytest.raises(AuditkitInputError) as excinfo:
+            build_context(adapter, data)
+        messages.append(_one_line(excinfo))
+    assert messages[0] == messages[1]
+    assert "label -1" in messages[0] and "0..K-1" in messages[0] and "neg.npz" in messages[0]

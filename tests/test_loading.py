@@ -510,3 +510,85 @@ def test_unsafe_pickle_of_an_unimportable_class_is_one_line(tmp_path, monkeypatc
     with pytest.raises(AuditkitInputError) as excinfo:
         load_model(tmp_path / "gone.pt", unsafe_pickle=True)
     assert "gone_module" in _one_line_error(excinfo)
+
+
+# --- malformed embedded metadata -----------------------------------------------------------------
+
+
+def _export_with_metadata(net, path, metadata) -> str:
+    """An export whose auditkit.json says ``metadata`` (dict dumped as JSON, or raw text)."""
+    program = torch.export.export(net, (X[:2],), dynamic_shapes=({0: torch.export.Dim("b")},))
+    text = metadata if isinstance(metadata, str) else json.dumps(metadata)
+    torch.export.save(program, path, extra_files={"auditkit.json": text})
+    return path
+
+
+def test_a_scalar_mean_and_std_mean_one_value_for_every_channel(tmp_path, digits_linear):
+    """A hand-written {"mean": 0.3} must not silently drop the normalization."""
+    import auditkit
+
+    net, accuracy = digits_linear
+    good = META.to_dict()
+    scalar = {**good, "mean": 0.3, "std": 0.4}
+    _export_with_metadata(net, tmp_path / "scalar.pt2", scalar)
+    loaded = load_model(tmp_path / "scalar.pt2")
+    assert loaded.metadata.mean == (0.3,) and loaded.metadata.std == (0.4,)
+    result = auditkit.scan(tmp_path / "scalar.pt2", "digits", probes=["performance"],
+                           device="cpu")
+    assert result.metrics["performance.accuracy"] == pytest.approx(accuracy)
+
+
+@pytest.mark.parametrize(("field", "value", "flag"), [
+    ("mean", "0.3", "--mean"),
+    ("std", [0.4, "x"], "--std"),
+    ("input_shape", [1, 8.5, 8], "--input-shape"),
+    ("input_range", [1.0, 0.0], "--input-range"),
+    ("class_names", "0123456789", None),
+    ("extra", [1, 2], None),
+])
+def test_malformed_metadata_is_one_line_naming_the_file_and_field(tmp_path, field, value, flag):
+    path = _export_with_metadata(tiny_net(), tmp_path / "odd.pt2", {**META.to_dict(), field: value})
+    with pytest.raises(AuditkitInputError) as excinfo:
+        load_model(path)
+    message = _one_line_error(excinfo)
+    assert str(path) in message and f"{field}=" in message
+    assert "auditkit.save_model" in message
+    assert (flag in message) if flag else ("override" not in message)
+
+
+def test_metadata_that_is_not_json_is_one_line(tmp_path):
+    path = _export_with_metadata(tiny_net(), tmp_path / "odd.pt2", "{mean: [0.3]")
+    with pytest.raises(AuditkitInputError) as excinfo:
+        load_model(path)
+    assert "not valid JSON" in _one_line_error(excinfo) and str(path) in str(excinfo.value)
+
+
+def test_an_override_replaces_a_malformed_field_instead_of_reading_it(tmp_path):
+    path = _export_with_metadata(tiny_net(), tmp_path / "odd.pt2",
+                                 {**META.to_dict(), "mean": "0.3", "std": "0.4"})
+    loaded = load_model(path, overrides=ModelMetadata(mean=(0.25,), std=(0.5,)))
+    assert loaded.metadata.mean == (0.25,) and loaded.metadata.std == (0.5,)
+    assert loaded.metadata.class_names == META.class_names  # the rest is still read
+
+
+def test_weights_hash_covers_bfloat16_dtype_and_shape():
+    from auditkit.loading import weights_sha256
+
+    torch.manual_seed(0)
+    net = nn.Linear(4, 2).to(torch.bfloat16)
+    digest = weights_sha256(net)
+    assert digest == weights_sha256(net)
+    half = nn.Linear(4, 2)
+    half.load_state_dict({k: v.float() for k, v in net.state_dict().items()})
+    # Same values in another dtype are another model.
+    assert weights_sha256(half.to(torch.float16)) != digest
+    # Same bytes, other shape: the shapes are hashed too.
+    flat = {k: v.reshape(-1) for k, v in net.state_dict().items()}
+    reshaped = nn.Module()
+    for k, v in flat.items():
+        reshaped.register_buffer(k, v)
+    squeezed = nn.Module()
+    for k, v in net.state_dict().items():
+        squeezed.register_buffer(k, v.clone())
+    assert weights_sha256(squeezed) == digest
+    assert weights_sha256(reshaped) != digest

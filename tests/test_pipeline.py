@@ -211,6 +211,64 @@ def test_bad_selection_and_budget_are_bad_input():
         run_audit(adapter, data, probes=[RecordsBudget], options={"records_budget": {"x": 1}})
 
 
+def test_one_budget_check_serves_the_runner_and_the_probes():
+    from auditkit.probes.base import check_budget
+
+    with pytest.raises(AuditkitInputError) as from_helper:
+        check_budget("huge")
+    with pytest.raises(AuditkitInputError) as from_runner:
+        run_audit(id_adapter(IdRecorder()), id_data(), probes=["performance"], budget="huge")
+    with pytest.raises(AuditkitInputError) as from_probe:
+        RecordsBudget(budget="huge")
+    assert str(from_helper.value) == str(from_runner.value) == str(from_probe.value)
+    assert "fast, standard, thorough" in str(from_helper.value)
+    assert check_budget("fast") == "fast"
+
+
+# --- shapes of tables with sensitive columns ----------------------------------------------------
+
+
+@pytest.fixture()
+def credit_csv(tmp_path):
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    n = 40
+    frame = pd.DataFrame({"income": rng.normal(size=n), "sex": rng.integers(0, 2, n),
+                          "debt": rng.normal(size=n), "age": rng.integers(20, 70, n),
+                          "outcome": rng.integers(0, 2, n)})
+    frame.to_csv(tmp_path / "credit.csv", index=False)
+    return tmp_path / "credit.csv"
+
+
+def test_a_model_trained_with_the_sensitive_columns_is_told_how_to_keep_them(credit_csv):
+    from auditkit.data import load_data
+
+    def table(keep: bool) -> AuditData:
+        return load_data(credit_csv, target="outcome", sensitive=["sex", "age"],
+                         keep_sensitive_features=keep)
+
+    def adapter(width: int) -> TorchModelAdapter:
+        torch.manual_seed(0)
+        return TorchModelAdapter(nn.Linear(width, 2), input_shape=(width,), input_range=None,
+                                 device="cpu")
+
+    with pytest.raises(AuditkitInputError) as excinfo:
+        build_context(adapter(4), table(keep=False))  # a model trained on all four columns
+    message = str(excinfo.value)
+    assert "(2,)" in message and "(4,)" in message and "\n" not in message
+    assert "pass --keep-sensitive-features" in message and "sex, age" in message
+    assert "--input-shape" not in message.split(";")[-1]
+    build_context(adapter(4), table(keep=True))  # and that is the fix
+
+    with pytest.raises(AuditkitInputError) as excinfo:
+        build_context(adapter(2), table(keep=True))  # kept, but the model never took them
+    assert "drop --keep-sensitive-features" in str(excinfo.value)
+    with pytest.raises(AuditkitInputError) as excinfo:
+        build_context(adapter(3), table(keep=False))  # off by one: not the sensitive columns
+    assert "keep-sensitive-features" not in str(excinfo.value)
+
+
 # --- seeds ------------------------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,12 +74,14 @@ class _Network(nn.Module):
         mean: torch.Tensor | None,
         std: torch.Tensor | None,
         output_kind: str,
+        input_dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         self.model = model
         self.register_buffer("mean", mean, persistent=False)
         self.register_buffer("std", std, persistent=False)
         self.output_kind = output_kind
+        self.input_dtype = input_dtype
 
     def train(self, mode: bool = True) -> _Network:
         # Never propagate: the wrapped model stays in eval mode whatever a library asks.
@@ -88,9 +91,15 @@ class _Network(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mean is not None:
             x = (x - self.mean) / self.std
+        if self.input_dtype is not None:
+            # A half-precision model gets its own dtype; attacks and metrics stay in float32
+            # (the cast is differentiable, so input gradients still reach the pixels).
+            x = x.to(self.input_dtype)
         out = self.model(x)
         if isinstance(out, (tuple, list)):
             out = out[0]
+        if self.input_dtype is not None:
+            out = out.float()
         if self.output_kind == "probabilities":
             return torch.log(out.clamp_min(1e-12))
         return out
@@ -102,6 +111,51 @@ def _channel_tensor(values: Sequence[float] | None, ndim: int) -> torch.Tensor |
     t = torch.as_tensor(values, dtype=torch.float32)
     # Per-channel statistics broadcast over (C, H, W); per-feature over (D,).
     return t.view(-1, *([1] * (ndim - 1))) if ndim > 1 else t
+
+
+def _normalization(
+    values: Sequence[float] | float | None, flag: str, input_shape: tuple[int, ...]
+) -> tuple[float, ...] | None:
+    """Validated ``--mean`` / ``--std``: one value for all channels, or one per channel.
+
+    A wrong length would otherwise surface as a broadcasting error or, in an exported program,
+    an opaque "Guard failed" assertion in the middle of the audit.
+    """
+    if values is None:
+        return None
+    if isinstance(values, (int, float)):
+        values = (values,)
+    try:
+        numbers = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise AuditkitInputError(f"{flag} {values!r}: expected numbers, e.g. 0.5 or 0.5,0.5,0.5") from None
+    channels = input_shape[0] if input_shape else 1
+    unit = "channel" if len(input_shape) > 1 else "feature"
+    if len(numbers) not in (1, channels):
+        raise AuditkitInputError(
+            f"{flag} has {len(numbers)} values but the model's inputs {input_shape} have "
+            f"{channels} {unit}{'s' if channels != 1 else ''}; give one value, or one per {unit}"
+        )
+    if not all(np.isfinite(numbers)):
+        raise AuditkitInputError(f"{flag} {','.join(map(str, numbers))}: values must be finite")
+    if flag == "--std" and min(numbers) <= 0:
+        raise AuditkitInputError(
+            f"--std {','.join(map(str, numbers))}: every std must be positive (inputs are divided "
+            "by it)"
+        )
+    return numbers
+
+
+def _input_dtype(model: nn.Module) -> torch.dtype | None:
+    """The floating dtype the model computes in, when it is not float32 (e.g. bfloat16)."""
+    try:
+        tensors = [*model.parameters(), *model.buffers()]
+    except Exception:  # exotic modules (some scripted ones) may not list their tensors
+        return None
+    floating = [t.dtype for t in tensors if t.is_floating_point()]
+    if not floating or floating[0] == torch.float32:
+        return None
+    return floating[0]
 
 
 class TorchModelAdapter(ModelAdapter):
@@ -137,14 +191,19 @@ class TorchModelAdapter(ModelAdapter):
         self.input_shape = tuple(int(s) for s in input_shape)
         self.input_range = tuple(float(v) for v in input_range) if input_range else None
         self.format = format
+        self.mean = _normalization(mean, "--mean", self.input_shape)
+        self.std = _normalization(std, "--std", self.input_shape)
+        if (self.mean is None) != (self.std is None):
+            # Normalizing with only one of them would silently use 0 or 1 for the other.
+            given, missing = ("--mean", "--std") if self.std is None else ("--std", "--mean")
+            raise AuditkitInputError(f"{given} given without {missing}; pass both")
         self.model = model
         self._mode_switch = _try_eval(model)
         ndim = len(self.input_shape)
         self.network = _Network(
-            model, _channel_tensor(mean, ndim), _channel_tensor(std, ndim), "logits"
+            model, _channel_tensor(self.mean, ndim), _channel_tensor(self.std, ndim), "logits",
+            _input_dtype(model),
         ).to(self.device)
-        self.mean = tuple(mean) if mean is not None else None
-        self.std = tuple(std) if std is not None else None
         self.diagnostics = Diagnostics()
         self.supports_gradients = True
         if num_classes is None:
@@ -176,7 +235,10 @@ class TorchModelAdapter(ModelAdapter):
         """The adapter's pixels-to-logits pipeline (normalization, output conversion) around
         another network, e.g. a re-initialized copy the memorization probe trains."""
         net = self.network
-        return _Network(module, net.mean, net.std, net.output_kind)
+        return _Network(module, net.mean, net.std, net.output_kind, _input_dtype(module))
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "mean": _listed(self.mean), "std": _listed(self.std)}
 
     @contextmanager
     def dropout_enabled(self) -> Iterator[bool]:
@@ -240,6 +302,10 @@ class TorchModelAdapter(ModelAdapter):
                 )
         self.diagnostics = diag
         return diag
+
+
+def _listed(values: tuple[float, ...] | None) -> list[float] | None:
+    return list(values) if values is not None else None
 
 
 def input_gradient(

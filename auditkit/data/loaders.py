@@ -46,6 +46,7 @@ def load_data(
     target: str | None = None,
     sensitive: Sequence[str] | None = None,
     groups_file: str | Path | None = None,
+    keep_sensitive_features: bool = False,
 ) -> AuditData:
     """Load audit data from a built-in name or a file/folder path.
 
@@ -54,6 +55,9 @@ def load_data(
         target: label column of a table.
         sensitive: sensitive-feature columns (tables, npz/pt keys, sidecar CSV columns).
         groups_file: sidecar CSV for image folders, keyed by the file path relative to the folder.
+        keep_sensitive_features: tables only: the sensitive columns stay among the model's
+            input features too (``--keep-sensitive-features``; for models trained with them).
+            Other sources keep inputs and group columns apart already, so it changes nothing.
 
     Example:
         >>> data = load_data("credit.csv", target="default", sensitive=["sex", "age_band"])
@@ -89,7 +93,10 @@ def load_data(
     if suffix == ".pt":
         return load_arrays(path, sensitive=sensitive)
     if suffix in TABLE_SUFFIXES:
-        return load_table(path, target=target, sensitive=sensitive)
+        return load_table(
+            path, target=target, sensitive=sensitive,
+            keep_sensitive_features=keep_sensitive_features,
+        )
     raise AuditkitInputError(
         f"--data {spec}: unsupported data file type {suffix!r}; use .npz, .pt, .csv, .parquet "
         "or an image folder"
@@ -150,6 +157,11 @@ def load_arrays(path: Path, *, sensitive: Sequence[str] = ()) -> AuditData:
                 f"--data {path}: missing array {key!r} (found: {', '.join(sorted(arrays))}); "
                 "save inputs as 'x' and labels as 'y'"
             )
+    if np.size(arrays["x"]) == 0:
+        raise AuditkitInputError(
+            f"--data {path}: no examples (x has shape {np.shape(arrays['x'])}, y has shape "
+            f"{np.shape(arrays['y'])}); save at least one example"
+        )
     x, modality, box = _image_like(np.asarray(arrays["x"]))
     n = len(x)
     columns = list(sensitive) or [
@@ -191,12 +203,9 @@ def _int_labels(values: Any, path: Path) -> np.ndarray:
         raise AuditkitInputError(
             f"--data {path}: labels 'y' must be integer class indices 0..K-1 (got {y.dtype})"
         )
-    y = y.astype(np.int64)
-    if len(y) and y.min() < 0:
-        raise AuditkitInputError(
-            f"--data {path}: labels 'y' must be class indices 0..K-1 (found {int(y.min())})"
-        )
-    return y
+    # The range (0..K-1, K = the model's outputs) is checked once, in pipeline.build_context,
+    # where the model's class count is known; here only that they are integers.
+    return y.astype(np.int64)
 
 
 def load_image_folder(
@@ -290,12 +299,17 @@ def _norm_rel(text: str) -> str:
 
 
 def load_table(
-    path: Path, *, target: str | None, sensitive: Sequence[str] = ()
+    path: Path,
+    *,
+    target: str | None,
+    sensitive: Sequence[str] = (),
+    keep_sensitive_features: bool = False,
 ) -> AuditData:
     """CSV/parquet: numeric feature columns, a ``--target`` label column, ``--sensitive`` groups.
 
-    Sensitive columns are kept out of the features unless they are numeric and the model was
-    trained with them; pass ``--keep-sensitive-features`` semantics through the API if needed.
+    Sensitive columns are group labels, kept out of the features by default. A model trained
+    with them as inputs needs ``keep_sensitive_features=True`` (``--keep-sensitive-features``):
+    they then stay among the features too, in the table's column order (they must be numeric).
     """
     import pandas as pd
 
@@ -316,7 +330,16 @@ def load_table(
         raise AuditkitInputError(
             f"--data {path}: no column {', '.join(missing)} (columns: {', '.join(frame.columns)})"
         )
-    features = frame.drop(columns=[target, *sensitive])
+    if not len(frame):
+        raise AuditkitInputError(f"--data {path}: no examples (the table has no rows)")
+    if keep_sensitive_features:
+        text = [c for c in sensitive if not pd.api.types.is_numeric_dtype(frame[c])]
+        if text:
+            raise AuditkitInputError(
+                f"--keep-sensitive-features: sensitive column {', '.join(text)} of {path.name} "
+                "is not numeric, so it cannot be a model input; encode it as numbers"
+            )
+    features = frame.drop(columns=[target] if keep_sensitive_features else [target, *sensitive])
     non_numeric = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
     if non_numeric:
         raise AuditkitInputError(

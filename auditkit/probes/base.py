@@ -15,6 +15,15 @@ if TYPE_CHECKING:
 BUDGETS = ("fast", "standard", "thorough")
 
 
+def check_budget(budget: str) -> str:
+    """``budget`` if it is one of ``BUDGETS``; otherwise the one-line error users see."""
+    if budget not in BUDGETS:
+        raise AuditkitInputError(
+            f"--budget {budget}: unknown budget; use one of {', '.join(BUDGETS)}"
+        )
+    return budget
+
+
 @dataclass(frozen=True)
 class MetricSpec:
     """A metric a probe reports: which direction is better, and what it means."""
@@ -53,10 +62,7 @@ class Probe(ABC):
     options: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, *, budget: str = "standard", **options: Any) -> None:
-        if budget not in BUDGETS:
-            raise AuditkitInputError(
-                f"--budget {budget}: unknown budget; use one of {', '.join(BUDGETS)}"
-            )
+        check_budget(budget)
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             valid = ", ".join(sorted(self.options)) or "none"
