@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from auditkit.adapters import CallableAdapter, ModelAdapter, TorchModelAdapter
+from auditkit.adapters import CallableAdapter, ModelAdapter, TorchModelAdapter, resolve_device
 from auditkit.data import AuditData, from_dataloader, from_tensors, load_data
 from auditkit.errors import AuditkitInputError
 from auditkit.loading import LoadedModel, ModelMetadata, load_model, weights_sha256
-from auditkit.pipeline import DEFAULT_SEED, ProbeSpec, run_audit
+from auditkit.pipeline import DEFAULT_SEED, ProbeSpec, run_audit, select_probes
 from auditkit.progress import Progress
 from auditkit.results import AuditResult
+
+if TYPE_CHECKING:
+    from auditkit.gates import Policy
 
 DataLike = AuditData | str | Path | tuple | Any
 
@@ -98,6 +102,58 @@ def build_adapter(
     raise AuditkitInputError(f"model: cannot audit a {type(model).__name__}")
 
 
+def _spec_name(spec: ProbeSpec) -> str:
+    if isinstance(spec, str):
+        return spec
+    return str(getattr(spec, "name", "") or getattr(spec, "__name__", type(spec).__name__))
+
+
+def validate_request(
+    *,
+    probes: Sequence[ProbeSpec] | None = None,
+    budget: str = "standard",
+    seed: int = DEFAULT_SEED,
+    device: str | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    policy: str | Path | Mapping[str, Any] | Policy | None = None,
+) -> Policy | None:
+    """Check everything about an audit that needs neither the model nor the data.
+
+    Budget, probe names, per-probe options (``--set``) and the policy are validated against the
+    probes that will actually run, so a typo is exit 2 in a second instead of an error after a
+    long audit. Returns the loaded policy (``None`` without one).
+    """
+    from auditkit.gates import check_selection, load_policy
+
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise AuditkitInputError(f"--seed {seed!r}: use a whole number >= 0")
+    if device is not None:
+        resolve_device(device)
+    if probes is not None and not list(probes):
+        raise AuditkitInputError(
+            "--probes: no probe names given; list some (e.g. performance,adversarial) or leave "
+            "the flag out to run every probe"
+        )
+    selected, broken = select_probes(probes, budget, options)
+    names = [p.name for p in selected] + [b.name for b in broken]
+    for probe in options or {}:
+        if probe not in names:
+            raise AuditkitInputError(
+                f"--set {probe}.…: probe {probe!r} is not selected by --probes (selected: "
+                f"{', '.join(names)}); add it to --probes or drop the option"
+            )
+    if policy is None:
+        return None
+    direct = {
+        _spec_name(s): dict(getattr(s, "metrics", {}))
+        for s in probes or []
+        if not isinstance(s, str)
+    }
+    loaded = load_policy(policy, extra_metrics=direct)
+    check_selection(loaded, names)
+    return loaded
+
+
 def scan(
     model: nn.Module | Callable | ModelAdapter | str | Path,
     data: DataLike = None,
@@ -115,7 +171,9 @@ def scan(
     sensitive: Sequence[str] | None = None,
     groups_file: str | Path | None = None,
     train_data: DataLike = None,
+    keep_sensitive_features: bool = False,
     checkpoint_dir: str | Path | None = None,
+    resume: bool | None = None,
     progress: Progress | bool | None = False,
     debug: bool = False,
 ) -> AuditResult:
@@ -129,17 +187,29 @@ def scan(
         probes: probe names to run (default: all installed), or Probe classes/instances.
         budget: ``fast`` | ``standard`` | ``thorough``.
         seed: same seed, same metrics.
-        policy: a policy file path or a ``{"gates": {...}}`` mapping.
+        policy: a policy file path or a ``{"gates": {...}}`` mapping. It is validated against
+            the selected probes before anything runs (an unknown metric, or a gate on a probe
+            not in ``probes``, raises ``AuditkitInputError`` at once).
         options: per-probe options, ``{"adversarial": {"eps": 0.1}}``.
         metadata: overrides for the model's embedded metadata (shape, range, mean/std, classes).
         train_data: the data the model was trained on (same forms as ``data``); the
             memorization probe reports the audited model's generalization gap with it.
+        checkpoint_dir: write each finished probe's result there, so an interrupted audit
+            loses only the probe it was in.
+        resume: reuse the results in ``checkpoint_dir`` (same model, data, seed, budget,
+            options). ``None`` reuses whenever ``checkpoint_dir`` is given; ``False`` only writes.
+        keep_sensitive_features: tables only: the model was trained with the sensitive columns
+            as inputs, so they stay among its features (they are always the groups too).
 
     Example:
         >>> result = auditkit.scan(net, (x_test, y_test), budget="fast",
         ...                        policy={"gates": {"adversarial.robust_accuracy": ">= 0.3"}})
         >>> assert result.passed, result.failures
     """
+    # Everything that needs neither model nor data is checked first: a typo must not cost an audit.
+    loaded_policy = validate_request(
+        probes=probes, budget=budget, seed=seed, device=device, options=options, policy=policy
+    )
     model_info: dict[str, Any]
     loaded: LoadedModel | None = None
     if isinstance(model, (str, Path)):
@@ -157,11 +227,21 @@ def scan(
             "sha256": weights_sha256(model) if isinstance(model, nn.Module) else None,
             "format": fmt,
         }
-    audit_data = resolve_data(
-        data, meta, target=target, sensitive=sensitive, groups_file=groups_file
-    )
+    data_kwargs: dict[str, Any] = {
+        "target": target, "sensitive": sensitive, "keep_sensitive_features": keep_sensitive_features
+    }
+    audit_data = resolve_data(data, meta, groups_file=groups_file, **data_kwargs)
     if train_data is not None:
-        audit_data.train = resolve_data(train_data, meta, target=target, sensitive=sensitive)
+        try:
+            audit_data.train = resolve_data(train_data, meta, **data_kwargs)
+        except AuditkitInputError as exc:
+            # The loaders speak of --data; say which flag the user has to fix.
+            message = str(exc)
+            raise AuditkitInputError(
+                message.replace("--data ", "--train-data ", 1)
+                if message.startswith("--data ")
+                else f"--train-data: {message}"
+            ) from None
     if meta.class_names and not audit_data.class_names:
         audit_data.class_names = list(meta.class_names)
     adapter = build_adapter(module, audit_data, metadata=meta, device=device, format=fmt)
@@ -177,12 +257,13 @@ def scan(
         model_info=model_info,
         progress=progress if isinstance(progress, Progress) else Progress(progress),
         checkpoint_dir=checkpoint_dir,
+        resume=resume,
         debug=debug,
     )
-    if policy is not None:
-        from auditkit.gates import apply_policy, load_policy
+    if loaded_policy is not None:
+        from auditkit.gates import apply_policy
 
-        result = apply_policy(result, load_policy(policy))
+        result = apply_policy(result, loaded_policy)
     return result
 
 

@@ -1,17 +1,27 @@
-"""The ``auditkit`` command line. Thin: parse, call the library, write files, exit code."""
+"""The ``auditkit`` command line. Thin: parse, call the library, write files, exit code.
+
+Exit codes (DESIGN.md): 0 passed · 1 a gate failed · 2 bad input, one line naming the fix ·
+3 a probe errored (the others ran and the report was still written), and also any internal
+error of auditkit itself: never 1, which CI reads as "the model failed a gate".
+"""
 
 from __future__ import annotations
 
+import math
+import os
 import sys
+import tempfile
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
+from typer.exceptions import TyperException
 
 from auditkit._version import __version__
-from auditkit.errors import AuditkitInputError
+from auditkit.errors import AuditkitInputError, one_line
 
 app = typer.Typer(
     add_completion=False,
@@ -20,23 +30,66 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+EXIT_BAD_INPUT, EXIT_INTERNAL = 2, 3
+EXIT_INTERRUPTED = 130  # the shell's convention for Ctrl-C (128 + SIGINT)
+NO_POLICY = "no policy: no gates evaluated; see auditkit.toml in README"
 _STATE = {"debug": False}
 
+DebugOption = Annotated[
+    bool, typer.Option("--debug", help="Show the traceback on errors (also before the command).")
+]
 
-def _fail(message: str, code: int = 2) -> None:
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     typer.echo(f"auditkit: error: {message}", err=True)
     raise typer.Exit(code)
 
 
+def _internal_line(exc: BaseException, debug: bool) -> str:
+    hint = "" if debug else " (rerun with --debug for the traceback)"
+    return f"auditkit: internal error: {type(exc).__name__}: {one_line(exc, 300)}{hint}"
+
+
 @contextmanager
-def _input_errors() -> Iterator[None]:
-    """Bad input becomes one line and exit 2; --debug keeps the traceback."""
+def _guard(debug: bool = False, interrupted: str = "") -> Iterator[None]:
+    """Bad input → one line, exit 2. Anything unexpected → one line, exit 3, never a bare
+    traceback with exit 1 (which CI would read as a failed gate). ``--debug`` adds the traceback
+    and keeps the exit code, so a debug run in CI still means the same thing."""
+    _STATE["debug"] = _STATE["debug"] or debug
     try:
         yield
+    except (typer.Exit, typer.Abort, TyperException):
+        raise
+    except KeyboardInterrupt:
+        # click would turn this into exit 1, which CI reads as a failed gate.
+        typer.echo(f"auditkit: interrupted{interrupted}", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except AuditkitInputError as exc:
-        if _STATE["debug"]:
-            raise
-        _fail(str(exc))
+        _traceback_if_debug(exc)
+        _fail(one_line(exc, 4000))
+    except Exception as exc:
+        _traceback_if_debug(exc)
+        typer.echo(_internal_line(exc, _STATE["debug"]), err=True)
+        raise typer.Exit(EXIT_INTERNAL) from None
+
+
+def _traceback_if_debug(exc: BaseException) -> None:
+    if _STATE["debug"]:
+        typer.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+
+
+@contextmanager
+def _reader_may_leave() -> Iterator[None]:
+    """`auditkit ... | head` closes the pipe early: the reader's choice, not an error, and the
+    exit code (computed before printing) must stay the audit's."""
+    try:
+        yield
+    except BrokenPipeError:
+        try:  # later writes (interpreter shutdown flushes stdout) must not raise again
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
 
 
 def _version(value: bool) -> None:
@@ -50,19 +103,53 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    debug: DebugOption = False,
 ) -> None:
     _STATE["debug"] = debug
 
 
-def _floats(text: str | None, flag: str) -> tuple[float, ...] | None:
+# --- flag parsing: each bad value is one line naming the fix -------------------------------
+
+
+def _floats(text: str | None, flag: str, example: str = "0.5,0.5,0.5") -> tuple[float, ...] | None:
     if text is None:
         return None
     try:
-        return tuple(float(v) for v in text.split(","))
+        values = tuple(float(v) for v in text.split(","))
     except ValueError:
-        _fail(f"{flag} {text!r}: expected comma-separated numbers, e.g. 0.5,0.5,0.5")
-    return None
+        _fail(f"{flag} {text!r}: expected comma-separated numbers, e.g. {example}")
+    if not all(math.isfinite(v) for v in values):
+        _fail(f"{flag} {text!r}: every value must be a finite number, e.g. {example}")
+    return values
+
+
+def _shape(text: str | None) -> tuple[int, ...] | None:
+    """Whole positive sizes only: ``1.5,8,8`` is a mistake, not a shape to truncate."""
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isdigit() and int(p) > 0 for p in parts):
+        _fail(f"--input-shape {text!r}: expected positive whole numbers, e.g. 3,32,32 (C,H,W)")
+    return tuple(int(p) for p in parts)
+
+
+def _box(text: str | None) -> tuple[float, float] | None:
+    box = _floats(text, "--input-range", "0,1")
+    if box is None:
+        return None
+    if len(box) != 2 or box[0] >= box[1]:
+        _fail(f"--input-range {text!r}: expected two numbers low,high with low < high, e.g. 0,1")
+    return box[0], box[1]
+
+
+def _names(text: str | None, flag: str, example: str) -> list[str] | None:
+    """A comma-separated list; an empty one (``--probes ,``) is a mistake, not "everything"."""
+    if text is None:
+        return None
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    if not names:
+        _fail(f"{flag} {text!r}: no names given; list some, e.g. {flag} {example}")
+    return names
 
 
 def _parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -72,7 +159,7 @@ def _parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
     for item in items:
         key, sep, raw = item.partition("=")
         probe, dot, name = key.partition(".")
-        if not sep or not dot or not name:
+        if not sep or not dot or not name or not probe:
             _fail(f"--set {item!r}: expected probe.option=value, e.g. adversarial.eps=0.1")
         try:
             value = json.loads(raw)
@@ -80,6 +167,43 @@ def _parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
             value = raw
         options.setdefault(probe, {})[name] = value
     return options
+
+
+def _prepare_out(out: Path) -> None:
+    """Make sure the outputs can be written before spending minutes on an audit.
+
+    Nothing is created here: a scan that stops on bad input leaves no empty folder behind.
+    """
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out}: is a file, not a folder; pass a folder (it is created if missing)")
+    nearest = out.absolute()
+    while not nearest.exists():  # the folder that would hold the new one
+        nearest = nearest.parent
+    if not nearest.is_dir():
+        _fail(f"--out {out}: cannot create it, {nearest} is a file; pass another folder")
+    try:
+        with tempfile.TemporaryFile(dir=nearest):
+            pass
+    except OSError as exc:
+        _fail(f"--out {out}: cannot write in {nearest} ({exc.strerror or exc}); pass a writable folder")
+
+
+def _save(result, out: Path) -> dict[str, Path]:
+    try:
+        return result.save(out)
+    except OSError as exc:
+        _fail(f"--out {out}: could not write the outputs ({exc.strerror or exc})")
+
+
+def _write_text(path: Path, content: str, flag: str) -> None:
+    try:
+        path.write_text(content, encoding="utf-8")
+    except IsADirectoryError:
+        _fail(f"{flag} {path}: is a directory; pass a file name, e.g. {path / 'report.html'}")
+    except FileNotFoundError:
+        _fail(f"{flag} {path}: folder {path.parent} does not exist; create it or pick another path")
+    except OSError as exc:
+        _fail(f"{flag} {path}: cannot write it ({exc.strerror or exc})")
 
 
 def _load_audit(path: Path):
@@ -90,16 +214,37 @@ def _load_audit(path: Path):
         return AuditResult.load(path)
     except FileNotFoundError:
         _fail(f"{path}: no such file")
+    except IsADirectoryError:
+        _fail(f"{path}: is a directory; pass the audit.json inside it")
+    except OSError as exc:
+        _fail(f"{path}: cannot read it ({exc.strerror or exc})")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        _fail(f"{path}: not an auditkit audit.json ({type(exc).__name__}: {exc})")
+        _fail(f"{path}: not an auditkit audit.json ({type(exc).__name__}: {one_line(exc, 200)})")
 
 
-def _print_gates(result) -> None:
+# --- console output --------------------------------------------------------------------------
+
+
+def verdict_line(result, policy) -> str:
+    """The last word of a scan, saying what the verdict rests on."""
+    if policy is None:
+        basis = NO_POLICY
+    elif not result.gates:
+        basis = f"policy {policy.source} has no gates"
+    else:
+        held = sum(g.passed for g in result.gates)
+        basis = f"{held} of {len(result.gates)} gates hold; policy {policy.source}"
+    if result.errors:
+        basis += f"; errored: {', '.join(result.errors)}"
+    return f"auditkit verdict: {result.verdict} ({basis})"
+
+
+def _print_result(result, policy) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console(stderr=False, highlight=False, soft_wrap=True)
-    table = Table(title=f"auditkit verdict: {result.verdict}", show_lines=False)
+    table = Table(title="probes", show_lines=False)
     for col in ("probe", "status", "headline", "finding"):
         table.add_column(col, overflow="fold")
     for name, probe in result.probes.items():
@@ -120,20 +265,14 @@ def _print_gates(result) -> None:
             value = f"{g.value:.4g}" if isinstance(g.value, float) else str(g.value)
             gates.add_row(g.metric, g.rule, value, outcome)
         console.print(gates)
-        for g in result.failures:
-            console.print(f"gate failed: {g.detail}")
+    # Plain echo, not rich: these lines are what CI logs get grepped for; they must not wrap.
+    for g in result.gates:
+        if not g.passed:
+            typer.echo(f"gate {'failed' if g.severity == 'fail' else 'warned'}: {g.detail}")
+    typer.echo(verdict_line(result, policy))
 
 
-def _run_scan(out: Path, **kwargs: Any) -> int:
-    from auditkit.api import scan
-    from auditkit.gates import exit_code
-    from auditkit.progress import Progress
-
-    result = scan(progress=Progress(), debug=_STATE["debug"], **kwargs)
-    paths = result.save(out)
-    _print_gates(result)
-    typer.echo(f"report: {paths['report.html'].resolve()}")
-    return exit_code(result)
+# --- commands --------------------------------------------------------------------------------
 
 
 @app.command()
@@ -144,13 +283,14 @@ def scan(
     budget: Annotated[str, typer.Option(help="fast | standard | thorough")] = "standard",
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("auditkit-out"),
     policy: Annotated[Path | None, typer.Option(help="Policy TOML (default: ./auditkit.toml or [tool.auditkit] in ./pyproject.toml).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed; same seed, same metrics.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed; same seed, same metrics.")] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     arch: Annotated[str | None, typer.Option(help="Network for weight-only files: torchvision:NAME or module:factory.")] = None,
     unsafe_pickle: Annotated[bool, typer.Option("--unsafe-pickle", help="Allow a pickled nn.Module (runs code from the file).")] = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Reuse probe results already finished in --out.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Reuse probe results an earlier (or interrupted) scan finished in --out.")] = False,
     target: Annotated[str | None, typer.Option(help="Label column of a table.")] = None,
     sensitive: Annotated[str | None, typer.Option(help="Comma-separated sensitive-feature columns.")] = None,
+    keep_sensitive_features: Annotated[bool, typer.Option("--keep-sensitive-features", help="The model was trained with the sensitive columns as inputs; keep them as features too.")] = False,
     groups_file: Annotated[Path | None, typer.Option(help="Sidecar CSV of group columns for an image folder (column 'path').")] = None,
     train_data: Annotated[str | None, typer.Option(help="The model's training data (same forms as --data); gives memorization.generalization_gap.")] = None,
     input_shape: Annotated[str | None, typer.Option(help="Shape of one example, e.g. 3,32,32.")] = None,
@@ -158,43 +298,62 @@ def scan(
     mean: Annotated[str | None, typer.Option(help="Per-channel mean applied inside the adapter.")] = None,
     std: Annotated[str | None, typer.Option(help="Per-channel std applied inside the adapter.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Probe option, e.g. adversarial.eps=0.1 (repeatable).")] = None,
+    debug: DebugOption = False,
 ) -> None:
     """Audit MODEL and write audit.json, report.html, junit.xml and summary.md to --out."""
-    from auditkit.gates import find_policy_file, load_policy
-    from auditkit.loading import ModelMetadata
+    with _guard(debug, " (finished probes are kept in --out; add --resume to reuse them)"):
+        from auditkit.api import scan as run_scan
+        from auditkit.api import validate_request
+        from auditkit.gates import exit_code, find_policy_file
+        from auditkit.loading import ModelMetadata
+        from auditkit.progress import Progress
 
-    with _input_errors():
-        shape = _floats(input_shape, "--input-shape")
-        box = _floats(input_range, "--input-range")
-        if box is not None and len(box) != 2:
-            _fail(f"--input-range {input_range!r}: expected two numbers, low,high")
+        # Every check that needs neither the model nor the data comes first.
         metadata = ModelMetadata(
-            input_shape=tuple(int(s) for s in shape) if shape else None,
-            input_range=box,
+            input_shape=_shape(input_shape),
+            input_range=_box(input_range),
             mean=_floats(mean, "--mean"),
             std=_floats(std, "--std"),
         )
+        if metadata.std is not None and any(v <= 0 for v in metadata.std):
+            _fail(f"--std {std!r}: every std must be a positive number, e.g. 0.25")
+        probe_names = _names(probes, "--probes", "performance,adversarial")
+        options = _parse_sets(set_ or [])
         policy_path = policy or find_policy_file(Path.cwd())
-        loaded_policy = load_policy(policy_path) if policy_path else None  # validate before work
-        code = _run_scan(
-            out,
-            model=model,
-            data=data,
-            probes=[p.strip() for p in probes.split(",") if p.strip()] if probes else None,
+        loaded_policy = validate_request(
+            probes=probe_names, budget=budget, seed=seed, device=device, options=options,
+            policy=policy_path,
+        )
+        _prepare_out(out)
+        result = run_scan(
+            model,
+            data,
+            probes=probe_names,
             budget=budget,
             seed=seed,
             device=device,
             policy=loaded_policy,
-            options=_parse_sets(set_ or []),
+            options=options,
             metadata=metadata,
             arch=arch,
             unsafe_pickle=unsafe_pickle,
             target=target,
-            sensitive=[s.strip() for s in sensitive.split(",")] if sensitive else None,
+            sensitive=_names(sensitive, "--sensitive", "sex,age"),
+            keep_sensitive_features=keep_sensitive_features,
             groups_file=groups_file,
             train_data=train_data,
-            checkpoint_dir=out if resume else None,
+            # Checkpoints are always written, so an interrupted scan can be resumed; --resume
+            # only decides whether they are read.
+            checkpoint_dir=out,
+            resume=resume,
+            progress=Progress(),
+            debug=_STATE["debug"],
         )
+        paths = _save(result, out)
+        code = exit_code(result)
+        with _reader_may_leave():
+            _print_result(result, loaded_policy)
+            typer.echo(f"report: {paths['report.html'].resolve()}")
     raise typer.Exit(code)
 
 
@@ -202,18 +361,33 @@ def scan(
 def demo(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("auditkit-out"),
     budget: Annotated[str, typer.Option(help="fast | standard | thorough")] = "fast",
-    seed: Annotated[int, typer.Option(help="Seed for training and the audit.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed for training and the audit.")] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    debug: DebugOption = False,
 ) -> None:
     """Train a small CNN on the bundled digits, save it, and scan it with every probe."""
-    from auditkit.demo import build_demo_model
+    with _guard(debug):
+        from auditkit.api import scan as run_scan
+        from auditkit.api import validate_request
+        from auditkit.demo import build_demo_model
+        from auditkit.gates import exit_code
+        from auditkit.progress import Progress
 
-    out.mkdir(parents=True, exist_ok=True)
-    model_path = out / "digits-cnn.pt2"
-    typer.echo(f"training a small CNN on scikit-learn's bundled digits → {model_path}")
-    build_demo_model(model_path, seed=seed)
-    with _input_errors():
-        code = _run_scan(out, model=model_path, data=None, budget=budget, seed=seed, device=device)
+        validate_request(budget=budget, seed=seed, device=device)
+        _prepare_out(out)
+        out.mkdir(parents=True, exist_ok=True)  # the trained model is saved there first
+        model_path = out / "digits-cnn.pt2"
+        typer.echo(f"training a small CNN on scikit-learn's bundled digits → {model_path}")
+        build_demo_model(model_path, seed=seed)
+        result = run_scan(
+            model_path, None, budget=budget, seed=seed, device=device, progress=Progress(),
+            debug=_STATE["debug"],
+        )
+        paths = _save(result, out)
+        code = exit_code(result)
+        with _reader_may_leave():
+            _print_result(result, None)
+            typer.echo(f"report: {paths['report.html'].resolve()}")
     raise typer.Exit(code)
 
 
@@ -221,13 +395,15 @@ def demo(
 def report(
     audit_json: Annotated[Path, typer.Argument(help="An audit.json written by auditkit scan.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write.")] = Path("report.html"),
+    debug: DebugOption = False,
 ) -> None:
     """Re-render the HTML report from audit.json alone (no model needed)."""
-    from auditkit.render import render_html
+    with _guard(debug):
+        from auditkit.render import render_html
 
-    result = _load_audit(audit_json)
-    output.write_text(render_html(result), encoding="utf-8")
-    typer.echo(f"report: {output.resolve()}")
+        result = _load_audit(audit_json)
+        _write_text(output, render_html(result), "-o")
+        typer.echo(f"report: {output.resolve()}")
 
 
 @app.command()
@@ -238,70 +414,101 @@ def diff(
     tolerance_for: Annotated[list[str] | None, typer.Option("--tolerance-for", help="Per-metric tolerance, e.g. adversarial.robust_accuracy=0.03.")] = None,
     markdown: Annotated[Path | None, typer.Option(help="Also write the comparison as Markdown.")] = None,
     all_metrics: Annotated[bool, typer.Option("--all", help="List unchanged metrics too.")] = False,
+    debug: DebugOption = False,
 ) -> None:
-    """Compare two audits; exit 1 when a metric regressed beyond tolerance."""
-    from auditkit.diff import diff_results, render_diff_markdown
+    """Compare two audits; exit 1 when a metric, a probe or a check regressed."""
+    with _guard(debug):
+        from auditkit.diff import compare, render_diff_markdown
 
-    per_metric: dict[str, float] = {}
-    for item in tolerance_for or []:
-        key, sep, value = item.partition("=")
-        try:
-            per_metric[key] = float(value)
-        except ValueError:
-            _fail(f"--tolerance-for {item!r}: expected probe.metric=number")
-        if not sep:
-            _fail(f"--tolerance-for {item!r}: expected probe.metric=number")
-    changes = diff_results(_load_audit(base), _load_audit(new), tolerance=tolerance, tolerances=per_metric)
-    text = render_diff_markdown(changes, only_changed=not all_metrics)
-    typer.echo(text)
-    if markdown:
-        markdown.write_text(text, encoding="utf-8")
-    raise typer.Exit(1 if any(c.regression for c in changes) else 0)
+        per_metric: dict[str, float] = {}
+        for item in tolerance_for or []:
+            key, sep, value = item.partition("=")
+            try:
+                per_metric[key.strip()] = float(value)
+            except ValueError:
+                sep = ""
+            if not sep or not key.strip():
+                _fail(f"--tolerance-for {item!r}: expected probe.metric=number, e.g. calibration.ece=0.02")
+        changes = compare(
+            _load_audit(base), _load_audit(new), tolerance=tolerance, tolerances=per_metric,
+            labels=(str(base), str(new)),
+        )
+        text = render_diff_markdown(changes, only_changed=not all_metrics)
+        if markdown:
+            _write_text(markdown, text, "--markdown")
+        with _reader_may_leave():
+            typer.echo(text)
+    raise typer.Exit(1 if changes.regressed else 0)
 
 
 @app.command("probes")
-def list_probes() -> None:
-    """List installed probes (built-in and plugins) with their source distribution."""
-    from auditkit.registry import discover_generators, discover_probes
+def list_probes(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list each probe's metrics and options.")] = False,
+    debug: DebugOption = False,
+) -> None:
+    """List installed probes (built-in and plugins): source, what each budget level means."""
+    with _guard(debug), _reader_may_leave():
+        from auditkit.registry import discover_generators, discover_probes
 
-    for name, entry in discover_probes().items():
-        state = "ok" if entry.loaded else f"ERROR {entry.error}"
-        title = getattr(entry.obj, "description", "") if entry.loaded else ""
-        typer.echo(f"{name:14} {entry.distribution} {entry.version:8} {state:4} {title}")
-    generators = discover_generators()
-    if generators:
-        typer.echo("\ngenerators (auditkit generate NAME):")
-        for name, entry in generators.items():
+        for name, entry in discover_probes().items():
             state = "ok" if entry.loaded else f"ERROR {entry.error}"
-            typer.echo(f"{name:14} {entry.distribution} {entry.version:8} {state}")
+            title = getattr(entry.obj, "description", "") if entry.loaded else ""
+            typer.echo(f"{name:14} {entry.distribution} {entry.version:8} {state:4} {title}")
+            if not entry.loaded:
+                continue
+            for level, meaning in getattr(entry.obj, "budget_levels", {}).items():
+                typer.echo(f"    {level:9} {meaning}")
+            if verbose:
+                for metric, spec in getattr(entry.obj, "metrics", {}).items():
+                    better = f"{spec.direction} is better" if spec.direction else "no better side"
+                    typer.echo(f"    metric    {name}.{metric} ({better}): {spec.description}")
+                for option, default in getattr(entry.obj, "options", {}).items():
+                    typer.echo(f"    option    --set {name}.{option}=… (default {default!r})")
+        generators = discover_generators()
+        if generators:
+            typer.echo("\ngenerators (auditkit generate NAME):")
+            for name, entry in generators.items():
+                state = "ok" if entry.loaded else f"ERROR {entry.error}"
+                typer.echo(f"{name:14} {entry.distribution} {entry.version:8} {state}")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def generate(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Generator provided by a plugin.")],
+    debug: DebugOption = False,
 ) -> None:
     """Run a plugin generator (e.g. a graph data set or an architecture search)."""
-    from auditkit.registry import discover_generators
+    with _guard(debug):
+        from auditkit.registry import discover_generators
 
-    generators = discover_generators()
-    entry = generators.get(name)
-    if entry is None:
-        available = ", ".join(generators) or "none installed (pip install auditkit-graph / auditkit-nas)"
-        _fail(f"generate {name}: unknown generator (available: {available})")
-    if not entry.loaded:
-        _fail(f"generate {name}: plugin failed to load ({entry.error})")
-    with _input_errors():
+        generators = discover_generators()
+        entry = generators.get(name)
+        if entry is None:
+            available = ", ".join(generators) or (
+                "none installed; plugins live under plugins/ in the auditkit repository (see "
+                "plugins/README.md), installed with pip install -e plugins/<name>"
+            )
+            _fail(f"generate {name}: unknown generator (available: {available})")
+        if not entry.loaded:
+            _fail(f"generate {name}: plugin failed to load ({entry.error})")
         code = entry.obj(list(ctx.args))
     raise typer.Exit(int(code or 0))
 
 
 def main() -> None:
-    """Console entry point: bad input is one line and exit 2 unless --debug."""
+    """Console entry point. Commands handle their own errors; this catches what happens outside
+    them (bad input → exit 2, anything else → exit 3), one line unless --debug."""
+    debug = "--debug" in sys.argv[1:]
     try:
         app()
-    except AuditkitInputError as exc:  # raised outside a command's own handler
-        if "--debug" in sys.argv:
-            raise
-        typer.echo(f"auditkit: error: {exc}", err=True)
-        sys.exit(2)
+    except AuditkitInputError as exc:
+        if debug:
+            traceback.print_exc()
+        typer.echo(f"auditkit: error: {one_line(exc, 4000)}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        typer.echo(_internal_line(exc, debug), err=True)
+        sys.exit(EXIT_INTERNAL)

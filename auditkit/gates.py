@@ -10,7 +10,8 @@ A policy lives in ``auditkit.toml`` or under ``[tool.auditkit]`` in ``pyproject.
     "adversarial" = "pass"                 # every validity check of the probe must pass
     "performance.input_gradients_usable" = "pass"
 
-A gate whose metric was not measured fails (fail closed) and says so.
+A gate whose metric was not measured fails (fail closed) and says which metric and why. A rule
+on a probe that is not selected is bad input, found before any work (``check_selection``).
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ import math
 import operator
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from auditkit.errors import AuditkitInputError
-from auditkit.results import AuditResult, GateResult
+from auditkit.errors import AuditkitInputError, one_line
+from auditkit.results import AuditResult, GateResult, ProbeResult
 
 _RULE = re.compile(r"^\s*(>=|<=|>|<|==)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
@@ -81,16 +82,44 @@ def _parse_rule(key: str, value: Any, source: str) -> Rule:
     return Rule(key, match.group(1), float(match.group(2)), severity, "metric")
 
 
-def parse_policy(doc: Mapping[str, Any], source: str = "<inline>") -> Policy:
-    """Validate a policy mapping against the installed probes' metric names."""
+def _section(doc: Mapping[str, Any], name: str, example: str, source: str) -> Mapping[str, Any]:
+    # `gates = 5` or `gates = []` would otherwise read as "no gates" and pass the build.
+    section = doc.get(name, {})
+    if not isinstance(section, Mapping):
+        raise AuditkitInputError(
+            f"{source}: [{name}] must be a table of rules, but it is {name} = "
+            f"{one_line(repr(section), 80)}; write e.g. [{name}] {example}"
+        )
+    return section
+
+
+def parse_policy(
+    doc: Mapping[str, Any],
+    source: str = "<inline>",
+    *,
+    extra_metrics: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Policy:
+    """Validate a policy mapping against the installed probes' metric names.
+
+    Args:
+        extra_metrics: ``{probe: {metric: MetricSpec}}`` for probes handed to ``scan`` directly
+            (not installed through an entry point), so policies may gate on them too.
+    """
+    if not isinstance(doc, Mapping):
+        raise AuditkitInputError(
+            f"{source}: a policy is a table with [gates] and [checks], not a "
+            f"{type(doc).__name__}"
+        )
     unknown_sections = sorted(set(doc) - {"gates", "checks"})
     if unknown_sections:
         raise AuditkitInputError(
             f"{source}: unknown policy section [{unknown_sections[0]}]; use [gates] and [checks]"
         )
-    metrics = known_metrics()
+    gates = _section(doc, "gates", '"performance.accuracy" = ">= 0.9"', source)
+    checks = _section(doc, "checks", '"adversarial" = "pass"', source)
+    metrics = {**known_metrics(), **{k: dict(v) for k, v in (extra_metrics or {}).items()}}
     rules: list[Rule] = []
-    for key, value in (doc.get("gates") or {}).items():
+    for key, value in gates.items():
         probe, _, metric = key.partition(".")
         if probe not in metrics:
             raise AuditkitInputError(
@@ -103,7 +132,7 @@ def parse_policy(doc: Mapping[str, Any], source: str = "<inline>") -> Policy:
                 f"{source}: gate {key!r} names unknown metric {metric!r} (valid: {valid})"
             )
         rules.append(_parse_rule(key, value, source))
-    for key, value in (doc.get("checks") or {}).items():
+    for key, value in checks.items():
         probe = key.partition(".")[0]
         if probe not in metrics:
             raise AuditkitInputError(
@@ -122,41 +151,70 @@ def parse_policy(doc: Mapping[str, Any], source: str = "<inline>") -> Policy:
     return Policy(tuple(rules), source)
 
 
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise AuditkitInputError(
+            f"policy file {path}: not valid TOML ({one_line(exc, 160)}); fix the file, or pass "
+            "--policy FILE to use another one"
+        ) from None
+    except OSError as exc:
+        raise AuditkitInputError(f"policy file {path}: cannot read it ({exc.strerror or exc})") from None
+
+
 def find_policy_file(directory: str | Path = ".") -> Path | None:
-    """``auditkit.toml`` in ``directory``, else a ``pyproject.toml`` with ``[tool.auditkit]``."""
+    """``auditkit.toml`` in ``directory``, else a ``pyproject.toml`` with ``[tool.auditkit]``.
+
+    Fails closed: a policy file that cannot be read or parsed is an error, never "no policy",
+    because a CI gate must not disappear when someone breaks the TOML.
+    """
     directory = Path(directory)
     candidate = directory / "auditkit.toml"
     if candidate.is_file():
         return candidate
     pyproject = directory / "pyproject.toml"
     if pyproject.is_file():
-        try:
-            doc = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError:
-            return None
-        if "auditkit" in doc.get("tool", {}):
+        tool = _read_toml(pyproject).get("tool", {})
+        if isinstance(tool, Mapping) and "auditkit" in tool:
             return pyproject
     return None
 
 
-def load_policy(policy: str | Path | Mapping[str, Any] | Policy) -> Policy:
+def load_policy(
+    policy: str | Path | Mapping[str, Any] | Policy,
+    *,
+    extra_metrics: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Policy:
     """Read and validate a policy from a file or a mapping; bad policies raise exit-2 errors."""
     if isinstance(policy, Policy):
         return policy
     if isinstance(policy, Mapping):
-        return parse_policy(policy)
+        return parse_policy(policy, extra_metrics=extra_metrics)
     path = Path(policy)
     if not path.is_file():
-        raise AuditkitInputError(f"--policy {path}: no such file")
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise AuditkitInputError(f"--policy {path}: not valid TOML ({exc})") from None
+        what = "is a directory" if path.is_dir() else "no such file"
+        raise AuditkitInputError(f"--policy {path}: {what}; pass a TOML file with [gates]")
+    doc: Any = _read_toml(path)
     if path.name == "pyproject.toml":
-        doc = doc.get("tool", {}).get("auditkit")
+        tool = doc.get("tool", {})
+        doc = tool.get("auditkit") if isinstance(tool, Mapping) else None
         if doc is None:
             raise AuditkitInputError(f"--policy {path}: has no [tool.auditkit] section")
-    return parse_policy(doc, str(path))
+    return parse_policy(doc, str(path), extra_metrics=extra_metrics)
+
+
+def check_selection(policy: Policy, selected: Sequence[str]) -> None:
+    """Every rule must address a probe that will run; found before the audit, not after it."""
+    for rule in policy.rules:
+        probe = rule.target.partition(".")[0]
+        if probe not in selected:
+            kind = "gate" if rule.kind == "metric" else "check rule"
+            raise AuditkitInputError(
+                f"{policy.source}: {kind} {rule.target!r} names probe {probe!r}, which --probes "
+                f"does not select (selected: {', '.join(selected) or 'none'}); add it to "
+                f"--probes or remove the {kind}"
+            )
 
 
 def evaluate(result: AuditResult, policy: Policy) -> list[GateResult]:
@@ -170,12 +228,7 @@ def evaluate(result: AuditResult, policy: Policy) -> list[GateResult]:
             continue
         value = probe.metrics.get(item) if probe is not None else None
         if value is None or (isinstance(value, float) and math.isnan(value)):
-            why = (
-                "probe not run" if probe is None
-                else f"not measured (probe {probe.status}"
-                + (f": {probe.skip_reason or probe.error}" if (probe.skip_reason or probe.error) else "")
-                + ")"
-            )
+            why = f"{rule.target} not measured: {unmeasured_reason(probe_name, item, probe)}"
             gates.append(GateResult(rule.target, rule.text, None, False, rule.severity, why))
             continue
         ok = bool(_OPS[rule.op](float(value), rule.threshold))
@@ -184,19 +237,42 @@ def evaluate(result: AuditResult, policy: Policy) -> list[GateResult]:
     return gates
 
 
+def unmeasured_reason(probe_name: str, metric: str, probe: ProbeResult | None) -> str:
+    """Why ``probe_name.metric`` has no value, in words a user can act on."""
+    if probe is None:
+        return f"the {probe_name} probe did not run in this audit"
+    if probe.status == "skipped":
+        return f"the {probe_name} probe was skipped ({probe.skip_reason or 'no reason given'})"
+    if probe.status == "error":
+        return f"the {probe_name} probe errored ({one_line(probe.error or 'no message', 200)})"
+    if probe.details.get("slice_kind") == "proxy":
+        # The bias probe's demographic metrics need sensitive columns; on data without them it
+        # audits proxy slices and publishes those under proxy_* names.
+        proxy = "proxy_" + metric.replace("group", "slice")
+        alternative = (
+            f", or gate {probe_name}.{proxy}" if probe.metrics.get(proxy) is not None else ""
+        )
+        return (
+            "the data has no sensitive columns, so the bias probe audited proxy slices only "
+            f"(pass --sensitive or group columns{alternative})"
+        )
+    summary = f": {one_line(probe.summary, 200)}" if probe.summary else ""
+    return f"the {probe_name} probe ran ({probe.status}) but did not report it{summary}"
+
+
 def _evaluate_checks(rule: Rule, probe_name: str, check_name: str, probe: Any) -> GateResult:
     if probe is None or probe.status in ("skipped", "error"):
-        status = "not run" if probe is None else probe.status
-        return GateResult(rule.target, rule.text, None, False, rule.severity, f"probe {status}")
+        why = f"{rule.target} checks not evaluated: {unmeasured_reason(probe_name, '', probe)}"
+        return GateResult(rule.target, rule.text, None, False, rule.severity, why)
     checks = [c for c in probe.checks if not check_name or c.name == check_name]
     if check_name and not checks:
         names = ", ".join(c.name for c in probe.checks)
         return GateResult(
             rule.target, rule.text, None, False, rule.severity,
-            f"no check {check_name!r} in {probe_name} (its checks: {names})",
+            f"{rule.target}: no check {check_name!r} in {probe_name} (its checks: {names})",
         )
     failed = [c.name for c in checks if c.status == "failed"]
-    detail = "all passed" if not failed else "failed: " + ", ".join(failed)
+    detail = f"{rule.target} checks: " + ("all passed" if not failed else "failed: " + ", ".join(failed))
     return GateResult(
         rule.target, rule.text, f"{len(checks) - len(failed)}/{len(checks)}", not failed,
         rule.severity, detail,

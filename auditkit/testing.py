@@ -1,4 +1,6 @@
-"""pytest helpers (also registered as a pytest plugin through the ``pytest11`` entry point).
+"""pytest helpers: gate a model in your own test suite with ``assert_audit``.
+
+A plain helper rather than a pytest plugin: it needs no registration and works from any test.
 
 Example:
     >>> from auditkit.testing import assert_audit
@@ -16,9 +18,10 @@ class AuditFailed(AssertionError):
 
 
 def failure_report(result: AuditResult) -> str:
-    lines = [f"auditkit verdict: {result.verdict}"]
+    lines = [f"auditkit verdict: {result.verdict}" + ("" if result.gates else " (no gates evaluated)")]
     for gate in result.failures:
-        lines.append(f"  gate failed: {gate.metric} = {gate.value} (required {gate.rule}) {gate.detail}")
+        # The detail names the metric, its value and the rule, or why it was not measured.
+        lines.append(f"  gate failed: {gate.detail or f'{gate.metric} {gate.rule}'}")
     for name, error in result.errors.items():
         lines.append(f"  probe errored: {name}: {error}")
     return "\n".join(lines)

@@ -108,3 +108,83 @@ def test_scan_leaves_the_callers_random_state_alone(demo_model):
     auditkit.scan(demo_model, "digits", metadata=digits_metadata(),
                   probes=["performance", "calibration"], budget="fast", device="cpu")
     assert draws() == expected
+
+
+def _forbid_audit(monkeypatch):
+    import auditkit.api
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the audit ran before the bad input was reported")
+
+    monkeypatch.setattr(auditkit.api, "run_audit", forbidden)
+
+
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        ({"policy": {"gates": {"performance.acuracy": ">= 0.9"}}}, "unknown metric 'acuracy'"),
+        ({"policy": {"gates": {"adversarial.robust_accuracy": ">= 0.3"}}},
+         "which --probes does not select"),
+        ({"options": {"adversarial": {"eps": 0.1}}}, "is not selected by --probes"),
+        ({"options": {"performance": {"nosuch": 1}}}, "unknown option"),
+        ({"seed": -1}, "--seed"),
+        ({"probes": []}, "no probe names"),
+        ({"device": "tpu"}, "--device tpu"),
+    ],
+)
+def test_scan_rejects_bad_requests_before_any_work(demo_model, monkeypatch, kwargs, needle):
+    """A typo in a policy used to raise after the whole audit, and the result was lost."""
+    _forbid_audit(monkeypatch)
+    call = {"probes": PROBES, **kwargs}
+    with pytest.raises(auditkit.AuditkitInputError) as info:
+        auditkit.scan(demo_model, "digits", metadata=digits_metadata(), **call)
+    assert needle in str(info.value)
+
+
+def test_policy_may_gate_a_probe_passed_in_directly(demo_model):
+    """A Probe class handed to scan() declares its metrics; a policy can name them."""
+    from auditkit.probes.performance import PerformanceProbe
+
+    class Local(PerformanceProbe):
+        name = "local"
+
+    result = auditkit.scan(demo_model, "digits", metadata=digits_metadata(), probes=[Local],
+                           device="cpu", policy={"gates": {"local.accuracy": ">= 0.9"}})
+    assert [(g.metric, g.passed) for g in result.gates] == [("local.accuracy", True)]
+
+
+def test_mean_std_that_do_not_fit_the_channels_are_bad_input(demo_model, monkeypatch):
+    import dataclasses
+
+    _forbid_audit(monkeypatch)
+    meta = digits_metadata()
+    for override, needle in (({"mean": (0.5, 0.5)}, "--mean has 2 values"),
+                             ({"std": (0.0,)}, "every std must be positive")):
+        bad = dataclasses.replace(meta, **override)
+        with pytest.raises(auditkit.AuditkitInputError, match=needle):
+            auditkit.scan(demo_model, "digits", metadata=bad, probes=PROBES, device="cpu")
+
+
+def test_keep_sensitive_features_feeds_the_group_column_to_the_model(tmp_path):
+    """A model trained on (x1, x2, group) audits with the group kept as an input."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    n = 120
+    x1, x2, group = rng.normal(size=n), rng.normal(size=n), rng.integers(0, 2, size=n)
+    y = ((x1 + 2.0 * group) > 1.0).astype(int)
+    (tmp_path / "t.csv").write_text(
+        "x1,x2,group,y\n" + "".join(f"{a},{b},{g},{t}\n" for a, b, g, t in zip(x1, x2, group, y, strict=True))
+    )
+    net = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([[-1.0, 0.0, -2.0], [1.0, 0.0, 2.0]]) / 2)
+        net.bias.copy_(torch.tensor([0.5, -0.5]))
+    kwargs = {"target": "y", "sensitive": ["group"], "probes": PROBES, "device": "cpu"}
+    result = auditkit.scan(net, tmp_path / "t.csv", keep_sensitive_features=True, **kwargs)
+    features = torch.tensor(np.stack([x1, x2, group], 1), dtype=torch.float32)
+    expected = float((net(features).argmax(1).numpy() == y).mean())
+    assert expected == 1.0  # the planted rule, so dropping the column would show
+    assert result.metrics["performance.accuracy"] == pytest.approx(expected)
+    with pytest.raises(auditkit.AuditkitInputError):
+        auditkit.scan(net, tmp_path / "t.csv", **kwargs)  # the group column left out

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 
+import pytest
 from typer.testing import CliRunner
 
 from auditkit.cli import app
@@ -63,3 +65,102 @@ def test_markdown_lists_only_changes_by_default():
                            _audit(accuracy=0.8, balanced_accuracy=0.9))
     text = render_diff_markdown(changes)
     assert "performance.accuracy" in text and "balanced_accuracy" not in text
+
+
+def _audit_with(status="passed", checks=(), probe="performance", metric_info=None, **metrics):
+    from auditkit.results import Check
+
+    return AuditResult(
+        model={}, data={}, environment={},
+        probes={probe: ProbeResult(
+            name=probe, status=status, metrics=metrics,
+            checks=[Check(name, st) for name, st in checks], metric_info=metric_info or {},
+        )},
+    )
+
+
+def _cli_diff(tmp_path, base: AuditResult, new: AuditResult, *extra):
+    (tmp_path / "b.json").write_text(base.to_json())
+    (tmp_path / "n.json").write_text(new.to_json())
+    md = tmp_path / "d.md"
+    res = CliRunner().invoke(
+        app, ["diff", str(tmp_path / "b.json"), str(tmp_path / "n.json"), "--markdown", str(md),
+              *extra],
+    )
+    return res, (md.read_text() if md.exists() else "")
+
+
+def test_a_check_or_probe_getting_worse_is_a_regression_even_with_equal_numbers(tmp_path):
+    base = _audit_with("passed", [("gradients_finite", "passed")], accuracy=0.9)
+    check_worse = _audit_with("passed", [("gradients_finite", "failed")], accuracy=0.9)
+    res, md = _cli_diff(tmp_path, base, check_worse)
+    assert res.exit_code == 1, res.output
+    assert "`performance: gradients_finite`" in md and "regression" in md
+    for worse in ("warned", "failed", "error", "skipped"):
+        res, md = _cli_diff(tmp_path, base, _audit_with(worse, accuracy=0.9))
+        assert res.exit_code == 1, (worse, res.output)
+        assert f"| passed | {worse} | ❌ regression |" in md
+    res, _ = _cli_diff(tmp_path, _audit_with("warned", accuracy=0.9), _audit_with(accuracy=0.9))
+    assert res.exit_code == 0  # warned → passed is an improvement
+    gone = AuditResult(model={}, data={}, environment={}, probes={})
+    res, md = _cli_diff(tmp_path, base, gone)
+    assert res.exit_code == 1 and "| passed | not run | ❌ regression |" in md
+
+
+def test_directions_come_from_the_audits_metric_info(tmp_path):
+    """A plugin metric is judged from audit.json even where the plugin is not installed."""
+    info = {"score": {"direction": "higher", "description": "plugin score"}}
+    base = _audit_with(probe="plugin", metric_info=info, score=0.9)
+    new = _audit_with(probe="plugin", metric_info=info, score=0.5)
+    (change,) = diff_results(base, new)
+    assert change.direction == "higher" and change.regression
+    # The audit's own declaration wins over the installed probe's.
+    lower = {"accuracy": {"direction": "lower", "description": "inverted on purpose"}}
+    (flipped,) = diff_results(_audit_with(metric_info=lower, accuracy=0.9),
+                              _audit_with(metric_info=lower, accuracy=0.5))
+    assert flipped.improvement and not flipped.regression
+
+
+def test_tolerance_for_an_unknown_metric_is_exit_2_listing_valid_names(tmp_path):
+    base = _audit(accuracy=0.95, ece=0.02)
+    res, _ = _cli_diff(tmp_path, base, base, "--tolerance-for", "performance.acuracy=0.5")
+    assert res.exit_code == 2, res.output
+    (line,) = res.output.strip().splitlines()
+    assert "--tolerance-for performance.acuracy" in line
+    assert "did you mean performance.accuracy" in line and "performance.ece" in line
+
+
+@pytest.mark.parametrize(
+    "flags", [["--tolerance", "-0.1"], ["--tolerance-for", "performance.accuracy=-0.2"],
+              ["--tolerance", "nan"]],
+)
+def test_negative_tolerance_is_exit_2(tmp_path, flags):
+    base = _audit(accuracy=0.95)
+    res, _ = _cli_diff(tmp_path, base, _audit(accuracy=0.5), *flags)
+    assert res.exit_code == 2, res.output
+    assert "number >= 0" in res.output and "Traceback" not in res.output
+
+
+def test_a_non_number_metric_is_exit_2_naming_file_and_metric(tmp_path):
+    base = tmp_path / "b.json"
+    base.write_text(_audit(accuracy=0.95).to_json())
+    doc = json.loads(base.read_text())
+    doc["probes"]["performance"]["metrics"]["accuracy"] = "high"
+    broken = tmp_path / "n.json"
+    broken.write_text(json.dumps(doc))
+    res = CliRunner().invoke(app, ["diff", str(base), str(broken)])
+    assert res.exit_code == 2, res.output
+    (line,) = res.output.strip().splitlines()
+    assert str(broken) in line and "performance.accuracy = 'high' is not a number" in line
+
+
+def test_markdown_cells_are_escaped():
+    hostile = "a|b<script>`"
+    changes = diff_results(_audit_with(probe="plug", **{hostile: 1.0}),
+                           _audit_with(probe="plug", **{hostile: 2.0}))
+    text = render_diff_markdown(changes, only_changed=False)
+    (row,) = [line for line in text.splitlines() if "script" in line]
+    cells = re.split(r"(?<!\\)\|", row)
+    assert len(cells) == 8  # 6 cells: no pipe broke out of the table
+    # The name sits in a code span, where GitHub shows HTML as text.
+    assert cells[1].strip().startswith("``") and cells[1].strip().endswith("``")

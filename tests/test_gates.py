@@ -122,3 +122,84 @@ def test_invalid_toml_is_one_line_bad_input(tmp_path):
     bad.write_text("[gates\n")
     with pytest.raises(AuditkitInputError, match="not valid TOML"):
         load_policy(bad)
+
+
+@pytest.mark.parametrize(
+    "doc, needle",
+    [
+        ({"gates": 5}, "[gates] must be a table"),
+        ({"gates": ["a"]}, "[gates] must be a table"),
+        ({"gates": []}, "[gates] must be a table"),  # falsy, so it used to read as "no gates"
+        ({"checks": "adversarial"}, "[checks] must be a table"),
+        ({"checks": 0}, "[checks] must be a table"),
+    ],
+)
+def test_policy_sections_must_be_tables(doc, needle):
+    with pytest.raises(AuditkitInputError) as info:
+        parse_policy(doc)
+    assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_tool_auditkit_that_is_not_a_table_is_bad_input(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("[tool]\nauditkit = 5\n")
+    with pytest.raises(AuditkitInputError, match="a policy is a table"):
+        load_policy(find_policy_file(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["pyproject.toml", "auditkit.toml"])
+def test_malformed_policy_file_fails_closed_naming_the_file(tmp_path, name):
+    """A gate must never disappear because someone broke the TOML."""
+    (tmp_path / name).write_text('[tool.auditkit.gates\n"performance.accuracy" = ">= 0.9"\n')
+    with pytest.raises(AuditkitInputError) as info:
+        load_policy(find_policy_file(tmp_path))
+    assert str(tmp_path / name) in str(info.value) and "not valid TOML" in str(info.value)
+
+
+def test_unmeasured_metric_of_a_probe_that_ran_names_metric_and_reason():
+    """bias.accuracy_difference needs sensitive columns; the gate says so and offers the proxy."""
+    bias = ProbeResult(
+        name="bias", status="passed",
+        metrics={"overall_accuracy": 0.99, "accuracy_difference": None,
+                 "demographic_parity_difference": None, "proxy_accuracy_difference": 0.02},
+        details={"slice_kind": "proxy"},
+        summary="PROXY slices, not demographics",
+    )
+    result = AuditResult(model={}, data={}, environment={}, probes={"bias": bias})
+    gates = evaluate(result, parse_policy({"gates": {
+        "bias.accuracy_difference": "<= 0.05",
+        "bias.demographic_parity_difference": "<= 0.1",
+    }}))
+    first, second = (g.detail for g in gates)
+    assert first.startswith("bias.accuracy_difference not measured: ")
+    assert "no sensitive columns" in first and "--sensitive" in first
+    assert "bias.proxy_accuracy_difference" in first
+    assert second.startswith("bias.demographic_parity_difference not measured: ")
+    assert "proxy_" not in second  # no proxy twin to suggest
+
+
+def test_unmeasured_reasons_for_probes_that_did_not_run():
+    errored = ProbeResult(name="calibration", status="error", error="RuntimeError: boom")
+    result = AuditResult(model={}, data={}, environment={}, probes={"calibration": errored})
+    policy = parse_policy({"gates": {"calibration.ece": "<= 0.05",
+                                     "performance.accuracy": ">= 0.9"}})
+    ece, accuracy = evaluate(result, policy)
+    assert ece.detail == (
+        "calibration.ece not measured: the calibration probe errored (RuntimeError: boom)"
+    )
+    assert accuracy.detail == (
+        "performance.accuracy not measured: the performance probe did not run in this audit"
+    )
+
+
+def test_rules_on_probes_that_will_not_run_are_rejected_up_front():
+    from auditkit.gates import check_selection
+
+    policy = parse_policy({"gates": {"performance.accuracy": ">= 0.9"},
+                           "checks": {"adversarial": "pass"}}, "adv.toml")
+    check_selection(policy, ["performance", "adversarial"])
+    with pytest.raises(AuditkitInputError) as info:
+        check_selection(policy, ["performance"])
+    assert str(info.value) == (
+        "adv.toml: check rule 'adversarial' names probe 'adversarial', which --probes does not "
+        "select (selected: performance); add it to --probes or remove the check rule"
+    )
