@@ -26,3 +26,8 @@ def test_declared_metric_descriptions_reach_audit_json_and_the_report(demo_adapt
     reread = AuditResult.from_json(audit.to_json())
     assert reread.probes["plugin_probe"].metric_info == result.metric_info
     assert "share of widgets that wobble (lower is better)" in render_html(reread)
+
+
+def test_an_audit_without_data_name_still_renders():
+    audit = AuditResult(model={}, data={}, environment={}, probes={})
+    assert "unnamed data" in render_html(AuditResult.from_json(audit.to_json()))
