@@ -304,7 +304,7 @@ def scan(
     with _guard(debug, " (finished probes are kept in --out; add --resume to reuse them)"):
         from auditkit.api import scan as run_scan
         from auditkit.api import validate_request
-        from auditkit.gates import exit_code, find_policy_file
+        from auditkit.gates import find_policy_file
         from auditkit.loading import ModelMetadata
         from auditkit.progress import Progress
 
@@ -349,12 +349,20 @@ def scan(
             progress=Progress(),
             debug=_STATE["debug"],
         )
-        paths = _save(result, out)
-        code = exit_code(result)
-        with _reader_may_leave():
-            _print_result(result, loaded_policy)
-            typer.echo(f"report: {paths['report.html'].resolve()}")
+        code = _finish(result, out, loaded_policy)
     raise typer.Exit(code)
+
+
+def _finish(result: Any, out: Path, policy: Any) -> int:
+    """Save the outputs, print the verdict table and where the report is; the exit code."""
+    from auditkit.gates import exit_code
+
+    paths = _save(result, out)
+    code = exit_code(result)
+    with _reader_may_leave():
+        _print_result(result, policy)
+        typer.echo(f"report: {paths['report.html'].resolve()}")
+    return code
 
 
 @app.command()
@@ -370,7 +378,6 @@ def demo(
         from auditkit.api import scan as run_scan
         from auditkit.api import validate_request
         from auditkit.demo import build_demo_model
-        from auditkit.gates import exit_code
         from auditkit.progress import Progress
 
         validate_request(budget=budget, seed=seed, device=device)
@@ -383,11 +390,7 @@ def demo(
             model_path, None, budget=budget, seed=seed, device=device, progress=Progress(),
             debug=_STATE["debug"],
         )
-        paths = _save(result, out)
-        code = exit_code(result)
-        with _reader_may_leave():
-            _print_result(result, None)
-            typer.echo(f"report: {paths['report.html'].resolve()}")
+        code = _finish(result, out, None)
     raise typer.Exit(code)
 
 

@@ -214,14 +214,7 @@ class CalibrationProbe(Probe):
                         if few
                         else ""
                     ),
-                    {
-                        "temperature": fit.temperature,
-                        "nll_before": fit.nll_before,
-                        "nll_after": fit.nll_after,
-                        "at_bound": fit.at_bound,
-                        "n": fit.n,
-                        "errors": cal_errors,
-                    },
+                    _fit_values(fit, cal_errors),
                 )
             )
         if fit is not None and reason is None:
@@ -313,12 +306,7 @@ class CalibrationProbe(Probe):
                 "temperature_fit": None
                 if fit is None
                 else {
-                    "temperature": fit.temperature,
-                    "nll_before": fit.nll_before,
-                    "nll_after": fit.nll_after,
-                    "at_bound": fit.at_bound,
-                    "n": fit.n,
-                    "errors": cal_errors,
+                    **_fit_values(fit, cal_errors),
                     "usable": after is not None,
                     "reason": reason,
                     "apply": f"probabilities = softmax(logits / {fit.temperature:.4g})"
@@ -905,3 +893,15 @@ def _figures(before, temperature, rc, ood, uncertainty, n_bins: int) -> list[dic
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(float(value), 4)
+
+
+def _fit_values(fit, errors: int) -> dict[str, Any]:
+    """The numbers behind a temperature fit, as the check and the details report them."""
+    return {
+        "temperature": fit.temperature,
+        "nll_before": fit.nll_before,
+        "nll_after": fit.nll_after,
+        "at_bound": fit.at_bound,
+        "n": fit.n,
+        "errors": errors,
+    }
