@@ -10,6 +10,7 @@ selective prediction is summarised by the risk–coverage curve and its area (AU
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -573,14 +574,21 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
+def _confidence_direction(confidence: float, accuracy: float, n: int) -> str:
+    """Over- or under-confident, unless the gap is within two standard errors of the accuracy
+    (calling a 0.1-point gap 'under-confident' next to a fitted T > 1 only confuses)."""
+    standard_error = math.sqrt(max(accuracy * (1 - accuracy), 1.0 / max(n, 1)) / max(n, 1))
+    if abs(confidence - accuracy) <= 2 * standard_error:
+        return "confidence matches accuracy within sampling noise"
+    return "over-confident" if confidence > accuracy else "under-confident"
+
+
 def _summary(before, temperature, ood, uncertainty, n_eval: int) -> str:
     fit, after = temperature["fit"], temperature["after"]
-    direction = (
-        "over-confident" if before["mean_confidence"] > before["accuracy"] else "under-confident"
-    )
     parts = [
-        f"ECE {_pct(before['ece'])} on {n_eval} held-out examples ({direction}: mean confidence "
-        f"{_pct(before['mean_confidence'])} vs accuracy {_pct(before['accuracy'])})"
+        f"ECE {_pct(before['ece'])} on {n_eval} held-out examples ("
+        f"{_confidence_direction(before['mean_confidence'], before['accuracy'], n_eval)}: "
+        f"mean confidence {_pct(before['mean_confidence'])} vs accuracy {_pct(before['accuracy'])})"
     ]
     if after is not None:
         parts.append(f"dividing logits by T = {fit.temperature:.3g} gives ECE {_pct(after['ece'])}")

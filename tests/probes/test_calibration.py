@@ -316,6 +316,13 @@ def test_bayes_optimal_model_is_calibrated_and_scaling_is_undone(bayes_runs):
     assert bayes_runs[4.0].status == "warned"
 
 
+def test_summary_names_a_confidence_gap_only_beyond_sampling_noise(bayes_runs, demo_runs):
+    assert "over-confident:" in bayes_runs[4.0].summary
+    assert "under-confident:" in bayes_runs[0.25].summary
+    # The demo's mean confidence and accuracy differ by about 0.1 point on 378 examples.
+    assert "within sampling noise" in demo_runs[1.0][1].summary
+
+
 def test_no_identifiable_temperature_is_reported_as_missing_not_as_advice():
     data, bayes = gaussian_task(n=300, spread=10.0)  # classes far apart: no errors at all
     adapter = TorchModelAdapter(bayes, input_shape=(2,), input_range=None, device="cpu")
