@@ -63,13 +63,9 @@ def build_adapter(
     meta = metadata or ModelMetadata()
     input_shape = meta.input_shape or data.input_shape
     if tuple(input_shape) != tuple(data.input_shape):
-        from auditkit import errors
+        from auditkit.pipeline import shape_mismatch_message
 
-        raise AuditkitInputError(
-            errors.SHAPE_MISMATCH.format(
-                data_shape=tuple(data.input_shape), model_shape=tuple(input_shape)
-            )
-        )
+        raise AuditkitInputError(shape_mismatch_message(data, input_shape))
     input_range = meta.input_range if meta.input_range is not None else data.input_range
     classes = num_classes or meta.num_classes
     if isinstance(model, nn.Module):

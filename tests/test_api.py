@@ -188,3 +188,18 @@ def test_keep_sensitive_features_feeds_the_group_column_to_the_model(tmp_path):
     assert result.metrics["performance.accuracy"] == pytest.approx(expected)
     with pytest.raises(auditkit.AuditkitInputError):
         auditkit.scan(net, tmp_path / "t.csv", **kwargs)  # the group column left out
+
+
+def test_a_model_file_that_takes_the_sensitive_columns_is_told_how_to_keep_them(tmp_path):
+    """The metadata's shape check (before any forward pass) gives the same hint as the pipeline."""
+    csv = tmp_path / "t.csv"
+    csv.write_text("a,b,sex,y\n" + "".join(f"{i},{i % 3},{i % 2},{i % 2}\n" for i in range(40)))
+    model = torch.nn.Linear(3, 2)
+    with pytest.raises(auditkit.AuditkitInputError) as excinfo:
+        auditkit.scan(model, csv, target="y", sensitive=["sex"], probes=PROBES, device="cpu",
+                      metadata=auditkit.ModelMetadata(input_shape=(3,)))
+    assert "pass --keep-sensitive-features" in str(excinfo.value)
+    result = auditkit.scan(model, csv, target="y", sensitive=["sex"], probes=PROBES,
+                           device="cpu", metadata=auditkit.ModelMetadata(input_shape=(3,)),
+                           keep_sensitive_features=True)
+    assert result.data["input_shape"] == [3]
