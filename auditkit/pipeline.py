@@ -505,15 +505,22 @@ def run_probe(probe: Probe, context: AuditContext, *, debug: bool = False) -> Pr
 
     # Rounded here, as audit.json stores it, so a result survives a JSON round trip unchanged.
     seconds = result.seconds or (time.perf_counter() - started)
-    info = {
-        metric: {"direction": spec.direction, "description": spec.description}
-        for metric, spec in getattr(probe, "metrics", {}).items()
-        if metric in result.metrics
-    }
     return replace(
         result, name=probe.name, seconds=round(float(seconds), 4),
-        metric_info={**info, **result.metric_info},
+        metric_info={**declared_metric_info(probe, result.metrics), **result.metric_info},
     )
+
+
+def declared_metric_info(
+    probe: Probe | type[Probe], metrics: Mapping[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """What ``probe`` declares (direction, description) about each metric it reported; stored
+    in audit.json so the report explains every metric from the JSON alone."""
+    return {
+        metric: {"direction": spec.direction, "description": spec.description}
+        for metric, spec in getattr(probe, "metrics", {}).items()
+        if metric in metrics
+    }
 
 
 def build_context(

@@ -436,7 +436,11 @@ class AdversarialProbe(Probe):
             "higher",
             "worst case per example over every attack and restart at the headline eps",
         ),
-        "eps": MetricSpec(None, "headline radius (input units; feature stds if unbounded)"),
+        "eps": MetricSpec(
+            None,
+            "headline radius: the largest change allowed per input (input units; feature stds "
+            "if unbounded)",
+        ),
         "noise_accuracy": MetricSpec(
             "higher", "accuracy under random noise of the headline norm and eps"
         ),

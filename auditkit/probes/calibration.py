@@ -89,25 +89,41 @@ class CalibrationProbe(Probe):
     metrics = {
         "accuracy": MetricSpec("higher", "accuracy on the evaluation split"),
         "ece": MetricSpec(
-            "lower", "expected calibration error, equal-width bins (evaluation split)"
+            "lower",
+            "expected calibration error: the gap between confidence and accuracy, averaged over "
+            "15 equal-width confidence bins weighted by their size (evaluation split)",
         ),
-        "mce": MetricSpec("lower", "maximum calibration error over non-empty bins"),
+        "mce": MetricSpec(
+            "lower",
+            "maximum calibration error: the worst non-empty bin's gap between confidence and "
+            "accuracy",
+        ),
         "adaptive_ece": MetricSpec("lower", "ECE over equal-mass bins"),
         "classwise_ece": MetricSpec("lower", "mean over classes of the one-vs-rest ECE"),
         "brier": MetricSpec("lower", "multiclass Brier score, Σ_k (p_k − [y=k])², range 0–2"),
         "nll": MetricSpec("lower", "mean negative log-likelihood (nats)"),
         "mean_confidence": MetricSpec(None, "mean max-softmax probability (evaluation split)"),
         "temperature": MetricSpec(
-            None, "temperature fitted by NLL on the calibration split (> 1: over-confident)"
+            None,
+            "temperature T fitted by NLL on the calibration split (> 1: over-confident); "
+            "divide the logits by T before softmax",
         ),
         "ece_after_temperature": MetricSpec("lower", "ECE of softmax(logits / T)"),
         "mce_after_temperature": MetricSpec("lower", "MCE of softmax(logits / T)"),
         "nll_after_temperature": MetricSpec("lower", "NLL of softmax(logits / T)"),
         "brier_after_temperature": MetricSpec("lower", "Brier score of softmax(logits / T)"),
-        "aurc": MetricSpec("lower", "area under the risk–coverage curve (max-softmax ranking)"),
+        "aurc": MetricSpec(
+            "lower",
+            "area under the risk-coverage curve: sort predictions by max-softmax confidence, keep "
+            "the most confident share c, measure the error rate among the kept ones, and average "
+            "that risk over all coverages c",
+        ),
         "excess_aurc": MetricSpec("lower", "AURC minus the AURC of a perfect ranking"),
         "ood_auroc": MetricSpec(
-            "higher", "max-softmax OOD-detection AUROC, the minimum over the OOD sets"
+            "higher",
+            "how well the max softmax probability separates in-distribution from "
+            "out-of-distribution inputs (AUROC; 0.5: not at all, 1: perfectly), the minimum over "
+            "the OOD sets",
         ),
         "mean_predictive_entropy": MetricSpec(None, "mean total predictive entropy (nats)"),
         "mean_aleatoric": MetricSpec(None, "mean expected entropy of the samples (nats)"),

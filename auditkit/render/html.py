@@ -117,47 +117,11 @@ PROBE_INFO: dict[str, tuple[str, str]] = {
     ),
 }
 
-# The public metric contract (DESIGN.md), explained in the report's metric tables.
-GLOSSARY: dict[str, str] = {
-    "performance.accuracy": "share of audit examples classified correctly (higher is better)",
-    "performance.balanced_accuracy": "mean of the per-class accuracies (higher is better)",
-    "performance.worst_class_accuracy": "accuracy of the worst-recognised class (higher is better)",
-    "adversarial.clean_accuracy": "accuracy on the unmodified attacked subset",
-    "adversarial.fgsm_accuracy": "accuracy under a single-step FGSM attack at the headline eps",
-    "adversarial.pgd_accuracy": "accuracy under iterative PGD (with restarts, best iterate) at the headline eps",
-    "adversarial.eot_accuracy": "accuracy under EOT: the attack averages over random transformations",
-    "adversarial.robust_accuracy": "share of examples that no attack or restart flips at the headline eps (higher is better)",
-    "adversarial.eps": "perturbation budget: the largest change allowed per input, in the input's own units",
-    "calibration.accuracy": "share of evaluation examples classified correctly",
-    "calibration.ece": "expected calibration error: the gap between confidence and accuracy, averaged over confidence bins weighted by their size (lower is better)",
-    "calibration.mce": "maximum calibration error: the worst bin's gap between confidence and accuracy (lower is better)",
-    "calibration.brier": "Brier score: mean squared error of the predicted probabilities (lower is better)",
-    "calibration.nll": "negative log-likelihood of the true class (lower is better)",
-    "calibration.temperature": "temperature T fitted on the calibration split; divide the logits by T before softmax",
-    "calibration.ece_after_temperature": "ECE after dividing the logits by the fitted temperature",
-    "calibration.ood_auroc": "how well the maximum softmax probability separates in-distribution from out-of-distribution inputs (0.5: not at all, 1: perfectly)",
-    "calibration.aurc": "area under the risk-coverage curve: sort predictions by confidence, keep the most confident share c, measure the error rate among the kept ones, and average that risk over all coverages c (lower is better)",
-    "bias.overall_accuracy": "accuracy over all examples",
-    "bias.worst_group_accuracy": "accuracy of the worst-served group (higher is better)",
-    "bias.accuracy_difference": "largest gap in accuracy between two groups (lower is better)",
-    "bias.demographic_parity_difference": "largest gap in selection rate between groups (lower is better)",
-    "bias.equalized_odds_difference": "largest gap in true- or false-positive rate between groups (lower is better)",
-    "bias.min_group_size": "number of examples in the smallest group",
-    "memorization.true_label_train_accuracy": "training accuracy a fresh copy reaches on the true labels",
-    "memorization.random_label_train_accuracy": "training accuracy a fresh copy reaches on random labels (near 1: it can memorize noise)",
-    "memorization.fit_epochs_true": "epochs to fit the true labels",
-    "memorization.fit_epochs_random": "epochs to fit random labels",
-    "memorization.fit_time_ratio": "how many times longer fitting random labels takes than fitting the true ones",
-    "memorization.generalization_gap": "training accuracy minus held-out accuracy of the audited model",
-}
-
 _BETTER = {"higher": "higher is better", "lower": "lower is better"}
 
 
-def metric_meaning(probe_name: str, metric: str, probe: Mapping[str, Any]) -> str:
-    """The contract's wording for DESIGN.md metrics, else what the probe declared about it."""
-    if f"{probe_name}.{metric}" in GLOSSARY:
-        return GLOSSARY[f"{probe_name}.{metric}"]
+def metric_meaning(metric: str, probe: Mapping[str, Any]) -> str:
+    """What the probe declared about ``metric`` (stored in audit.json as ``metric_info``)."""
     info = (probe.get("metric_info") or {}).get(metric) or {}
     text = str(info.get("description") or "")
     better = _BETTER.get(str(info.get("direction")))
@@ -298,7 +262,7 @@ def _probe_view(name: str, probe: Mapping[str, Any], index: int) -> dict[str, An
                 "name": str(metric),
                 "value": format_number(value),
                 "readable": format_metric(str(metric), value),
-                "meaning": metric_meaning(name, str(metric), probe),
+                "meaning": metric_meaning(str(metric), probe),
                 "headline": metric == probe.get("headline"),
             }
             for metric, value in metrics.items()
@@ -382,7 +346,6 @@ def render_html(result: AuditResult) -> str:
 
 __all__ = [
     "CONTENT_SECURITY_POLICY",
-    "GLOSSARY",
     "PALETTES",
     "build_view",
     "environment",

@@ -11,6 +11,7 @@ check values, error messages, even a probe name).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,6 +19,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from auditkit.pipeline import declared_metric_info
+from auditkit.registry import discover_probes
 from auditkit.results import AuditResult, Check, Finding, GateResult, ProbeResult, compute_verdict
 
 HOSTILE = "<script>alert(1)</script>"
@@ -392,6 +395,16 @@ def build_rich_audit(hostile: str = "") -> AuditResult:
             f"calibration.ece = 0.1234, wanted <= 0.05{h}",
         ),
     ]
+    # As the runner does: each probe's declared metric descriptions travel in audit.json.
+    installed = discover_probes()
+    probes = {
+        name: dataclasses.replace(
+            p, metric_info=declared_metric_info(installed[name].obj, p.metrics)
+        )
+        if name in installed and installed[name].loaded
+        else p
+        for name, p in probes.items()
+    }
     return AuditResult(
         model={
             "path": f"/models/{h or 'plain'}/net.pt2",
