@@ -172,6 +172,9 @@ def scan(
     resume: bool | None = None,
     progress: Progress | bool | None = False,
     debug: bool = False,
+    max_minutes: float | None = None,
+    size_to_clock: bool = True,
+    cost: Mapping[str, Any] | None = None,
 ) -> AuditResult:
     """Audit a model and return an ``AuditResult`` (gates applied when a policy is given).
 
@@ -196,6 +199,11 @@ def scan(
             options). ``None`` reuses whenever ``checkpoint_dir`` is given; ``False`` only writes.
         keep_sensitive_features: tables only: the model was trained with the sensitive columns
             as inputs, so they stay among its features (they are always the groups too).
+        max_minutes: limit on probe time instead of the budget's (fast ≈ 1, standard ≈ 10):
+            the model's cost is measured first and each probe's work sized to fit
+            (``auditkit.sizing``; ``size_to_clock=False`` runs the budget as declared).
+        cost: a recorded cost (``result.settings["sizing"]["cost"]``) to plan with instead of
+            measuring: the same cost gives the same plan.
 
     Example:
         >>> result = auditkit.scan(net, (x_test, y_test), budget="fast",
@@ -255,6 +263,9 @@ def scan(
         checkpoint_dir=checkpoint_dir,
         resume=resume,
         debug=debug,
+        max_minutes=max_minutes,
+        size_to_clock=size_to_clock,
+        cost=cost,
     )
     if loaded_policy is not None:
         from auditkit.gates import apply_policy

@@ -298,9 +298,13 @@ def scan(
     mean: Annotated[str | None, typer.Option(help="Per-channel mean applied inside the adapter.")] = None,
     std: Annotated[str | None, typer.Option(help="Per-channel std applied inside the adapter.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Probe option, e.g. adversarial.eps=0.1 (repeatable).")] = None,
+    max_minutes: Annotated[float | None, typer.Option(min=0.1, help="Limit on probe time instead of the budget's (fast ≈ 1 min, standard ≈ 10): each probe's work is sized to the model's measured cost.")] = None,
     debug: DebugOption = False,
 ) -> None:
-    """Audit MODEL and write audit.json, report.html, junit.xml and summary.md to --out."""
+    """Audit MODEL and write audit.json, report.html, junit.xml and summary.md to --out.
+
+    Under ``torchrun --nproc_per_node=K -m auditkit scan …`` the work is split across K
+    processes; rank 0 writes the outputs."""
     with _guard(debug, " (finished probes are kept in --out; add --resume to reuse them)"):
         from auditkit.api import scan as run_scan
         from auditkit.api import validate_request
@@ -324,7 +328,12 @@ def scan(
             probes=probe_names, budget=budget, seed=seed, device=device, options=options,
             policy=policy_path,
         )
-        _prepare_out(out)
+        from auditkit import distributed
+
+        _, device = distributed.setup(device)
+        main_rank = distributed.is_main()
+        if main_rank:
+            _prepare_out(out)
         result = run_scan(
             model,
             data,
@@ -344,12 +353,19 @@ def scan(
             train_data=train_data,
             # Checkpoints are always written, so an interrupted scan can be resumed; --resume
             # only decides whether they are read.
-            checkpoint_dir=out,
+            checkpoint_dir=out if main_rank else None,
             resume=resume,
-            progress=Progress(),
+            progress=Progress() if main_rank else Progress(False),
             debug=_STATE["debug"],
+            max_minutes=max_minutes,
         )
-        code = _finish(result, out, loaded_policy)
+        if main_rank:
+            code = _finish(result, out, loaded_policy)
+        else:
+            from auditkit.gates import exit_code
+
+            code = exit_code(result)
+        distributed.teardown()
     raise typer.Exit(code)
 
 

@@ -140,6 +140,11 @@ def _environment(adapter: ModelAdapter, seed: int) -> dict[str, Any]:
     }
     if adapter.device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(adapter.device)
+    from auditkit import distributed
+
+    if distributed.state().active:
+        env["world_size"] = distributed.state().world_size
+        env["backend"] = distributed.state().backend
     return env
 
 
@@ -555,7 +560,10 @@ def build_context(
     if hasattr(adapter, "diagnose"):
         adapter.diagnose(sample, data.y[: len(sample)])
 
-    clean_logits = adapter.predict_logits(data.x)  # the single shared clean pass
+    from auditkit import distributed
+
+    # The single shared clean pass (split across ranks under torchrun, gathered on each).
+    clean_logits = distributed.predict_logits(adapter, data.x)
     if clean_logits.ndim != 2 or clean_logits.shape != (len(data), adapter.num_classes):
         raise AuditkitInputError(
             f"model returns outputs of shape {tuple(clean_logits.shape)} for {len(data)} "
@@ -609,6 +617,9 @@ def run_audit(
     checkpoint_dir: str | Path | None = None,
     resume: bool | None = None,
     debug: bool = False,
+    max_minutes: float | None = None,
+    size_to_clock: bool = True,
+    cost: Any = None,
 ) -> AuditResult:
     """Audit ``adapter`` on ``data`` with the selected probes; gates are applied by the caller.
 
@@ -623,6 +634,10 @@ def run_audit(
             auditkit version and probe configuration, and only when the other probes' results it
             read are the same now. ``None`` (default) reads whenever ``checkpoint_dir`` is given;
             ``False`` only writes (a plain run); ``True`` needs ``checkpoint_dir``.
+        max_minutes: a limit on probe time replacing the budget's (``auditkit.sizing``).
+        size_to_clock: measure the model's cost and size the probes' work to the budget.
+        cost: a recorded cost (``audit.json``'s ``settings.sizing.cost``) to plan with instead
+            of measuring, so a rerun sizes its work exactly as the recorded run did.
 
     Example:
         >>> result = run_audit(adapter, load_data("digits"), budget="fast", seed=0)
@@ -635,6 +650,11 @@ def run_audit(
         )
     read_checkpoints = checkpoint_dir is not None if resume is None else bool(resume)
     selected, broken = select_probes(probes, budget, options)
+    from auditkit import distributed
+
+    if not distributed.is_main():
+        # Under torchrun only rank 0 writes and shows progress; it also decides what is reused.
+        checkpoint_dir, read_checkpoints, progress = None, False, Progress(False)
     progress = progress or Progress()
     with preserved_random_state():
         seed_everything(seed)
@@ -642,6 +662,8 @@ def run_audit(
             adapter, data, selected, broken, seed=seed, budget=budget, options=options,
             model_info=model_info, progress=progress, checkpoint_dir=checkpoint_dir,
             read_checkpoints=read_checkpoints, debug=debug, started_at=started_at, t0=t0,
+            sizing={"enabled": size_to_clock, "max_minutes": max_minutes, "cost": cost,
+                    "given": [p for p in selected if any(p is s for s in probes or [])]},
         )
 
 
@@ -661,7 +683,10 @@ def _run_selected(
     debug: bool,
     started_at: str,
     t0: float,
+    sizing: Mapping[str, Any] | None = None,
 ) -> AuditResult:
+
+    from auditkit import distributed
 
     context = build_context(adapter, data, seed=seed, budget=budget, progress=progress)
     model = dict(model_info or {})
@@ -674,14 +699,25 @@ def _run_selected(
     checkpoint = _Checkpoint(
         Path(checkpoint_dir) if checkpoint_dir else None, key, read=read_checkpoints
     )
+    plan = None
+    if sizing and sizing.get("enabled"):
+        from auditkit.sizing import size_probes
+
+        selected, plan = size_probes(
+            selected, context, budget=budget, options=options, checkpoint=checkpoint.directory,
+            reuse=read_checkpoints, **{k: sizing[k] for k in ("max_minutes", "cost", "given")},
+        )
 
     results: dict[str, ProbeResult] = {r.name: r for r in broken}
     with progress.session():
         for probe in selected:
             cached = checkpoint.load(probe, context)
+            artifacts = checkpoint.load_artifacts(probe) if cached is not None else None
+            if distributed.state().active:
+                # Every rank runs (or reuses) exactly what rank 0 does.
+                cached, artifacts = distributed.broadcast_object((cached, artifacts))
             if cached is not None:
                 result = cached
-                artifacts = checkpoint.load_artifacts(probe)
                 if artifacts is not None:
                     context.artifacts[probe.name] = artifacts
             else:
@@ -708,6 +744,7 @@ def _run_selected(
             "seed": seed,
             "probes": list(ordered),
             "options": {k: dict(v) for k, v in (options or {}).items()},
+            **({"sizing": plan.to_dict()} if plan is not None else {}),
         },
         started_at=started_at,
         duration_seconds=round(time.perf_counter() - t0, 3),

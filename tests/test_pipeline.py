@@ -103,7 +103,15 @@ def test_one_clean_forward_pass_is_shared_by_all_probes():
 
     alone = IdRecorder()
     build_context(id_adapter(alone), data)
-    assert model.seen == alone.seen and model.calls == alone.calls
+    # Sizing the budget times a few passes on the diagnostic sample (auditkit.sizing); beyond
+    # it, a full audit touches each example exactly as often as building the context alone.
+    assert {i: c for i, c in model.seen.items() if i > DIAGNOSTIC_SAMPLE} == {
+        i: c for i, c in alone.seen.items() if i > DIAGNOSTIC_SAMPLE
+    }
+    unsized = IdRecorder()
+    run_audit(id_adapter(unsized), data, probes=["performance", ReadsCleanLogits,
+                                                 AlsoReadsCleanLogits], size_to_clock=False)
+    assert unsized.seen == alone.seen and unsized.calls == alone.calls
 
     # What the probes read is the model's output on the audit data.
     with torch.no_grad():

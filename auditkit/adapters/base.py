@@ -64,15 +64,42 @@ class ModelAdapter(ABC):
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for a batch ``x`` (moved to ``device``); differentiable when gradients exist."""
 
-    def predict_logits(self, x: torch.Tensor, *, batch_size: int = 512) -> torch.Tensor:
-        """Logits for many examples, batched, without gradients, returned on the CPU."""
+    def predict_logits(self, x: torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:
+        """Logits for many examples, batched, without autograd, returned on the CPU.
+
+        ``batch_size`` defaults to ``auto_batch_size("forward")``; a batch that runs out of
+        device memory is split in half and retried, so the result never depends on it.
+        """
+        size = int(batch_size or self.auto_batch_size("forward"))
         outputs = []
-        with torch.no_grad():
-            for start in range(0, len(x), batch_size):
-                outputs.append(self.logits(x[start : start + batch_size]).float().cpu())
+        start = 0
+        while start < len(x):
+            try:
+                with torch.inference_mode():
+                    out = self.logits(x[start : start + size]).float().cpu()
+            except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
+                if size == 1 or not is_out_of_memory(exc):
+                    raise
+                size = max(1, size // 2)
+                release_cached_memory(self.device)
+                continue
+            outputs.append(out)
+            start += len(out)
         if not outputs:
             return torch.empty(0, self.num_classes)
-        return torch.cat(outputs)
+        # A new tensor outside inference mode: later probes may use it in autograd (temperature
+        # scaling fits a parameter on it).
+        return torch.cat(outputs).clone()
+
+    def auto_batch_size(self, kind: str = "forward") -> int:
+        """Examples per batch for ``kind``: ``forward`` (no autograd) or ``gradient`` (attacks).
+
+        Adapters that know their memory use override this; the defaults are the sizes auditkit
+        has always used.
+        """
+        if kind == "gradient":
+            return 1024 if self.device.type == "cuda" else 256
+        return 512
 
     def as_module(self) -> nn.Module:
         """A differentiable ``nn.Module`` (pixels in, logits out) to hand to attack libraries.
@@ -103,3 +130,17 @@ class ModelAdapter(ABC):
             "device": str(self.device),
             "diagnostics": self.diagnostics.to_dict(),
         }
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure (CUDA, MPS or the CPU allocator)."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    text = str(exc).lower()
+    return "out of memory" in text or "can't allocate memory" in text
+
+
+def release_cached_memory(device: torch.device) -> None:
+    """Return cached blocks to the device after an out-of-memory error."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

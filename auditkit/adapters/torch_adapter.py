@@ -204,6 +204,12 @@ class TorchModelAdapter(ModelAdapter):
             model, _channel_tensor(self.mean, ndim), _channel_tensor(self.std, ndim), "logits",
             _input_dtype(model),
         ).to(self.device)
+        self.channels_last = _use_channels_last(model, self.device, self.input_shape)
+        if self.channels_last:
+            # NHWC convolutions are the fast path of cuDNN on tensor cores; the numbers do not
+            # change, only the memory layout.
+            self.network = self.network.to(memory_format=torch.channels_last)
+        self._example_bytes: int | None = None
         self.diagnostics = Diagnostics()
         self.supports_gradients = True
         if num_classes is None:
@@ -226,7 +232,71 @@ class TorchModelAdapter(ModelAdapter):
         self.num_classes = int(num_classes)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(x.to(self.device, non_blocking=True))
+        x = x.to(self.device, non_blocking=True)
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.network(x)
+
+    def auto_batch_size(self, kind: str = "forward") -> int:
+        """The largest batch (up to the usual sizes) whose activations fit a share of the
+        device's free memory: a ResNet-50 at 224×224 gets a few images per attack batch on a
+        laptop instead of hundreds. Per-example activation bytes are measured once with forward
+        hooks; gradient passes keep every activation and its gradient (× 3)."""
+        cap = super().auto_batch_size(kind)
+        per_example = self._activation_bytes()
+        if not per_example:
+            return cap
+        need = per_example * (3 if kind == "gradient" else 1)
+        return int(max(1, min(cap, (free_memory_bytes(self.device) * _MEMORY_SHARE) // need)))
+
+    def _activation_bytes(self) -> int:
+        if self._example_bytes is None:
+            # Normally counted during diagnose's first pass; otherwise one pass on zeros.
+            with self._counting_activations(1):
+                with torch.inference_mode():
+                    self.network(torch.zeros(1, *self.input_shape, device=self.device))
+        return self._example_bytes or 0
+
+    @contextmanager
+    def _counting_activations(self, examples: int) -> Iterator[None]:
+        """Count the bytes every leaf module outputs during the enclosed pass, per example."""
+        total = 0
+        hooks = []
+
+        def count(_module, _inputs, output) -> None:
+            nonlocal total
+            for t in output if isinstance(output, (tuple, list)) else (output,):
+                if isinstance(t, torch.Tensor):
+                    total += t.numel() * t.element_size()
+
+        try:
+            for module in self.model.modules():
+                if not any(True for _ in module.children()):
+                    hooks.append(module.register_forward_hook(count))
+        except Exception:  # exotic modules (scripted, exported) take no hooks
+            pass
+        try:
+            yield
+        except Exception:
+            total = 0
+            raise
+        finally:
+            for hook in hooks:
+                hook.remove()
+            self._example_bytes = int(total // max(examples, 1))
+
+    @contextmanager
+    def mixed_precision(self, enabled: bool = True) -> Iterator[bool]:
+        """bf16 autocast for attacks on a GPU that supports it; yields whether it is on.
+
+        Only attacks use it: the clean pass and every reported clean number stay in float32.
+        ``compare_bf16_robust_accuracy`` checks that it moves robust accuracy by < 1 point.
+        """
+        if not (enabled and self.device.type == "cuda" and torch.cuda.is_bf16_supported()):
+            yield False
+            return
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            yield True
 
     def as_module(self) -> nn.Module:
         return self.network
@@ -260,7 +330,8 @@ class TorchModelAdapter(ModelAdapter):
         x = x.to(self.device)
         with torch.no_grad():
             self.network.output_kind = "logits"
-            first = self.network(x).float()
+            with self._counting_activations(len(x)):
+                first = self.network(x).float()
             second = self.network(x).float()
         diag.output_kind = output_kind(first)
         if diag.output_kind == "probabilities":
@@ -302,6 +373,74 @@ class TorchModelAdapter(ModelAdapter):
                 )
         self.diagnostics = diag
         return diag
+
+
+#: Share of the device's free memory one batch may use.
+_MEMORY_SHARE = 0.25
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """Free memory of ``device``: CUDA's free bytes, or the host's available memory."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 * 2**30
+
+
+def _use_channels_last(model: nn.Module, device: torch.device, shape: tuple[int, ...]) -> bool:
+    """channels_last for 2-d conv nets on a GPU (plain modules only: scripted and exported
+    graphs keep the layout they were traced with)."""
+    if device.type != "cuda" or len(shape) != 3:
+        return False
+    if isinstance(model, (torch.jit.ScriptModule, torch.fx.GraphModule)):
+        return False
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def compare_bf16_robust_accuracy(
+    adapter: TorchModelAdapter,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    steps: int = 10,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """PGD robust accuracy on a sample in float32 and under bf16 autocast, side by side.
+
+    The check behind the bf16 option: the two must agree within one point (0.01).
+    Returns ``{"fp32", "bf16", "difference", "within_one_point", "bf16_used", "n"}``.
+    """
+    from auditkit.attacks import PGD
+
+    def robust(bf16: bool) -> tuple[float, bool]:
+        generator = torch.Generator(device=adapter.device).manual_seed(seed)
+        with adapter.mixed_precision(bf16) as used:
+            out = PGD(adapter.as_module(), eps=eps, steps=steps, box=adapter.input_range,
+                      generator=generator).perturb(x.to(adapter.device), y.to(adapter.device))
+        # Judged in float32 either way: bf16 may only change how well the attack searches.
+        with torch.inference_mode():
+            logits = adapter.logits(out.adversarial)
+        return float((logits.argmax(-1).cpu() == y.cpu()).float().mean()), used
+
+    fp32, _ = robust(False)
+    bf16, used = robust(True)
+    return {
+        "n": int(len(x)),
+        "eps": float(eps),
+        "steps": int(steps),
+        "fp32": fp32,
+        "bf16": bf16,
+        "difference": bf16 - fp32,
+        "within_one_point": abs(bf16 - fp32) <= 0.01 + 1e-9,
+        "bf16_used": used,
+    }
 
 
 def _listed(values: tuple[float, ...] | None) -> list[float] | None:

@@ -1,0 +1,603 @@
+"""Budgets that fit the clock: measure what the model costs, then size each probe's work.
+
+Before the probes run, the pipeline measures the model's forward and forward+backward seconds
+per example on the audit device (a few small batches, the fastest of three timings, under the machine's current load), and
+plans each probe's work — examples attacked, PGD steps and restarts, EOT draws, the memorization
+subset, MC samples, bootstrap rounds — so that ``fast`` takes about a minute of probe time and
+``standard`` about ten (``max_minutes`` sets another limit).
+
+Decisions:
+- A probe's work is estimated from its settings and the measured cost (gradient passes ×
+  backward seconds + forward passes × forward seconds). When the estimate of the budget's
+  defaults fits the limit, nothing changes: small models (the demo) keep exactly their budget's
+  work, so their numbers never depend on the machine's speed.
+- Otherwise every probe's share shrinks in proportion to its estimate, and each probe gives up
+  work in a fixed order down to a floor that keeps its experiment conclusive: fewer examples
+  attacked before fewer steps or restarts; memorization trains on a smaller subset (a subset
+  small enough to fit is still the random-label test) and keeps its epoch cap, and its time
+  limit is set well above the planned time so the clock is a safety net, not the experiment.
+  Sizes snap to a short ladder (50, 100, 200, 500, …), so a few percent of timing noise does
+  not move the plan.
+- The plan is a pure function of (budget, limit, recorded cost, data size, user options): with
+  the same recorded cost the same plan comes back. The cost is recorded in audit.json and in the
+  checkpoint folder; ``--resume`` reuses it, so a resumed audit sizes its work as the first run
+  did. Options the user set explicitly are never changed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+#: Probe-time limits per budget (seconds). ``thorough`` promises depth, not speed.
+BUDGET_SECONDS: dict[str, float | None] = {"fast": 60.0, "standard": 600.0, "thorough": None}
+#: Timed batches per measurement (the fastest is used).
+MEASURE_REPEATS = 3
+#: A measured batch should take at least this long to be worth timing.
+_MIN_BATCH_SECONDS = 0.2
+_MAX_MEASURE_BATCH = 64
+_ONE_TIMING_SECONDS = 0.5
+
+LADDER_EXAMPLES = (50, 100, 200, 500, 1000, 2000, 5000)
+LADDER_TRAIN = (32, 64, 128, 256, 512, 1000, 2000, 5000)
+LADDER_BOOT = (50, 100, 200, 500)
+LADDER_SAMPLES = (4, 8, 16, 20, 32, 50)
+
+#: Floors: below them the experiment stops meaning what its name says.
+MIN_ATTACKED = 50
+MIN_STEPS = 10
+MIN_TRAIN = 32
+MIN_BOOT = 50
+MIN_MC_SAMPLES = 4
+#: Share of its epoch cap a memorization level is expected to train for (planning only).
+EXPECTED_EPOCH_SHARE = 0.3
+#: Memorization's time limit per level: this multiple of what its whole epoch cap takes at the
+#: recorded cost, so the clock never ends a level that would finish at the measured speed.
+TIME_LIMIT_SAFETY = 1.5
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What one example costs the model on the audit device, as measured (seconds)."""
+
+    device: str
+    forward_s: float
+    backward_s: float
+    train_step_s: float
+    batch_size: int
+    parameters: int
+    threads: int
+    measured: str = "measured"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "forward_s_per_example": self.forward_s,
+            "forward_backward_s_per_example": self.backward_s,
+            "train_step_s_per_example": self.train_step_s,
+            "batch_size": self.batch_size,
+            "parameters": self.parameters,
+            "threads": self.threads,
+            "measured": self.measured,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Cost:
+        return cls(
+            device=str(d["device"]),
+            forward_s=float(d["forward_s_per_example"]),
+            backward_s=float(d["forward_backward_s_per_example"]),
+            train_step_s=float(d["train_step_s_per_example"]),
+            batch_size=int(d["batch_size"]),
+            parameters=int(d["parameters"]),
+            threads=int(d.get("threads", 1)),
+            measured=str(d.get("measured", "recorded")),
+        )
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _best_seconds(fn, device: torch.device, repeats: int) -> float:
+    """The fastest of ``repeats`` timings: a load spike only ever slows a pass down, while a
+    machine that stays busy slows every timing (and the plan adapts to that)."""
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        started = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def measure_cost(adapter, x: torch.Tensor, *, repeats: int = MEASURE_REPEATS) -> Cost:
+    """Forward, forward+backward (input gradient) and training-step seconds per example.
+
+    Batches grow from 8 examples until one takes ``_MIN_BATCH_SECONDS`` or holds 64 examples
+    (a ResNet-50 at 224×224 on a CPU is timed on 8 images, a small CNN on 64). Cheap passes are timed ``repeats`` times
+    (fastest); a pass that takes longer than ``_ONE_TIMING_SECONDS`` is timed once, so measuring
+    never costs more than a few passes. Measured under the machine's current load: a busy
+    machine gets a smaller plan.
+    """
+    device = adapter.device
+    module = adapter.as_module() if getattr(adapter, "supports_gradients", False) else None
+    parameters = sum(p.numel() for p in module.parameters()) if module is not None else 0
+    n = max(1, min(len(x), _MAX_MEASURE_BATCH))
+    size = min(8, n)
+
+    def timed(fn) -> float:
+        once = _best_seconds(fn, device, 1)
+        if once > _ONE_TIMING_SECONDS or repeats <= 1:
+            return once
+        return _best_seconds(fn, device, repeats)
+
+    with torch.inference_mode():
+        adapter.logits(x[:2].to(device))  # warm-up: first-call allocation, kernel selection
+        while True:
+            sample = x[:size].to(device)
+            took = _best_seconds(lambda batch=sample: adapter.logits(batch), device, 1)
+            if took >= _MIN_BATCH_SECONDS or size >= n:
+                break
+            size = min(n, size * 4)
+        forward = (took if took > _ONE_TIMING_SECONDS else timed(lambda: adapter.logits(sample)))
+    forward /= size
+    backward = forward * 2.0
+    train = forward * 3.0
+    if module is not None:
+        params = [p for p in module.parameters() if p.requires_grad]
+
+        def input_gradient() -> None:
+            z = sample.detach().clone().requires_grad_(True)
+            with torch.enable_grad():
+                logits = module(z).float()
+                loss = nn.functional.cross_entropy(logits, logits.argmax(-1))
+                torch.autograd.grad(loss, z)
+
+        def training_step() -> None:
+            # Gradients of every parameter, as one training step computes them (not stored:
+            # the audited model is never modified).
+            with torch.enable_grad():
+                logits = module(sample.detach()).float()
+                loss = nn.functional.cross_entropy(logits, logits.argmax(-1))
+                torch.autograd.grad(loss, params)
+
+        try:
+            backward = timed(input_gradient) / size
+            # Weight gradients cost about as much again as input gradients; time them only
+            # when a pass is cheap.
+            train = backward * 1.5
+            if params and backward * size < _ONE_TIMING_SECONDS:
+                train = timed(training_step) / size
+        except RuntimeError:
+            pass  # no usable gradient: keep the forward-based estimate
+    return Cost(
+        device=str(device),
+        forward_s=float(forward),
+        backward_s=float(backward),
+        train_step_s=float(max(train, backward)),
+        batch_size=int(size),
+        parameters=int(parameters),
+        threads=int(torch.get_num_threads()),
+    )
+
+
+# --- what each built-in probe's work costs -------------------------------------------------
+def _probe_defaults(name: str, budget: str) -> dict[str, Any] | None:
+    """The budget's default settings of a built-in probe (None: not sized)."""
+    if name == "adversarial":
+        from auditkit.probes.adversarial import BUDGET_SETTINGS
+
+        s = BUDGET_SETTINGS[budget]
+        return {
+            "n_examples": s["n_examples"],
+            "steps": s["steps"],
+            "restarts": s["restarts"],
+            "eot_samples": s["eot_samples"],
+            "eval_samples": s["eval_samples"],
+            "noise_draws": s["noise_draws"],
+            "sweep_points": len(s["sweep"]),
+            "l2_points": len(s["l2_sweep"]),
+            "autoattack": bool(s["autoattack"]),
+        }
+    if name == "memorization":
+        from auditkit.probes.memorization import _BUDGETS
+
+        s = _BUDGETS[budget]
+        return {
+            "train_size": int(s["train_size"]),
+            "max_epochs": int(s["max_epochs"]),
+            "time_limit_s": float(s["time_limit_s"]),
+            "levels": 4,
+        }
+    if name == "calibration":
+        from auditkit.probes.calibration import _BUDGET
+
+        samples, examples, _ = _BUDGET[budget]
+        return {"num_samples": samples, "max_examples": examples}
+    if name == "bias":
+        from auditkit.probes.bias import DEFAULT_N_BOOT
+
+        return {"n_boot": DEFAULT_N_BOOT[budget]}
+    return None
+
+
+def _adversarial_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
+    n = min(int(s["n_examples"]), n_data)
+    steps = int(s["steps"])
+    points = int(s["sweep_points"]) + 1
+    l2 = int(s["l2_points"]) + (1 if s["l2_points"] else 0)
+    gradients = (
+        (points + l2) * (1 + steps)  # FGSM and PGD at every sweep point, both norms
+        + (int(s["restarts"]) - 1) * steps  # further restarts at the headline eps
+        + 2 * steps * (2 if l2 else 1)  # the doubled-steps check
+        + int(s["eot_samples"]) * steps  # EOT-PGD
+        + 2 * steps  # the unbounded attack (and its retries on the few survivors)
+    )
+    if s.get("autoattack"):
+        gradients += 4 * 100
+    forwards = (points + l2) * int(s["noise_draws"]) + 2 * int(s["eval_samples"])
+    return n * (gradients * cost.backward_s + forwards * cost.forward_s)
+
+
+def _memorization_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
+    """Expected: each level trains for ``EXPECTED_EPOCH_SHARE`` of its epoch cap (fitting
+    stops early at the target accuracy; random labels take a small constant factor longer
+    than true ones). The clock limit covers the whole cap, see ``plan_work``."""
+    epochs = max(1.0, EXPECTED_EPOCH_SHARE * int(s["max_epochs"]))
+    return int(s["levels"]) * epochs * _epoch_seconds(s, n_data, cost)
+
+
+def _epoch_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
+    n = min(int(s["train_size"]), n_data)
+    return n * (cost.train_step_s + cost.forward_s)  # a training step, then the accuracy pass
+
+
+def _calibration_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
+    limit = s["max_examples"]
+    n = n_data if limit is None else min(int(limit), n_data)
+    return (int(s["num_samples"]) * 2 + 2) * n * cost.forward_s
+
+
+def _bias_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
+    # Vectorized bootstrap: ~30 ns per resampled row, a handful of slicings and cross-probe
+    # frames; no model passes.
+    return int(s["n_boot"]) * n_data * 8 * 30e-9
+
+
+ESTIMATORS = {
+    "adversarial": _adversarial_seconds,
+    "memorization": _memorization_seconds,
+    "calibration": _calibration_seconds,
+    "bias": _bias_seconds,
+}
+
+
+def _ladder_at_most(ladder: Sequence[int], value: float, floor: int, default: int) -> int:
+    """The largest ladder step ≤ ``value``, within [floor, default]."""
+    fitting = [v for v in ladder if floor <= v <= min(value, default)]
+    return max(fitting) if fitting else min(max(floor, 1), default)
+
+
+def _shrink_adversarial(s: dict[str, Any], target: float, n_data: int, cost: Cost) -> list[str]:
+    reasons = []
+    default_n = min(int(s["n_examples"]), n_data)
+    per_example = _adversarial_seconds({**s, "n_examples": 1}, n_data, cost)
+    if per_example * default_n > target and default_n > MIN_ATTACKED:
+        s["n_examples"] = _ladder_at_most(
+            LADDER_EXAMPLES, target / per_example, MIN_ATTACKED, default_n
+        )
+        reasons.append(f"examples attacked {default_n} → {s['n_examples']}")
+    if _adversarial_seconds(s, n_data, cost) > target and s["restarts"] > 1:
+        reasons.append(f"PGD restarts {s['restarts']} → 1")
+        s["restarts"] = 1
+    if _adversarial_seconds(s, n_data, cost) > target and s["eot_samples"] > 4:
+        reasons.append(f"EOT draws {s['eot_samples']} → 4")
+        s["eot_samples"] = 4
+    if _adversarial_seconds(s, n_data, cost) > target and s["steps"] > MIN_STEPS:
+        reasons.append(f"PGD steps {s['steps']} → {MIN_STEPS}")
+        s["steps"] = MIN_STEPS
+    return reasons
+
+
+def _shrink_memorization(s: dict[str, Any], target: float, n_data: int, cost: Cost) -> list[str]:
+    reasons = []
+    default_n = min(int(s["train_size"]), n_data)
+    per_example = _memorization_seconds({**s, "train_size": 1}, n_data, cost)
+    if per_example * default_n > target and default_n > MIN_TRAIN:
+        s["train_size"] = _ladder_at_most(LADDER_TRAIN, target / per_example, MIN_TRAIN, default_n)
+        reasons.append(
+            f"training subset {default_n} → {s['train_size']} examples (still the random-label "
+            "test, on fewer examples)"
+        )
+    return reasons
+
+
+def _shrink_calibration(s: dict[str, Any], target: float, n_data: int, cost: Cost) -> list[str]:
+    reasons = []
+    per_sample = _calibration_seconds({**s, "num_samples": 1}, n_data, cost) / 2.0
+    if _calibration_seconds(s, n_data, cost) > target and s["num_samples"] > MIN_MC_SAMPLES:
+        wanted = _ladder_at_most(LADDER_SAMPLES, target / max(per_sample, 1e-12) / 2,
+                                 MIN_MC_SAMPLES, int(s["num_samples"]))
+        if wanted < s["num_samples"]:
+            reasons.append(f"MC-dropout / TTA samples {s['num_samples']} → {wanted}")
+            s["num_samples"] = wanted
+    return reasons
+
+
+def _shrink_bias(s: dict[str, Any], target: float, n_data: int, cost: Cost) -> list[str]:
+    per_boot = _bias_seconds({"n_boot": 1}, n_data, cost)
+    if per_boot * s["n_boot"] > target and s["n_boot"] > MIN_BOOT:
+        wanted = _ladder_at_most(LADDER_BOOT, target / per_boot, MIN_BOOT, int(s["n_boot"]))
+        if wanted < s["n_boot"]:
+            reason = f"bootstrap rounds {s['n_boot']} → {wanted}"
+            s["n_boot"] = wanted
+            return [reason]
+    return []
+
+
+SHRINKERS = {
+    "adversarial": _shrink_adversarial,
+    "memorization": _shrink_memorization,
+    "calibration": _shrink_calibration,
+    "bias": _shrink_bias,
+}
+#: Settings of the plan that become probe options (the rest only feed the estimates).
+_OPTION_KEYS = {
+    "adversarial": ("n_examples", "steps", "restarts", "eot_samples"),
+    "memorization": ("train_size", "time_limit_s"),
+    "calibration": ("num_samples",),
+    "bias": ("n_boot",),
+}
+
+
+@dataclass(frozen=True)
+class WorkPlan:
+    """Each probe's work, why, and what it is expected to cost."""
+
+    budget: str
+    limit_seconds: float | None
+    cost: Cost
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    estimates: dict[str, float] = field(default_factory=dict)
+    default_estimates: dict[str, float] = field(default_factory=dict)
+    reasons: dict[str, list[str]] = field(default_factory=dict)
+    unfit: list[str] = field(default_factory=list)
+
+    @property
+    def reduced(self) -> bool:
+        return any(self.reasons.values())
+
+    def summary(self) -> str:
+        """One sentence for the report and the console."""
+        total = sum(self.estimates.values())
+        per = _per_example_text(self.cost)
+        if self.limit_seconds is None:
+            return f"Work not sized to the clock ({self.budget} budget); model cost {per}."
+        limit = _duration(self.limit_seconds)
+        if not self.reduced:
+            return (
+                f"The {self.budget} budget's full work fits its {limit} (estimated "
+                f"{_duration(total)} of probe time at {per}); nothing was reduced."
+            )
+        changes = "; ".join(f"{p}: {', '.join(r)}" for p, r in self.reasons.items() if r)
+        text = (
+            f"Sized to the {self.budget} budget's {limit} at the measured {per}: {changes} "
+            f"(estimated {_duration(total)})."
+        )
+        if self.unfit:
+            text += (
+                f" Even at their smallest conclusive size {', '.join(self.unfit)} exceed "
+                "their share of the limit."
+            )
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "budget": self.budget,
+            "limit_seconds": self.limit_seconds,
+            "cost": self.cost.to_dict(),
+            "options": {k: dict(v) for k, v in self.options.items()},
+            "estimated_seconds": {k: round(v, 3) for k, v in self.estimates.items()},
+            "default_estimated_seconds": {
+                k: round(v, 3) for k, v in self.default_estimates.items()
+            },
+            "reasons": {k: list(v) for k, v in self.reasons.items()},
+            "unfit": list(self.unfit),
+            "reduced": self.reduced,
+            "summary": self.summary(),
+        }
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def _per_example_text(cost: Cost) -> str:
+    def ms(v: float) -> str:
+        return f"{v * 1e3:.3g} ms"
+
+    return (
+        f"{ms(cost.forward_s)} forward and {ms(cost.backward_s)} forward+backward per example "
+        f"on {cost.device}"
+    )
+
+
+def plan_work(
+    cost: Cost,
+    *,
+    budget: str,
+    n_examples: int,
+    probes: Sequence[str],
+    max_minutes: float | None = None,
+    user_options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> WorkPlan:
+    """Size each probe's work to the limit; a pure function of its arguments.
+
+    Args:
+        cost: the recorded per-example cost (``measure_cost`` or ``Cost.from_dict``).
+        budget: ``fast`` | ``standard`` | ``thorough``.
+        n_examples: audit examples.
+        probes: names of the probes that will run (others are not sized).
+        max_minutes: a limit on probe time replacing the budget's (None: the budget's).
+        user_options: options the user set; they are used as given and never changed.
+
+    Example:
+        >>> plan = plan_work(cost, budget="fast", n_examples=60, probes=["adversarial"])
+        >>> plan.options["adversarial"]
+    """
+    limit = BUDGET_SECONDS[budget] if max_minutes is None else float(max_minutes) * 60.0
+    user_options = user_options or {}
+    settings: dict[str, dict[str, Any]] = {}
+    for name in probes:
+        defaults = _probe_defaults(name, budget)
+        if defaults is None:
+            continue
+        given = {k: v for k, v in dict(user_options.get(name, {})).items() if v is not None}
+        if name == "adversarial":
+            given = {k: v for k, v in given.items() if k in defaults and k != "sweep_points"}
+        settings[name] = {**defaults, **{k: v for k, v in given.items() if k in defaults}}
+    defaults_cost = {
+        name: ESTIMATORS[name](s, n_examples, cost) for name, s in settings.items()
+    }
+    total = sum(defaults_cost.values())
+    reasons: dict[str, list[str]] = {name: [] for name in settings}
+    unfit: list[str] = []
+    planned = {name: dict(s) for name, s in settings.items()}
+    if limit is not None and total > limit:
+        factor = limit / total
+        for name, s in planned.items():
+            target = defaults_cost[name] * factor
+            fixed = set(dict(user_options.get(name, {})))
+            trial = dict(s)
+            changes = SHRINKERS[name](trial, target, n_examples, cost)
+            # A setting the user chose is theirs: keep it, and drop the reason that changed it.
+            kept = []
+            for key in list(trial):
+                if key in fixed:
+                    trial[key] = s[key]
+            for reason in changes:
+                if not any(reason.startswith(_label(name, k)) for k in fixed):
+                    kept.append(reason)
+            planned[name] = trial
+            reasons[name] = kept
+    estimates = {name: ESTIMATORS[name](s, n_examples, cost) for name, s in planned.items()}
+    if limit is not None and total > limit and sum(estimates.values()) > 1.1 * limit:
+        # Named: the probes still above their share at their smallest conclusive size.
+        factor = limit / total
+        unfit = [n for n in planned if estimates[n] > 1.1 * defaults_cost[n] * factor]
+    if "memorization" in planned and not dict(user_options.get("memorization", {})).get(
+        "time_limit_s"
+    ):
+        # The clock is a safety net above what the whole epoch cap takes, never the
+        # experiment: a level that needs every epoch still finishes.
+        s = planned["memorization"]
+        cap = int(s["max_epochs"]) * _epoch_seconds(s, n_examples, cost)
+        s["time_limit_s"] = float(max(s["time_limit_s"], math.ceil(TIME_LIMIT_SAFETY * cap)))
+    options = {}
+    for name, s in planned.items():
+        changed = {
+            k: s[k]
+            for k in _OPTION_KEYS[name]
+            if k in s and s[k] != settings[name].get(k) and k not in dict(user_options.get(name, {}))
+        }
+        if changed:
+            options[name] = changed
+    return WorkPlan(
+        budget=budget,
+        limit_seconds=limit,
+        cost=cost,
+        options=options,
+        estimates=estimates,
+        default_estimates=defaults_cost,
+        reasons={k: v for k, v in reasons.items() if v},
+        unfit=unfit,
+    )
+
+
+def _label(name: str, key: str) -> str:
+    return {
+        "n_examples": "examples attacked",
+        "restarts": "PGD restarts",
+        "eot_samples": "EOT draws",
+        "steps": "PGD steps",
+        "train_size": "training subset",
+        "num_samples": "MC-dropout",
+        "n_boot": "bootstrap rounds",
+    }.get(key, key)
+
+
+COST_FILE = "cost.json"
+
+
+def size_probes(
+    selected: list,
+    context,
+    *,
+    budget: str,
+    options: Mapping[str, Mapping[str, Any]] | None,
+    checkpoint=None,
+    reuse: bool = False,
+    max_minutes: float | None = None,
+    cost: Cost | Mapping[str, Any] | None = None,
+    given: Sequence[Any] = (),
+) -> tuple[list, WorkPlan | None]:
+    """The pipeline's hook: measure (or reuse) the cost, plan, and rebuild the probes to plan.
+
+    Probes the caller passed as instances are used as given (their options are theirs).
+    Returns the probes to run and the plan (None when the cost could not be measured).
+    """
+    import json
+    from pathlib import Path
+
+    recorded: Cost | None = None
+    if isinstance(cost, Cost):
+        recorded = cost
+    elif isinstance(cost, Mapping):
+        recorded = Cost.from_dict(cost)
+    path = Path(checkpoint) / COST_FILE if checkpoint is not None else None
+    if recorded is None and reuse and path is not None and path.is_file():
+        try:
+            recorded = Cost.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError):
+            recorded = None  # a damaged record is measured again
+    from auditkit import distributed
+
+    if recorded is None and distributed.is_main():
+        try:
+            recorded = measure_cost(context.adapter, context.data.x[:_MAX_MEASURE_BATCH])
+        except Exception:  # sizing must never take the audit down: run the budget as declared
+            recorded = None
+    if distributed.state().active:
+        # Rank 0's cost for everyone: every rank must plan exactly the same work.
+        shared = distributed.broadcast_object(recorded.to_dict() if recorded else None)
+        recorded = Cost.from_dict(shared) if shared is not None else None
+    if recorded is None:
+        return selected, None
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(recorded.to_dict()), encoding="utf-8")
+    plan = plan_work(
+        recorded,
+        budget=budget,
+        n_examples=len(context.data),
+        probes=[p.name for p in selected if not any(p is g for g in given)],
+        max_minutes=max_minutes,
+        user_options=options,
+    )
+    sized = []
+    for probe in selected:
+        extra = plan.options.get(probe.name)
+        if extra and not any(probe is g for g in given):
+            user = dict((options or {}).get(probe.name, {}))
+            probe = type(probe)(budget=budget, **{**extra, **user})
+        sized.append(probe)
+    return sized, plan

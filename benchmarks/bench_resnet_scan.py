@@ -1,0 +1,95 @@
+"""Whole `--budget fast` scans of ResNet-18 at 32×32 and ResNet-50 at 224×224 (60 images each).
+
+Random weights and random data (torchvision architectures, nothing downloaded), seeded. Prints
+one JSON object per model: wall time of the whole scan, each probe's seconds and status, the
+sizing plan's summary and peak resident memory; with ``--compare-unsized`` the same scan without
+the clock-sized plan runs in the same process for a side-by-side ratio. Targets (issue #16, 2 CPU
+cores): ResNet-18 ≤ 90 s, ResNet-50 ≤ 3 min for the whole scan.
+
+    python benchmarks/bench_resnet_scan.py                       # both models
+    python benchmarks/bench_resnet_scan.py --models resnet18 --budget fast --device cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+
+import torch
+
+SHAPES = {"resnet18": (3, 32, 32), "resnet50": (3, 224, 224)}
+
+
+def peak_rss_mb() -> float:
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024 if sys.platform != "darwin" else kb / 2**20
+
+
+def scan_once(name: str, *, n: int, budget: str, device: str, seed: int, sized: bool,
+              max_minutes: float | None) -> dict:
+    import torchvision
+
+    import auditkit
+    from auditkit.adapters.base import ModelAdapter  # noqa: F401  (import cost outside timing)
+
+    torch.manual_seed(seed)
+    shape = SHAPES[name]
+    model = getattr(torchvision.models, name)(weights=None, num_classes=10)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, *shape, generator=g)
+    y = torch.randint(0, 10, (n,), generator=g)
+    started = time.perf_counter()
+    result = auditkit.scan(model, (x, y), budget=budget, device=device, seed=seed,
+                           size_to_clock=sized, max_minutes=max_minutes)
+    wall = time.perf_counter() - started
+    sizing = result.settings.get("sizing") or {}
+    return {
+        "model": name,
+        "input_shape": list(shape),
+        "n": n,
+        "budget": budget,
+        "sized_to_clock": sized,
+        "scan_seconds": round(wall, 2),
+        "probe_seconds": {k: p.seconds for k, p in result.probes.items()},
+        "status": {k: p.status for k, p in result.probes.items()},
+        "memorization_stopped_by": [
+            r.get("stopped_by") for r in (result.probes["memorization"].details or {}).get(
+                "levels", [])
+        ] if "memorization" in result.probes else None,
+        "sizing": sizing.get("summary"),
+        "estimated_seconds": sizing.get("estimated_seconds"),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "load_average": list(__import__("os").getloadavg()),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="resnet18,resnet50")
+    parser.add_argument("--n", type=int, default=60)
+    parser.add_argument("--budget", default="fast")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-minutes", type=float, default=None)
+    parser.add_argument("--compare-unsized", action="store_true")
+    args = parser.parse_args(argv)
+    rows = []
+    for name in args.models.split(","):
+        row = scan_once(name, n=args.n, budget=args.budget, device=args.device, seed=args.seed,
+                        sized=True, max_minutes=args.max_minutes)
+        if args.compare_unsized:
+            plain = scan_once(name, n=args.n, budget=args.budget, device=args.device,
+                              seed=args.seed, sized=False, max_minutes=None)
+            row["unsized"] = plain
+            row["unsized_over_sized"] = round(plain["scan_seconds"] / row["scan_seconds"], 2)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,162 @@
+"""Budgets sized to the clock: the plan follows the measured cost, deterministically."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from auditkit.adapters import TorchModelAdapter
+from auditkit.data import AuditData
+from auditkit.pipeline import run_audit
+from auditkit.sizing import (
+    BUDGET_SECONDS,
+    MIN_ATTACKED,
+    MIN_TRAIN,
+    Cost,
+    measure_cost,
+    plan_work,
+)
+
+PROBES = ["adversarial", "memorization", "calibration", "bias"]
+
+
+def _cost(backward: float, forward: float | None = None, train: float | None = None) -> Cost:
+    forward = backward / 2 if forward is None else forward
+    return Cost(
+        device="cpu",
+        forward_s=forward,
+        backward_s=backward,
+        train_step_s=train or backward * 1.5,
+        batch_size=8,
+        parameters=1_000_000,
+        threads=2,
+    )
+
+
+# A CIFAR-shaped ResNet-18 and a ResNet-50 at 224 px on 2 busy CPU cores (measured orders).
+RESNET18 = _cost(0.03, 0.01, 0.05)
+RESNET50 = _cost(0.8, 0.3, 2.0)
+
+
+@pytest.mark.parametrize("budget", ["fast", "standard"])
+def test_small_models_keep_the_budgets_full_work(budget, digits_data):
+    """The demo CNN's measured cost (here, on a busy shared machine) leaves every setting as
+    the budget declares it, so its numbers never depend on the machine's speed."""
+    from auditkit.demo import DIGITS_MEAN, DIGITS_STD, DigitsCNN
+
+    torch.manual_seed(0)
+    adapter = TorchModelAdapter(DigitsCNN(), input_shape=(1, 8, 8), mean=DIGITS_MEAN,
+                                std=DIGITS_STD, device="cpu")
+    cost = measure_cost(adapter, digits_data.x[:64])
+    plan = plan_work(cost, budget=budget, n_examples=len(digits_data), probes=PROBES)
+    assert plan.options == {}, plan.summary()
+    assert not plan.reduced
+    assert sum(plan.estimates.values()) < BUDGET_SECONDS[budget] / 4
+    assert "nothing was reduced" in plan.summary()
+
+
+@pytest.mark.parametrize("cost", [RESNET18, RESNET50], ids=["resnet18", "resnet50"])
+def test_expensive_models_are_sized_down_to_conclusive_floors(cost):
+    plan = plan_work(cost, budget="fast", n_examples=60, probes=PROBES)
+    assert plan.reduced
+    adversarial = plan.options["adversarial"]
+    assert adversarial["n_examples"] >= MIN_ATTACKED
+    assert plan.options["memorization"]["train_size"] >= MIN_TRAIN
+    # Smaller than the defaults' estimate, and the reasons say what changed and why.
+    assert sum(plan.estimates.values()) < sum(plan.default_estimates.values())
+    assert "training subset" in plan.summary() and "random-label" in plan.summary()
+    # Memorization's clock is a safety net above what its whole epoch cap takes at the
+    # measured cost, never the experiment.
+    train = plan.options["memorization"]["train_size"]
+    cap = 100 * train * (cost.train_step_s + cost.forward_s)
+    assert plan.options["memorization"]["time_limit_s"] >= cap
+
+
+def test_plan_fits_the_limit_when_the_floors_allow_it():
+    plan = plan_work(_cost(1e-3), budget="fast", n_examples=5000, probes=PROBES)
+    assert plan.reduced
+    assert not plan.unfit
+    assert sum(plan.estimates.values()) <= plan.limit_seconds
+
+
+def test_max_minutes_replaces_the_budgets_limit():
+    tight = plan_work(RESNET18, budget="standard", n_examples=2000, probes=PROBES, max_minutes=1)
+    loose = plan_work(RESNET18, budget="standard", n_examples=2000, probes=PROBES,
+                      max_minutes=6000)
+    assert tight.limit_seconds == 60 and loose.limit_seconds == 360_000
+    assert not loose.reduced
+    assert tight.options["adversarial"]["n_examples"] < 1000
+
+
+def test_a_busier_machine_gets_less_work():
+    idle = plan_work(_cost(1e-3), budget="fast", n_examples=5000, probes=PROBES)
+    busy = plan_work(_cost(4e-3), budget="fast", n_examples=5000, probes=PROBES)
+    pairs = [
+        (busy.options[p].get(k, default), idle.options.get(p, {}).get(k, default))
+        for p, k, default in (("adversarial", "n_examples", 200), ("adversarial", "restarts", 1),
+                              ("memorization", "train_size", 256))
+    ]
+    assert all(b <= i for b, i in pairs) and any(b < i for b, i in pairs), pairs
+
+
+def test_options_the_user_set_are_never_changed():
+    plan = plan_work(RESNET50, budget="fast", n_examples=60, probes=PROBES,
+                     user_options={"adversarial": {"n_examples": 60, "steps": 20}})
+    assert "n_examples" not in plan.options.get("adversarial", {})
+    assert "steps" not in plan.options.get("adversarial", {})
+    assert not any("examples attacked" in r for r in plan.reasons.get("adversarial", []))
+
+
+def test_the_plan_is_a_pure_function_of_the_recorded_cost():
+    first = plan_work(RESNET18, budget="fast", n_examples=60, probes=PROBES)
+    recorded = json.loads(json.dumps(first.to_dict()))  # as audit.json stores it
+    again = plan_work(Cost.from_dict(recorded["cost"]), budget="fast", n_examples=60,
+                      probes=PROBES)
+    assert again.to_dict() == first.to_dict()
+
+
+def test_sizes_snap_to_a_ladder_so_timing_noise_does_not_move_the_plan():
+    a = plan_work(_cost(2.0e-3), budget="fast", n_examples=5000, probes=PROBES)
+    b = plan_work(_cost(2.1e-3), budget="fast", n_examples=5000, probes=PROBES)
+    assert a.options == b.options
+
+
+# --- wired into the pipeline -------------------------------------------------------------------
+
+
+@pytest.fixture()
+def small_setup():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    x = torch.rand(300, 1, 4, 4)
+    y = torch.randint(0, 3, (300,))
+    data = AuditData(x=x, y=y, name="tiny")
+    adapter = TorchModelAdapter(net, input_shape=(1, 4, 4), device="cpu")
+    return adapter, data
+
+
+def test_audit_runs_the_plan_records_it_and_reuses_the_recorded_cost(small_setup, tmp_path):
+    adapter, data = small_setup
+    # A recorded cost as if the model were a ResNet-50: the audit must follow the plan.
+    result = run_audit(adapter, data, probes=["adversarial"], budget="fast",
+                       cost=RESNET50.to_dict(), checkpoint_dir=tmp_path)
+    sizing = result.settings["sizing"]
+    planned = sizing["options"]["adversarial"]["n_examples"]
+    assert result.probes["adversarial"].metrics["n_examples"] == planned < 200
+    assert sizing["reasons"]["adversarial"] and sizing["summary"].startswith("Sized to")
+    # Resume: the cost recorded in the checkpoint folder is reused, so the plan (and every
+    # result) is the same although nothing was passed this time.
+    resumed = run_audit(adapter, data, probes=["adversarial"], budget="fast",
+                        checkpoint_dir=tmp_path, resume=True)
+    assert resumed.settings["sizing"]["cost"] == sizing["cost"]
+    assert resumed.probes["adversarial"].metrics == result.probes["adversarial"].metrics
+
+
+def test_sizing_can_be_turned_off(small_setup):
+    adapter, data = small_setup
+    result = run_audit(adapter, data, probes=["performance"], budget="fast",
+                       size_to_clock=False)
+    assert "sizing" not in result.settings
