@@ -53,6 +53,8 @@ LADDER_SAMPLES = (4, 8, 16, 20, 32, 50)
 MIN_ATTACKED = 50
 MIN_STEPS = 10
 MIN_TRAIN = 32
+#: Memorization keeps every corruption level down to this subset size.
+MEMORIZATION_KEEP_LEVELS_TRAIN = 64
 MIN_BOOT = 50
 MIN_MC_SAMPLES = 4
 #: Share of its epoch cap a memorization level is expected to train for (planning only).
@@ -171,6 +173,11 @@ def measure_cost(adapter, x: torch.Tensor, *, repeats: int = MEASURE_REPEATS) ->
                 torch.autograd.grad(loss, params)
 
         try:
+            # Warm-up: the first backward allocates autograd's buffers and picks kernels.
+            first = sample
+            sample = sample[:2]
+            input_gradient()
+            sample = first
             backward = timed(input_gradient) / size
             # Weight gradients cost about as much again as input gradients; time them only
             # when a pass is cheap.
@@ -216,6 +223,7 @@ def _probe_defaults(name: str, budget: str) -> dict[str, Any] | None:
             "train_size": int(s["train_size"]),
             "max_epochs": int(s["max_epochs"]),
             "time_limit_s": float(s["time_limit_s"]),
+            "corruption_levels": (0.0, 0.2, 0.5, 1.0),
             "levels": 4,
         }
     if name == "calibration":
@@ -309,14 +317,34 @@ def _shrink_adversarial(s: dict[str, Any], target: float, n_data: int, cost: Cos
 
 
 def _shrink_memorization(s: dict[str, Any], target: float, n_data: int, cost: Cost) -> list[str]:
+    """Smaller subset first (down to ``MEMORIZATION_KEEP_LEVELS_TRAIN``), then only the two ends
+    of the corruption scale (true and random labels: the random-label test itself), then the
+    subset down to its floor."""
     reasons = []
     default_n = min(int(s["train_size"]), n_data)
-    per_example = _memorization_seconds({**s, "train_size": 1}, n_data, cost)
-    if per_example * default_n > target and default_n > MIN_TRAIN:
-        s["train_size"] = _ladder_at_most(LADDER_TRAIN, target / per_example, MIN_TRAIN, default_n)
+
+    def subset(floor: int) -> None:
+        current = min(int(s["train_size"]), n_data)
+        per_example = _memorization_seconds({**s, "train_size": 1}, n_data, cost)
+        if per_example * current > target and current > floor:
+            s["train_size"] = _ladder_at_most(LADDER_TRAIN, target / per_example, floor, current)
+
+    subset(max(MEMORIZATION_KEEP_LEVELS_TRAIN, MIN_TRAIN))
+    levels = tuple(s.get("corruption_levels") or ())
+    if _memorization_seconds(s, n_data, cost) > target and len(levels) > 2:
+        ends = (min(levels), max(levels))
         reasons.append(
+            f"corruption levels {', '.join(f'{p:g}' for p in levels)} → "
+            f"{', '.join(f'{p:g}' for p in ends)} (true and random labels)"
+        )
+        s["corruption_levels"] = ends
+        s["levels"] = 2
+    subset(MIN_TRAIN)
+    if min(int(s["train_size"]), n_data) < default_n:
+        reasons.insert(
+            0,
             f"training subset {default_n} → {s['train_size']} examples (still the random-label "
-            "test, on fewer examples)"
+            "test, on fewer examples)",
         )
     return reasons
 
@@ -353,7 +381,7 @@ SHRINKERS = {
 #: Settings of the plan that become probe options (the rest only feed the estimates).
 _OPTION_KEYS = {
     "adversarial": ("n_examples", "steps", "restarts", "eot_samples"),
-    "memorization": ("train_size", "time_limit_s"),
+    "memorization": ("train_size", "corruption_levels", "time_limit_s"),
     "calibration": ("num_samples",),
     "bias": ("n_boot",),
 }
@@ -465,6 +493,10 @@ def plan_work(
         if name == "adversarial":
             given = {k: v for k, v in given.items() if k in defaults and k != "sweep_points"}
         settings[name] = {**defaults, **{k: v for k, v in given.items() if k in defaults}}
+        if name == "memorization":
+            levels = settings[name]["corruption_levels"]
+            levels = (levels,) if isinstance(levels, (int, float)) else tuple(levels)
+            settings[name]["levels"] = len(set(levels)) + bool(given.get("random_pixels"))
     defaults_cost = {
         name: ESTIMATORS[name](s, n_examples, cost) for name, s in settings.items()
     }
@@ -482,7 +514,7 @@ def plan_work(
             # A setting the user chose is theirs: keep it, and drop the reason that changed it.
             kept = []
             for key in list(trial):
-                if key in fixed:
+                if key in fixed or (key == "levels" and "corruption_levels" in fixed):
                     trial[key] = s[key]
             for reason in changes:
                 if not any(reason.startswith(_label(name, k)) for k in fixed):
@@ -530,6 +562,7 @@ def _label(name: str, key: str) -> str:
         "eot_samples": "EOT draws",
         "steps": "PGD steps",
         "train_size": "training subset",
+        "corruption_levels": "corruption levels",
         "num_samples": "MC-dropout",
         "n_boot": "bootstrap rounds",
     }.get(key, key)

@@ -160,3 +160,12 @@ def test_sizing_can_be_turned_off(small_setup):
     result = run_audit(adapter, data, probes=["performance"], budget="fast",
                        size_to_clock=False)
     assert "sizing" not in result.settings
+
+
+def test_memorization_keeps_the_random_label_test_when_it_drops_levels():
+    plan = plan_work(RESNET50, budget="fast", n_examples=60, probes=["memorization"])
+    assert plan.options["memorization"]["corruption_levels"] == (0.0, 1.0)
+    assert "true and random labels" in plan.summary()
+    kept = plan_work(RESNET50, budget="fast", n_examples=60, probes=["memorization"],
+                     user_options={"memorization": {"corruption_levels": (0.0, 0.5, 1.0)}})
+    assert "corruption_levels" not in kept.options.get("memorization", {})
