@@ -299,6 +299,7 @@ def scan(
     std: Annotated[str | None, typer.Option(help="Per-channel std applied inside the adapter.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Probe option, e.g. adversarial.eps=0.1 (repeatable).")] = None,
     max_minutes: Annotated[float | None, typer.Option(min=0.1, help="Limit on probe time instead of the budget's (fast ≈ 1 min, standard ≈ 10): each probe's work is sized to the model's measured cost.")] = None,
+    cost_from: Annotated[Path | None, typer.Option(help="Size the work with the cost recorded in an earlier audit.json instead of measuring (same cost, same plan: for diffs).")] = None,
     debug: DebugOption = False,
 ) -> None:
     """Audit MODEL and write audit.json, report.html, junit.xml and summary.md to --out.
@@ -328,6 +329,7 @@ def scan(
             probes=probe_names, budget=budget, seed=seed, device=device, options=options,
             policy=policy_path,
         )
+        recorded_cost = _recorded_cost(cost_from) if cost_from is not None else None
         from auditkit import distributed
 
         _, device = distributed.setup(device)
@@ -358,6 +360,7 @@ def scan(
             progress=Progress() if main_rank else Progress(False),
             debug=_STATE["debug"],
             max_minutes=max_minutes,
+            cost=recorded_cost,
         )
         if main_rank:
             code = _finish(result, out, loaded_policy)
@@ -367,6 +370,23 @@ def scan(
             code = exit_code(result)
         distributed.teardown()
     raise typer.Exit(code)
+
+
+def _recorded_cost(path: Path) -> dict[str, Any]:
+    """The model cost an earlier scan recorded (``settings.sizing.cost`` of its audit.json)."""
+    import json
+
+    from auditkit.sizing import Cost
+
+    try:
+        cost = json.loads(path.read_text(encoding="utf-8"))["settings"]["sizing"]["cost"]
+        Cost.from_dict(cost)
+    except OSError as exc:
+        _fail(f"--cost-from {path}: cannot read it ({exc.strerror or exc})")
+    except (ValueError, KeyError, TypeError):
+        _fail(f"--cost-from {path}: no recorded cost (settings.sizing.cost) in this file; "
+              "pass an audit.json written by auditkit scan")
+    return dict(cost)
 
 
 def _finish(result: Any, out: Path, policy: Any) -> int:

@@ -169,3 +169,37 @@ def test_memorization_keeps_the_random_label_test_when_it_drops_levels():
     kept = plan_work(RESNET50, budget="fast", n_examples=60, probes=["memorization"],
                      user_options={"memorization": {"corruption_levels": (0.0, 0.5, 1.0)}})
     assert "corruption_levels" not in kept.options.get("memorization", {})
+
+
+@pytest.fixture(scope="module")
+def linear_file(tmp_path_factory, digits_data):
+    from auditkit.loading import ModelMetadata, save_model
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()
+    meta = ModelMetadata(input_shape=(1, 8, 8), input_range=(0.0, 1.0), dataset="digits")
+    path = tmp_path_factory.mktemp("sizing") / "linear.pt2"
+    return save_model(net, path, example_input=digits_data.x[:2], metadata=meta)
+
+
+def test_cli_cost_from_an_earlier_audit_gives_the_same_plan(tmp_path, linear_file):
+    from typer.testing import CliRunner
+
+    from auditkit.cli import app
+
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    recorded = RESNET18.to_dict()
+    (earlier / "audit.json").write_text(json.dumps({"settings": {"sizing": {"cost": recorded}}}))
+    args = ["scan", str(linear_file), "--probes", "performance,adversarial", "--budget", "fast",
+            "--device", "cpu", "--cost-from", str(earlier / "audit.json")]
+    res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a")])
+    assert res.exit_code in (0, 1), res.output
+    audit = json.loads((tmp_path / "a" / "audit.json").read_text())
+    assert audit["settings"]["sizing"]["cost"] == recorded
+    planned = audit["settings"]["sizing"]["options"]["adversarial"]["n_examples"]
+    assert audit["probes"]["adversarial"]["metrics"]["n_examples"] == planned
+
+    bad = CliRunner().invoke(app, [*args[:-1], str(linear_file), "--out", str(tmp_path / "b")])
+    assert bad.exit_code == 2
+    assert "--cost-from" in bad.output and "Traceback" not in bad.output
