@@ -1,53 +1,73 @@
-"""Options of the bias probe (interim: the old dict and its checks until auditkit.options lands)."""
+"""Options of the bias probe, declared once (type, default, bounds, meaning, budget defaults)."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Literal
 
-from auditkit.errors import AuditkitInputError
+from auditkit.options import option
 
-DEFAULT_N_BOOT = {"fast": 50, "standard": 100, "thorough": 500}
-
-OPTIONS: dict[str, Any] = {
-    "sensitive": None,
-    "intersections": True,
-    "positive_class": None,
-    "min_group_size": 30,
-    "n_boot": None,
-    "confidence": 0.95,
-    "max_accuracy_difference": 0.05,
-    "max_equalized_odds_difference": 0.10,
-    "max_demographic_parity_difference": None,
-    "max_robust_accuracy_difference": 0.10,
-    "max_ece_difference": 0.05,
-    "proxy_slices": "auto",
-    "proxy_quantiles": 4,
-}
+N_BOOT = {"fast": 50, "standard": 100, "thorough": 500}  # bootstrap resamples per budget
 
 
-def validate(c: dict[str, Any]) -> None:
-    """Reject bad values in ``c`` (in place: splits a comma-separated ``sensitive``)."""
-    if not isinstance(c["min_group_size"], int) or c["min_group_size"] < 1:
-        raise AuditkitInputError(
-            f"--set bias.min_group_size={c['min_group_size']}: must be a positive integer"
-        )
-    if c["n_boot"] is not None and (not isinstance(c["n_boot"], int) or c["n_boot"] < 10):
-        # Fewer resamples cannot estimate a standard error; intervals would be fiction.
-        raise AuditkitInputError(
-            f"--set bias.n_boot={c['n_boot']}: must be an integer ≥ 10 (bootstrap resamples)"
-        )
-    if not 0.0 < float(c["confidence"]) < 1.0:
-        raise AuditkitInputError(f"--set bias.confidence={c['confidence']}: must be in (0, 1)")
-    if c["proxy_slices"] not in ("auto", "always", "never"):
-        raise AuditkitInputError(
-            f"--set bias.proxy_slices={c['proxy_slices']}: use auto, always or never"
-        )
-    if not isinstance(c["proxy_quantiles"], int) or c["proxy_quantiles"] < 2:
-        raise AuditkitInputError(
-            f"--set bias.proxy_quantiles={c['proxy_quantiles']}: must be an integer ≥ 2"
-        )
-    for key in (k for k in c if k.startswith("max_")):
-        if c[key] is not None and float(c[key]) < 0:
-            raise AuditkitInputError(f"--set bias.{key}={c[key]}: must be ≥ 0 (or None)")
-    if isinstance(c["sensitive"], str):
-        c["sensitive"] = [s for s in c["sensitive"].split(",") if s]
+@dataclass(frozen=True)
+class BiasOptions:
+    sensitive: tuple[str, ...] | None = option(
+        None, "sensitive columns to audit (none: every group column in the data)"
+    )
+    intersections: bool = option(True, "also audit the intersections of several sensitive columns")
+    positive_class: str | None = option(
+        None,
+        "class whose selection rate, TPR and FPR are compared, as an index or a name (none: 1 "
+        "for binary tasks, every class one-vs-rest otherwise)",
+    )
+    min_group_size: int = option(
+        30, "groups with fewer examples are shown and flagged but never ranked", minimum=1
+    )
+    # Fewer resamples cannot estimate a standard error; intervals would be fiction.
+    n_boot: int = option(
+        100,
+        "bootstrap resamples behind every interval",
+        minimum=10,
+        budgets=N_BOOT,
+    )
+    confidence: float = option(
+        0.95,
+        "confidence level of the intervals",
+        minimum=0.0,
+        maximum=1.0,
+        exclusive_minimum=True,
+        exclusive_maximum=True,
+    )
+    max_accuracy_difference: float | None = option(
+        0.05,
+        "largest acceptable accuracy gap between groups, judged at the low end of its interval "
+        "(none: report only)",
+        minimum=0.0,
+    )
+    max_equalized_odds_difference: float | None = option(
+        0.10, "largest acceptable TPR or FPR gap between groups (none: report only)", minimum=0.0
+    )
+    max_demographic_parity_difference: float | None = option(
+        None,
+        "largest acceptable selection-rate gap between groups (none: reported, not judged: it "
+        "also moves with legitimate base-rate differences)",
+        minimum=0.0,
+    )
+    max_robust_accuracy_difference: float | None = option(
+        0.10,
+        "largest acceptable robust-accuracy gap (adversarial probe's examples); warns only",
+        minimum=0.0,
+    )
+    max_ece_difference: float | None = option(
+        0.05, "largest acceptable ECE gap (calibration probe's examples); warns only", minimum=0.0
+    )
+    proxy_slices: Literal["auto", "always", "never"] = option(
+        "auto",
+        "audit proxy slices (true class, image statistics): auto = only without sensitive columns",
+    )
+    proxy_quantiles: int = option(
+        4,
+        "quantile bins per image statistic (brightness, contrast, ink) for proxy slices",
+        minimum=2,
+    )

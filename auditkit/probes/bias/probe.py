@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from auditkit.functional.fairness import accuracy
@@ -10,7 +11,7 @@ from auditkit.probes.bias import judge as judging
 from auditkit.probes.bias import measure as measuring
 from auditkit.probes.bias import present
 from auditkit.probes.bias.measure import PROXY_NOTE, BiasMeasurement
-from auditkit.probes.bias.options import DEFAULT_N_BOOT, OPTIONS, validate
+from auditkit.probes.bias.options import N_BOOT, BiasOptions
 from auditkit.results import ProbeResult
 
 
@@ -90,29 +91,34 @@ class BiasProbe(Probe):
         ),
     }
     budget_levels = {
-        "fast": f"{DEFAULT_N_BOOT['fast']} bootstrap resamples for the intervals",
-        "standard": f"{DEFAULT_N_BOOT['standard']} bootstrap resamples",
-        "thorough": f"{DEFAULT_N_BOOT['thorough']} bootstrap resamples",
+        "fast": f"{N_BOOT['fast']} bootstrap resamples for the intervals",
+        "standard": f"{N_BOOT['standard']} bootstrap resamples",
+        "thorough": f"{N_BOOT['thorough']} bootstrap resamples",
     }
-    options = OPTIONS
+    Options = BiasOptions
+    opts: BiasOptions
 
     def __init__(self, *, budget: str = "standard", **options: Any) -> None:
+        # The positive class is an index or a name; Python and TOML may give the index as a
+        # number.
+        wanted = options.get("positive_class")
+        if isinstance(wanted, int) and not isinstance(wanted, bool):
+            options["positive_class"] = str(wanted)
         super().__init__(budget=budget, **options)
-        validate(self.config)
-        self.n_boot = int(self.config["n_boot"] or DEFAULT_N_BOOT[budget])
-        self.alpha = 1.0 - float(self.config["confidence"])
+        self.n_boot = self.opts.n_boot
+        self.alpha = 1.0 - float(self.opts.confidence)
 
     def skip_reason(self, context) -> str | None:
         return super().skip_reason(context) or self._plan(context).skip_reason
 
     def _plan(self, context) -> measuring.Plan:
-        c = self.config
+        o = self.opts
         return measuring.plan(
             context,
-            sensitive=c["sensitive"],
-            intersections=c["intersections"],
-            proxy_slices=c["proxy_slices"],
-            quantiles=c["proxy_quantiles"],
+            sensitive=o.sensitive,
+            intersections=o.intersections,
+            proxy_slices=o.proxy_slices,
+            quantiles=o.proxy_quantiles,
         )
 
     def measure(self, context) -> BiasMeasurement | str:
@@ -122,10 +128,10 @@ class BiasProbe(Probe):
             return plan.skip_reason
         y = context.data.y.numpy()
         pred = context.clean_predictions.numpy()
-        classes = measuring.classes_of_interest(context, y, self.config["positive_class"])
+        classes = measuring.classes_of_interest(context, y, self.opts.positive_class)
         seeds = context.rng(self.name)
         settings = {
-            "min_group_size": int(self.config["min_group_size"]),
+            "min_group_size": self.opts.min_group_size,
             "n_boot": self.n_boot,
             "alpha": self.alpha,
         }
@@ -152,12 +158,16 @@ class BiasProbe(Probe):
             return ProbeResult(
                 name=self.name, status="skipped", skip_reason=measured, summary=measured
             )
-        min_size = int(self.config["min_group_size"])
-        thresholds = {k: v for k, v in self.config.items() if k.startswith("max_")}
+        min_size = self.opts.min_group_size
+        thresholds = {
+            f.name: getattr(self.opts, f.name)
+            for f in dataclasses.fields(self.opts)
+            if f.name.startswith("max_")
+        }
         judged = judging.judge(
             measured,
             thresholds={k.removeprefix("max_"): v for k, v in thresholds.items()},
-            confidence=float(self.config["confidence"]),
+            confidence=self.opts.confidence,
             min_group_size=min_size,
         )
         conf = f"{1 - self.alpha:.0%}"

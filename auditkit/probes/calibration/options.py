@@ -1,46 +1,39 @@
-"""Options of the calibration probe (interim: the old dict and its checks until auditkit.options
-lands)."""
+"""Options of the calibration probe, declared once (type, default, bounds, meaning, budget
+defaults)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
-import torch
-
-from auditkit.data.core import AuditData
-from auditkit.errors import AuditkitInputError
-
-# samples per example, examples used for uncertainty, examples per OOD set
-BUDGET = {
-    "fast": (8, 500, 256),
-    "standard": (20, 2000, 1000),
-    "thorough": (50, None, 2000),
-}
-
-OPTIONS: dict[str, Any] = {
-    "n_bins": 15,
-    "ood": None,
-    "num_samples": None,
-    "max_examples": None,
-    "ood_size": None,
-}
+from auditkit.options import option
 
 
-def validate(config: dict[str, Any]) -> None:
-    _positive_int("n_bins", config["n_bins"])
-    for key, least in (("num_samples", 2), ("max_examples", 1), ("ood_size", 2)):
-        if config[key] is not None:
-            _positive_int(key, config[key], least)
-    ood = config["ood"]
-    if ood is not None and not isinstance(ood, (str, Path, AuditData, torch.Tensor)):
-        raise AuditkitInputError(
-            f"--set calibration.ood: expected a data path, got {type(ood).__name__}"
-        )
-
-
-def _positive_int(key: str, value: Any, least: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise AuditkitInputError(
-            f"--set calibration.{key}={value!r}: expected an integer ≥ {least}"
-        )
+@dataclass(frozen=True)
+class CalibrationOptions:
+    n_bins: int = option(
+        15, "equal-width (and equal-mass) confidence bins for ECE; 15 as in Guo et al.", minimum=1
+    )
+    # Not ``path=True``: a data spec may also be an image folder or a built-in data set's name.
+    ood: str | None = option(
+        None,
+        "your out-of-distribution set: a data spec (.npz/.pt, image folder, CSV, built-in name), "
+        "or from Python an AuditData or input tensor (none: generated noise sets)",
+    )
+    num_samples: int = option(
+        20,
+        "uncertainty samples per example (MC dropout, random passes or test-time augmentation)",
+        minimum=2,
+        budgets={"fast": 8, "standard": 20, "thorough": 50},
+    )
+    max_examples: int | None = option(
+        2000,
+        "evaluation examples that get uncertainty samples (none: all of them)",
+        minimum=1,
+        budgets={"fast": 500, "standard": 2000, "thorough": None},
+    )
+    ood_size: int = option(
+        1000,
+        "examples per OOD set",
+        minimum=2,
+        budgets={"fast": 256, "standard": 1000, "thorough": 2000},
+    )

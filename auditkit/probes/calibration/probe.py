@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+import torch
+
+from auditkit.data.core import AuditData
 from auditkit.probes.base import MetricSpec, Probe
 from auditkit.probes.calibration import judge as judging
 from auditkit.probes.calibration import present
 from auditkit.probes.calibration.measure import CalibrationMeasurement, measure
-from auditkit.probes.calibration.options import BUDGET, OPTIONS, validate
+from auditkit.probes.calibration.options import CalibrationOptions
 from auditkit.results import ProbeResult
 
 
@@ -16,13 +20,7 @@ class CalibrationProbe(Probe):
     """Calibration (ECE, MCE, Brier, NLL, temperature scaling), uncertainty decomposition,
     max-softmax OOD detection and selective prediction.
 
-    Options:
-        n_bins: equal-width (and equal-mass) bins for ECE; 15 as in Guo et al.
-        ood: the user's OOD set (data path, ``AuditData`` or input tensor). When ``None``,
-            generated sets are used: uniform noise, Gaussian noise, pixel-shuffled images (for
-            tables: feature-wise noise and shuffled columns).
-        num_samples, max_examples, ood_size: override the budget's uncertainty samples per
-            example, examples that get them, and examples per OOD set.
+    Options are declared in ``CalibrationOptions`` (``auditkit probes --verbose`` lists them).
 
     Example:
         >>> result = CalibrationProbe(budget="fast").run(build_context(adapter, data))
@@ -92,24 +90,26 @@ class CalibrationProbe(Probe):
         "standard": "20 uncertainty samples on up to 2,000 examples; 1,000 per OOD set",
         "thorough": "50 uncertainty samples on every evaluation example; 2,000 per OOD set",
     }
-    options = OPTIONS
+    Options = CalibrationOptions
+    opts: CalibrationOptions
 
     def __init__(self, *, budget: str = "standard", **options: Any) -> None:
-        super().__init__(budget=budget, **options)
-        validate(self.config)
-        samples, examples, ood_size = BUDGET[self.budget]
-        self.num_samples = int(self.config["num_samples"] or samples)
-        self.max_examples = self.config["max_examples"] or examples
-        self.ood_size = int(self.config["ood_size"] or ood_size)
+        # From Python the OOD set may be a data object; the schema parses text (a data spec).
+        data = options.get("ood")
+        given = isinstance(data, (AuditData, torch.Tensor))
+        super().__init__(budget=budget, **({**options, "ood": None} if given else options))
+        if given:
+            self.opts = dataclasses.replace(self.opts, ood=data)
 
     def measure(self, context) -> CalibrationMeasurement:
+        o = self.opts
         return measure(
             context,
-            n_bins=int(self.config["n_bins"]),
-            num_samples=self.num_samples,
-            max_examples=self.max_examples,
-            ood_size=self.ood_size,
-            ood=self.config["ood"],
+            n_bins=o.n_bins,
+            num_samples=o.num_samples,
+            max_examples=o.max_examples,
+            ood_size=o.ood_size,
+            ood=o.ood,
         )
 
     def run(self, context) -> ProbeResult:

@@ -1,7 +1,10 @@
-"""Options of the performance probe: none (interim dict until auditkit.options lands)."""
+"""Options of the performance probe: none; it reads the shared clean predictions."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
-OPTIONS: dict[str, Any] = {}
+
+@dataclass(frozen=True)
+class PerformanceOptions:
+    """Nothing to set: the same work at every budget."""

@@ -6,7 +6,7 @@ from auditkit.probes.base import MetricSpec, Probe
 from auditkit.probes.performance import judge as judging
 from auditkit.probes.performance import present
 from auditkit.probes.performance.measure import measure
-from auditkit.probes.performance.options import OPTIONS
+from auditkit.probes.performance.options import PerformanceOptions
 from auditkit.results import ProbeResult
 
 
@@ -26,7 +26,7 @@ class PerformanceProbe(Probe):
         level: "same work at every budget: one shared clean pass"
         for level in ("fast", "standard", "thorough")
     }
-    options = OPTIONS
+    Options = PerformanceOptions
 
     def run(self, context) -> ProbeResult:
         measured = measure(context)
