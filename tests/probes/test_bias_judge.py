@@ -8,20 +8,16 @@ demographic.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from auditkit.probes.bias import PROXY_NOTE
 from auditkit.probes.bias.judge import disparity, judge
-from auditkit.probes.bias.measure import PROXY_NOTE, BiasMeasurement
+from auditkit.probes.bias.measure import BiasMeasurement
 from auditkit.probes.bias.options import BiasOptions
 
-DEFAULTS = BiasOptions()
-THRESHOLDS = {
-    "accuracy_difference": DEFAULTS.max_accuracy_difference,
-    "equalized_odds_difference": DEFAULTS.max_equalized_odds_difference,
-    "demographic_parity_difference": DEFAULTS.max_demographic_parity_difference,
-    "robust_accuracy_difference": DEFAULTS.max_robust_accuracy_difference,
-    "ece_difference": DEFAULTS.max_ece_difference,
-}
+DEFAULTS = BiasOptions()  # max_accuracy_difference 0.05, min_group_size 30, confidence 0.95
 DEMOGRAPHIC = (
     "worst_group_accuracy",
     "accuracy_difference",
@@ -80,7 +76,7 @@ def _slicing(name: str, groups: dict[str, tuple[int, float, float]], *, kind="se
     }
 
 
-def _measurement(*slicings: dict, problems=()) -> BiasMeasurement:
+def _measurement(*slicings: dict, problems=(), **options) -> BiasMeasurement:
     sensitive = [s["name"] for s in slicings if s["kind"] == "sensitive"]
     return BiasMeasurement(
         slicings=list(slicings),
@@ -89,17 +85,8 @@ def _measurement(*slicings: dict, problems=()) -> BiasMeasurement:
         classes=[1],
         class_names=["0", "1"],
         overall_accuracy=0.8,
-        n_boot=100,
+        opts=dataclasses.replace(DEFAULTS, **options),
         cross_probe_problems=list(problems),
-    )
-
-
-def _judge(measured: BiasMeasurement, **thresholds):
-    return judge(
-        measured,
-        thresholds={**THRESHOLDS, **thresholds},
-        confidence=DEFAULTS.confidence,
-        min_group_size=DEFAULTS.min_group_size,
     )
 
 
@@ -109,12 +96,12 @@ def _checks(judged) -> dict[str, str]:
 
 # --- sensitive columns ------------------------------------------------------------------------
 def test_a_planted_gap_with_tight_intervals_fails():
-    judged = _judge(_measurement(_slicing("sex", {"F": (500, 0.70, 0.01), "M": (500, 0.90, 0.01)})))
+    judged = judge(_measurement(_slicing("sex", {"F": (500, 0.70, 0.01), "M": (500, 0.90, 0.01)})))
     assert judged.status == "failed"
     assert _checks(judged)["accuracy_difference[sex]"] == "failed"
     d = judged.reports[0]["disparities"]["accuracy_difference"]
     assert d["value"] == pytest.approx(0.20) and d["lower_group"] == "F"
-    assert d["significant"] and d["exceeds"] and d["ci"][0] > THRESHOLDS["accuracy_difference"]
+    assert d["significant"] and d["exceeds"] and d["ci"][0] > DEFAULTS.max_accuracy_difference
     assert judged.metrics["accuracy_difference"] == pytest.approx(0.20)
     assert judged.metrics["worst_group_accuracy"] == 0.70
     critical = [f for f in judged.findings if f.severity == "critical"]
@@ -124,7 +111,7 @@ def test_a_planted_gap_with_tight_intervals_fails():
 
 def test_overlapping_intervals_pass_with_an_info_finding_not_a_failure():
     # The same 20-point gap measured on few examples: the interval includes 0.
-    judged = _judge(_measurement(_slicing("sex", {"F": (40, 0.70, 0.15), "M": (40, 0.90, 0.15)})))
+    judged = judge(_measurement(_slicing("sex", {"F": (40, 0.70, 0.15), "M": (40, 0.90, 0.15)})))
     d = judged.reports[0]["disparities"]["accuracy_difference"]
     assert d["ci"][0] < 0 < d["ci"][1] and not d["significant"]
     assert judged.status == "passed"
@@ -135,7 +122,7 @@ def test_overlapping_intervals_pass_with_an_info_finding_not_a_failure():
 
 def test_a_gap_above_the_threshold_only_at_its_point_estimate_is_not_conclusive():
     # gap 0.08 > 0.05, interval ≈ 0.08 ± 0.055: excludes 0 but reaches below the threshold
-    judged = _judge(_measurement(_slicing("sex", {"F": (300, 0.82, 0.02), "M": (300, 0.90, 0.02)})))
+    judged = judge(_measurement(_slicing("sex", {"F": (300, 0.82, 0.02), "M": (300, 0.90, 0.02)})))
     d = judged.reports[0]["disparities"]["accuracy_difference"]
     assert d["significant"] and d["above_threshold"] and not d["exceeds"]
     assert judged.status == "passed"
@@ -144,7 +131,7 @@ def test_a_gap_above_the_threshold_only_at_its_point_estimate_is_not_conclusive(
 
 def test_small_groups_warn_and_are_never_ranked():
     # The tiny group is far worse, but 8 examples cannot be ranked: a warning, never a failure.
-    judged = _judge(_measurement(_slicing("site", {"A": (500, 0.90, 0.01), "B": (8, 0.25, 0.15)})))
+    judged = judge(_measurement(_slicing("site", {"A": (500, 0.90, 0.01), "B": (8, 0.25, 0.15)})))
     assert judged.status == "warned"
     assert _checks(judged)["min_group_size"] == "warned"
     assert "accuracy_difference" not in judged.reports[0]["disparities"]
@@ -155,9 +142,11 @@ def test_small_groups_warn_and_are_never_ranked():
 
 
 def test_no_threshold_reports_without_judging():
-    judged = _judge(
-        _measurement(_slicing("sex", {"F": (500, 0.50, 0.01), "M": (500, 0.95, 0.01)})),
-        accuracy_difference=None,
+    judged = judge(
+        _measurement(
+            _slicing("sex", {"F": (500, 0.50, 0.01), "M": (500, 0.95, 0.01)}),
+            max_accuracy_difference=None,
+        )
     )
     d = judged.reports[0]["disparities"]["accuracy_difference"]
     assert d["significant"] and d["threshold"] is None and not d["exceeds"]
@@ -177,7 +166,7 @@ def test_cross_probe_gaps_warn_but_never_fail():
         "robust_accuracy": {"probe": "adversarial", "examples": 1000, "worst_group": "F",
                             "worst_value": 0.20, "eps": 0.1}
     }
-    judged = _judge(_measurement(s))
+    judged = judge(_measurement(s))
     assert _checks(judged)["robust_accuracy_difference[sex]"] == "warned"
     assert judged.status == "warned"
     assert judged.metrics["worst_group_robust_accuracy"] == 0.20
@@ -189,7 +178,7 @@ def test_unusable_results_of_another_probe_warn():
         _slicing("sex", {"F": (500, 0.89, 0.01), "M": (500, 0.90, 0.01)}),
         problems=[("calibration", "ece", "no 'indices'")],
     )
-    judged = _judge(measured)
+    judged = judge(measured)
     assert _checks(judged)["ece_per_group"] == "warned"
     assert "no 'indices'" in next(c.detail for c in judged.checks if c.name == "ece_per_group")
 
@@ -201,7 +190,7 @@ def test_proxy_slices_never_produce_demographic_metrics_and_never_fail():
         {"dim": (400, 0.60, 0.01), "bright": (400, 0.95, 0.01)},
         kind="proxy",
     )
-    judged = _judge(_measurement(gap))
+    judged = judge(_measurement(gap))
     assert judged.proxy_only
     assert all(judged.metrics[name] is None for name in DEMOGRAPHIC)
     assert judged.metrics["proxy_accuracy_difference"] == pytest.approx(0.35)
@@ -216,7 +205,7 @@ def test_proxy_slices_never_produce_demographic_metrics_and_never_fail():
 
 
 def test_sensitive_and_proxy_numbers_stay_apart():
-    judged = _judge(
+    judged = judge(
         _measurement(
             _slicing("sex", {"F": (500, 0.88, 0.01), "M": (500, 0.90, 0.01)}),
             _slicing("class (proxy)", {"class 0": (400, 0.5, 0.01), "class 1": (400, 0.99, 0.01)},

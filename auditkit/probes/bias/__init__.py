@@ -52,7 +52,7 @@ metrics from the measurement alone), ``present`` (summary, figures, details) and
 class that wires them).
 """
 
-from auditkit.probes.bias.measure import PROXY_NOTE
+from auditkit.probes.bias._slicing import PROXY_NOTE
 from auditkit.probes.bias.probe import BiasProbe
 
 __all__ = ["PROXY_NOTE", "BiasProbe"]

@@ -9,12 +9,14 @@ cross-probe gaps warn instead (see the package notes).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
-from auditkit.probes.bias.measure import PROXY_NOTE, BiasMeasurement
+from auditkit.probes.bias._slicing import PROXY_NOTE
+from auditkit.probes.bias.measure import BiasMeasurement
 from auditkit.results import Check, Finding
 
 RATE_LABELS = {
@@ -41,9 +43,9 @@ PROXY_NAMES = {
 }
 
 
-@dataclass
-class BiasJudgement:
-    """What the judge decided: per-slicing reports (measurement + disparities), the probe's
+@dataclass(frozen=True)
+class Judgement:
+    """What the measurement means: per-slicing reports (measurement + disparities), the probe's
     metrics, checks, findings (most severe first) and status."""
 
     reports: list[dict[str, Any]]
@@ -54,29 +56,36 @@ class BiasJudgement:
     proxy_only: bool
 
 
-def judge(
-    measured: BiasMeasurement,
-    *,
-    thresholds: dict[str, float | None],
-    confidence: float,
-    min_group_size: int,
-) -> BiasJudgement:
-    """Judge ``measured``. ``thresholds``: disparity key (``accuracy_difference`` …) → largest
-    acceptable gap, or None to report without judging."""
-    alpha = 1.0 - float(confidence)
-    conf = f"{1 - alpha:.0%}"
-    names = measured.class_names
-    reports = [_judged(m, thresholds, alpha) for m in measured.slicings]
-    proxy_only = all(r["kind"] == "proxy" for r in reports)
+def thresholds(opts) -> dict[str, float | None]:
+    """Disparity key (``accuracy_difference`` …) → largest acceptable gap (None: report only);
+    the options name them ``max_<key>``."""
+    return {
+        f.name.removeprefix("max_"): getattr(opts, f.name)
+        for f in dataclasses.fields(opts)
+        if f.name.startswith("max_")
+    }
 
-    checks = column_checks(measured.columns, measured.single_group_columns)
+
+def judge(m: BiasMeasurement) -> Judgement:
+    """Disparities, checks, findings, metrics and status of ``m``, with the thresholds,
+    confidence and minimum group size of the options it was measured with."""
+    opts = m.opts
+    alpha = 1.0 - float(opts.confidence)
+    conf = f"{1 - alpha:.0%}"
+    names = m.class_names
+    limits = thresholds(opts)
+    reports = [_judged(s, limits, alpha) for s in m.slicings]
+    proxy_only = all(r["kind"] == "proxy" for r in reports)
+    min_group_size = opts.min_group_size
+
+    checks = column_checks(m.columns, m.single_group_columns)
     checks += [
         Check(
             f"{measure}_per_group",
             "warned",
             f"{probe} results unusable ({reason}); {measure} per group skipped",
         )
-        for probe, measure, reason in measured.cross_probe_problems
+        for probe, measure, reason in m.cross_probe_problems
     ]
     findings: list[Finding] = []
     for r in reports:
@@ -137,8 +146,8 @@ def judge(
     findings.sort(key=lambda f: severity[f.severity])
     statuses = {c.status for c in checks}
     status = "failed" if "failed" in statuses else "warned" if "warned" in statuses else "passed"
-    return BiasJudgement(
-        reports, metrics(measured.overall_accuracy, reports), checks, findings, status, proxy_only
+    return Judgement(
+        reports, metrics(m.overall_accuracy, reports), checks, findings, status, proxy_only
     )
 
 
@@ -177,7 +186,7 @@ def column_checks(columns: list[str], single_group_columns: dict[str, str]) -> l
     return checks
 
 
-def _judged(measured: dict[str, Any], thresholds, alpha: float) -> dict[str, Any]:
+def _judged(measured: dict[str, Any], limits, alpha: float) -> dict[str, Any]:
     """A slicing's report: its measurement with ``comparisons`` turned into ``disparities``."""
     report = {}
     for key, value in measured.items():
@@ -190,7 +199,7 @@ def _judged(measured: dict[str, Any], thresholds, alpha: float) -> dict[str, Any
                 c["standard_errors"],
                 comparisons=_pairs(len(c["values"])) * c["per_pair"],
                 measure=c["measure"],
-                threshold=thresholds.get(name),
+                threshold=limits.get(name),
                 alpha=alpha,
                 positive=c["positive_class"],
             )

@@ -17,50 +17,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from auditkit.errors import AuditkitInputError
 from auditkit.functional.fairness import (
     RATE_FUNCTIONS,
     accuracy,
     calibration_error,
-    image_statistics,
     mean_of,
-    quantile_slices,
     rate_metrics,
 )
+from auditkit.probes.bias._slicing import (
+    Slicing,
+    class_names,
+    classes_of_interest,
+    group_label,
+    plan,
+)
+from auditkit.probes.bias.options import BiasOptions
 
-PROXY_NOTE = "proxy slice, not a demographic"
-SINGLE_GROUP = (
-    "every sensitive column has a single group ({columns}); a bias audit compares at least two "
-    "groups: pass a column with two or more values"
-)
-NO_COLUMNS = (
-    "the data has no sensitive columns and proxy_slices is 'never'; pass group columns "
-    "(--sensitive, or group arrays in .npz/.pt) to audit groups"
-)
 _SD_LOW, _SD_HIGH = 0.15865525393145707, 0.8413447460685429  # ±1 standard deviation
 
 
-@dataclass
-class Slicing:
-    """One way of cutting the audit data into groups (a column, an intersection, a proxy)."""
-
-    name: str
-    kind: str  # "sensitive" | "proxy"
-    frame: pd.DataFrame
-    definition: str
-    rates: bool = True  # False when slicing by the true label makes rates meaningless
-    order: list[str] | None = None
-    members: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-@dataclass
-class Plan:
-    """What the audit will slice: the slicings, the columns behind them, or why it cannot run."""
-
-    slicings: list[Slicing]
-    columns: list[str]  # sensitive columns audited
-    single_group_columns: dict[str, str]  # ignored columns → their only value
-    skip_reason: str | None = None
+class NothingToCompare(Exception):
+    """The data offers no two groups to compare; the message says why (the probe is skipped)."""
 
 
 @dataclass
@@ -68,8 +45,10 @@ class BiasMeasurement:
     """Everything measured, as plain data; ``judge.judge`` reads nothing else.
 
     ``slicings``: one dict per slicing (``measure_slicing``), with ``cross_probe`` per-group
-    numbers added by ``measure_cross_probe``. ``cross_probe_problems``: ``(probe, measure,
-    reason)`` for other probes' results that could not be used.
+    numbers added by ``measure_cross_probe``. ``columns``: the sensitive columns audited (empty:
+    proxy slices only); ``single_group_columns``: ignored columns and their only value.
+    ``cross_probe_problems``: ``(probe, measure, reason)`` for other probes' results that could
+    not be used. ``opts``: the options it was measured with (the judge reads the thresholds).
     """
 
     slicings: list[dict[str, Any]]
@@ -78,122 +57,37 @@ class BiasMeasurement:
     classes: list[int]
     class_names: list[str]
     overall_accuracy: float | None
-    n_boot: int
+    opts: BiasOptions = field(default_factory=BiasOptions)
     cross_probe_problems: list[tuple[str, str, str]] = field(default_factory=list)
 
 
-# --- planning -------------------------------------------------------------------------------
-def plan(context, *, sensitive, intersections: bool, proxy_slices: str, quantiles: int) -> Plan:
-    """The slicings to audit and the group columns behind them (or the reason to skip)."""
-    data = context.data
-    wanted = list(sensitive or data.groups)
-    missing = [c for c in wanted if c not in data.groups]
-    if missing:
-        raise AuditkitInputError(
-            f"--set bias.sensitive: no column {', '.join(missing)} in the data "
-            f"(it has: {', '.join(data.groups) or 'no sensitive columns'})"
-        )
-    columns = {c: np.asarray(data.groups[c]).astype(str) for c in wanted}
-    usable = [c for c in wanted if len(np.unique(columns[c])) >= 2]
-    single = {c: str(columns[c][0]) for c in wanted if c not in usable}
-    if single and not usable:
-        described = ", ".join(f"{c}: {v}" for c, v in single.items())
-        return Plan([], [], {}, SINGLE_GROUP.format(columns=described))
-    slicings = [
-        Slicing(c, "sensitive", _categorical({c: columns[c]}), f"sensitive column {c}")
-        for c in usable
-    ]
-    if len(usable) > 1 and intersections:
-        slicings.append(
-            Slicing(
-                " × ".join(usable),
-                "sensitive",
-                _categorical({c: columns[c] for c in usable}),
-                f"intersections of {', '.join(usable)}",
-            )
-        )
-    if not usable and proxy_slices == "never":
-        return Plan([], [], {}, NO_COLUMNS)
-    if not usable or proxy_slices == "always":
-        slicings.extend(proxy_slicings(context, quantiles))
-    if not slicings:
-        return Plan([], usable, single, "no slicing has two or more groups to compare")
-    for s in slicings:
-        s.members = _members(s.frame, s.kind)
-    return Plan(slicings, usable, single)
-
-
-def proxy_slicings(context, quantiles: int) -> list[Slicing]:
-    """True class, and image brightness / contrast / ink-coverage quantiles — proxies only."""
-    data = context.data
-    names = class_names(context)
-    y = data.y.numpy()
-    out: list[Slicing] = []
-    present = np.unique(y)
-    if len(present) >= 2:
-        labels = np.array([f"class {names[int(v)]}" for v in y], dtype=object)
-        present_order = [f"class {names[int(v)]}" for v in present]
-        out.append(
-            Slicing(
-                "class (proxy)",
-                "proxy",
-                _categorical({"class (proxy)": labels}, present_order),
-                f"true class of the example — {PROXY_NOTE}",
-                rates=False,
-                order=present_order,
-            )
-        )
-    if data.modality == "image" and data.x.dim() >= 3:
-        stats = image_statistics(data.x, data.input_range)
-        explain = {
-            "brightness": "mean pixel value",
-            "contrast": "standard deviation of pixel values",
-            "ink_coverage": "fraction of pixels brighter than the middle of the input range",
-        }
-        for stat, values in stats.items():
-            labels, order = quantile_slices(values, int(quantiles), stat.replace("_", " "))
-            if len(order) < 2:
-                continue
-            title = f"{stat.replace('_', ' ')} (proxy)"
-            out.append(
-                Slicing(
-                    title,
-                    "proxy",
-                    _categorical({title: labels}, order),
-                    f"{explain[stat]}, cut at quantiles — {PROXY_NOTE}",
-                    order=order,
-                )
-            )
-    return out
-
-
-def classes_of_interest(context, y: np.ndarray, positive_class) -> list[int]:
-    """The positive class (index or name), 1 for binary tasks, else every class present."""
-    k = context.adapter.num_classes
-    names = class_names(context)
-    if positive_class is not None:
-        if isinstance(positive_class, str) and not positive_class.lstrip("-").isdigit():
-            if positive_class not in names:
-                raise AuditkitInputError(
-                    f"--set bias.positive_class={positive_class}: no such class "
-                    f"(classes: {', '.join(names)})"
-                )
-            return [names.index(positive_class)]
-        index = int(positive_class)
-        if not 0 <= index < k:
-            raise AuditkitInputError(
-                f"--set bias.positive_class={positive_class}: must be a class index in 0..{k - 1}"
-            )
-        return [index]
-    if k == 2:
-        return [1]
-    return [int(c) for c in np.unique(y)]
-
-
-def class_names(context) -> list[str]:
-    names = context.data.class_names
-    k = context.adapter.num_classes
-    return list(names) if names and len(names) >= k else [str(i) for i in range(k)]
+def measure(context, opts: BiasOptions, budget: str) -> BiasMeasurement:
+    """Per-group numbers of every slicing on the shared clean predictions (``opts.n_boot``
+    already follows the budget). Raises ``NothingToCompare`` when there is nothing to slice."""
+    planned = plan(context, opts)
+    if planned.skip_reason:
+        raise NothingToCompare(planned.skip_reason)
+    y = context.data.y.numpy()
+    pred = context.clean_predictions.numpy()
+    classes = classes_of_interest(context, y, opts.positive_class)
+    seeds = context.rng("bias")
+    settings = {
+        "min_group_size": opts.min_group_size,
+        "n_boot": opts.n_boot,
+        "alpha": 1.0 - float(opts.confidence),
+    }
+    slicings = [measure_slicing(s, y, pred, classes, seeds, **settings) for s in planned.slicings]
+    problems = measure_cross_probe(context, planned.slicings, slicings, seeds, **settings)
+    return BiasMeasurement(
+        slicings=slicings,
+        columns=planned.columns,
+        single_group_columns=planned.single_group_columns,
+        classes=classes,
+        class_names=class_names(context),
+        overall_accuracy=accuracy(y, pred),
+        opts=opts,
+        cross_probe_problems=problems,
+    )
 
 
 # --- measuring ------------------------------------------------------------------------------
@@ -426,17 +320,6 @@ def measure_cross_probe(
 
 
 # --- helpers --------------------------------------------------------------------------------
-def _categorical(columns: dict[str, np.ndarray], order: list[str] | None = None) -> pd.DataFrame:
-    """Group columns as categoricals: MetricFrame groups them faster than strings, and the
-    category order is the display order (class index, quantile rank)."""
-    return pd.DataFrame(
-        {
-            name: pd.Categorical(values, categories=order or sorted(set(values.tolist())))
-            for name, values in columns.items()
-        }
-    )
-
-
 def _ratio(values: pd.Series) -> float | None:
     values = values.dropna()
     if len(values) < 2 or float(values.max()) <= 0:
@@ -467,29 +350,11 @@ def _ci(low, high) -> list[float | None]:
     return [_num(low), _num(high)]
 
 
-def _label(key, columns: list[str], kind: str) -> str:
-    key = key if isinstance(key, tuple) else (key,)
-    if kind == "proxy":
-        return ", ".join(str(k) for k in key)
-    return ", ".join(f"{c}={k}" for c, k in zip(columns, key, strict=True))
-
-
-def _members(frame: pd.DataFrame, kind: str) -> dict[str, np.ndarray]:
-    """Boolean membership mask of every non-empty group of a slicing, by label."""
-    columns = list(frame.columns)
-    out: dict[str, np.ndarray] = {}
-    for key, rows in frame.groupby(columns, observed=True).indices.items():
-        mask = np.zeros(len(frame), dtype=bool)
-        mask[rows] = True
-        out[_label(key, columns, kind)] = mask
-    return out
-
-
 def _relabel(table: pd.DataFrame, s: Slicing, present: dict[str, np.ndarray]) -> pd.DataFrame:
     """MetricFrame rows relabelled ``col=value, …``, empty intersections dropped, proxy slices in
     their natural order (class index, quantile rank)."""
     table = table.copy()
-    table.index = [_label(k, list(s.frame.columns), s.kind) for k in table.index]
+    table.index = [group_label(k, list(s.frame.columns), s.kind) for k in table.index]
     keep = [g for g in (s.order or table.index) if g in present and g in table.index]
     return table.loc[keep]
 

@@ -4,12 +4,34 @@ from __future__ import annotations
 
 from typing import Any
 
-from auditkit.probes.bias.judge import RATE_LABELS
-from auditkit.probes.bias.measure import PROXY_NOTE
+from auditkit.probes.bias._slicing import PROXY_NOTE
+from auditkit.probes.bias.judge import RATE_LABELS, Judgement, thresholds
+from auditkit.probes.bias.measure import BiasMeasurement
+from auditkit.results import ProbeResult
 
 
-def headline(proxy_only: bool) -> str:
-    return "proxy_worst_slice_accuracy" if proxy_only else "worst_group_accuracy"
+def present(name: str, m: BiasMeasurement, j: Judgement) -> ProbeResult:
+    """The probe's result: metrics and checks from the judge, words and pictures from here."""
+    opts = m.opts
+    conf = f"{1 - (1.0 - float(opts.confidence)):.0%}"  # as the judge's 1 − α
+    return ProbeResult(
+        name=name,
+        status=j.status,
+        metrics=j.metrics,
+        checks=j.checks,
+        summary=summary(j.reports, j.proxy_only, opts.min_group_size),
+        headline="proxy_worst_slice_accuracy" if j.proxy_only else "worst_group_accuracy",
+        findings=j.findings,
+        figures=figures(
+            j.reports,
+            j.metrics["overall_accuracy"],
+            m.class_names,
+            conf,
+            opts.n_boot,
+            opts.min_group_size,
+        ),
+        details=details(j.reports, m, proxy_only=j.proxy_only),
+    )
 
 
 def summary(reports: list[dict[str, Any]], proxy_only: bool, min_size: int) -> str:
@@ -33,10 +55,11 @@ def summary(reports: list[dict[str, Any]], proxy_only: bool, min_size: int) -> s
     )
 
 
-def details(
-    reports, *, proxy_only, names, classes, n_boot, confidence, min_size, thresholds
-) -> dict[str, Any]:
+def details(reports, m: BiasMeasurement, *, proxy_only: bool) -> dict[str, Any]:
     """How the groups were cut and measured, and every slicing's report."""
+    opts, names = m.opts, m.class_names
+    n_boot, classes = opts.n_boot, m.classes
+    alpha = 1.0 - float(opts.confidence)
     return {
         "slice_kind": "proxy" if proxy_only else "sensitive",
         "note": (
@@ -48,9 +71,9 @@ def details(
         "positive_class": names[classes[0]] if len(classes) == 1 else None,
         "settings": {
             "n_boot": n_boot,
-            "confidence": confidence,
-            "min_group_size": min_size,
-            "thresholds": thresholds,
+            "confidence": 1 - alpha,
+            "min_group_size": opts.min_group_size,
+            "thresholds": {f"max_{k}": v for k, v in thresholds(opts).items()},
         },
         "interval_method": (
             "per-group intervals: fairlearn MetricFrame bootstrap quantiles "

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
-from auditkit.functional.fairness import accuracy
 from auditkit.probes.base import MetricSpec, Probe
-from auditkit.probes.bias import judge as judging
-from auditkit.probes.bias import measure as measuring
-from auditkit.probes.bias import present
-from auditkit.probes.bias.measure import PROXY_NOTE, BiasMeasurement
+from auditkit.probes.bias._slicing import PROXY_NOTE, plan
+from auditkit.probes.bias.judge import judge
+from auditkit.probes.bias.measure import NothingToCompare, measure
 from auditkit.probes.bias.options import N_BOOT, BiasOptions
+from auditkit.probes.bias.present import present
 from auditkit.results import ProbeResult
 
 
@@ -105,97 +103,14 @@ class BiasProbe(Probe):
         if isinstance(wanted, int) and not isinstance(wanted, bool):
             options["positive_class"] = str(wanted)
         super().__init__(budget=budget, **options)
-        self.n_boot = self.opts.n_boot
-        self.alpha = 1.0 - float(self.opts.confidence)
 
     def skip_reason(self, context) -> str | None:
-        return super().skip_reason(context) or self._plan(context).skip_reason
-
-    def _plan(self, context) -> measuring.Plan:
-        o = self.opts
-        return measuring.plan(
-            context,
-            sensitive=o.sensitive,
-            intersections=o.intersections,
-            proxy_slices=o.proxy_slices,
-            quantiles=o.proxy_quantiles,
-        )
-
-    def measure(self, context) -> BiasMeasurement | str:
-        """Everything the judge needs, or why there is nothing to measure."""
-        plan = self._plan(context)
-        if plan.skip_reason:
-            return plan.skip_reason
-        y = context.data.y.numpy()
-        pred = context.clean_predictions.numpy()
-        classes = measuring.classes_of_interest(context, y, self.opts.positive_class)
-        seeds = context.rng(self.name)
-        settings = {
-            "min_group_size": self.opts.min_group_size,
-            "n_boot": self.n_boot,
-            "alpha": self.alpha,
-        }
-        slicings = [
-            measuring.measure_slicing(s, y, pred, classes, seeds, **settings) for s in plan.slicings
-        ]
-        problems = measuring.measure_cross_probe(
-            context, plan.slicings, slicings, seeds, **settings
-        )
-        return BiasMeasurement(
-            slicings=slicings,
-            columns=plan.columns,
-            single_group_columns=plan.single_group_columns,
-            classes=classes,
-            class_names=measuring.class_names(context),
-            overall_accuracy=accuracy(y, pred),
-            n_boot=self.n_boot,
-            cross_probe_problems=problems,
-        )
+        return super().skip_reason(context) or plan(context, self.opts).skip_reason
 
     def run(self, context) -> ProbeResult:
-        measured = self.measure(context)
-        if isinstance(measured, str):
-            return ProbeResult(
-                name=self.name, status="skipped", skip_reason=measured, summary=measured
-            )
-        min_size = self.opts.min_group_size
-        thresholds = {
-            f.name: getattr(self.opts, f.name)
-            for f in dataclasses.fields(self.opts)
-            if f.name.startswith("max_")
-        }
-        judged = judging.judge(
-            measured,
-            thresholds={k.removeprefix("max_"): v for k, v in thresholds.items()},
-            confidence=self.opts.confidence,
-            min_group_size=min_size,
-        )
-        conf = f"{1 - self.alpha:.0%}"
-        names = measured.class_names
-        return ProbeResult(
-            name=self.name,
-            status=judged.status,
-            metrics=judged.metrics,
-            checks=judged.checks,
-            summary=present.summary(judged.reports, judged.proxy_only, min_size),
-            headline=present.headline(judged.proxy_only),
-            findings=judged.findings,
-            figures=present.figures(
-                judged.reports,
-                judged.metrics["overall_accuracy"],
-                names,
-                conf,
-                self.n_boot,
-                min_size,
-            ),
-            details=present.details(
-                judged.reports,
-                proxy_only=judged.proxy_only,
-                names=names,
-                classes=measured.classes,
-                n_boot=self.n_boot,
-                confidence=1 - self.alpha,
-                min_size=min_size,
-                thresholds=thresholds,
-            ),
-        )
+        try:
+            measured = measure(context, self.opts, self.budget)
+        except NothingToCompare as exc:
+            reason = str(exc)
+            return ProbeResult(name=self.name, status="skipped", skip_reason=reason, summary=reason)
+        return present(self.name, measured, judge(measured))

@@ -27,9 +27,9 @@ OOD_WARNING = 0.9
 NLL_TOLERANCE = 0.01
 
 
-@dataclass
-class CalibrationJudgement:
-    """``reason``: why no temperature is usable (None when one is); ``transfers``: whether the
+@dataclass(frozen=True)
+class Judgement:
+    """What the measurement means: metrics, checks, findings, status. ``reason``: why no temperature is usable (None when one is); ``transfers``: whether the
     fitted temperature lowers held-out NLL (within ``NLL_TOLERANCE``)."""
 
     metrics: dict[str, float | None]
@@ -40,7 +40,7 @@ class CalibrationJudgement:
     transfers: bool
 
 
-def judge(m: CalibrationMeasurement) -> CalibrationJudgement:
+def judge(m: CalibrationMeasurement) -> Judgement:
     """``warned`` when a check warns or a finding is more than information, else ``passed``."""
     checks: list[Check] = []
     fit, before, after = m.fit, m.before, m.after
@@ -110,7 +110,7 @@ def judge(m: CalibrationMeasurement) -> CalibrationJudgement:
         or any(f.severity != "info" for f in found)
         else "passed"
     )
-    return CalibrationJudgement(metrics(m), checks, found, status, reason, transfers)
+    return Judgement(metrics(m), checks, found, status, reason, transfers)
 
 
 def unusable_reason(m: CalibrationMeasurement) -> str | None:

@@ -33,6 +33,7 @@ from auditkit.functional.calibration import (
     softmax,
 )
 from auditkit.functional.uncertainty import UncertaintyAccumulator, decompose_uncertainty
+from auditkit.probes.calibration.options import CalibrationOptions
 
 # Fewer calibration examples than this: no temperature is fitted.
 MIN_CALIBRATION_EXAMPLES = 10
@@ -75,11 +76,10 @@ class CalibrationMeasurement:
     ood: dict[str, Any]
 
 
-def measure(
-    context, *, n_bins: int, num_samples: int, max_examples: int | None, ood_size: int, ood
-) -> CalibrationMeasurement:
-    """Measure the model in ``context``; leaves per-example confidences in
-    ``context.artifacts["calibration"]`` for the bias probe."""
+def measure(context, opts: CalibrationOptions, budget: str) -> CalibrationMeasurement:
+    """Measure the model in ``context`` (``opts`` carries the budget's sample sizes); leaves
+    per-example confidences in ``context.artifacts["calibration"]`` for the bias probe."""
+    n_bins = opts.n_bins
     data = context.data
     cal, ev = context.splits["calibration"], context.splits["evaluation"]
     if len(ev) == 0:
@@ -109,7 +109,7 @@ def measure(
                 logits / fit.temperature
             ).max(axis=1)
     rc = risk_coverage(confidence[ev], correct[ev])
-    uncertainty = measure_uncertainty(context, ev, num_samples, max_examples)
+    uncertainty = measure_uncertainty(context, ev, opts.num_samples, opts.max_examples)
     return CalibrationMeasurement(
         n_bins=n_bins,
         n_calibration=int(len(cal)),
@@ -121,7 +121,7 @@ def measure(
         risk=rc,
         confidence_auroc=nan_to_none(binary_auroc(-confidence[ev], ~correct[ev])),
         uncertainty=uncertainty,
-        ood=measure_ood(context, confidence, ood, ood_size),
+        ood=measure_ood(context, confidence, opts.ood, opts.ood_size),
     )
 
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from auditkit.probes.calibration.judge import OOD_WARNING, CalibrationJudgement, fit_values
+from auditkit.probes.calibration.judge import OOD_WARNING, Judgement, fit_values
 from auditkit.probes.calibration.judge import pct as _pct
 from auditkit.probes.calibration.measure import CalibrationMeasurement
+from auditkit.results import ProbeResult
 
-HEADLINE = "ece"
 AURC_DEFINITION = (
     "Risk–coverage: abstain on examples in order of increasing confidence (max softmax "
     "probability). At coverage k/n the model answers only its k most confident examples and the "
@@ -20,7 +20,22 @@ AURC_DEFINITION = (
 )
 
 
-def details(m: CalibrationMeasurement, judged: CalibrationJudgement) -> dict[str, Any]:
+def present(name: str, m: CalibrationMeasurement, j: Judgement) -> ProbeResult:
+    """The probe's result: metrics and checks from the judge, words and pictures from here."""
+    return ProbeResult(
+        name=name,
+        status=j.status,
+        metrics=j.metrics,
+        checks=j.checks,
+        headline="ece",
+        summary=summary(m),
+        findings=j.findings,
+        figures=figures(m),
+        details=details(m, j),
+    )
+
+
+def details(m: CalibrationMeasurement, judged: Judgement) -> dict[str, Any]:
     fit, after = m.fit, m.after
     return {
         "n_bins": m.n_bins,

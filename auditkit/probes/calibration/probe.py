@@ -9,10 +9,10 @@ import torch
 
 from auditkit.data.core import AuditData
 from auditkit.probes.base import MetricSpec, Probe
-from auditkit.probes.calibration import judge as judging
-from auditkit.probes.calibration import present
-from auditkit.probes.calibration.measure import CalibrationMeasurement, measure
+from auditkit.probes.calibration.judge import judge
+from auditkit.probes.calibration.measure import measure
 from auditkit.probes.calibration.options import CalibrationOptions
+from auditkit.probes.calibration.present import present
 from auditkit.results import ProbeResult
 
 
@@ -101,28 +101,6 @@ class CalibrationProbe(Probe):
         if given:
             self.opts = dataclasses.replace(self.opts, ood=data)
 
-    def measure(self, context) -> CalibrationMeasurement:
-        o = self.opts
-        return measure(
-            context,
-            n_bins=o.n_bins,
-            num_samples=o.num_samples,
-            max_examples=o.max_examples,
-            ood_size=o.ood_size,
-            ood=o.ood,
-        )
-
     def run(self, context) -> ProbeResult:
-        measured = self.measure(context)
-        judged = judging.judge(measured)
-        return ProbeResult(
-            name=self.name,
-            status=judged.status,
-            metrics=judged.metrics,
-            checks=judged.checks,
-            headline=present.HEADLINE,
-            summary=present.summary(measured),
-            findings=judged.findings,
-            figures=present.figures(measured),
-            details=present.details(measured, judged),
-        )
+        measured = measure(context, self.opts, self.budget)
+        return present(self.name, measured, judge(measured))

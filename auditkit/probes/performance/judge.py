@@ -12,8 +12,10 @@ from auditkit.results import Check, Finding
 WEAK_CLASS_GAP = 0.1
 
 
-@dataclass
-class PerformanceJudgement:
+@dataclass(frozen=True)
+class Judgement:
+    """What the counts mean: metrics, the adapter's checks, findings and the probe's status."""
+
     metrics: dict[str, float | None]
     checks: list[Check]
     findings: list[Finding]
@@ -21,7 +23,7 @@ class PerformanceJudgement:
     worst_class: int | None
 
 
-def judge(m: PerformanceMeasurement) -> PerformanceJudgement:
+def judge(m: PerformanceMeasurement) -> Judgement:
     """A failed adapter check makes the probe ``warned`` (the other probes say what it costs);
     accuracy itself is judged by policy gates, not here."""
     recall = m.recall
@@ -45,7 +47,7 @@ def judge(m: PerformanceMeasurement) -> PerformanceJudgement:
             )
         )
     status = "warned" if any(c.status == "failed" for c in checks) else "passed"
-    return PerformanceJudgement(metrics, checks, findings, status, worst)
+    return Judgement(metrics, checks, findings, status, worst)
 
 
 def adapter_checks(m: PerformanceMeasurement) -> list[Check]:

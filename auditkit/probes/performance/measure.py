@@ -8,6 +8,7 @@ import torch
 
 from auditkit.adapters.base import Diagnostics
 from auditkit.functional.classification import balanced_accuracy, confusion_matrix, per_class_recall
+from auditkit.probes.performance.options import PerformanceOptions
 
 
 @dataclass
@@ -43,8 +44,9 @@ class PerformanceMeasurement:
         return [i for i in range(len(self.matrix)) if self.matrix[i].sum() > 0]
 
 
-def measure(context) -> PerformanceMeasurement:
-    """Count the shared clean predictions per true and predicted class; no model call."""
+def measure(context, opts: PerformanceOptions, budget: str) -> PerformanceMeasurement:
+    """Count the shared clean predictions per true and predicted class; no model call (the same
+    work at every budget)."""
     data = context.data
     k = context.adapter.num_classes
     pred = context.clean_predictions

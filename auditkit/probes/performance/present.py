@@ -4,9 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from auditkit.probes.performance.judge import Judgement
 from auditkit.probes.performance.measure import PerformanceMeasurement
+from auditkit.results import ProbeResult
 
-HEADLINE = "accuracy"
+
+def present(name: str, m: PerformanceMeasurement, j: Judgement) -> ProbeResult:
+    """The probe's result: metrics and checks from the judge, words and pictures from here."""
+    return ProbeResult(
+        name=name,
+        status=j.status,
+        metrics=j.metrics,
+        checks=j.checks,
+        headline="accuracy",
+        summary=summary(m, j.metrics),
+        findings=j.findings,
+        figures=figures(m),
+        details=details(m),
+    )
 
 
 def summary(m: PerformanceMeasurement, metrics: dict[str, Any]) -> str:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from auditkit.probes.base import MetricSpec, Probe
-from auditkit.probes.performance import judge as judging
-from auditkit.probes.performance import present
+from auditkit.probes.performance.judge import judge
 from auditkit.probes.performance.measure import measure
 from auditkit.probes.performance.options import PerformanceOptions
+from auditkit.probes.performance.present import present
 from auditkit.results import ProbeResult
 
 
@@ -29,16 +29,5 @@ class PerformanceProbe(Probe):
     Options = PerformanceOptions
 
     def run(self, context) -> ProbeResult:
-        measured = measure(context)
-        judged = judging.judge(measured)
-        return ProbeResult(
-            name=self.name,
-            status=judged.status,
-            metrics=judged.metrics,
-            checks=judged.checks,
-            headline=present.HEADLINE,
-            summary=present.summary(measured, judged.metrics),
-            findings=judged.findings,
-            figures=present.figures(measured),
-            details=present.details(measured),
-        )
+        measured = measure(context, self.opts, self.budget)
+        return present(self.name, measured, judge(measured))
