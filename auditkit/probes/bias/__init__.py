@@ -46,13 +46,15 @@ Decisions:
   slices alone and never mix with the demographic numbers. ``overall_accuracy`` is not a group
   metric and is always reported.
 
-The package has the same rooms as every probe: ``options`` (what can be set), ``measure`` (runs
-over the data and returns plain per-group numbers), ``judge`` (gaps, checks, findings and
-metrics from the measurement alone), ``present`` (summary, figures, details) and ``probe`` (the
-class that wires them).
+The package has the same rooms as every probe: ``options`` (``BiasOptions``), ``measure`` (reads
+per-group numbers off MetricFrame and returns a ``BiasMeasurement``; ``_slicing`` cuts the data
+into groups), ``judge`` (gaps, checks, findings and metrics from the measurement alone),
+``present`` (summary, figures, details) and ``probe`` (the class that wires them).
 """
 
 from auditkit.probes.bias._slicing import PROXY_NOTE
+from auditkit.probes.bias.measure import BiasMeasurement
+from auditkit.probes.bias.options import BiasOptions
 from auditkit.probes.bias.probe import BiasProbe
 
-__all__ = ["PROXY_NOTE", "BiasProbe"]
+__all__ = ["PROXY_NOTE", "BiasMeasurement", "BiasOptions", "BiasProbe"]

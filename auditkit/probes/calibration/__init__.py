@@ -12,6 +12,8 @@ temperature fit, uncertainty samples, OOD scores), ``judge`` (checks, findings, 
 that measurement alone), ``present`` (summary, figures, details) and ``probe`` (the wiring).
 """
 
+from auditkit.probes.calibration.measure import CalibrationMeasurement
+from auditkit.probes.calibration.options import CalibrationOptions
 from auditkit.probes.calibration.probe import CalibrationProbe
 
-__all__ = ["CalibrationProbe"]
+__all__ = ["CalibrationMeasurement", "CalibrationOptions", "CalibrationProbe"]

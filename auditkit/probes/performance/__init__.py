@@ -5,6 +5,8 @@ predictions, plus what the adapter noticed), ``judge`` (checks, findings, metric
 measurement alone), ``present`` (summary, figures, details) and ``probe`` (the wiring).
 """
 
+from auditkit.probes.performance.measure import PerformanceMeasurement
+from auditkit.probes.performance.options import PerformanceOptions
 from auditkit.probes.performance.probe import PerformanceProbe
 
-__all__ = ["PerformanceProbe"]
+__all__ = ["PerformanceMeasurement", "PerformanceOptions", "PerformanceProbe"]
