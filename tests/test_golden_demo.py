@@ -16,6 +16,7 @@ from pathlib import Path
 
 EXPECTED = Path(__file__).parent / "expected" / "demo_audit.json"
 RELATIVE_TOLERANCE = 1e-6
+BUILTIN_PROBES = ("performance", "adversarial", "calibration", "bias", "memorization")
 
 
 def essentials(doc: dict) -> dict:
@@ -41,10 +42,13 @@ def test_demo_audit_matches_the_stored_expectation(demo_run):
     assert res.exit_code == 0, res.output
     actual = essentials(json.loads((out / "audit.json").read_text()))
     if os.environ.get("AUDITKIT_REGEN_GOLDEN"):
-        EXPECTED.write_text(json.dumps(actual, indent=1, sort_keys=True) + "\n")
+        builtin = {name: actual[name] for name in BUILTIN_PROBES}
+        EXPECTED.write_text(json.dumps(builtin, indent=1, sort_keys=True) + "\n")
     expected = json.loads(EXPECTED.read_text())
 
-    assert sorted(actual) == sorted(expected)
+    # Installed plugins (the example probe, graph, NAS) add probes of their own to the demo;
+    # the built-in probes stored here must all be there and unchanged.
+    assert set(expected) <= set(actual), (sorted(expected), sorted(actual))
     for name, want in expected.items():
         got = actual[name]
         assert got["status"] == want["status"], (name, got["status"], want["status"])
