@@ -19,8 +19,13 @@ Example:
     ...     steps: int = option(20, "PGD steps per restart", minimum=1,
     ...                         budgets={"fast": 10, "standard": 20, "thorough": 100})
     ...     eps: float = option(0.1, "L-inf radius in input units", minimum=0.0, warn_above=1.0)
-    >>> parse_options(MyProbe, {"steps": "50"}, "fast").steps
+    >>> class PGDProbe(Probe):
+    ...     name = "pgd"
+    ...     Options = PGDOptions
+    >>> parse_options(PGDProbe, {"steps": "50"}, "fast").steps
     50
+    >>> PGDProbe(budget="fast").opts.steps   # what a probe sees: the budget's default
+    10
 """
 
 from __future__ import annotations
