@@ -19,8 +19,13 @@ Example:
     ...     steps: int = option(20, "PGD steps per restart", minimum=1,
     ...                         budgets={"fast": 10, "standard": 20, "thorough": 100})
     ...     eps: float = option(0.1, "L-inf radius in input units", minimum=0.0, warn_above=1.0)
-    >>> parse_options(MyProbe, {"steps": "50"}, "fast").steps
+    >>> class PGDProbe(Probe):
+    ...     name = "pgd"
+    ...     Options = PGDOptions
+    >>> parse_options(PGDProbe, {"steps": "50"}, "fast").steps
     50
+    >>> PGDProbe(budget="fast").opts.steps   # what a probe sees: the budget's default
+    10
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ class OptionSpec:
     budgets: Mapping[str, Any] | None = None
     warn_above: float | None = None
     path: bool = False
+    data: bool = False
 
 
 def option(
@@ -79,6 +85,7 @@ def option(
     budgets: Mapping[str, Any] | None = None,
     warn_above: float | None = None,
     path: bool = False,
+    data: bool = False,
 ) -> Any:
     """A dataclass field for a probe option.
 
@@ -93,6 +100,8 @@ def option(
         budgets: per-budget defaults, e.g. ``{"fast": 10, "standard": 20, "thorough": 100}``.
         warn_above: a soft bound: a larger value is accepted with a one-line warning.
         path: the value names a file that must exist (checked when the options are parsed).
+        data: the value names a data set: an existing file or folder, or a built-in data set
+            name (``digits``, or one a plugin registers); from Python also a data object.
     """
     if isinstance(default, (list, dict, set)):
         raise TypeError("option defaults must be immutable: use a tuple instead of a list")
@@ -106,6 +115,7 @@ def option(
         budgets=dict(budgets) if budgets is not None else None,
         warn_above=warn_above,
         path=path,
+        data=data,
     )
     return dataclasses.field(default=default, metadata={_META_KEY: spec})
 
@@ -181,6 +191,8 @@ class OptionField:
             text = "one of " + ", ".join(str(c) for c in self.choices)
         elif spec.path:
             text = "the path of an existing file"
+        elif spec.data:
+            text = "a data file or folder, or a built-in data set name"
         elif kind.base is str:
             text = "text"
         else:
@@ -202,7 +214,8 @@ class OptionField:
 def _plural(text: str) -> str:
     for single, many in (("a whole number", "whole numbers"), ("a number", "numbers"),
                          ("one of", "values from"), ("true or false", "true/false values"),
-                         ("the path of an existing file", "paths"), ("text", "texts")):
+                         ("the path of an existing file", "paths"), ("text", "texts"),
+                         ("a data file or folder", "data files or folders")):
         if text.startswith(single):
             return many + text[len(single):]
     return text
@@ -258,6 +271,8 @@ def _scalar(value: Any, field: OptionField) -> Any:
     if base is str:
         if isinstance(value, Path):
             value = str(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # TOML and Python write an index or a numeric name as a number
         if not isinstance(value, str):
             raise _Invalid(f"expected text, got a {type(value).__name__}")
         text = value.strip()
@@ -327,7 +342,7 @@ def _convert(value: Any, field: OptionField) -> Any:
         if not items:
             raise _Invalid("no values given")
         return tuple(_scalar(v, field) for v in items)
-    if field.spec.path and not isinstance(value, _PLAIN):
+    if (field.spec.path or field.spec.data) and not isinstance(value, _PLAIN):
         return value  # the Python API may hand over a data object instead of a path
     converted = _scalar(value, field)
     if field.spec.path:
@@ -336,6 +351,11 @@ def _convert(value: Any, field: OptionField) -> Any:
             raise _Invalid("no such file")
         if not target.is_file():
             raise _Invalid("not a regular file")
+    if field.spec.data and not Path(converted).expanduser().exists():
+        from auditkit.data.loaders import builtin_datasets
+
+        if converted not in builtin_datasets():
+            raise _Invalid("no such file, folder or built-in data set")
     return converted
 
 

@@ -48,6 +48,8 @@ class ToyOptions:
     ood: str | None = option(None, "extra OOD set (.npz)", path=True)
     limit: int | None = option(None, "cap (none: no cap)", minimum=1)
     enabled: bool = option(True, "run this part")
+    extra: str | None = option(None, "an extra data set", data=True)
+    label: str | None = option(None, "a class name or index")
 
 
 class ToyProbe(Probe):
@@ -124,6 +126,21 @@ def test_a_directory_is_not_a_file(tmp_path):
     assert "not a regular file" in _error({"ood": str(tmp_path)})
 
 
+def test_a_data_option_takes_a_file_a_folder_a_built_in_name_or_a_data_object(tmp_path):
+    for value in (str(tmp_path), "digits"):
+        assert parse_options(ToyProbe, {"extra": value}, "fast").extra == value
+    data_object = object()
+    assert parse_options(ToyProbe, {"extra": data_object}, "fast").extra is data_object
+    message = _error({"extra": "no-such-set"})
+    assert message == ("--set toy.extra=no-such-set: no such file, folder or built-in data set; "
+                       "accepted: a data file or folder, or a built-in data set name, or none")
+
+
+def test_a_text_option_takes_a_number_as_its_text_but_not_a_bool():
+    assert parse_options(ToyProbe, {"label": 3}, "fast").label == "3"
+    assert "expected text" in _error({"label": True})
+
+
 def test_above_the_soft_bound_warns_once_and_keeps_the_value():
     with pytest.warns(OptionWarning, match=r"--set toy.eps=3: larger than the usual ≤ 1"):
         assert parse_options(ToyProbe, {"eps": "3"}, "fast").eps == 3.0
@@ -181,7 +198,7 @@ def _schema_probes() -> list:
 def _valid_example(field: OptionField, budget: str, tmp_path: Path):
     """A valid value different from the budget's default: (python value, text for --set)."""
     spec, kind, default = field.spec, field.kind, field.default_for(budget)
-    if spec.path:
+    if spec.path or spec.data:
         target = tmp_path / f"{field.name}.npz"
         target.write_bytes(b"\0")
         return str(target), str(target)
@@ -202,7 +219,8 @@ def _valid_example(field: OptionField, budget: str, tmp_path: Path):
         if kind.base is int and number != candidate:
             continue
         fits = (spec.maximum is None or number <= spec.maximum) and (
-            spec.warn_above is None or number <= spec.warn_above)
+            spec.warn_above is None or number <= spec.warn_above) and (
+            not spec.exclusive_maximum or number < spec.maximum)
         if fits and number != current and (not spec.exclusive_minimum or number > low):
             return ((number,) if kind.sequence else number), str(number)
     raise AssertionError(f"no example value for {field.name}")
@@ -210,7 +228,7 @@ def _valid_example(field: OptionField, budget: str, tmp_path: Path):
 
 def _invalid_example(field: OptionField) -> str | None:
     spec, kind = field.spec, field.kind
-    if spec.path:
+    if spec.path or spec.data:
         return "/no/such/file.npz"
     if kind.base is bool:
         return "maybe"
