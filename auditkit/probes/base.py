@@ -93,7 +93,8 @@ class Probe(ABC):
         if self.opts is not None:
             return options_dict(self.opts)
         return {
-            k: jsonable(v) if v is None or isinstance(v, (bool, int, float, str, list, tuple))
+            k: jsonable(v)
+            if v is None or isinstance(v, (bool, int, float, str, list, tuple))
             else f"<{type(v).__name__}>"
             for k, v in self.config.items()
         }

@@ -110,8 +110,12 @@ class AttackRunner:
         adversarial = self.z.clone()
         correct = self.clean_correct.copy()
         if len(targets):
-            attack = attack_class(self.space.module, box=self.space.box,
-                                  generator=self.seed_of(seed_tag or tag), **kwargs)
+            attack = attack_class(
+                self.space.module,
+                box=self.space.box,
+                generator=self.seed_of(seed_tag or tag),
+                **kwargs,
+            )
             per_batch = self.batch_size
             if isinstance(attack, EOTPGD):
                 per_batch = max(1, self.batch_size // attack.samples)
@@ -150,16 +154,19 @@ class AttackRunner:
 
     def all_probabilities(self, x: torch.Tensor) -> torch.Tensor:
         """``probabilities`` of every attacked example, in the fixed judging chunks."""
-        return torch.cat([
-            self.probabilities(x[s : s + self.batch_size].to(self.device), f"judge/{s}").cpu()
-            for s in self._chunks()
-        ])
+        return torch.cat(
+            [
+                self.probabilities(x[s : s + self.batch_size].to(self.device), f"judge/{s}").cpu()
+                for s in self._chunks()
+            ]
+        )
 
     def fooled_random(self, x: torch.Tensor) -> np.ndarray:
         return ~right_answers(self.all_probabilities(x), self.y)
 
-    def _transformed_right(self, x: torch.Tensor, transform: Transformations,
-                           start: int) -> np.ndarray:
+    def _transformed_right(
+        self, x: torch.Tensor, transform: Transformations, start: int
+    ) -> np.ndarray:
         """Whether the prediction expected under transformation — the softmax averaged over
         ``eval_samples`` fresh draws — is right; the draws and the model's randomness are fixed
         by chunk, so every input of a chunk meets the very same draws."""
@@ -168,8 +175,9 @@ class AttackRunner:
         yb = self.y[start : start + self.batch_size].to(self.device)
         copies = xb.unsqueeze(0).expand(samples, *xb.shape).reshape(-1, *xb.shape[1:])
         with torch.no_grad():
-            params = transform.sample(copies.shape, generator=self.seed_of(f"eot-draws/{start}"),
-                                      device=copies.device)
+            params = transform.sample(
+                copies.shape, generator=self.seed_of(f"eot-draws/{start}"), device=copies.device
+            )
             copies = self.space.transform(copies, transform, params)
             torch.manual_seed(self.int_seed_of(f"eot-judge/{start}"))
             logits = self.space.module(copies).float().view(samples, len(xb), -1)
@@ -198,11 +206,26 @@ class AttackRunner:
 
     def fooled_deterministic(self, x: torch.Tensor) -> np.ndarray:
         with torch.no_grad():
-            return np.concatenate([
-                (margin(self.space.module(x[s : s + self.batch_size].to(self.device)).float(),
-                        self.y[s : s + self.batch_size].to(self.device)) > 0).cpu().numpy()
-                for s in self._chunks()
-            ]) if len(x) else np.zeros(0, dtype=bool)
+            return (
+                np.concatenate(
+                    [
+                        (
+                            margin(
+                                self.space.module(
+                                    x[s : s + self.batch_size].to(self.device)
+                                ).float(),
+                                self.y[s : s + self.batch_size].to(self.device),
+                            )
+                            > 0
+                        )
+                        .cpu()
+                        .numpy()
+                        for s in self._chunks()
+                    ]
+                )
+                if len(x)
+                else np.zeros(0, dtype=bool)
+            )
 
     def transform_correct(self, transform: Transformations) -> np.ndarray:
         """Correct clean and in expectation over freshly transformed copies (no perturbation)."""

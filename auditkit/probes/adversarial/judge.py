@@ -93,8 +93,7 @@ def metrics(m: AdversarialMeasurement, robust: np.ndarray) -> dict[str, float | 
     if m.transform_correct is not None:
         values["transform_accuracy"] = _mean(m.transform_correct)
         values["eot_accuracy_given_transform_correct"] = (
-            float(m.eot_correct[m.transform_correct].mean()) if m.transform_correct.any()
-            else None
+            float(m.eot_correct[m.transform_correct].mean()) if m.transform_correct.any() else None
         )
     if m.secondary is not None:
         values["fgsm_l2_accuracy"] = _mean(m.secondary["fgsm"])
@@ -110,10 +109,16 @@ def checklist(m: AdversarialMeasurement, metrics: dict[str, float | None]) -> li
     """The seven validity checks, in ``CHECK_NAMES`` order."""
     plan, headline, clean_correct = m.plan, m.headline, m.clean_correct
     unbounded_correct, unbounded_eps, unbounded_runs = (
-        m.unbounded_correct, m.unbounded_eps, m.unbounded_runs)
+        m.unbounded_correct,
+        m.unbounded_eps,
+        m.unbounded_runs,
+    )
     nonfinite, num_classes, gradient_stats = m.nonfinite, m.num_classes, m.gradients
     stochastic, stochastic_diff, adapter_stochastic = (
-        m.stochastic, m.stochastic_diff, m.adapter_stochastic)
+        m.stochastic,
+        m.stochastic_diff,
+        m.adapter_stochastic,
+    )
     n = len(clean_correct)
     curve = headline["curve"]
     attacked = [p for p in curve if p["eps"] > 0]
@@ -124,74 +129,118 @@ def checklist(m: AdversarialMeasurement, metrics: dict[str, float | None]) -> li
     # 1. iterative ≤ single-step
     tol = _tolerance(ITERATIVE_TOLERANCE, n)
     worse = [p for p in attacked if p["pgd"] > p["fgsm"] + tol]
-    checks.append(Check(
-        CHECK_NAMES[0],
-        "skipped" if nothing or not attacked else ("failed" if worse else "passed"),
-        na if nothing else (
-            "no eps > 0 in the sweep" if not attacked else
-            "PGD is weaker than single-step FGSM at eps "
-            + ", ".join(f"{p['eps']:g}" for p in worse)
-            if worse else "PGD accuracy ≤ FGSM accuracy at every eps of the sweep"
-        ),
-        {"eps": [p["eps"] for p in attacked], "pgd_accuracy": [p["pgd"] for p in attacked],
-         "fgsm_accuracy": [p["fgsm"] for p in attacked], "tolerance": round(tol, 6)},
-    ))
+    checks.append(
+        Check(
+            CHECK_NAMES[0],
+            "skipped" if nothing or not attacked else ("failed" if worse else "passed"),
+            na
+            if nothing
+            else (
+                "no eps > 0 in the sweep"
+                if not attacked
+                else "PGD is weaker than single-step FGSM at eps "
+                + ", ".join(f"{p['eps']:g}" for p in worse)
+                if worse
+                else "PGD accuracy ≤ FGSM accuracy at every eps of the sweep"
+            ),
+            {
+                "eps": [p["eps"] for p in attacked],
+                "pgd_accuracy": [p["pgd"] for p in attacked],
+                "fgsm_accuracy": [p["fgsm"] for p in attacked],
+                "tolerance": round(tol, 6),
+            },
+        )
+    )
 
     # 2. monotone in eps
     tol = _tolerance(MONOTONE_TOLERANCE, n)
     rises = [
         (a["eps"], b["eps"], b["pgd"] - a["pgd"])
-        for a, b in zip(curve, curve[1:], strict=False) if b["pgd"] > a["pgd"] + tol
+        for a, b in zip(curve, curve[1:], strict=False)
+        if b["pgd"] > a["pgd"] + tol
     ]
-    biggest = max((b["pgd"] - a["pgd"] for a, b in zip(curve, curve[1:], strict=False)),
-                  default=0.0)
-    checks.append(Check(
-        CHECK_NAMES[1],
-        "skipped" if nothing or len(curve) < 2 else ("failed" if rises else "passed"),
-        na if nothing else (
-            "a single eps: nothing to compare" if len(curve) < 2 else
-            "PGD accuracy rises from eps " + ", ".join(f"{a:g} to {b:g} (+{d:.1%})"
-                                                        for a, b, d in rises)
-            if rises else "PGD accuracy never rises with eps"
-        ),
-        {"eps": [p["eps"] for p in curve], "pgd_accuracy": [p["pgd"] for p in curve],
-         "largest_rise": biggest, "tolerance": round(tol, 6)},
-    ))
+    biggest = max(
+        (b["pgd"] - a["pgd"] for a, b in zip(curve, curve[1:], strict=False)), default=0.0
+    )
+    checks.append(
+        Check(
+            CHECK_NAMES[1],
+            "skipped" if nothing or len(curve) < 2 else ("failed" if rises else "passed"),
+            na
+            if nothing
+            else (
+                "a single eps: nothing to compare"
+                if len(curve) < 2
+                else "PGD accuracy rises from eps "
+                + ", ".join(f"{a:g} to {b:g} (+{d:.1%})" for a, b, d in rises)
+                if rises
+                else "PGD accuracy never rises with eps"
+            ),
+            {
+                "eps": [p["eps"] for p in curve],
+                "pgd_accuracy": [p["pgd"] for p in curve],
+                "largest_rise": biggest,
+                "tolerance": round(tol, 6),
+            },
+        )
+    )
 
     # 3. unbounded attack reaches ~0
     chance = 1.0 / max(num_classes, 1)
     threshold = min(chance, UNBOUNDED_MAX_ACCURACY)
     unbounded = _mean(unbounded_correct)
     unbounded_ok = not nothing and unbounded <= threshold
-    steps_text = (f"step size {unbounded_runs[0]['step_size']:.3g}" if len(unbounded_runs) == 1
-                  else "step sizes " + ", ".join(f"{r['step_size']:.3g}" for r in unbounded_runs)
-                  + ", each retry on the examples still standing")
-    checks.append(Check(
-        CHECK_NAMES[2],
-        "skipped" if nothing else ("passed" if unbounded_ok else "failed"),
-        na if nothing else (
-            f"PGD from the clean input with eps {unbounded_eps:g} (the whole input box; "
-            f"{steps_text}) leaves {unbounded:.1%} accuracy; it must reach ≤ {threshold:.0%} "
-            f"(chance is {chance:.0%})"
-        ),
-        {"eps": unbounded_eps, "accuracy": unbounded, "threshold": threshold, "chance": chance,
-         "step_sizes": [r["step_size"] for r in unbounded_runs]},
-    ))
+    steps_text = (
+        f"step size {unbounded_runs[0]['step_size']:.3g}"
+        if len(unbounded_runs) == 1
+        else "step sizes "
+        + ", ".join(f"{r['step_size']:.3g}" for r in unbounded_runs)
+        + ", each retry on the examples still standing"
+    )
+    checks.append(
+        Check(
+            CHECK_NAMES[2],
+            "skipped" if nothing else ("passed" if unbounded_ok else "failed"),
+            na
+            if nothing
+            else (
+                f"PGD from the clean input with eps {unbounded_eps:g} (the whole input box; "
+                f"{steps_text}) leaves {unbounded:.1%} accuracy; it must reach ≤ {threshold:.0%} "
+                f"(chance is {chance:.0%})"
+            ),
+            {
+                "eps": unbounded_eps,
+                "accuracy": unbounded,
+                "threshold": threshold,
+                "chance": chance,
+                "step_sizes": [r["step_size"] for r in unbounded_runs],
+            },
+        )
+    )
 
     # 4. doubling steps barely changes the result
     tol = _tolerance(STEPS_TOLERANCE, n)
     base, doubled = _mean(headline["pgd_r0"]), _mean(headline["pgd_double_steps"])
     change = abs(doubled - base)
-    checks.append(Check(
-        CHECK_NAMES[3],
-        "skipped" if nothing else ("passed" if change <= tol else "failed"),
-        na if nothing else (
-            f"PGD-{plan.steps} {base:.1%} vs PGD-{2 * plan.steps} {doubled:.1%} from the same "
-            f"start: change {change:.1%} (tolerance {tol:.1%})"
-        ),
-        {"steps": plan.steps, "accuracy": base, "double_steps_accuracy": doubled,
-         "change": change, "tolerance": round(tol, 6)},
-    ))
+    checks.append(
+        Check(
+            CHECK_NAMES[3],
+            "skipped" if nothing else ("passed" if change <= tol else "failed"),
+            na
+            if nothing
+            else (
+                f"PGD-{plan.steps} {base:.1%} vs PGD-{2 * plan.steps} {doubled:.1%} from the same "
+                f"start: change {change:.1%} (tolerance {tol:.1%})"
+            ),
+            {
+                "steps": plan.steps,
+                "accuracy": base,
+                "double_steps_accuracy": doubled,
+                "change": change,
+                "tolerance": round(tol, 6),
+            },
+        )
+    )
 
     # 5. random noise of the same norm is weaker than the attack. Only PGD leaving *more*
     # accuracy than noise is a failure: a robust model that neither moves is no evidence of
@@ -204,74 +253,122 @@ def checklist(m: AdversarialMeasurement, metrics: dict[str, float | None]) -> li
     if nothing or not attacked:
         status, detail = "skipped", na if nothing else "no eps > 0 in the sweep"
     elif weaker:
-        status, detail = "failed", (
-            "PGD leaves more accuracy than random noise of the same norm at eps "
-            + ", ".join(f"{p['eps']:g}" for p in weaker)
+        status, detail = (
+            "failed",
+            (
+                "PGD leaves more accuracy than random noise of the same norm at eps "
+                + ", ".join(f"{p['eps']:g}" for p in weaker)
+            ),
         )
     elif beats:
-        status, detail = "passed", (
-            "PGD beats random noise of the same norm (never weaker, stronger at eps "
-            + ", ".join(f"{p['eps']:g}" for p in beats) + ")"
+        status, detail = (
+            "passed",
+            (
+                "PGD beats random noise of the same norm (never weaker, stronger at eps "
+                + ", ".join(f"{p['eps']:g}" for p in beats)
+                + ")"
+            ),
         )
     elif unbounded_ok:
-        status, detail = "passed", (
-            ("PGD is never weaker than random noise of the same norm (they tie at every eps "
-             "of the sweep)" if moved else
-             f"neither PGD nor random noise moves the accuracy ({clean:.1%}) at any eps of "
-             "the sweep: the model is robust at these radii")
-            + f", and the unbounded attack reaches {unbounded:.1%}, so the gradients do lead "
-            "to adversarial examples"
+        status, detail = (
+            "passed",
+            (
+                (
+                    "PGD is never weaker than random noise of the same norm (they tie at every eps "
+                    "of the sweep)"
+                    if moved
+                    else f"neither PGD nor random noise moves the accuracy ({clean:.1%}) at any eps of "
+                    "the sweep: the model is robust at these radii"
+                )
+                + f", and the unbounded attack reaches {unbounded:.1%}, so the gradients do lead "
+                "to adversarial examples"
+            ),
         )
     else:
-        status, detail = "skipped", (
-            "inconclusive: PGD and random noise of the same norm tie at every eps of the "
-            "sweep, and the unbounded attack fails too (see unbounded_attack_succeeds)"
+        status, detail = (
+            "skipped",
+            (
+                "inconclusive: PGD and random noise of the same norm tie at every eps of the "
+                "sweep, and the unbounded attack fails too (see unbounded_attack_succeeds)"
+            ),
         )
-    checks.append(Check(
-        CHECK_NAMES[4],
-        status,
-        detail,
-        {"eps": [p["eps"] for p in attacked], "pgd_accuracy": [p["pgd"] for p in attacked],
-         "noise_accuracy": [p["noise"] for p in attacked], "tolerance": round(tol, 6)},
-    ))
+    checks.append(
+        Check(
+            CHECK_NAMES[4],
+            status,
+            detail,
+            {
+                "eps": [p["eps"] for p in attacked],
+                "pgd_accuracy": [p["pgd"] for p in attacked],
+                "noise_accuracy": [p["noise"] for p in attacked],
+                "tolerance": round(tol, 6),
+            },
+        )
+    )
 
     # 6. gradients non-zero and finite, at the clean inputs and wherever the attacks went
     g = gradient_stats
     worst_nonfinite = max(nonfinite.values(), default=0)
     ok = g["finite"] and g["nonzero_fraction"] >= GRADIENT_NONZERO_MIN and not worst_nonfinite
-    detail = (f"input gradients finite: {g['finite']}; non-zero for "
-              f"{g['nonzero_fraction']:.1%} of {n} examples (need ≥ {GRADIENT_NONZERO_MIN:.0%})")
+    detail = (
+        f"input gradients finite: {g['finite']}; non-zero for "
+        f"{g['nonzero_fraction']:.1%} of {n} examples (need ≥ {GRADIENT_NONZERO_MIN:.0%})"
+    )
     if worst_nonfinite:
-        detail += (f"; the model returned NaN/inf logits or gradients on perturbed inputs of up "
-                   f"to {worst_nonfinite} examples (in {', '.join(sorted(nonfinite))}); those "
-                   "inputs count as fooled")
+        detail += (
+            f"; the model returned NaN/inf logits or gradients on perturbed inputs of up "
+            f"to {worst_nonfinite} examples (in {', '.join(sorted(nonfinite))}); those "
+            "inputs count as fooled"
+        )
     if not ok and g["margin_nonzero_fraction"] > g["nonzero_fraction"] + 0.01:
-        detail += (f"; the logit margin still has gradients for {g['margin_nonzero_fraction']:.1%}"
-                   ": the softmax is saturated")
-    checks.append(Check(CHECK_NAMES[5], "passed" if ok else "failed", detail,
-                        {**g, "nonfinite_examples_under_attack": worst_nonfinite}))
+        detail += (
+            f"; the logit margin still has gradients for {g['margin_nonzero_fraction']:.1%}"
+            ": the softmax is saturated"
+        )
+    checks.append(
+        Check(
+            CHECK_NAMES[5],
+            "passed" if ok else "failed",
+            detail,
+            {**g, "nonfinite_examples_under_attack": worst_nonfinite},
+        )
+    )
 
     # 7. stochastic model attacked with EOT
     gap = (metrics["pgd_accuracy"] or 0.0) - (metrics["eot_accuracy"] or 0.0)
-    values = {"stochastic": stochastic, "max_abs_diff_between_passes": stochastic_diff,
-              "adapter_flagged": adapter_stochastic, "eot_samples": plan.eot_samples,
-              "pgd_accuracy": metrics["pgd_accuracy"], "eot_accuracy": metrics["eot_accuracy"],
-              "pgd_minus_eot": gap}
+    values = {
+        "stochastic": stochastic,
+        "max_abs_diff_between_passes": stochastic_diff,
+        "adapter_flagged": adapter_stochastic,
+        "eot_samples": plan.eot_samples,
+        "pgd_accuracy": metrics["pgd_accuracy"],
+        "eot_accuracy": metrics["eot_accuracy"],
+        "pgd_minus_eot": gap,
+    }
     if not stochastic:
-        status, detail = "skipped", (
-            "not applicable: the model's forward pass is deterministic (two passes agree; EOT "
-            f"still ran over input transformations, PGD − EOT = {gap:+.1%})"
+        status, detail = (
+            "skipped",
+            (
+                "not applicable: the model's forward pass is deterministic (two passes agree; EOT "
+                f"still ran over input transformations, PGD − EOT = {gap:+.1%})"
+            ),
         )
     elif plan.eot_samples < 2:
-        status, detail = "failed", (
-            f"the model is random (passes differ by up to {stochastic_diff:.3g}) but EOT "
-            "averaged a single draw"
+        status, detail = (
+            "failed",
+            (
+                f"the model is random (passes differ by up to {stochastic_diff:.3g}) but EOT "
+                "averaged a single draw"
+            ),
         )
     else:
-        status, detail = "passed", (
-            f"random model detected (passes differ by up to {stochastic_diff:.3g}); attacked "
-            f"with EOT over {plan.eot_samples} draws: PGD {metrics['pgd_accuracy']:.1%} vs "
-            f"EOT {metrics['eot_accuracy']:.1%} (gap {gap:+.1%})"
+        status, detail = (
+            "passed",
+            (
+                f"random model detected (passes differ by up to {stochastic_diff:.3g}); attacked "
+                f"with EOT over {plan.eot_samples} draws: PGD {metrics['pgd_accuracy']:.1%} vs "
+                f"EOT {metrics['eot_accuracy']:.1%} (gap {gap:+.1%})"
+            ),
         )
     checks.append(Check(CHECK_NAMES[6], status, detail, values))
     return checks
@@ -341,44 +438,54 @@ def findings(
     findings = []
     for check in failed:
         title, why, action = _ADVICE[check.name]
-        findings.append(Finding(
-            "warning", f"{title}: robustness is likely overestimated",
-            why=f"{why}. {check.detail}.", action=action,
-        ))
+        findings.append(
+            Finding(
+                "warning",
+                f"{title}: robustness is likely overestimated",
+                why=f"{why}. {check.detail}.",
+                action=action,
+            )
+        )
     clean, robust = metrics["clean_accuracy"] or 0.0, metrics["robust_accuracy"] or 0.0
     if clean > 0 and plan.eps > 0:
         flipped = 1 - robust / clean
         norm = "L∞" if plan.norm == "Linf" else "L2"
-        findings.append(Finding(
-            "warning" if robust < 0.5 * clean else "info",
-            f"{'at least ' if failed else ''}{flipped:.0%} of correctly classified examples "
-            f"change their answer under an {norm} perturbation of {plan.eps:.3g}",
-            why="an attacker (or an unlucky input) needs only this small, targeted change; "
-            "standard training gives no protection against it",
-            action="if the model faces adversaries, train it adversarially (Madry et al. 2018) "
-            "and re-audit with --budget thorough; otherwise read this as a worst-case stress "
-            "test",
-        ))
+        findings.append(
+            Finding(
+                "warning" if robust < 0.5 * clean else "info",
+                f"{'at least ' if failed else ''}{flipped:.0%} of correctly classified examples "
+                f"change their answer under an {norm} perturbation of {plan.eps:.3g}",
+                why="an attacker (or an unlucky input) needs only this small, targeted change; "
+                "standard training gives no protection against it",
+                action="if the model faces adversaries, train it adversarially (Madry et al. 2018) "
+                "and re-audit with --budget thorough; otherwise read this as a worst-case stress "
+                "test",
+            )
+        )
     gap = (metrics["pgd_accuracy"] or 0.0) - (metrics["eot_accuracy"] or 0.0)
     if stochastic and gap > 0:
-        findings.append(Finding(
-            "warning",
-            f"the model is random: plain PGD overstates its robustness by {gap:.1%}",
-            why="its forward pass draws random numbers, so one pass gives a noisy gradient; "
-            "averaging over the randomness (EOT) finds adversarial examples PGD misses",
-            action="quote the EOT / robust accuracy, never plain PGD, for this model",
-        ))
+        findings.append(
+            Finding(
+                "warning",
+                f"the model is random: plain PGD overstates its robustness by {gap:.1%}",
+                why="its forward pass draws random numbers, so one pass gives a noisy gradient; "
+                "averaging over the randomness (EOT) finds adversarial examples PGD misses",
+                action="quote the EOT / robust accuracy, never plain PGD, for this model",
+            )
+        )
     present = [c for c in per_class if c["count"] and c["robust_accuracy"] is not None]
     if present and clean > 0:
         worst = min(present, key=lambda c: c["robust_accuracy"])
         if robust - worst["robust_accuracy"] > 0.15:
-            findings.append(Finding(
-                "info",
-                f"class {worst['class']} is the easiest to attack "
-                f"({worst['robust_accuracy']:.1%} robust vs {robust:.1%} overall)",
-                why="robustness is uneven across classes; the bias probe compares groups",
-                action="inspect the gallery and that class's nearest confusions",
-            ))
+            findings.append(
+                Finding(
+                    "info",
+                    f"class {worst['class']} is the easiest to attack "
+                    f"({worst['robust_accuracy']:.1%} robust vs {robust:.1%} overall)",
+                    why="robustness is uneven across classes; the bias probe compares groups",
+                    action="inspect the gallery and that class's nearest confusions",
+                )
+            )
     return findings
 
 
@@ -389,12 +496,14 @@ def per_class(
     for k, name in enumerate(names):
         mask = y == k
         count = int(mask.sum())
-        rows.append({
-            "class": name,
-            "count": count,
-            "clean_accuracy": _mean(clean_correct[mask]) if count else None,
-            "robust_accuracy": _mean(robust[mask]) if count else None,
-        })
+        rows.append(
+            {
+                "class": name,
+                "count": count,
+                "clean_accuracy": _mean(clean_correct[mask]) if count else None,
+                "robust_accuracy": _mean(robust[mask]) if count else None,
+            }
+        )
     return rows
 
 

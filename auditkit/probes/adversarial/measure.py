@@ -59,7 +59,8 @@ def default_threat(name: str, input_shape: tuple[int, ...], bounded: bool) -> Th
         return ThreatDefaults(0.1, 0.5, "unbounded inputs: eps in feature standard deviations")
     if name.lower().startswith("digits") or tuple(input_shape) == (1, 8, 8):
         return ThreatDefaults(
-            0.1, 0.5,
+            0.1,
+            0.5,
             "8×8 digits have 64 coarse pixels and 17 grey levels: 8/255 is below one grey "
             "level, so the default is 0.1 (~1.6 levels), with a sweep up to 0.5",
         )
@@ -124,8 +125,9 @@ def make_plan(opts: AdversarialOptions, budget: str, context: Any, stochastic: b
     if opts.eps is not None:
         eps = opts.eps
     else:
-        eps = linf_eps if norm == "Linf" else (opts.l2_eps if opts.l2_eps is not None
-                                               else l2_default)
+        eps = (
+            linf_eps if norm == "Linf" else (opts.l2_eps if opts.l2_eps is not None else l2_default)
+        )
     limit = unbounded_eps(norm, box, adapter.input_shape)
     if opts.sweep is not None:
         sweep = tuple(sorted({*opts.sweep, eps}))
@@ -135,8 +137,12 @@ def make_plan(opts: AdversarialOptions, budget: str, context: Any, stochastic: b
     if norm == "Linf":
         l2_eps = opts.l2_eps if opts.l2_eps is not None else l2_default
         l2_limit = unbounded_eps("L2", box, adapter.input_shape)
-        l2_sweep = tuple(sorted(_multiples(l2_eps, sweeps["l2_sweep"], l2_limit)
-                                | ({l2_eps} if sweeps["l2_sweep"] else set())))
+        l2_sweep = tuple(
+            sorted(
+                _multiples(l2_eps, sweeps["l2_sweep"], l2_limit)
+                | ({l2_eps} if sweeps["l2_sweep"] else set())
+            )
+        )
     use_transforms = opts.eot_transforms if opts.eot_transforms is not None else not stochastic
     cuda = adapter.device.type == "cuda"
     return Plan(
@@ -208,7 +214,9 @@ def measure(context: AuditContext, opts: AdversarialOptions, budget: str) -> Adv
         return _measure(context, opts, budget)
 
 
-def _measure(context: AuditContext, opts: AdversarialOptions, budget: str) -> AdversarialMeasurement:
+def _measure(
+    context: AuditContext, opts: AdversarialOptions, budget: str
+) -> AdversarialMeasurement:
     adapter, data = context.adapter, context.data
     space = attack_space(adapter, data)
     stochastic, stochastic_diff = detect_stochastic(adapter, space, space.to_space(data.x[:64]))
@@ -227,8 +235,14 @@ def _measure(context: AuditContext, opts: AdversarialOptions, budget: str) -> Ad
     z = space.to_space(x)
 
     runner = AttackRunner(
-        space=space, z=z, y=y, clean_correct=clean_correct, device=adapter.device,
-        batch_size=plan.batch_size, stochastic=stochastic, eval_samples=plan.eval_samples,
+        space=space,
+        z=z,
+        y=y,
+        clean_correct=clean_correct,
+        device=adapter.device,
+        batch_size=plan.batch_size,
+        stochastic=stochastic,
+        eval_samples=plan.eval_samples,
         seed_of=lambda tag: context.generator(f"adversarial/{tag}", adapter.device),
         int_seed_of=lambda tag: derive_seed(context.seed, f"adversarial/{tag}"),
     )
@@ -244,12 +258,14 @@ def _measure(context: AuditContext, opts: AdversarialOptions, budget: str) -> Ad
     track_best = not stochastic
     gradients = gradient_stats(space, z, y, adapter.device, plan.batch_size)
 
-    headline = _attack_norm(runner, plan, plan.norm, plan.eps, plan.sweep, track_best,
-                            headline=True)
+    headline = _attack_norm(
+        runner, plan, plan.norm, plan.eps, plan.sweep, track_best, headline=True
+    )
     secondary = None
     if plan.norm == "Linf" and plan.l2_eps is not None:
-        secondary = _attack_norm(runner, plan, "L2", plan.l2_eps, plan.l2_sweep, track_best,
-                                 headline=False)
+        secondary = _attack_norm(
+            runner, plan, "L2", plan.l2_eps, plan.l2_sweep, track_best, headline=False
+        )
     eot_correct = _eot(runner, plan, track_best)
     transform_correct = runner.transform_correct(plan.transform) if plan.transform else None
     limit = unbounded_eps(plan.norm, space.box, tuple(adapter.input_shape))
@@ -263,8 +279,18 @@ def _measure(context: AuditContext, opts: AdversarialOptions, budget: str) -> Ad
         )
     names = data.class_names or [str(i) for i in range(adapter.num_classes)]
     adversarial = headline.pop("adversarial")
-    gallery = _gallery_examples(runner, space, x, y, clean_probabilities, adversarial,
-                                headline["pgd"], clean_correct, names, adapter.input_range)
+    gallery = _gallery_examples(
+        runner,
+        space,
+        x,
+        y,
+        clean_probabilities,
+        adversarial,
+        headline["pgd"],
+        clean_correct,
+        names,
+        adapter.input_range,
+    )
     return AdversarialMeasurement(
         plan=plan,
         labels=y.numpy(),
@@ -311,8 +337,13 @@ def _attack_norm(
     for e in points:
         fgsm, _ = runner.correct(f"fgsm/{norm}/{e:g}", FGSM, eps=e, norm=norm)
         pgd, adv = runner.correct(
-            f"pgd/{norm}/{e:g}/r0", PGD, eps=e, norm=norm, steps=plan.steps,
-            track_best=track_best, keep=headline and e == eps,
+            f"pgd/{norm}/{e:g}/r0",
+            PGD,
+            eps=e,
+            norm=norm,
+            steps=plan.steps,
+            track_best=track_best,
+            keep=headline and e == eps,
         )
         noise, _ = runner.correct(
             f"noise/{norm}/{e:g}", RandomNoise, eps=e, norm=norm, draws=plan.noise_draws
@@ -320,16 +351,27 @@ def _attack_norm(
         if e == eps:
             at_eps = {"fgsm": fgsm, "pgd_r0": pgd, "noise": noise, "adversarial": adv}
         if e in sweep:
-            curve.append({
-                "eps": e, "fgsm": _mean(fgsm), "pgd": _mean(pgd), "noise": _mean(noise),
-                "worst": _mean(fgsm & pgd & noise),
-            })
+            curve.append(
+                {
+                    "eps": e,
+                    "fgsm": _mean(fgsm),
+                    "pgd": _mean(pgd),
+                    "noise": _mean(noise),
+                    "worst": _mean(fgsm & pgd & noise),
+                }
+            )
     pgd_all = at_eps["pgd_r0"]
     used = ["FGSM", f"PGD-{plan.steps}", "random noise"]
     if plan.restarts > 1:
         restarted, adv = runner.correct(
-            f"pgd/{norm}/{eps:g}/restarts", PGD, eps=eps, norm=norm, steps=plan.steps,
-            restarts=plan.restarts, track_best=track_best, keep=headline,
+            f"pgd/{norm}/{eps:g}/restarts",
+            PGD,
+            eps=eps,
+            norm=norm,
+            steps=plan.steps,
+            restarts=plan.restarts,
+            track_best=track_best,
+            keep=headline,
         )
         pgd_all = restarted & at_eps["pgd_r0"]
         used[1] = f"PGD-{plan.steps} × {plan.restarts + 1} restarts"
@@ -347,8 +389,13 @@ def _attack_norm(
     if headline:
         # Same random start as restart 0, twice the steps: the convergence check.
         doubled, _ = runner.correct(
-            f"pgd/{norm}/{eps:g}/r0/double-steps", PGD, seed_tag=f"pgd/{norm}/{eps:g}/r0",
-            eps=eps, norm=norm, steps=2 * plan.steps, track_best=track_best,
+            f"pgd/{norm}/{eps:g}/r0/double-steps",
+            PGD,
+            seed_tag=f"pgd/{norm}/{eps:g}/r0",
+            eps=eps,
+            norm=norm,
+            steps=2 * plan.steps,
+            track_best=track_best,
         )
         result["pgd_double_steps"] = doubled
         robust &= doubled
@@ -360,15 +407,26 @@ def _attack_norm(
 
 def _eot(runner: AttackRunner, plan: Plan, track_best: bool) -> np.ndarray:
     correct, _ = runner.correct(
-        f"eot/{plan.norm}/{plan.eps:g}", EOTPGD, judge="eot", transform=plan.transform,
-        eps=plan.eps, norm=plan.norm, steps=plan.steps, track_best=track_best,
-        samples=plan.eot_samples, input_scale=runner.space.scale_on(runner.device),
+        f"eot/{plan.norm}/{plan.eps:g}",
+        EOTPGD,
+        judge="eot",
+        transform=plan.transform,
+        eps=plan.eps,
+        norm=plan.norm,
+        steps=plan.steps,
+        track_best=track_best,
+        samples=plan.eot_samples,
+        input_scale=runner.space.scale_on(runner.device),
     )
     return correct
 
 
 def _unbounded(
-    runner: AttackRunner, plan: Plan, limit: float, track_best: bool, shape: tuple[int, ...],
+    runner: AttackRunner,
+    plan: Plan,
+    limit: float,
+    track_best: bool,
+    shape: tuple[int, ...],
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """PGD with a radius that reaches the whole box, from the clean input — a random point
     of the whole box is a random input, which would "succeed" without the gradients leading
@@ -385,8 +443,15 @@ def _unbounded(
             break
         attacked = int(still.sum())
         correct, _ = runner.correct(
-            f"unbounded/{plan.norm}/{attempt}", PGD, among=still, eps=limit, norm=plan.norm,
-            steps=plan.steps, alpha=step, track_best=track_best, random_start=False,
+            f"unbounded/{plan.norm}/{attempt}",
+            PGD,
+            among=still,
+            eps=limit,
+            norm=plan.norm,
+            steps=plan.steps,
+            alpha=step,
+            track_best=track_best,
+            random_start=False,
         )
         still &= correct
         runs.append({"step_size": step, "attacked": attacked, "accuracy": _mean(still)})
@@ -406,8 +471,13 @@ def _autoattack(
         return None, None, "eps is 0; AutoAttack skipped"
     started = time.perf_counter()
     attack = AutoAttack(
-        runner.space.module, eps=plan.eps, norm=plan.norm, num_classes=adapter.num_classes,
-        seed=seed, box=box, stochastic=stochastic,
+        runner.space.module,
+        eps=plan.eps,
+        norm=plan.norm,
+        num_classes=adapter.num_classes,
+        seed=seed,
+        box=box,
+        stochastic=stochastic,
     )
     targets = runner.targets
     adversarial = runner.z.clone()
@@ -415,8 +485,11 @@ def _autoattack(
         index = torch.as_tensor(targets[start : start + runner.batch_size])
         zb, yb = runner.z[index].to(runner.device), runner.y[index].to(runner.device)
         adversarial[index] = attack(zb, yb).cpu()
-    fooled = (runner.fooled_random(adversarial) if stochastic
-              else runner.fooled_deterministic(adversarial))
+    fooled = (
+        runner.fooled_random(adversarial)
+        if stochastic
+        else runner.fooled_deterministic(adversarial)
+    )
     correct = runner.clean_correct & ~fooled
     runner.timings["autoattack"] = round(time.perf_counter() - started, 4)
     return correct, attack.settings(), None
@@ -465,15 +538,17 @@ def _gallery_examples(
     for row, i in enumerate(chosen):
         clean_pred = int(clean_probs[row].argmax())
         adv_pred = int(adv_probs[row].argmax())
-        examples.append({
-            "true": names[int(y[i])],
-            "original": x[i],
-            "adversarial": adv[row],
-            "clean_prediction": names[clean_pred],
-            "clean_probability": float(clean_probs[row, clean_pred]),
-            "adversarial_prediction": names[adv_pred],
-            "adversarial_probability": float(adv_probs[row, adv_pred]),
-        })
+        examples.append(
+            {
+                "true": names[int(y[i])],
+                "original": x[i],
+                "adversarial": adv[row],
+                "clean_prediction": names[clean_pred],
+                "clean_probability": float(clean_probs[row, clean_pred]),
+                "adversarial_prediction": names[adv_pred],
+                "adversarial_probability": float(adv_probs[row, adv_pred]),
+            }
+        )
     return examples
 
 

@@ -12,15 +12,18 @@ from auditkit.probes.adversarial.measure import AdversarialMeasurement, Plan
 from auditkit.results import Check, ProbeResult
 
 
-def present(name: str, m: AdversarialMeasurement, j: Judgement, budget: str,
-            seconds: float) -> ProbeResult:
+def present(
+    name: str, m: AdversarialMeasurement, j: Judgement, budget: str, seconds: float
+) -> ProbeResult:
     """The probe's result: metrics and checks from the judge, words and pictures from here."""
     plan = m.plan
-    figures = [_curve_figure(plan.norm, m.headline["curve"], plan.eps, plan.units,
-                             "accuracy-vs-eps")]
+    figures = [
+        _curve_figure(plan.norm, m.headline["curve"], plan.eps, plan.units, "accuracy-vs-eps")
+    ]
     if m.secondary is not None and len(m.secondary["curve"]) > 1:
-        figures.append(_curve_figure("L2", m.secondary["curve"], plan.l2_eps, plan.units,
-                                     "accuracy-vs-eps-l2"))
+        figures.append(
+            _curve_figure("L2", m.secondary["curve"], plan.l2_eps, plan.units, "accuracy-vs-eps-l2")
+        )
     figures.append(_per_class_figure(j.per_class, j.metrics["robust_accuracy"], plan))
     if m.gallery:
         figures.append(_gallery(m.gallery, m.input_range))
@@ -41,13 +44,17 @@ def present(name: str, m: AdversarialMeasurement, j: Judgement, budget: str,
             "per_class": j.per_class,
             "stochastic": {"detected": m.stochastic, "max_abs_diff": m.stochastic_diff},
             "gradients": m.gradients,
-            "unbounded_attack": {"eps": m.unbounded_eps, "accuracy": _mean(m.unbounded_correct),
-                                 "runs": m.unbounded_runs},
+            "unbounded_attack": {
+                "eps": m.unbounded_eps,
+                "accuracy": _mean(m.unbounded_correct),
+                "runs": m.unbounded_runs,
+            },
             "nonfinite_under_attack": m.nonfinite,
             "autoattack": m.autoattack_settings,
             "autoattack_note": m.autoattack_note,
             "seconds_per_attack": m.timings,
-            "worst_case_over": m.headline["worst_case_over"] + ["EOT-PGD"]
+            "worst_case_over": m.headline["worst_case_over"]
+            + ["EOT-PGD"]
             + (["AutoAttack"] if m.autoattack_correct is not None else []),
         },
         seconds=seconds,
@@ -60,8 +67,11 @@ def summary(
     norm = "L∞" if plan.norm == "Linf" else "L2"
     ran = [c for c in checks if c.status != "skipped"]
     skipped = [c for c in checks if c.status == "skipped"]
-    why = ("not applicable" if all(c.detail.startswith("not applicable") for c in skipped)
-           else "skipped")
+    why = (
+        "not applicable"
+        if all(c.detail.startswith("not applicable") for c in skipped)
+        else "skipped"
+    )
     aside = f"{len(skipped)} {why}" if skipped else ""
     text = (
         f"Under {norm} perturbations of {plan.eps:.3g}, accuracy falls from "
@@ -70,12 +80,16 @@ def summary(
     )
     if failed:
         names = ", ".join(c.name for c in failed) + (f"; {aside}" if aside else "")
-        return text + (f"{len(failed)} of {len(ran)} applicable validity checks failed "
-                       f"({names}), so robustness is likely overestimated.")
+        return text + (
+            f"{len(failed)} of {len(ran)} applicable validity checks failed "
+            f"({names}), so robustness is likely overestimated."
+        )
     if not ran:
         return text + f"no validity check applies ({aside})."
-    return text + f"all {len(ran)} applicable validity checks passed" + (
-        f" ({aside})." if aside else "."
+    return (
+        text
+        + f"all {len(ran)} applicable validity checks passed"
+        + (f" ({aside})." if aside else ".")
     )
 
 
@@ -102,8 +116,11 @@ def _curve_figure(
         "series": [
             {"name": "FGSM", "x": xs, "y": [p["fgsm"] for p in curve]},
             {"name": "PGD", "x": xs, "y": [p["pgd"] for p in curve]},
-            {"name": f"random noise (same {label} norm)", "x": xs,
-             "y": [p["noise"] for p in curve]},
+            {
+                "name": f"random noise (same {label} norm)",
+                "x": xs,
+                "y": [p["noise"] for p in curve],
+            },
             {"name": "worst case", "x": xs, "y": [p["worst"] for p in curve]},
         ],
         "y_range": [0, 1],
@@ -124,10 +141,16 @@ def _per_class_figure(
         "x_label": "class",
         "y_label": "robust accuracy",
         "bars": [
-            {"label": row["class"], "value": row["robust_accuracy"], "count": row["count"],
-             "flag": robust is not None and row["robust_accuracy"] is not None
-             and row["robust_accuracy"] < robust - 0.15}
-            for row in per_class if row["count"]
+            {
+                "label": row["class"],
+                "value": row["robust_accuracy"],
+                "count": row["count"],
+                "flag": robust is not None
+                and row["robust_accuracy"] is not None
+                and row["robust_accuracy"] < robust - 0.15,
+            }
+            for row in per_class
+            if row["count"]
         ],
         "reference": robust,
         "y_range": [0, 1],
@@ -156,15 +179,19 @@ def _gallery(examples: list[dict[str, Any]], box: tuple[float, float] | None) ->
         shown = (0.5 + delta * amplify).clamp(0, 1)
         clean = f"{example['clean_prediction']} ({example['clean_probability']:.0%})"
         fooled = f"{example['adversarial_prediction']} ({example['adversarial_probability']:.0%})"
-        rows.append({
-            "caption": f"true class {example['true']}",
-            "cells": [
-                {"label": f"original: {clean}", "pixels": _display(original, box)},
-                {"label": f"perturbation ×{amplify:.1f} (max {peak:.3g})",
-                 "pixels": _display(shown, (0.0, 1.0))},
-                {"label": f"adversarial: {fooled}", "pixels": _display(perturbed, box)},
-            ],
-        })
+        rows.append(
+            {
+                "caption": f"true class {example['true']}",
+                "cells": [
+                    {"label": f"original: {clean}", "pixels": _display(original, box)},
+                    {
+                        "label": f"perturbation ×{amplify:.1f} (max {peak:.3g})",
+                        "pixels": _display(shown, (0.0, 1.0)),
+                    },
+                    {"label": f"adversarial: {fooled}", "pixels": _display(perturbed, box)},
+                ],
+            }
+        )
     return {
         "kind": "images",
         "id": "adversarial-gallery",

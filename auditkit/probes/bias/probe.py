@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from auditkit.probes.base import MetricSpec, Probe
 from auditkit.probes.bias._slicing import PROXY_NOTE, plan
 from auditkit.probes.bias.judge import judge
@@ -95,14 +93,6 @@ class BiasProbe(Probe):
     }
     Options = BiasOptions
     opts: BiasOptions
-
-    def __init__(self, *, budget: str = "standard", **options: Any) -> None:
-        # The positive class is an index or a name; Python and TOML may give the index as a
-        # number.
-        wanted = options.get("positive_class")
-        if isinstance(wanted, int) and not isinstance(wanted, bool):
-            options["positive_class"] = str(wanted)
-        super().__init__(budget=budget, **options)
 
     def skip_reason(self, context) -> str | None:
         return super().skip_reason(context) or plan(context, self.opts).skip_reason

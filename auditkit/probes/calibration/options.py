@@ -13,11 +13,11 @@ class CalibrationOptions:
     n_bins: int = option(
         15, "equal-width (and equal-mass) confidence bins for ECE; 15 as in Guo et al.", minimum=1
     )
-    # Not ``path=True``: a data spec may also be an image folder or a built-in data set's name.
     ood: str | None = option(
         None,
         "your out-of-distribution set: a data spec (.npz/.pt, image folder, CSV, built-in name), "
         "or from Python an AuditData or input tensor (none: generated noise sets)",
+        data=True,
     )
     num_samples: int = option(
         20,

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
-
-import torch
-
-from auditkit.data.core import AuditData
 from auditkit.probes.base import MetricSpec, Probe
 from auditkit.probes.calibration.judge import judge
 from auditkit.probes.calibration.measure import measure
@@ -92,14 +86,6 @@ class CalibrationProbe(Probe):
     }
     Options = CalibrationOptions
     opts: CalibrationOptions
-
-    def __init__(self, *, budget: str = "standard", **options: Any) -> None:
-        # From Python the OOD set may be a data object; the schema parses text (a data spec).
-        data = options.get("ood")
-        given = isinstance(data, (AuditData, torch.Tensor))
-        super().__init__(budget=budget, **({**options, "ood": None} if given else options))
-        if given:
-            self.opts = dataclasses.replace(self.opts, ood=data)
 
     def run(self, context) -> ProbeResult:
         measured = measure(context, self.opts, self.budget)

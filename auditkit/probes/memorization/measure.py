@@ -106,7 +106,9 @@ class MemorizationMeasurement:
         return next((r for r in self.runs if r.corruption is None), None)
 
 
-def measure(context: AuditContext, opts: MemorizationOptions, budget: str) -> MemorizationMeasurement:
+def measure(
+    context: AuditContext, opts: MemorizationOptions, budget: str
+) -> MemorizationMeasurement:
     """Train one fresh copy per level; raises ``CannotCopy`` if no copy can be made."""
     adapter, data = context.adapter, context.data
     model = adapter.model
@@ -133,15 +135,21 @@ def measure(context: AuditContext, opts: MemorizationOptions, budget: str) -> Me
         ) from exc
 
     with _training_threads(model, device) as threads:
-        runs = _train_levels(opts, context, model, init_seed, wrap, x_train, y_train, x_held,
-                             y_held)
+        runs = _train_levels(
+            opts, context, model, init_seed, wrap, x_train, y_train, x_held, y_held
+        )
     reinitialization["threads"] = threads
 
     gap = _generalization_gap(context, GAP_EXAMPLES[budget])
     untouched = weights_sha256(model) == digest_before and model.training == mode_before
     return MemorizationMeasurement(
-        runs=runs, num_classes=int(adapter.num_classes), n_train=n_train,
-        n_held=len(held_idx), opts=opts, gap=gap, untouched=untouched,
+        runs=runs,
+        num_classes=int(adapter.num_classes),
+        n_train=n_train,
+        n_held=len(held_idx),
+        opts=opts,
+        gap=gap,
+        untouched=untouched,
         reinitialization=reinitialization,
     )
 
@@ -266,9 +274,7 @@ def _generalization_gap(context: AuditContext, gap_examples: int) -> dict[str, A
     n = len(train)
     index = np.arange(n)
     if n > gap_examples:
-        index = np.sort(
-            context.rng("memorization.gap").choice(n, gap_examples, replace=False)
-        )
+        index = np.sort(context.rng("memorization.gap").choice(n, gap_examples, replace=False))
     t = torch.as_tensor(index)
     logits = context.adapter.predict_logits(train.x[t])
     train_accuracy = float((logits.argmax(-1) == train.y[t]).float().mean())

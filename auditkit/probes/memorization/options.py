@@ -24,34 +24,50 @@ class MemorizationOptions:
     corruption_levels: tuple[float, ...] = option(
         (0.0, 0.2, 0.5, 1.0),
         "probabilities p of replacing a label at random (0: true labels, 1: random labels)",
-        minimum=0.0, maximum=1.0,
+        minimum=0.0,
+        maximum=1.0,
     )
     random_pixels: bool = option(
         False, "also train on Gaussian-noise images (matched mean/std) with the true labels"
     )
     target_accuracy: float = option(
-        0.95, "training accuracy that counts as fitted", minimum=0.0, maximum=1.0,
+        0.95,
+        "training accuracy that counts as fitted",
+        minimum=0.0,
+        maximum=1.0,
         exclusive_minimum=True,
     )
     train_size: int = option(
-        1000, "audit examples a fresh copy is trained on (at most half the audit data)",
-        minimum=2, budgets={"fast": 256, "standard": 1000, "thorough": 5000},
+        1000,
+        "audit examples a fresh copy is trained on (at most half the audit data)",
+        minimum=2,
+        budgets={"fast": 256, "standard": 1000, "thorough": 5000},
     )
     max_epochs: int = option(
-        200, "epoch cap per corruption level (early stop at the target)", minimum=1,
+        200,
+        "epoch cap per corruption level (early stop at the target)",
+        minimum=1,
         budgets={"fast": 100, "standard": 200, "thorough": 500},
     )
     time_limit_s: float = option(
-        600.0, "wall-clock safety limit per level, in seconds", minimum=0.0,
-        exclusive_minimum=True, budgets={"fast": 60.0, "standard": 600.0, "thorough": 3600.0},
+        600.0,
+        "wall-clock safety limit per level, in seconds",
+        minimum=0.0,
+        exclusive_minimum=True,
+        budgets={"fast": 60.0, "standard": 600.0, "thorough": 3600.0},
     )
     learning_rate: float = option(
-        1e-3, "Adam learning rate of the fixed training recipe", minimum=0.0,
-        exclusive_minimum=True, warn_above=1.0,
+        1e-3,
+        "Adam learning rate of the fixed training recipe",
+        minimum=0.0,
+        exclusive_minimum=True,
+        warn_above=1.0,
     )
     batch_size: int = option(32, "batch size of the fixed training recipe", minimum=1)
     gap_threshold: float = option(
-        0.10, "warn when the audited model's train − audit accuracy exceeds this", minimum=0.0,
+        0.10,
+        "warn when the audited model's train − audit accuracy exceeds this",
+        minimum=0.0,
     )
 
     @property

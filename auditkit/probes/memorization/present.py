@@ -34,7 +34,11 @@ def present(name: str, m: MemorizationMeasurement, j: Judgement) -> ProbeResult:
 def details(m: MemorizationMeasurement, j: Judgement) -> dict[str, Any]:
     opts, runs, gap = m.opts, m.runs, m.gap
     reinitialization, n_train, n_held, pixels = (
-        m.reinitialization, m.n_train, m.n_held, m.pixels_run)
+        m.reinitialization,
+        m.n_train,
+        m.n_held,
+        m.pixels_run,
+    )
     return {
         "reinitialization": reinitialization,
         "recipe": {
