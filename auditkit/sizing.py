@@ -198,44 +198,58 @@ def measure_cost(adapter, x: torch.Tensor, *, repeats: int = MEASURE_REPEATS) ->
 
 
 # --- what each built-in probe's work costs -------------------------------------------------
-def _probe_defaults(name: str, budget: str) -> dict[str, Any] | None:
-    """The budget's default settings of a built-in probe (None: not sized)."""
-    if name == "adversarial":
-        from auditkit.probes.adversarial import BUDGET_SETTINGS
+def _probe_classes() -> dict[str, type]:
+    from auditkit.probes.adversarial import AdversarialProbe
+    from auditkit.probes.bias import BiasProbe
+    from auditkit.probes.calibration import CalibrationProbe
+    from auditkit.probes.memorization import MemorizationProbe
 
-        s = BUDGET_SETTINGS[budget]
+    return {
+        "adversarial": AdversarialProbe,
+        "memorization": MemorizationProbe,
+        "calibration": CalibrationProbe,
+        "bias": BiasProbe,
+    }
+
+
+def _probe_defaults(
+    name: str, budget: str, given: Mapping[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """A built-in probe's settings for the budget, with the options the user gave (parsed as
+    the probe parses them), as the estimators read them (None: not sized)."""
+    cls = _probe_classes().get(name)
+    if cls is None:
+        return None
+    from auditkit.options import parse_options
+
+    opts = parse_options(cls, dict(given or {}), budget)
+    if name == "adversarial":
+        from auditkit.probes.adversarial.options import BUDGET_SWEEPS
+
+        sweeps = BUDGET_SWEEPS[budget]
         return {
-            "n_examples": s["n_examples"],
-            "steps": s["steps"],
-            "restarts": s["restarts"],
-            "eot_samples": s["eot_samples"],
-            "eval_samples": s["eval_samples"],
-            "noise_draws": s["noise_draws"],
-            "sweep_points": len(s["sweep"]),
-            "l2_points": len(s["l2_sweep"]),
-            "autoattack": bool(s["autoattack"]),
+            "n_examples": opts.n_examples,
+            "steps": opts.steps,
+            "restarts": opts.restarts,
+            "eot_samples": opts.eot_samples,
+            "eval_samples": opts.eval_samples,
+            "noise_draws": opts.noise_draws,
+            "sweep_points": len(opts.sweep) if opts.sweep is not None else len(sweeps["sweep"]),
+            "l2_points": len(sweeps["l2_sweep"]),
+            "autoattack": bool(opts.autoattack),
         }
     if name == "memorization":
-        from auditkit.probes.memorization import _BUDGETS
-
-        s = _BUDGETS[budget]
+        levels = tuple(sorted(set(opts.corruption_levels)))
         return {
-            "train_size": int(s["train_size"]),
-            "max_epochs": int(s["max_epochs"]),
-            "time_limit_s": float(s["time_limit_s"]),
-            "corruption_levels": (0.0, 0.2, 0.5, 1.0),
-            "levels": 4,
+            "train_size": int(opts.train_size),
+            "max_epochs": int(opts.max_epochs),
+            "time_limit_s": float(opts.time_limit_s),
+            "corruption_levels": levels,
+            "levels": len(levels) + bool(opts.random_pixels),
         }
     if name == "calibration":
-        from auditkit.probes.calibration import _BUDGET
-
-        samples, examples, _ = _BUDGET[budget]
-        return {"num_samples": samples, "max_examples": examples}
-    if name == "bias":
-        from auditkit.probes.bias import DEFAULT_N_BOOT
-
-        return {"n_boot": DEFAULT_N_BOOT[budget]}
-    return None
+        return {"num_samples": opts.num_samples, "max_examples": opts.max_examples}
+    return {"n_boot": opts.n_boot}
 
 
 def _adversarial_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
@@ -486,17 +500,10 @@ def plan_work(
     user_options = user_options or {}
     settings: dict[str, dict[str, Any]] = {}
     for name in probes:
-        defaults = _probe_defaults(name, budget)
-        if defaults is None:
-            continue
         given = {k: v for k, v in dict(user_options.get(name, {})).items() if v is not None}
-        if name == "adversarial":
-            given = {k: v for k, v in given.items() if k in defaults and k != "sweep_points"}
-        settings[name] = {**defaults, **{k: v for k, v in given.items() if k in defaults}}
-        if name == "memorization":
-            levels = settings[name]["corruption_levels"]
-            levels = (levels,) if isinstance(levels, (int, float)) else tuple(levels)
-            settings[name]["levels"] = len(set(levels)) + bool(given.get("random_pixels"))
+        defaults = _probe_defaults(name, budget, given)
+        if defaults is not None:
+            settings[name] = defaults
     defaults_cost = {
         name: ESTIMATORS[name](s, n_examples, cost) for name, s in settings.items()
     }

@@ -1,6 +1,11 @@
 """Measure: cut the audit data into groups and read per-group numbers off fairlearn's
 ``MetricFrame`` on the shared clean predictions, with bootstrap intervals and standard errors.
 
+The point estimates are MetricFrame's. The bootstrap intervals are computed vectorized
+(``auditkit.functional.bootstrap``: per-group counts with one ``bincount`` over all resamples)
+from the very resamples ``MetricFrame(n_boot, random_state)`` draws, so they equal its
+``by_group_ci`` (tested) at a fraction of the cost: the probe's time grows linearly in N.
+
 Nothing here judges: thresholds, significance and statuses live in ``judge.py``. A slicing's
 measurement is a plain dict (see ``measure_slicing``); its ``comparisons`` hold, for every gap the
 judge will look at, the rankable groups' values and bootstrap standard errors.
@@ -17,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from auditkit.functional import bootstrap as vboot
 from auditkit.functional.fairness import (
     RATE_FUNCTIONS,
     accuracy,
@@ -133,7 +139,8 @@ def measure_slicing(
     if s.rates:
         for c in classes:
             point_metrics.update(rate_metrics(c, f"@{c}"))
-    point = _relabel(_frame(point_metrics, y, pred, s.frame).by_group, s, s.members)
+    raw = _frame(point_metrics, y, pred, s.frame)
+    point = _relabel(raw.by_group, s, s.members)
     rankable = [g for g in point.index if point.loc[g, "count"] >= min_group_size]
     small = [g for g in point.index if point.loc[g, "count"] < min_group_size]
 
@@ -166,8 +173,8 @@ def measure_slicing(
         if c is not None:
             columns[f"{measure}@{c}"] = partial(RATE_FUNCTIONS[measure], positive=c)
     settings = boot_settings(seeds, n_boot, alpha)
-    boot = _frame(columns, y, pred, s.frame, **settings)
-    low, sd_low, sd_high, high = (_relabel(q, s, s.members) for q in boot.by_group_ci)
+    boot = _group_intervals(columns, y, pred, s.frame, raw.by_group.index, settings)
+    low, sd_low, sd_high, high = (_relabel(q, s, s.members) for q in boot)
     se = (sd_high - sd_low) / 2.0
 
     comparisons: dict[str, dict[str, Any]] = {}
@@ -288,11 +295,12 @@ def measure_cross_probe(
             members = {g: m[idx] for g, m in s.members.items() if m[idx].any()}
             frame = s.frame.iloc[idx].reset_index(drop=True)
             settings = boot_settings(seeds, n_boot, alpha)
-            mf = _frame(
-                {measure: fn}, y[idx], pred[idx], frame, sample_params={measure: params}, **settings
-            )
+            mf = _frame({measure: fn}, y[idx], pred[idx], frame, sample_params={measure: params})
             value = _relabel(mf.by_group, s, members)[measure]
-            low, sd_low, sd_high, high = (_relabel(q, s, members)[measure] for q in mf.by_group_ci)
+            intervals = _group_intervals(
+                {measure: params}, y[idx], pred[idx], frame, mf.by_group.index, settings
+            )
+            low, sd_low, sd_high, high = (_relabel(q, s, members)[measure] for q in intervals)
             counts = pd.Series({g: int(m.sum()) for g, m in members.items()})
             by_record = {r["group"]: r for r in report["groups"]}
             for g in value.index:
@@ -317,6 +325,59 @@ def measure_cross_probe(
                 )
             report.setdefault("cross_probe", {})[measure] = summary
     return problems
+
+
+def _group_intervals(
+    columns: dict[str, Any],
+    y: np.ndarray,
+    pred: np.ndarray,
+    frame: pd.DataFrame,
+    index: pd.Index,
+    settings: dict[str, Any],
+) -> list[pd.DataFrame]:
+    """``MetricFrame(columns, …, **settings).by_group_ci``, computed vectorized.
+
+    ``columns`` maps a column name to what it bootstraps: ``"accuracy"``,
+    ``"<rate>@<class>"`` (selection / true-positive / false-positive rate), or, for the
+    cross-probe measures, ``{"values": …}`` (a per-example mean) or ``{"confidence": …,
+    "correct": …}`` (a group's ECE). ``index``: the groups as MetricFrame's ``by_group`` lists
+    them (every row of ``frame`` is one of them).
+    """
+    if frame.shape[1] == 1:
+        groups = pd.Index(index).get_indexer(frame.iloc[:, 0])
+    else:
+        groups = pd.MultiIndex.from_tuples(list(index)).get_indexer(pd.MultiIndex.from_frame(frame))
+    if (groups < 0).any():
+        raise ValueError("a row belongs to no group of the MetricFrame")
+    n_groups = len(index)
+    common = {"n_boot": int(settings["n_boot"]), "random_state": int(settings["random_state"])}
+    samples: dict[str, np.ndarray] = {}
+    confusion = None
+    for name, spec in columns.items():
+        if isinstance(spec, dict) and "values" in spec:
+            samples[name] = vboot.group_means_bootstrap(
+                groups, spec["values"], n_groups=n_groups, **common
+            )
+        elif isinstance(spec, dict):
+            samples[name] = vboot.group_ece_bootstrap(
+                groups, spec["confidence"], spec["correct"], n_groups=n_groups, **common
+            )
+        else:
+            if confusion is None:
+                k = int(max(y.max(initial=0), pred.max(initial=0))) + 1
+                confusion = vboot.group_confusion_bootstrap(
+                    groups, y, pred, n_groups=n_groups, n_classes=k, **common
+                )
+            if name == "accuracy":
+                samples[name] = vboot.accuracy_from_confusion(confusion)
+            else:
+                rate, positive = name.split("@")
+                samples[name] = vboot.RATES_FROM_CONFUSION[rate](confusion, int(positive))
+    quantiles = {n: vboot.group_quantiles(v, settings["ci_quantiles"]) for n, v in samples.items()}
+    return [
+        pd.DataFrame({n: q[i] for n, q in quantiles.items()}, index=index)
+        for i in range(len(settings["ci_quantiles"]))
+    ]
 
 
 # --- helpers --------------------------------------------------------------------------------
