@@ -114,6 +114,17 @@ def broadcast_object(value: Any) -> Any:
     return box[0]
 
 
+def broadcast_from(src: int, value: Any) -> Any:
+    """``value`` as rank ``src`` holds it, on every rank (small JSON-like objects)."""
+    if not _STATE.active:
+        return value
+    import torch.distributed as dist
+
+    box = [value if _STATE.rank == src else None]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
 def my_batches(n: int, batch_size: int) -> list[int]:
     """Start indices of the batches this rank computes (all of them on one process)."""
     starts = list(range(0, n, batch_size))

@@ -58,7 +58,12 @@ MEMORIZATION_KEEP_LEVELS_TRAIN = 64
 MIN_BOOT = 50
 MIN_MC_SAMPLES = 4
 #: Share of its epoch cap a memorization level is expected to train for (planning only).
-EXPECTED_EPOCH_SHARE = 0.3
+EXPECTED_EPOCH_SHARE = 0.4
+#: What the probes' bookkeeping (best iterates, EOT transformations, margins; the training
+#: loop's mode switches and accuracy passes) adds to the bare passes, measured on a
+#: CIFAR-shaped ResNet-18 on 2 CPU cores (README, "Scale and speed").
+ADVERSARIAL_OVERHEAD = 3.0
+MEMORIZATION_OVERHEAD = 1.5
 #: Memorization's time limit per level: this multiple of what its whole epoch cap takes at the
 #: recorded cost, so the clock never ends a level that would finish at the measured speed.
 TIME_LIMIT_SAFETY = 1.5
@@ -76,6 +81,8 @@ class Cost:
     parameters: int
     threads: int
     measured: str = "measured"
+    #: One Adam step over the model's parameters (seconds), whatever the batch.
+    optimizer_step_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -87,6 +94,7 @@ class Cost:
             "parameters": self.parameters,
             "threads": self.threads,
             "measured": self.measured,
+            "optimizer_step_s": self.optimizer_step_s,
         }
 
     @classmethod
@@ -100,6 +108,7 @@ class Cost:
             parameters=int(d["parameters"]),
             threads=int(d.get("threads", 1)),
             measured=str(d.get("measured", "recorded")),
+            optimizer_step_s=float(d.get("optimizer_step_s", 0.0)),
         )
 
 
@@ -186,7 +195,9 @@ def measure_cost(adapter, x: torch.Tensor, *, repeats: int = MEASURE_REPEATS) ->
                 train = timed(training_step) / size
         except RuntimeError:
             pass  # no usable gradient: keep the forward-based estimate
+    optimizer_step = _adam_step_seconds(module, device) if module is not None else 0.0
     return Cost(
+        optimizer_step_s=float(optimizer_step),
         device=str(device),
         forward_s=float(forward),
         backward_s=float(backward),
@@ -195,6 +206,28 @@ def measure_cost(adapter, x: torch.Tensor, *, repeats: int = MEASURE_REPEATS) ->
         parameters=int(parameters),
         threads=int(torch.get_num_threads()),
     )
+
+
+def _adam_step_seconds(module: nn.Module, device: torch.device) -> float:
+    """One Adam step over copies of the model's parameters (memorization's optimizer): on a
+    CPU it is a fixed cost per step that a large network pays even for a tiny batch."""
+    try:
+        params = [
+            torch.zeros_like(p, device=device).requires_grad_(True)
+            for p in module.parameters()
+            if p.requires_grad
+        ]
+        if not params:
+            return 0.0
+        for p in params:
+            p.grad = torch.zeros_like(p)
+        optimizer = torch.optim.Adam(params, lr=1e-3)
+        optimizer.step()  # warm-up: creates the moment buffers
+        seconds = _best_seconds(optimizer.step, device, 2)
+        del optimizer, params
+        return seconds
+    except RuntimeError:
+        return 0.0
 
 
 # --- what each built-in probe's work costs -------------------------------------------------
@@ -246,6 +279,7 @@ def _probe_defaults(
             "time_limit_s": float(opts.time_limit_s),
             "corruption_levels": levels,
             "levels": len(levels) + bool(opts.random_pixels),
+            "batch_size": int(opts.batch_size),
         }
     if name == "calibration":
         return {"num_samples": opts.num_samples, "max_examples": opts.max_examples}
@@ -267,7 +301,7 @@ def _adversarial_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float
     if s.get("autoattack"):
         gradients += 4 * 100
     forwards = (points + l2) * int(s["noise_draws"]) + 2 * int(s["eval_samples"])
-    return n * (gradients * cost.backward_s + forwards * cost.forward_s)
+    return ADVERSARIAL_OVERHEAD * n * (gradients * cost.backward_s + forwards * cost.forward_s)
 
 
 def _memorization_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
@@ -280,7 +314,10 @@ def _memorization_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> floa
 
 def _epoch_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
     n = min(int(s["train_size"]), n_data)
-    return n * (cost.train_step_s + cost.forward_s)  # a training step, then the accuracy pass
+    steps = math.ceil(n / int(s.get("batch_size", 32)))
+    # Training steps (passes plus one optimizer step per batch), then the accuracy pass.
+    passes = n * (cost.train_step_s + cost.forward_s) + steps * cost.optimizer_step_s
+    return MEMORIZATION_OVERHEAD * passes
 
 
 def _calibration_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float:

@@ -93,9 +93,13 @@ def linear_model_file(tmp_path_factory, digits_data):
     return save_model(net, path, example_input=digits_data.x[:2], metadata=meta)
 
 
+# Small attack batches and several memorization levels, so both are split across the ranks:
+# adversarial batches round-robin, memorization levels one per rank.
 SCAN = ["--data", "digits", "--budget", "fast", "--device", "cpu", "--seed", "3",
-        "--probes", "performance,calibration,adversarial,bias",
-        "--set", "adversarial.n_examples=60", "--set", "bias.n_boot=20"]
+        "--probes", "performance,calibration,adversarial,bias,memorization",
+        "--set", "adversarial.n_examples=60", "--set", "adversarial.batch_size=16",
+        "--set", "bias.n_boot=20", "--set", "memorization.train_size=48",
+        "--set", "memorization.max_epochs=8"]
 
 
 def _cli(argv: list[str]) -> int:
@@ -152,5 +156,11 @@ def test_two_gloo_processes_equal_one_process_and_only_rank_0_writes(
     dist = json.loads((rank0 / "audit.json").read_text())
     assert dist["environment"]["world_size"] == 2 and dist["environment"]["backend"] == "gloo"
     assert _metrics(dist) == _metrics(single)
+    for probe in ("adversarial", "memorization"):
+        assert dist["probes"][probe]["status"] == single["probes"][probe]["status"]
+    levels = [r["train_accuracy"] for r in dist["probes"]["memorization"]["details"]["levels"]]
+    assert levels == [
+        r["train_accuracy"] for r in single["probes"]["memorization"]["details"]["levels"]
+    ]
     assert dist["verdict"] == single["verdict"]
     assert dist["settings"]["sizing"]["options"] == single["settings"]["sizing"]["options"]

@@ -441,3 +441,31 @@ def test_options_from_the_command_line_are_parsed():
     probe = MemorizationProbe(budget="fast", corruption_levels="1, 0,0.5", random_pixels="false")
     assert probe.opts.levels == (0.0, 0.5, 1.0) and probe.opts.random_pixels is False
     assert MemorizationProbe(budget="standard").opts.train_size == 1000
+
+
+def test_a_level_the_clock_stops_is_rerun_on_half_the_subset_instead_of_inconclusive(
+    monkeypatch,
+):
+    """The clock ending a level on 128 examples halves the subset and reruns the same test;
+    the reduction is recorded."""
+    from auditkit.probes.memorization import measure as mm
+
+    sizes = []
+    real = mm._measure_subset
+
+    def fake(context, opts, model, n_train):
+        sizes.append(n_train)
+        runs, held, reinit = real(context, opts, model, n_train)
+        if n_train == 128:
+            runs[-1].stopped_by = "time"
+        return runs, held, reinit
+
+    monkeypatch.setattr(mm, "_measure_subset", fake)
+    result = MemorizationProbe(budget="fast", corruption_levels=[0, 1], **SMALL).run(
+        context_for(wide_mlp(), clusters())
+    )
+    assert sizes == [128, 64]
+    assert result.details["data"]["train_size"] == 64
+    (reduction,) = result.details["clock_reductions"]
+    assert reduction["from"] == 128 and reduction["to"] == 64
+    assert INCONCLUSIVE_TIME not in result.summary

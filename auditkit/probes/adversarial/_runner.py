@@ -5,6 +5,7 @@ A private helper of ``measure``: everything here touches the model.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from auditkit import distributed
 from auditkit.attacks import EOTPGD, Transformations, margin
 from auditkit.attacks._base import BoxAttack
 
@@ -84,6 +86,9 @@ class AttackRunner:
     timings: dict[str, float] = field(default_factory=dict)
     nonfinite: dict[str, int] = field(default_factory=dict)
     _clean_transformed: np.ndarray | None = None
+    #: bf16 autocast for the attacks' passes (GPU only; see ``TorchModelAdapter.mixed_precision``).
+    mixed_precision: bool = False
+    autocast: Callable[[], Any] = contextlib.nullcontext
 
     @property
     def targets(self) -> np.ndarray:
@@ -110,29 +115,60 @@ class AttackRunner:
         adversarial = self.z.clone()
         correct = self.clean_correct.copy()
         if len(targets):
+            stream = seed_tag or tag
             attack = attack_class(
                 self.space.module,
                 box=self.space.box,
-                generator=self.seed_of(seed_tag or tag),
+                generator=self.seed_of(stream),
                 **kwargs,
             )
             per_batch = self.batch_size
             if isinstance(attack, EOTPGD):
                 per_batch = max(1, self.batch_size // attack.samples)
-            margins, nonfinite = [], 0
-            for start in range(0, len(targets), per_batch):
-                index = torch.as_tensor(targets[start : start + per_batch])
-                out = attack.perturb(self.z[index].to(self.device), self.y[index].to(self.device))
-                margins.append(out.margin.cpu())
-                adversarial[index] = out.adversarial.cpu()
-                if out.nonfinite is not None:
-                    nonfinite += int(out.nonfinite.sum())
+            shape = tuple(self.z.shape[1:])
+
+            def run_batch(start: int, stop: int) -> torch.Tensor:
+                # Every batch after the first draws from its own stream (and a random model
+                # from its own seed), so under torchrun any rank can compute any batch and the
+                # gathered results equal the single process's.
+                if start:
+                    attack.generator = self.seed_of(f"{stream}@{start}")
+                if self.stochastic:
+                    torch.manual_seed(self.int_seed_of(f"{stream}@{start}/model"))
+                index = torch.as_tensor(targets[start:stop])
+                with self.autocast():
+                    out = attack.perturb(
+                        self.z[index].to(self.device), self.y[index].to(self.device)
+                    )
+                flags = (
+                    out.nonfinite.float().cpu()
+                    if out.nonfinite is not None
+                    else torch.zeros(stop - start)
+                )
+                return torch.cat(
+                    [
+                        out.margin.detach().float().cpu()[:, None],
+                        flags[:, None],
+                        out.adversarial.detach().float().cpu().flatten(1),
+                    ],
+                    dim=1,
+                )
+
+            rows = distributed.gather_batches(len(targets), per_batch, run_batch)
+            margins = [rows[:, 0]]
+            nonfinite = int(rows[:, 1].sum())
+            adversarial[torch.as_tensor(targets)] = (
+                rows[:, 2:].reshape(len(targets), *shape).to(adversarial.dtype)
+            )
             if nonfinite:
                 self.nonfinite[tag] = nonfinite
             if judge == "eot":
                 fooled = self.fooled_under_transformations(adversarial, kwargs.get("transform"))
             elif self.stochastic:
                 fooled = self.fooled_random(adversarial)
+            elif self.mixed_precision:
+                # bf16 searched; the verdict is float32's.
+                fooled = self.fooled_deterministic(adversarial)
             else:
                 fooled = np.zeros(len(self.z), dtype=bool)
                 fooled[targets] = (torch.cat(margins) > 0).numpy()
@@ -147,7 +183,7 @@ class AttackRunner:
         """Softmax of one batch, averaged over ``eval_samples`` passes for a random model."""
         samples = self.eval_samples if self.stochastic else 1
         torch.manual_seed(self.int_seed_of(tag))  # the model's own randomness, reproducibly
-        with torch.no_grad():
+        with torch.inference_mode():
             copies = x.unsqueeze(0).expand(samples, *x.shape).reshape(-1, *x.shape[1:])
             logits = self.space.module(copies).float().view(samples, len(x), -1)
         return torch.softmax(logits, dim=-1).mean(dim=0)
@@ -174,7 +210,7 @@ class AttackRunner:
         xb = x[start : start + self.batch_size].to(self.device)
         yb = self.y[start : start + self.batch_size].to(self.device)
         copies = xb.unsqueeze(0).expand(samples, *xb.shape).reshape(-1, *xb.shape[1:])
-        with torch.no_grad():
+        with torch.inference_mode():
             params = transform.sample(
                 copies.shape, generator=self.seed_of(f"eot-draws/{start}"), device=copies.device
             )
@@ -205,7 +241,7 @@ class AttackRunner:
         return ~(adversarial_right & self.clean_transformed_right(transform))
 
     def fooled_deterministic(self, x: torch.Tensor) -> np.ndarray:
-        with torch.no_grad():
+        with torch.inference_mode():
             return (
                 np.concatenate(
                     [
@@ -263,7 +299,7 @@ def attack_space(adapter, data) -> AttackSpace:
 
 def detect_stochastic(adapter, space: AttackSpace, z: torch.Tensor) -> tuple[bool, float]:
     sample = z[:64].to(adapter.device)
-    with torch.no_grad():
+    with torch.inference_mode():
         first = space.module(sample).float()
         second = space.module(sample).float()
     diff = float((first - second).abs().max()) if len(sample) else 0.0

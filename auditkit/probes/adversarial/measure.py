@@ -8,6 +8,7 @@ AutoAttack, input gradients and the gallery's examples. The result is an
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,6 +90,8 @@ class Plan:
     batch_size: int = 256
     units: str = "input units"
     defaults_reason: str = ""
+    mixed_precision: bool = False
+    bf16_check: dict[str, Any] | None = None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -107,6 +110,8 @@ class Plan:
             "eot_transformations": self.transform.to_dict() if self.transform else None,
             "autoattack": self.autoattack,
             "batch_size": self.batch_size,
+            "mixed_precision": self.mixed_precision,
+            "bf16_check": self.bf16_check,
             "eps_units": self.units,
             "defaults": self.defaults_reason,
         }
@@ -159,10 +164,39 @@ def make_plan(opts: AdversarialOptions, budget: str, context: Any, stochastic: b
         noise_draws=opts.noise_draws,
         transform=Transformations() if use_transforms else None,
         autoattack=bool(opts.autoattack),
-        batch_size=opts.batch_size or (1024 if cuda else 256),
+        batch_size=opts.batch_size or _gradient_batch(adapter, cuda),
+        mixed_precision=bool(opts.mixed_precision),
         units="input units" if box is not None else "feature standard deviations",
         defaults_reason=defaults.reason,
     )
+
+
+def _gradient_batch(adapter: Any, cuda: bool) -> int:
+    """The adapter's memory-aware batch for gradient passes (the usual sizes when it has none)."""
+    auto = getattr(adapter, "auto_batch_size", None)
+    return int(auto("gradient")) if callable(auto) else (1024 if cuda else 256)
+
+
+def _mixed_precision(
+    plan: Plan, adapter: Any, z: torch.Tensor, y: torch.Tensor, clean_correct: np.ndarray,
+    seed: int,
+) -> Plan:
+    """Check bf16 against float32 on a sample; keep it only when robust accuracy agrees within
+    one point and bf16 really runs (a GPU that supports it)."""
+    from dataclasses import replace
+
+    if not hasattr(adapter, "mixed_precision"):
+        return replace(plan, mixed_precision=False)
+    from auditkit.adapters.torch_adapter import compare_bf16_robust_accuracy
+
+    sample = torch.as_tensor(np.flatnonzero(clean_correct)[:256])
+    check = None
+    if len(sample) and plan.norm == "Linf" and plan.eps > 0:
+        check = compare_bf16_robust_accuracy(
+            adapter, z[sample], y[sample], eps=plan.eps, steps=plan.steps, seed=seed
+        )
+    keep = bool(check and check["bf16_used"] and check["within_one_point"])
+    return replace(plan, mixed_precision=keep, bf16_check=check)
 
 
 @dataclass
@@ -234,7 +268,15 @@ def _measure(
     clean_correct = right_answers(clean_logits.float(), y)
     z = space.to_space(x)
 
+    if plan.mixed_precision:
+        plan = _mixed_precision(
+            plan, adapter, z, y, clean_correct, derive_seed(context.seed, "adversarial/bf16")
+        )
     runner = AttackRunner(
+        mixed_precision=plan.mixed_precision,
+        autocast=(lambda: adapter.mixed_precision(True))
+        if plan.mixed_precision
+        else contextlib.nullcontext,
         space=space,
         z=z,
         y=y,

@@ -80,11 +80,17 @@ class AdversarialOptions:
     )
     batch_size: int | None = option(
         None,
-        "examples per attack batch; none: 1024 on a GPU, 256 on the CPU",
+        "examples per attack batch; none: the largest that fits a quarter of the device's "
+        "free memory, at most 1024 on a GPU and 256 on the CPU",
         minimum=1,
     )
     autoattack: bool = option(
         False,
         "also run AutoAttack at the headline eps",
         budgets={"fast": False, "standard": False, "thorough": True},
+    )
+    mixed_precision: bool = option(
+        False,
+        "bf16 autocast for the attacks on a GPU, kept only when robust accuracy on a sample "
+        "stays within one point of float32 (verdicts are always float32)",
     )

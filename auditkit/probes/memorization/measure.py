@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from auditkit import distributed
 from auditkit.context import AuditContext, derive_seed
 from auditkit.loading import weights_sha256
 from auditkit.probes.memorization.options import GAP_EXAMPLES, MemorizationOptions
@@ -29,6 +30,8 @@ MIN_EXAMPLES = 20
 # CPU, two threads spin-waiting on each other made the demo CNN 10-30x slower than one thread.
 _SINGLE_THREAD_MAX_PARAMETERS = 1_000_000
 _MAX_HELD_OUT = 4096
+#: The clock may halve the training subset down to this size (still the random-label test).
+MIN_CLOCK_RETRY_TRAIN = 32
 _EVAL_BATCH = 512
 
 
@@ -48,6 +51,19 @@ class LevelRun:
     seconds: float = 0.0
     stopped_by: str = "epochs"  # target | epochs | time | diverged
     labels_changed: float = 0.0  # fraction of training labels that differ from the true ones
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LevelRun:
+        return cls(
+            name=d["name"],
+            corruption=d["corruption"],
+            train_accuracy=list(d["train_accuracy"]),
+            epochs_to_target=d["epochs_to_target"],
+            held_out_accuracy=d["held_out_accuracy"],
+            seconds=float(d["seconds"]),
+            stopped_by=d["stopped_by"],
+            labels_changed=float(d["labels_changed"]),
+        )
 
     @property
     def final_train_accuracy(self) -> float | None:
@@ -85,6 +101,8 @@ class MemorizationMeasurement:
     gap: dict[str, Any] | None = None
     untouched: bool = True
     reinitialization: dict[str, Any] = field(default_factory=dict)
+    #: Subsets halved because the clock stopped a level (``from``, ``to``, ``reason``).
+    clock_reductions: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def chance(self) -> float:
@@ -114,9 +132,47 @@ def measure(
     model = adapter.model
     digest_before = weights_sha256(model)
     mode_before = model.training
-    device = adapter.device
 
     n_train = min(opts.train_size, len(data) // 2)
+    clock_reductions: list[dict[str, Any]] = []
+    while True:
+        runs, n_held, reinitialization = _measure_subset(context, opts, model, n_train)
+        stopped = [r.name for r in runs if r.stopped_by == "time"]
+        half = n_train // 2
+        if not stopped or half < MIN_CLOCK_RETRY_TRAIN:
+            break
+        # The clock, not the epochs, ended a level: a smaller subset is still the same test
+        # and fits sooner. Say so instead of coming back inconclusive.
+        clock_reductions.append({
+            "from": n_train,
+            "to": half,
+            "stopped": stopped,
+            "reason": f"the {opts.time_limit_s:g} s limit stopped {', '.join(stopped)} on "
+            f"{n_train} examples; the test was rerun on {half}",
+        })
+        context.progress.log(f"memorization: {clock_reductions[-1]['reason']}")
+        n_train = half
+
+    gap = _generalization_gap(context, GAP_EXAMPLES[budget])
+    untouched = weights_sha256(model) == digest_before and model.training == mode_before
+    return MemorizationMeasurement(
+        runs=runs,
+        num_classes=int(adapter.num_classes),
+        n_train=n_train,
+        n_held=n_held,
+        opts=opts,
+        gap=gap,
+        untouched=untouched,
+        reinitialization=reinitialization,
+        clock_reductions=clock_reductions,
+    )
+
+
+def _measure_subset(
+    context: AuditContext, opts: MemorizationOptions, model: nn.Module, n_train: int
+) -> tuple[list[LevelRun], int, dict[str, Any]]:
+    """Every level's run on the first ``n_train`` examples of the seeded split."""
+    adapter, data, device = context.adapter, context.data, context.adapter.device
     perm = context.rng("memorization.split").permutation(len(data))
     train_idx = torch.as_tensor(perm[:n_train])
     held_idx = torch.as_tensor(perm[n_train : n_train + _MAX_HELD_OUT])
@@ -139,19 +195,7 @@ def measure(
             opts, context, model, init_seed, wrap, x_train, y_train, x_held, y_held
         )
     reinitialization["threads"] = threads
-
-    gap = _generalization_gap(context, GAP_EXAMPLES[budget])
-    untouched = weights_sha256(model) == digest_before and model.training == mode_before
-    return MemorizationMeasurement(
-        runs=runs,
-        num_classes=int(adapter.num_classes),
-        n_train=n_train,
-        n_held=len(held_idx),
-        opts=opts,
-        gap=gap,
-        untouched=untouched,
-        reinitialization=reinitialization,
-    )
+    return runs, len(held_idx), reinitialization
 
 
 def _train_levels(
@@ -170,7 +214,13 @@ def _train_levels(
     num_classes = int(adapter.num_classes)
     runs: list[LevelRun] = []
     label_rng_state = context.rng("memorization.labels").bit_generator.state
-    for p in opts.levels:
+    # Levels are independent (same initialization, own shuffle seed, same label draws): under
+    # torchrun each rank trains every K-th level and the runs are gathered in order.
+    mine = set(distributed.my_batches(len(opts.levels), 1))
+    for i, p in enumerate(opts.levels):
+        if i not in mine:
+            runs.append(LevelRun(name=_level_name(p), corruption=p))
+            continue
         rng = np.random.default_rng()
         rng.bit_generator.state = label_rng_state  # same draws at every p: nested corruption
         labels = corrupt_labels(y_train.cpu(), p, num_classes, rng).to(device)
@@ -189,6 +239,12 @@ def _train_levels(
         )
         run.labels_changed = float((labels != y_train).float().mean())
         runs.append(run)
+    if distributed.state().active:
+        owners = {i: i % distributed.state().world_size for i in range(len(runs))}
+        runs = [
+            LevelRun.from_dict(distributed.broadcast_from(owners[i], runs[i].to_dict()))
+            for i in range(len(runs))
+        ]
     if opts.random_pixels:
         noise = _gaussian_like(x_train, context.generator("memorization.pixels"), adapter.clamp)
         run = _train(
@@ -305,7 +361,7 @@ def corrupt_labels(
 
 def _accuracy(network: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     correct = 0
-    with torch.no_grad():
+    with torch.inference_mode():
         for start in range(0, len(x), _EVAL_BATCH):
             logits = network(x[start : start + _EVAL_BATCH])
             correct += int((logits.argmax(-1) == y[start : start + _EVAL_BATCH]).sum())

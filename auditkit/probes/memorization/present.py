@@ -65,6 +65,7 @@ def details(m: MemorizationMeasurement, j: Judgement) -> dict[str, Any]:
             else None,
         },
         "levels": [r.to_dict() for r in runs],
+        "clock_reductions": list(m.clock_reductions),
         "fit_epochs": {r.name: fit_epochs(r) for r in runs},
         "fit_seconds_ratio": j.fit_seconds_ratio,
         "generalization_gap": gap
