@@ -155,6 +155,20 @@ def test_audit_runs_the_plan_records_it_and_reuses_the_recorded_cost(small_setup
     assert resumed.probes["adversarial"].metrics == result.probes["adversarial"].metrics
 
 
+def test_the_report_and_summary_say_what_was_reduced_and_why(small_setup):
+    from auditkit.render.html import render_html
+    from auditkit.render.markdown import render_markdown
+
+    adapter, data = small_setup
+    result = run_audit(adapter, data, probes=["adversarial"], budget="fast",
+                       cost=RESNET50.to_dict())
+    sentence = result.settings["sizing"]["summary"]
+    assert "examples attacked" in sentence
+    assert sentence in render_markdown(result)
+    html = render_html(result)
+    assert "Work sized" in html and "examples attacked" in html
+
+
 def test_sizing_can_be_turned_off(small_setup):
     adapter, data = small_setup
     result = run_audit(adapter, data, probes=["performance"], budget="fast",

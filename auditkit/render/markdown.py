@@ -62,11 +62,14 @@ def render_markdown(result: AuditResult) -> str:
         f"auditkit {text(result.auditkit_version or '?')}",
         format_seconds(result.duration_seconds),
     ]
+    sizing = (result.settings.get("sizing") or {}).get("summary")
     lines = [
         f"## auditkit: {VERDICT.get(result.verdict, text(result.verdict).upper())}",
         "",
         " · ".join(facts),
         "",
+        *([text(sizing, 600), ""] if sizing and (result.settings.get("sizing") or {}).get("reduced")
+          else []),
         "| probe | grade | headline | finding |",
         "|---|---|---|---|",
     ]
