@@ -450,6 +450,7 @@ class WorkPlan:
     default_estimates: dict[str, float] = field(default_factory=dict)
     reasons: dict[str, list[str]] = field(default_factory=dict)
     unfit: list[str] = field(default_factory=list)
+    small_model: str | None = None
 
     @property
     def reduced(self) -> bool:
@@ -462,6 +463,11 @@ class WorkPlan:
         if self.limit_seconds is None:
             return f"Work not sized to the clock ({self.budget} budget); model cost {per}."
         limit = _duration(self.limit_seconds)
+        if self.small_model is not None:
+            return (
+                f"The {self.budget} budget's full work is kept: {self.small_model} (estimated "
+                f"{_duration(total)} of probe time at {per})."
+            )
         if not self.reduced:
             return (
                 f"The {self.budget} budget's full work fits its {limit} (estimated "
@@ -491,6 +497,7 @@ class WorkPlan:
             },
             "reasons": {k: list(v) for k, v in self.reasons.items()},
             "unfit": list(self.unfit),
+            "small_model": self.small_model,
             "reduced": self.reduced,
             "summary": self.summary(),
         }
@@ -518,6 +525,7 @@ def plan_work(
     probes: Sequence[str],
     max_minutes: float | None = None,
     user_options: Mapping[str, Mapping[str, Any]] | None = None,
+    small_model: str | None = None,
 ) -> WorkPlan:
     """Size each probe's work to the limit; a pure function of its arguments.
 
@@ -528,6 +536,9 @@ def plan_work(
         probes: names of the probes that will run (others are not sized).
         max_minutes: a limit on probe time replacing the budget's (None: the budget's).
         user_options: options the user set; they are used as given and never changed.
+        small_model: why the model counts as small (``small_model_reason``): then nothing is
+            reduced whatever the timings say, so a load spike during the measurement can never
+            change a small model's numbers.
 
     Example:
         >>> plan = plan_work(cost, budget="fast", n_examples=60, probes=["adversarial"])
@@ -548,7 +559,7 @@ def plan_work(
     reasons: dict[str, list[str]] = {name: [] for name in settings}
     unfit: list[str] = []
     planned = {name: dict(s) for name, s in settings.items()}
-    if limit is not None and total > limit:
+    if limit is not None and total > limit and small_model is None:
         factor = limit / total
         for name, s in planned.items():
             target = defaults_cost[name] * factor
@@ -570,8 +581,10 @@ def plan_work(
         # Named: the probes still above their share at their smallest conclusive size.
         factor = limit / total
         unfit = [n for n in planned if estimates[n] > 1.1 * defaults_cost[n] * factor]
-    if "memorization" in planned and not dict(user_options.get("memorization", {})).get(
-        "time_limit_s"
+    if (
+        small_model is None
+        and "memorization" in planned
+        and not dict(user_options.get("memorization", {})).get("time_limit_s")
     ):
         # The clock is a safety net above what the whole epoch cap takes, never the
         # experiment: a level that needs every epoch still finishes.
@@ -588,6 +601,7 @@ def plan_work(
         if changed:
             options[name] = changed
     return WorkPlan(
+        small_model=small_model,
         budget=budget,
         limit_seconds=limit,
         cost=cost,
@@ -613,6 +627,30 @@ def _label(name: str, key: str) -> str:
 
 
 COST_FILE = "cost.json"
+#: Models at most this large (parameters, and activation bytes per example) are small: their
+#: budgets' work takes seconds to a few minutes, and it is never resized.
+SMALL_MODEL_PARAMETERS = 1_000_000
+SMALL_MODEL_ACTIVATION_BYTES = 1 << 20
+
+
+def small_model_reason(adapter) -> str | None:
+    """Why the model is small (deterministic: parameter count and activation bytes counted on
+    the diagnostic pass, never a timing), or None."""
+    count = getattr(adapter, "_activation_bytes", None)
+    module = getattr(adapter, "model", None)
+    if not callable(count) or not isinstance(module, nn.Module):
+        return None
+    try:
+        parameters = sum(p.numel() for p in module.parameters())
+        activations = int(count())
+    except Exception:
+        return None
+    if 0 < activations <= SMALL_MODEL_ACTIVATION_BYTES and parameters <= SMALL_MODEL_PARAMETERS:
+        return (
+            f"a small model ({parameters:,} parameters, {activations / 1024:.0f} KiB of "
+            "activations per example) is never resized"
+        )
+    return None
 
 
 def size_probes(
@@ -669,6 +707,7 @@ def size_probes(
         probes=[p.name for p in selected if not any(p is g for g in given)],
         max_minutes=max_minutes,
         user_options=options,
+        small_model=small_model_reason(context.adapter),
     )
     sized = []
     for probe in selected:

@@ -18,6 +18,7 @@ from auditkit.sizing import (
     Cost,
     measure_cost,
     plan_work,
+    small_model_reason,
 )
 
 PROBES = ["adversarial", "memorization", "calibration", "bias"]
@@ -56,6 +57,14 @@ def test_small_models_keep_the_budgets_full_work(budget, digits_data):
     assert not plan.reduced
     assert sum(plan.estimates.values()) < BUDGET_SECONDS[budget] / 4
     assert "nothing was reduced" in plan.summary()
+    # Small is decided from the model's size, never from a timing: even a measurement taken
+    # during a load spike (here, a ResNet-50's cost) leaves its work as declared.
+    adapter.diagnose(digits_data.x[:64])
+    reason = small_model_reason(adapter)
+    assert reason is not None and "never resized" in reason
+    spiked = plan_work(RESNET50, budget=budget, n_examples=len(digits_data), probes=PROBES,
+                       small_model=reason)
+    assert spiked.options == {} and "kept" in spiked.summary()
 
 
 @pytest.mark.parametrize("cost", [RESNET18, RESNET50], ids=["resnet18", "resnet50"])
@@ -127,10 +136,22 @@ def test_sizes_snap_to_a_ladder_so_timing_noise_does_not_move_the_plan():
 # --- wired into the pipeline -------------------------------------------------------------------
 
 
+class Sized(nn.Module):
+    """Cheap to run, but past the small-model line (1.2M parameters), so the plan applies."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+        self.spare = nn.Parameter(torch.zeros(1_200_000))
+
+    def forward(self, x):
+        return self.head(x) + 0 * self.spare[0]
+
+
 @pytest.fixture()
 def small_setup():
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    net = Sized()
     x = torch.rand(300, 1, 4, 4)
     y = torch.randint(0, 3, (300,))
     data = AuditData(x=x, y=y, name="tiny")
