@@ -133,8 +133,8 @@ def _best_seconds(fn, device: torch.device, repeats: int) -> float:
 def measure_cost(adapter, x: torch.Tensor, *, repeats: int = MEASURE_REPEATS) -> Cost:
     """Forward, forward+backward (input gradient) and training-step seconds per example.
 
-    Batches grow from 8 examples until one takes ``_MIN_BATCH_SECONDS`` or holds 64 examples
-    (a ResNet-50 at 224×224 on a CPU is timed on 8 images, a small CNN on 64). Cheap passes are timed ``repeats`` times
+    Batches grow from 16 examples until one takes ``_MIN_BATCH_SECONDS`` or holds 64 examples
+    (a ResNet-50 at 224×224 on a CPU is timed on 16 images, a small CNN on 64). Cheap passes are timed ``repeats`` times
     (fastest); a pass that takes longer than ``_ONE_TIMING_SECONDS`` is timed once, so measuring
     never costs more than a few passes. Measured under the machine's current load: a busy
     machine gets a smaller plan.
@@ -143,7 +143,9 @@ def measure_cost(adapter, x: torch.Tensor, *, repeats: int = MEASURE_REPEATS) ->
     module = adapter.as_module() if getattr(adapter, "supports_gradients", False) else None
     parameters = sum(p.numel() for p in module.parameters()) if module is not None else 0
     n = max(1, min(len(x), _MAX_MEASURE_BATCH))
-    size = min(8, n)
+    # At least 16 examples: per-example cost at tiny batches overstates what the probes'
+    # batches (32 to 256) pay.
+    size = min(16, n)
 
     def timed(fn) -> float:
         once = _best_seconds(fn, device, 1)
@@ -287,7 +289,9 @@ def _probe_defaults(
 
 
 def _adversarial_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
-    n = min(int(s["n_examples"]), n_data)
+    # Only the examples the model gets right are attacked (``attacked_share``: the clean
+    # accuracy, known before the probes run).
+    n = min(int(s["n_examples"]), n_data) * float(s.get("attacked_share", 1.0))
     steps = int(s["steps"])
     points = int(s["sweep_points"]) + 1
     l2 = int(s["l2_points"]) + (1 if s["l2_points"] else 0)
@@ -526,6 +530,7 @@ def plan_work(
     max_minutes: float | None = None,
     user_options: Mapping[str, Mapping[str, Any]] | None = None,
     small_model: str | None = None,
+    clean_accuracy: float = 1.0,
 ) -> WorkPlan:
     """Size each probe's work to the limit; a pure function of its arguments.
 
@@ -536,6 +541,8 @@ def plan_work(
         probes: names of the probes that will run (others are not sized).
         max_minutes: a limit on probe time replacing the budget's (None: the budget's).
         user_options: options the user set; they are used as given and never changed.
+        clean_accuracy: share of the audit data the model gets right (only those are
+            attacked).
         small_model: why the model counts as small (``small_model_reason``): then nothing is
             reduced whatever the timings say, so a load spike during the measurement can never
             change a small model's numbers.
@@ -552,6 +559,8 @@ def plan_work(
         defaults = _probe_defaults(name, budget, given)
         if defaults is not None:
             settings[name] = defaults
+    if "adversarial" in settings:
+        settings["adversarial"]["attacked_share"] = min(1.0, max(float(clean_accuracy), 0.02))
     defaults_cost = {
         name: ESTIMATORS[name](s, n_examples, cost) for name, s in settings.items()
     }
@@ -708,6 +717,7 @@ def size_probes(
         max_minutes=max_minutes,
         user_options=options,
         small_model=small_model_reason(context.adapter),
+        clean_accuracy=float(context.clean_correct.float().mean()) if len(context.data) else 1.0,
     )
     sized = []
     for probe in selected:

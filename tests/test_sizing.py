@@ -238,3 +238,12 @@ def test_cli_cost_from_an_earlier_audit_gives_the_same_plan(tmp_path, linear_fil
     bad = CliRunner().invoke(app, [*args[:-1], str(linear_file), "--out", str(tmp_path / "b")])
     assert bad.exit_code == 2
     assert "--cost-from" in bad.output and "Traceback" not in bad.output
+
+
+def test_only_examples_the_model_gets_right_count_as_attack_work():
+    full = plan_work(RESNET18, budget="fast", n_examples=60, probes=["adversarial"])
+    tenth = plan_work(RESNET18, budget="fast", n_examples=60, probes=["adversarial"],
+                      clean_accuracy=0.1)
+    assert tenth.default_estimates["adversarial"] == pytest.approx(
+        full.default_estimates["adversarial"] / 10
+    )
