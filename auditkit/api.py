@@ -29,6 +29,10 @@ def resolve_data(data: DataLike, metadata: ModelMetadata | None = None, **load_k
     if isinstance(data, AuditData):
         return data
     if data is None:
+        if metadata is not None and isinstance(metadata.extra.get("data"), dict):
+            from auditkit.archfile import data_from_spec  # an architecture file names its data
+
+            return data_from_spec(metadata.extra["data"])
         if metadata is not None and metadata.dataset:
             return load_data(metadata.dataset, **load_kwargs)
         raise AuditkitInputError(
@@ -61,6 +65,12 @@ def build_adapter(
     if isinstance(model, ModelAdapter):
         return model
     meta = metadata or ModelMetadata()
+    if isinstance(model, nn.Module) and isinstance(meta.extra.get("adapter"), dict):
+        from auditkit.archfile import adapter_from_spec  # an architecture file names its adapter
+
+        return adapter_from_spec(
+            meta.extra["adapter"], model, data, metadata=meta, device=device, format=format
+        )
     input_shape = meta.input_shape or data.input_shape
     if tuple(input_shape) != tuple(data.input_shape):
         from auditkit.pipeline import shape_mismatch_message

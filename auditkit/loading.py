@@ -662,6 +662,8 @@ def load_model(
                 errors.CORRUPT_ARCHIVE.format(path=path, reason=_reason(exc))
             ) from None
         metadata = parse(extra.get(METADATA_NAME))
+    elif fmt == FORMAT_SAFETENSORS and (arch_file := _load_arch_file(path, parse)) is not None:
+        module, metadata, fmt, arch_name = arch_file
     elif fmt == FORMAT_SAFETENSORS:
         from safetensors import safe_open
 
@@ -695,6 +697,20 @@ def load_model(
     return LoadedModel(
         module=module, format=fmt, metadata=metadata, path=str(path), sha256=digest, arch=arch_name
     )
+
+
+def _load_arch_file(
+    path: Path, parse: Callable[[str | None], ModelMetadata]
+) -> tuple[nn.Module, ModelMetadata, str, str] | None:
+    """Contract E: a safetensors file whose header names a registered architecture
+    (``auditkit.archfile``) rebuilds itself; None for any other safetensors file."""
+    from auditkit import archfile
+
+    if archfile.read_header(path) is None:
+        return None
+    module, header = archfile.load_arch_model(path)
+    metadata = parse(json.dumps(archfile.header_metadata(header)))
+    return module, metadata, archfile.FORMAT_NAME, header["architecture"]["name"]
 
 
 def save_model(

@@ -1,7 +1,9 @@
 """Plugin discovery through entry points. Built-ins register exactly as third parties do.
 
 Groups: ``auditkit.probes`` (Probe classes), ``auditkit.datasets`` (data set builders),
-``auditkit.generators`` (``auditkit generate NAME``). A plugin that fails to load becomes a
+``auditkit.generators`` (``auditkit generate NAME``), ``auditkit.architectures`` (network factories
+that architecture files name, see ``auditkit.archfile``), ``auditkit.adapters`` (adapter factories
+those files name). A plugin that fails to load becomes a
 visible errored row, never a crash.
 """
 
@@ -14,6 +16,8 @@ from typing import Any
 
 PROBE_GROUP = "auditkit.probes"
 GENERATOR_GROUP = "auditkit.generators"
+ARCHITECTURE_GROUP = "auditkit.architectures"
+ADAPTER_GROUP = "auditkit.adapters"
 
 
 @dataclass(frozen=True)
