@@ -20,7 +20,6 @@ import warnings
 import torch
 from torch import nn
 
-
 PRBCD_MIN_BLOCK = 10_000
 
 
@@ -106,7 +105,9 @@ def prbcd(
     targets: torch.Tensor, budget: int, *, epochs: int, fine_tune_epochs: int,
 ) -> torch.Tensor:
     """PyG's PRBCD: the perturbed ``edge_index`` with at most ``budget`` flips (global RNG)."""
-    from torch_geometric.contrib.nn import PRBCDAttack
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # contrib warns on import that it is experimental
+        from torch_geometric.contrib.nn import PRBCDAttack
 
     n = x.shape[0]
     # Candidate pairs sampled per step: enough to hold the budget many times over; small blocks

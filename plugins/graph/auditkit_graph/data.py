@@ -32,7 +32,7 @@ SBM_SIGNAL = 0.6  # class mean offset in units of the feature noise σ = 1
 SBM_TRAIN_FRACTION = 0.3
 
 SHAPE_CLASSES = ("sphere", "cube", "cylinder", "cone", "torus")
-SHAPE_POINTS = 128
+SHAPE_POINTS = 64
 SHAPE_NOISE = 0.02
 POINT_BOX = (-1.5, 1.5)
 
@@ -309,7 +309,7 @@ def shape_clouds(n_per_class: int, *, points: int = SHAPE_POINTS, seed: int = 0)
     return torch.stack(clouds).clamp(*POINT_BOX), torch.tensor(labels)
 
 
-def shapes(*, n_per_class: int = 30, train_per_class: int = 60, points: int = SHAPE_POINTS, seed: int = 0) -> AuditData:
+def shapes(*, n_per_class: int = 30, train_per_class: int = 40, points: int = SHAPE_POINTS, seed: int = 0) -> AuditData:
     """Synthetic point clouds: spheres, cubes, cylinders, cones and tori (axis-aligned, noisy).
 
     Points are sampled uniformly on each surface (about unit size, random ±10% scale per axis)

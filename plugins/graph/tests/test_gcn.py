@@ -1,0 +1,88 @@
+"""GCNs on KarateClub and the SBM graph: sensible accuracy, and structure attacks that behave
+like attacks (lower accuracy, monotone in budget, PRBCD at least as strong as random flips)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from auditkit_graph.data import node_audit_data
+from auditkit_graph.probes.structure import GraphStructureProbe, judge, tolerance
+
+import auditkit
+from auditkit.adapters import TorchModelAdapter
+
+
+@pytest.mark.parametrize(("fixture", "least"), [("karate_model", 0.65), ("sbm_model", 0.8)])
+def test_gcn_reaches_sensible_accuracy(request, fixture, least):
+    graph, gnn, _ = request.getfixturevalue(fixture)
+    with torch.no_grad():
+        pred = gnn(graph.x, graph.edge_index).argmax(-1)
+    accuracy = float((pred == graph.y)[graph.test_mask].float().mean())
+    chance = 1 / graph.num_classes
+    assert accuracy >= least > chance
+
+
+def _structure(graph, classifier, budget="fast", **options):
+    data = node_audit_data(graph)
+    return auditkit.scan(classifier, data, probes=[GraphStructureProbe(budget=budget, **options)],
+                         budget=budget, metadata=None).probes["graph_structure"]
+
+
+@pytest.mark.parametrize("fixture", ["karate_model", "sbm_model"])
+def test_structure_attacks_lower_accuracy_monotonically(request, fixture):
+    graph, _, classifier = request.getfixturevalue(fixture)
+    result = _structure(graph, classifier)
+    measured, checks = result.details, {c.name: c for c in result.checks}
+    clean = measured["clean_accuracy"]
+    prbcd = [row["prbcd"] for row in measured["curve"]]
+    tol = tolerance(measured["targets"])
+    assert prbcd[-1] < clean - 0.1  # 10% of the edges flipped by PRBCD costs real accuracy
+    assert all(b <= a + tol for a, b in zip([clean, *prbcd], prbcd, strict=False))
+    for row in measured["curve"]:  # the strong attack is at least as strong as random flips
+        assert row["prbcd"] <= row["random"] + tol
+    assert checks["monotone_in_budget"].status == "passed"
+    assert checks["strong_attack_beats_random"].status == "passed"
+    assert result.metrics["robust_accuracy"] <= result.metrics["clean_accuracy"]
+    assert "headline budget" in GraphStructureProbe.metrics["robust_accuracy"].description
+    line = next(f for f in result.figures if f["kind"] == "line")
+    assert {s["name"] for s in line["series"]} == {"random flips", "DICE", "PRBCD"}
+
+
+def _measured(clean, random, prbcd, targets=400):
+    return {
+        "clean_accuracy": clean, "targets": targets, "attacks": ["random", "prbcd"],
+        "headline_budget": 0.05, "feature_pgd_accuracy": clean, "feature_eps": 0.1,
+        "curve": [{"fraction": f, "edges": 10, "random": r, "prbcd": p}
+                  for f, r, p in zip((0.02, 0.05, 0.1), random, prbcd, strict=True)],
+    }
+
+
+def test_judge_flags_a_rising_curve_and_a_weak_attack():
+    good = {c.name: c.status for c in judge(_measured(0.9, [0.88, 0.86, 0.84], [0.8, 0.7, 0.6]))[0]}
+    assert good == {"strong_attack_beats_random": "passed", "monotone_in_budget": "passed"}
+    rising = {c.name: c.status for c in judge(_measured(0.9, [0.88, 0.86, 0.84], [0.6, 0.7, 0.8]))[0]}
+    assert rising["monotone_in_budget"] == "failed"
+    weak = {c.name: c.status for c in judge(_measured(0.9, [0.7, 0.6, 0.5], [0.85, 0.8, 0.75]))[0]}
+    assert weak["strong_attack_beats_random"] == "failed"
+
+
+def test_bias_finds_the_planted_low_degree_gap_with_intervals(sbm_model):
+    graph, _, classifier = sbm_model
+    data = node_audit_data(graph)
+    adapter = TorchModelAdapter(classifier, input_shape=data.input_shape, num_classes=3, input_range=None)
+    result = auditkit.scan(adapter, data, probes=["bias"], budget="fast").probes["bias"]
+    slicings = {s["name"]: s for s in result.details["slicings"]}
+    for column, low_word, high_word in (("degree", "low", "high"), ("group", "sparse", "dense")):
+        groups = {g["values"][column]: g for g in slicings[column]["groups"]}
+        worst = min(groups.values(), key=lambda g: g["accuracy"])
+        assert worst["values"][column].startswith(low_word)
+        best = next(g for label, g in groups.items() if label.startswith(high_word))
+        for g in (worst, best):
+            low, high = g["accuracy_ci"]
+            assert low <= g["accuracy"] <= high
+        # the planted gap is beyond sampling noise: the intervals do not overlap
+        assert worst["accuracy_ci"][1] < best["accuracy_ci"][0]
+    assert result.metrics["worst_group_accuracy"] < result.metrics["overall_accuracy"]
+    low_degree = np.char.startswith(data.groups["degree"].astype(str), "low")
+    assert low_degree.sum() >= 30  # enough nodes for the interval to mean something
