@@ -20,7 +20,7 @@ from auditkit.errors import AuditkitInputError
 from auditkit_graph._threads import one_thread
 from auditkit_graph.data import POINT_BOX, SHAPE_CLASSES, SHAPE_POINTS, load_graph, shapes
 from auditkit_graph.models import DGCNN, GCN, NodeClassifier
-from auditkit_graph.probes.point_cloud import random_rotations, rotate
+from auditkit_graph.probes.point_cloud.measure import random_rotations, rotate
 
 
 class _Parser(argparse.ArgumentParser):

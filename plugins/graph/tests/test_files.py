@@ -40,7 +40,7 @@ def test_generated_gcn_file_scans_with_no_other_flags(karate_file, tmp_path):
     structure = audit["probes"]["graph_structure"]
     assert structure["status"] == "passed"
     assert structure["metrics"]["robust_accuracy"] <= structure["metrics"]["clean_accuracy"]
-    assert "graph_structure" in (out / "report.html").read_text()
+    assert 'data-partial="graph-structure"' in (out / "report.html").read_text()  # the plugin partial
 
 
 def test_dgcnn_file_scans_with_no_other_flags(tmp_path):
@@ -60,6 +60,7 @@ def test_dgcnn_file_scans_with_no_other_flags(tmp_path):
     assert audit["data"]["name"] == "shapes" and audit["data"]["n"] == len(shapes(n_per_class=3, train_per_class=1, points=32))
     check = audit["probes"]["point_cloud"]["checks"][0]
     assert check["name"] == "permutation_invariance" and check["status"] == "passed"
+    assert 'data-partial="point-cloud"' in (out / "report.html").read_text()
 
 
 def _tamper(path, mutate):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from auditkit_graph.data import POINT_BOX, shapes
 from auditkit_graph.models import DGCNN, PointMLP
-from auditkit_graph.probes.point_cloud import PointCloudProbe, random_rotations, rotate
+from auditkit_graph.probes.point_cloud import random_rotations, rotate
 
 import auditkit
 from auditkit.adapters import TorchModelAdapter
@@ -22,8 +22,9 @@ def clouds():
 def _scan(model, data):
     torch.manual_seed(0)
     adapter = TorchModelAdapter(model, input_shape=(POINTS, 3), num_classes=5, input_range=POINT_BOX)
-    probe = PointCloudProbe(budget="fast", examples=12)
-    return auditkit.scan(adapter, data, probes=[probe], budget="fast").probes["point_cloud"]
+    result = auditkit.scan(adapter, data, probes=["point_cloud"], budget="fast",
+                           options={"point_cloud": {"examples": 12}})
+    return result.probes["point_cloud"]
 
 
 def test_dgcnn_passes_the_permutation_check(clouds):
