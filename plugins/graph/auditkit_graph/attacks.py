@@ -38,7 +38,7 @@ def edge_index_from_pairs(pairs: torch.Tensor, num_nodes: int) -> torch.Tensor:
 def flip(edge_index: torch.Tensor, flips: torch.Tensor, num_nodes: int) -> torch.Tensor:
     """``edge_index`` with the undirected pairs in ``flips`` (linear indices) toggled."""
     existing = undirected_pairs(edge_index, num_nodes)
-    both = torch.cat([existing, torch.unique(flips)])
+    both = torch.cat([existing, torch.unique(flips).to(existing.device)])
     values, counts = torch.unique(both, return_counts=True)
     return edge_index_from_pairs(values[counts == 1], num_nodes)
 
@@ -65,6 +65,7 @@ def dice(
     edge_index: torch.Tensor, labels: torch.Tensor, budget: int, generator: torch.Generator
 ) -> torch.Tensor:
     """Delete same-label edges and insert different-label edges, half the budget each."""
+    device, edge_index, labels = edge_index.device, edge_index.cpu(), labels.cpu()
     n = len(labels)
     existing = undirected_pairs(edge_index, n)
     same = labels[existing // n] == labels[existing % n]
@@ -82,7 +83,7 @@ def dice(
                 insertions.append(pair)
                 present.add(pair)
     flips = torch.cat([deletions, torch.tensor(insertions, dtype=torch.long)])
-    return flip(edge_index, flips, n)
+    return flip(edge_index, flips, n).to(device)
 
 
 class _GraphOnly(nn.Module):
