@@ -84,6 +84,10 @@ class NodeClassifier(nn.Module):
         self._fields.clear()
         super()._load_from_state_dict(*args, **kwargs)
 
+    def _apply(self, fn, *args, **kwargs):  # .to(device) / .cuda(): cached fields would stay behind
+        self._fields.clear()
+        return super()._apply(fn, *args, **kwargs)
+
     def graph_logits(
         self, x: torch.Tensor | None = None, edge_index: torch.Tensor | None = None,
         edge_weight: torch.Tensor | None = None,

@@ -54,3 +54,22 @@ def test_core_tests_pass_without_the_plugin(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
+
+
+def test_report_of_a_graph_audit_renders_without_the_plugin(tmp_path, karate_model):
+    from auditkit_graph.data import node_audit_data
+    from auditkit_graph.probes.graph_structure import GraphStructureProbe
+
+    import auditkit
+
+    graph, _, classifier = karate_model
+    result = auditkit.scan(classifier, node_audit_data(graph), probes=[GraphStructureProbe],
+                           budget="fast")
+    audit = tmp_path / "audit.json"
+    result.save_json(audit)
+    code = ("import hide_graph_plugin, sys; from auditkit.cli import main; "
+            f"sys.argv=['auditkit','report',{str(audit)!r},'-o',{str(tmp_path / 'r.html')!r}]; main()")
+    rendered = _run([sys.executable, "-c", code], tmp_path)
+    assert rendered.returncode == 0, rendered.stderr
+    html = (tmp_path / "r.html").read_text()
+    assert "graph_structure" in html and 'data-partial="graph-structure"' not in html
