@@ -17,6 +17,7 @@ from auditkit.loading import LoadedModel, ModelMetadata, load_model, weights_sha
 from auditkit.pipeline import DEFAULT_SEED, ProbeSpec, run_audit, select_probes
 from auditkit.progress import Progress
 from auditkit.results import AuditResult
+from auditkit.safety import LoadLimits
 
 if TYPE_CHECKING:
     from auditkit.gates import Policy
@@ -163,6 +164,7 @@ def scan(
     metadata: ModelMetadata | None = None,
     arch: str | Callable[[], nn.Module] | None = None,
     unsafe_pickle: bool = False,
+    load_limits: LoadLimits | None = None,
     target: str | None = None,
     sensitive: Sequence[str] | None = None,
     groups_file: str | Path | None = None,
@@ -196,6 +198,8 @@ def scan(
             options). ``None`` reuses whenever ``checkpoint_dir`` is given; ``False`` only writes.
         keep_sensitive_features: tables only: the model was trained with the sensitive columns
             as inputs, so they stay among its features (they are always the groups too).
+        load_limits: time, memory and archive limits for loading a model file
+            (``auditkit.safety.LoadLimits``: 60 s and 8 GB unless raised).
 
     Example:
         >>> result = auditkit.scan(net, (x_test, y_test), budget="fast",
@@ -209,7 +213,9 @@ def scan(
     model_info: dict[str, Any]
     loaded: LoadedModel | None = None
     if isinstance(model, (str, Path)):
-        loaded = load_model(model, arch=arch, unsafe_pickle=unsafe_pickle)
+        loaded = load_model(
+            model, arch=arch, unsafe_pickle=unsafe_pickle, limits=load_limits, debug=debug
+        )
         meta = loaded.metadata.merged(**_overrides(metadata))
         module: Any = loaded.module
         model_info = loaded.describe()
