@@ -12,6 +12,7 @@ from torch import nn
 
 from auditkit.adapters import CallableAdapter, ModelAdapter, TorchModelAdapter, resolve_device
 from auditkit.data import AuditData, from_dataloader, from_tensors, load_data
+from auditkit.data.loaders import check_input_box
 from auditkit.errors import AuditkitInputError
 from auditkit.loading import LoadedModel, ModelMetadata, load_model, weights_sha256
 from auditkit.pipeline import DEFAULT_SEED, ProbeSpec, run_audit, select_probes
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from auditkit.gates import Policy
 
 DataLike = AuditData | str | Path | tuple | Any
+MAX_SEED = 2**63 - 1
 
 
 def resolve_data(data: DataLike, metadata: ModelMetadata | None = None, **load_kwargs: Any) -> AuditData:
@@ -68,6 +70,7 @@ def build_adapter(
 
         raise AuditkitInputError(shape_mismatch_message(data, input_shape))
     input_range = meta.input_range if meta.input_range is not None else data.input_range
+    check_input_box(data, meta.input_range)
     classes = num_classes or meta.num_classes
     if isinstance(model, nn.Module):
         try:
@@ -124,6 +127,8 @@ def validate_request(
 
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise AuditkitInputError(f"--seed {seed!r}: use a whole number >= 0")
+    if seed > MAX_SEED:  # torch.manual_seed overflows beyond 64 bits
+        raise AuditkitInputError(f"--seed {seed}: use a whole number from 0 to {MAX_SEED} (2**63 - 1)")
     if device is not None:
         resolve_device(device)
     if probes is not None and not list(probes):

@@ -211,6 +211,18 @@ def _reason(exc: BaseException, limit: int = 200) -> str:
     return one_line(str(exc) or type(exc).__name__, limit)
 
 
+_MEMORY_WORDS = ("can't allocate memory", "bad_alloc", "out of memory", "Cannot allocate memory")
+
+
+def _torch_failed(path: Path, exc: BaseException, limits: LoadLimits | None = None) -> AuditkitInputError:
+    """torch could not read the (already validated) file: name the real cause in one line."""
+    text = str(exc)
+    if isinstance(exc, MemoryError) or any(word in text for word in _MEMORY_WORDS):
+        limit = safety.human_bytes((limits or DEFAULT_LIMITS).memory_bytes)
+        return AuditkitInputError(safety.LOAD_MEMORY.format(path=path, limit=limit))
+    return AuditkitInputError(errors.CORRUPT_ARCHIVE.format(path=path, reason=_reason(exc)))
+
+
 def sha256_file(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -259,7 +271,9 @@ def sniff_format(path: str | Path, limits: LoadLimits | None = None) -> str:
         return FORMAT_LEGACY_PICKLE
     if len(head) >= 9:
         (header_len,) = struct.unpack("<Q", head[:8])
-        if 0 < header_len < 100_000_000 and head[8:9] == b"{":
+        # Any length: a header claiming more than the file holds is a lying safetensors file
+        # (refused by safety.check_safetensors), not a foreign one.
+        if header_len > 0 and head[8:9] == b"{":
             return FORMAT_SAFETENSORS
     raise AuditkitInputError(errors.UNKNOWN_FORMAT.format(path=path))
 
@@ -443,7 +457,7 @@ def _module_from_weights(
     return module
 
 
-def _safe_torch_load(path: Path) -> Any:
+def _safe_torch_load(path: Path, limits: LoadLimits | None = None) -> Any:
     try:
         with warnings.catch_warnings():
             # torch warns about pickle protocols it is about to refuse; the refusal says enough.
@@ -457,9 +471,7 @@ def _safe_torch_load(path: Path) -> Any:
             ) from None
         raise AuditkitInputError(errors.PICKLE_REFUSED.format(path=path, what=what)) from None
     except Exception as exc:  # torch raises many types for damaged files; all are bad input
-        raise AuditkitInputError(
-            errors.CORRUPT_ARCHIVE.format(path=path, reason=_reason(exc))
-        ) from None
+        raise _torch_failed(path, exc, limits) from None
 
 
 def _unsafe_torch_load(path: Path) -> Any:
@@ -608,9 +620,7 @@ def _load_export(
             errors.EXPORT_PAYLOAD_REFUSED.format(path=path, what=str(exc))
         ) from None
     except Exception as exc:  # torch raises many types for a damaged archive
-        raise AuditkitInputError(
-            errors.CORRUPT_ARCHIVE.format(path=path, reason=_reason(exc))
-        ) from None
+        raise _torch_failed(path, exc) from None
     metadata = parse_metadata(extra.get(METADATA_NAME))
     module = program.module()
     batch, example_shape = _export_input_shape(program)
@@ -663,9 +673,7 @@ def _load_torchscript_file(path: Path, req: _Request) -> tuple[nn.Module, ModelM
     try:
         module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except Exception as exc:
-        raise AuditkitInputError(
-            errors.CORRUPT_ARCHIVE.format(path=path, reason=_reason(exc))
-        ) from None
+        raise _torch_failed(path, exc, req.limits) from None
     return module, req.parse(extra.get(METADATA_NAME))
 
 
@@ -687,7 +695,7 @@ def _load_safetensors_file(path: Path, req: _Request) -> tuple[nn.Module, ModelM
 def _load_pickled_file(path: Path, req: _Request) -> tuple[nn.Module, ModelMetadata]:
     """A torch.save zip or a raw pickle stream: weights (with --arch), or a whole module only
     with --unsafe-pickle."""
-    obj = _unsafe_torch_load(path) if req.unsafe_pickle else _safe_torch_load(path)
+    obj = _unsafe_torch_load(path) if req.unsafe_pickle else _safe_torch_load(path, req.limits)
     if isinstance(obj, nn.Module):
         if req.arch is not None:
             raise AuditkitInputError(ARCH_NOT_NEEDED.format(

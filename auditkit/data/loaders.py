@@ -195,8 +195,35 @@ def _check_finite(x: np.ndarray, where: str) -> None:
         )
 
 
+def one_hot_message(where: str, shape: tuple[int, ...]) -> str:
+    """Labels of shape (N, K) are almost always one-hot rows; say so instead of "N inputs but
+    N*K labels"."""
+    return (
+        f"{where}: labels have shape {shape}, which looks one-hot (one row of {shape[1]} per "
+        "example); save class indices instead, e.g. y.argmax(1)"
+    )
+
+
+def check_input_box(data: AuditData, box: tuple[float, float] | None) -> None:
+    """Refuse data outside the declared input box: attacks clamp to the box, so pixels in
+    [0, 16] audited as [0, 1] would be "attacked" by the clamp alone."""
+    if box is None or not len(data.x) or not torch.is_floating_point(data.x):
+        return
+    lo, hi = float(data.x.min()), float(data.x.max())
+    slack = 1e-4 * (box[1] - box[0])
+    if lo < box[0] - slack or hi > box[1] + slack:
+        raise AuditkitInputError(
+            f"data {data.name}: values span [{lo:.4g}, {hi:.4g}] but the model's input box is "
+            f"[{box[0]:g}, {box[1]:g}] (--input-range or the model file's metadata); rescale "
+            f"the data, or pass --input-range {lo:.4g},{hi:.4g} if that is the model's real range"
+        )
+
+
 def _int_labels(values: Any, path: Path) -> np.ndarray:
-    y = np.asarray(values).reshape(-1)
+    raw = np.asarray(values)
+    if raw.ndim == 2 and raw.shape[1] > 1:
+        raise AuditkitInputError(one_hot_message(f"--data {path}", tuple(raw.shape)))
+    y = raw.reshape(-1)
     if not np.issubdtype(y.dtype, np.number) or (
         np.issubdtype(y.dtype, np.floating) and not np.array_equal(y, np.round(y))
     ):
