@@ -41,7 +41,7 @@ GiB = 1 << 30
 MiB = 1 << 20
 
 # --- messages (module constants so tests match them exactly) -----------------------------------
-NOT_REGULAR = "{path}: not a regular file ({kind}); pass a model file"
+NOT_REGULAR = "{path}: not a regular file ({kind})"
 DANGLING_LINK = "{path}: a symbolic link to {target}, which does not exist"
 UNSAFE_ENTRY = "{path}: archive entry {entry!r} {why}: refused without extracting anything"
 NATIVE_CODE = (

@@ -93,6 +93,7 @@ def load_data(
     if suffix == ".pt":
         return load_arrays(path, sensitive=sensitive)
     if suffix in TABLE_SUFFIXES:
+        _check_data_file(path)  # a FIFO would block the CSV reader forever
         return load_table(
             path, target=target, sensitive=sensitive,
             keep_sensitive_features=keep_sensitive_features,
@@ -129,7 +130,13 @@ def _image_like(x: np.ndarray) -> tuple[np.ndarray, str, tuple[float, float] | N
 
 
 def load_arrays(path: Path, *, sensitive: Sequence[str] = ()) -> AuditData:
-    """``.npz`` or ``.pt`` with keys ``x`` and ``y`` (plus optional group columns)."""
+    """``.npz`` or ``.pt`` with keys ``x`` and ``y`` (plus optional group columns).
+
+    A data file is as untrusted as a model file: it must be a regular file, and a zip (every
+    ``.npz``, a modern ``.pt``) is validated before numpy or torch reads it (no bombs, no
+    declared sizes beyond what is stored; ``auditkit.safety``).
+    """
+    _check_data_file(path)
     try:
         if path.suffix.lower() == ".npz":
             with np.load(path, allow_pickle=False) as archive:
@@ -184,6 +191,23 @@ def load_arrays(path: Path, *, sensitive: Sequence[str] = ()) -> AuditData:
         name=path.name, x=torch.from_numpy(x), y=torch.from_numpy(_int_labels(arrays["y"], path)),
         groups=groups, modality=modality, input_range=box, source=str(path),
     )
+
+
+def _check_data_file(path: Path) -> None:
+    from auditkit import safety
+
+    try:
+        safety.check_regular_file(path)
+        with open(path, "rb") as fh:
+            is_zip = fh.read(4) == b"PK\x03\x04"
+        if is_zip:
+            safety.validate_zip(path)
+            safety.check_pickled_storages(path)
+    except AuditkitInputError as exc:
+        text = str(exc)
+        raise AuditkitInputError(
+            text if text.startswith("--data") else f"--data {text}"
+        ) from None
 
 
 def _check_finite(x: np.ndarray, where: str) -> None:
