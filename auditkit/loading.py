@@ -820,7 +820,7 @@ def load_model(
         from auditkit.sandbox import trial_load
 
         with safety.private_tempdir():
-            trial_load(path, fmt, limits)
+            trial_load(path, fmt, limits, debug=debug)
     request = _Request(arch=arch, unsafe_pickle=unsafe_pickle, parse=parse, limits=limits)
     with safety.guarded_load(debug):
         module, metadata = FORMAT_LOADERS[fmt](path, request)

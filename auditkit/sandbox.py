@@ -51,11 +51,15 @@ LAST_REPORT: list[SandboxReport] = []  # the most recent report, for tests and -
 
 
 def trial_load(
-    path: str | Path, fmt: str, limits: LoadLimits, *, unsafe_pickle: bool = False
+    path: str | Path, fmt: str, limits: LoadLimits, *, unsafe_pickle: bool = False,
+    debug: bool = False,
 ) -> SandboxReport:
-    """Load ``path`` in a limited child; raise ``AuditkitInputError`` if that fails."""
+    """Load ``path`` in a limited child; raise ``AuditkitInputError`` if that fails.
+
+    With ``debug`` what torch printed in the child is written to stderr.
+    """
     spec = json.dumps({
-        "path": str(path), "format": fmt, "unsafe_pickle": unsafe_pickle,
+        "path": str(path), "format": fmt, "unsafe_pickle": unsafe_pickle, "debug": debug,
         "memory_bytes": limits.memory_bytes, "max_ratio": limits.max_ratio,
         "allow_native_code": limits.allow_native_code, "timeout_s": limits.timeout_s,
     })
@@ -80,6 +84,8 @@ def trial_load(
     report = SandboxReport(ok=message is None, wall_s=wall, peak_rss_bytes=peak,
                            message=message, output=output)
     LAST_REPORT[:] = [report]
+    if debug and output.strip():
+        sys.stderr.write(f"[auditkit --debug] the sandboxed loader said:\n{output.strip()}\n")
     if message is not None:
         raise AuditkitInputError(message)
     return report
@@ -182,9 +188,13 @@ def _child(spec_text: str) -> int:
     from auditkit.safety import LoadLimits
 
     torch.set_num_threads(1)
-    cap = _address_space() + int(spec["memory_bytes"]) + HEADROOM_BYTES
-    _, hard = resource.getrlimit(resource.RLIMIT_AS)
-    resource.setrlimit(resource.RLIMIT_AS, (cap if hard == resource.RLIM_INFINITY else min(cap, hard), hard))
+    current = _address_space()
+    if current:  # without /proc the starting size is unknown: a cap could starve the import
+        cap = current + int(spec["memory_bytes"]) + HEADROOM_BYTES
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            cap = min(cap, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     _, hard_fsize = resource.getrlimit(resource.RLIMIT_FSIZE)
     fsize = int(spec["memory_bytes"])
@@ -198,7 +208,7 @@ def _child(spec_text: str) -> int:
     sys.stdout.flush()
     try:
         load_model(spec["path"], unsafe_pickle=bool(spec["unsafe_pickle"]), limits=limits,
-                   _sandboxed=True)
+                   debug=bool(spec.get("debug")), _sandboxed=True)
         result: dict = {"ok": True}
     except MemoryError:
         result = {"memory": True}
