@@ -656,12 +656,19 @@ def _never_load_native_code() -> Iterator[None]:
 
 @dataclass
 class _Request:
-    """What a per-format loader needs besides the path."""
+    """What a per-format loader needs besides the path.
+
+    A loader that recognizes a more specific format inside its container (a self-describing
+    safetensors "architecture file", say) may set ``format`` and ``arch_name``; ``load_model``
+    reports those.
+    """
 
     arch: str | Callable[[], nn.Module] | None
     unsafe_pickle: bool
     parse: Callable[[str | bytes | None], ModelMetadata]
     limits: LoadLimits
+    format: str = ""
+    arch_name: str | None = None
 
 
 def _load_export_file(path: Path, req: _Request) -> tuple[nn.Module, ModelMetadata]:
@@ -821,13 +828,15 @@ def load_model(
 
         with safety.private_tempdir():
             trial_load(path, fmt, limits, debug=debug)
-    request = _Request(arch=arch, unsafe_pickle=unsafe_pickle, parse=parse, limits=limits)
+    request = _Request(arch=arch, unsafe_pickle=unsafe_pickle, parse=parse, limits=limits,
+                       format=fmt, arch_name=arch_name)
     with safety.guarded_load(debug):
         module, metadata = FORMAT_LOADERS[fmt](path, request)
     if given:
         metadata = metadata.merged(**{k: getattr(overrides, k) for k in given})
     return LoadedModel(
-        module=module, format=fmt, metadata=metadata, path=str(path), sha256=digest, arch=arch_name
+        module=module, format=request.format, metadata=metadata, path=str(path), sha256=digest,
+        arch=request.arch_name,
     )
 
 

@@ -89,7 +89,7 @@ class HangAtLoad(nn.Module):
 
 
 class AllocateAtLoad(nn.Module):
-    """TorchScript whose ``__setstate__`` asks for 8 GiB."""
+    """TorchScript whose ``__setstate__`` asks for 16 GiB."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -105,7 +105,7 @@ class AllocateAtLoad(nn.Module):
 
     @torch.jit.export
     def __setstate__(self, state: tuple[int, bool]) -> None:
-        self.t = torch.ones(1 << 31)
+        self.t = torch.ones(1 << 32)
         self.n = state[0]
         self.training = state[1]
 
