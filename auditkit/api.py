@@ -12,7 +12,7 @@ from torch import nn
 
 from auditkit.adapters import CallableAdapter, ModelAdapter, TorchModelAdapter, resolve_device
 from auditkit.data import AuditData, from_dataloader, from_tensors, load_data
-from auditkit.data.loaders import check_input_box
+from auditkit.data.loaders import check_input_box, complete_class_names
 from auditkit.errors import AuditkitInputError
 from auditkit.loading import LoadedModel, ModelMetadata, load_model, weights_sha256
 from auditkit.pipeline import DEFAULT_SEED, ProbeSpec, run_audit, select_probes
@@ -252,6 +252,7 @@ def scan(
     if meta.class_names and not audit_data.class_names:
         audit_data.class_names = list(meta.class_names)
     adapter = build_adapter(module, audit_data, metadata=meta, device=device, format=fmt)
+    complete_class_names(audit_data, adapter.num_classes)
     model_info["num_classes"] = adapter.num_classes
     model_info["metadata"] = meta.to_dict()
     result = run_audit(

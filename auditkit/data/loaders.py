@@ -228,6 +228,15 @@ def one_hot_message(where: str, shape: tuple[int, ...]) -> str:
     )
 
 
+def complete_class_names(data: AuditData, num_classes: int | None) -> None:
+    """Name every model output: data whose labels cover only some classes (a two-class model
+    audited on one-class data) gets its class names from its labels, fewer than the outputs.
+    The missing ones are named by index, so every per-class table has a row per output."""
+    names = data.class_names
+    if names and num_classes and len(names) < num_classes:
+        data.class_names = [*names, *(str(i) for i in range(len(names), num_classes))]
+
+
 def check_input_box(data: AuditData, box: tuple[float, float] | None) -> None:
     """Refuse data outside the declared input box: attacks clamp to the box, so pixels in
     [0, 16] audited as [0, 1] would be "attacked" by the clamp alone."""

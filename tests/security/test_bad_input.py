@@ -201,3 +201,21 @@ def test_two_real_scans_into_one_out_one_waits_out_the_other(tiny_model, tmp_pat
         if code == 2:
             assert "another auditkit run (PID" in stderr and len(stderr.strip().splitlines()) == 1
     assert (out / "audit.json").exists()
+
+
+def test_labels_covering_only_some_outputs_audit_every_output(tiny_model, tmp_path):
+    """A two-class model on one-class data: no IndexError, every output named."""
+    import json
+
+    import pandas as pd
+
+    frame = pd.DataFrame(np.random.default_rng(0).random((30, 4)), columns=list("abcd"))
+    frame["label"] = "no"  # one class present, named by the table
+    frame.to_csv(tmp_path / "one.csv", index=False)
+    out = tmp_path / "o"
+    res = _scan(tiny_model, "--data", str(tmp_path / "one.csv"), "--target", "label",
+                "--out", str(out))
+    assert res.exit_code in (0, 1), res.output
+    audit = json.loads((out / "audit.json").read_text())
+    performance = audit["probes"]["performance"]
+    assert performance["status"] in ("passed", "warned", "failed"), performance
