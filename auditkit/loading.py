@@ -751,7 +751,7 @@ def inspect_file(path: Path, fmt: str, limits: LoadLimits) -> None:
 def _refuse_unsafe_pickle_early(path: Path, limits: LoadLimits) -> None:
     """A raw pickle naming globals the weights-only loader refuses: say so without a child."""
     try:
-        decoded = safety.decode_pickle(_read_prefix(path, limits))
+        decoded = safety.decode_pickle(_read_prefix(path, limits), streams=4)
     except Exception:  # not decodable here: the sandboxed loader reports it
         return
     try:

@@ -379,10 +379,20 @@ class _StubUnpickler(pickle.Unpickler):
         return _Stub()
 
 
-def decode_pickle(data: bytes) -> _StubUnpickler:
-    """Decode a pickle without importing or calling anything; raises what pickle raises."""
+def decode_pickle(data: bytes, *, streams: int = 1) -> _StubUnpickler:
+    """Decode a pickle without importing or calling anything; raises what pickle raises.
+
+    ``streams > 1`` reads up to that many pickles one after another (a pre-1.6 torch.save file
+    is a magic number, a protocol, system info and then the object, each its own pickle); the
+    first stream must decode, later ones stop quietly where the data stops being a pickle.
+    """
     unpickler = _StubUnpickler(data)
     unpickler.load()
+    for _ in range(streams - 1):
+        try:
+            unpickler.load()
+        except Exception:  # raw storage bytes follow the pickles: not an error
+            break
     return unpickler
 
 

@@ -6,9 +6,11 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
+import torch
 
 from auditkit import sandbox
 from auditkit.errors import AuditkitInputError
@@ -142,3 +144,79 @@ def test_cli_refuses_hostile_files_with_one_line_on_stderr(hostile, tmp_path):
     assert not list((root / "markers").iterdir())
     assert not list(tmpdir.iterdir())
     assert not (tmp_path / "out").exists(), "a refused model leaves no output folder"
+
+
+def test_ctrl_c_during_loading_leaves_nothing_in_tmpdir(hostile, private_tmp, monkeypatch):
+    import tempfile
+
+    from auditkit import loading
+
+    _, corpus = hostile
+    path = corpus["pt2-bomb.pt2"][0].with_name("base.pt2")  # an intact archive
+
+    def interrupted(_path, _request):
+        # What torch leaves mid-extraction, then the user presses Ctrl-C.
+        with open(os.path.join(tempfile.gettempdir(), "half-extracted.so"), "wb") as fh:
+            fh.write(b"\x00" * 1024)
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(loading.FORMAT_LOADERS, "torch.export", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        load_model(path, limits=LIMITS)
+    assert not list(private_tmp.iterdir())
+
+
+def test_sigterm_while_a_sandboxed_load_hangs_cleans_up_and_kills_the_child(hostile, tmp_path):
+    _, corpus = hostile
+    tmpdir = tmp_path / "tmpdir"
+    tmpdir.mkdir()
+    code = (
+        "import sys\n"
+        "from auditkit.loading import load_model\n"
+        "from auditkit.safety import LoadLimits\n"
+        f"load_model({str(corpus['ts-hang.pt'][0])!r}, limits=LoadLimits(timeout_s=120))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ, TMPDIR=str(tmpdir)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    children: list[str] = []
+    while time.monotonic() < deadline and not children:  # wait for the sandbox child
+        time.sleep(0.5)
+        children = _children(proc.pid)
+    assert children, "the sandboxed loader never started"
+    time.sleep(2.0)  # let it get into the endless __setstate__
+    proc.terminate()
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    time.sleep(0.5)
+    assert not [c for c in children if os.path.exists(f"/proc/{c}")], "the child outlived us"
+    assert not list(tmpdir.iterdir()), list(tmpdir.iterdir())
+
+
+def _children(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return fh.read().split()
+    except OSError:
+        return []
+
+
+def test_torch_output_is_captured_and_shown_only_with_debug(hostile, tmp_path):
+    """A TorchScript load makes torch warn (jit.load is deprecated): not on the terminal, and
+    under --debug after auditkit's own lines."""
+    from typer.testing import CliRunner
+
+    from auditkit.cli import app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        script = torch.jit.script(torch.nn.Linear(4, 2))
+        torch.jit.save(script, str(tmp_path / "lin.pt"))
+    args = ["scan", str(tmp_path / "lin.pt"), "--data", str(tmp_path / "absent.npz"),
+            "--out", str(tmp_path / "o")]
+    quiet = CliRunner().invoke(app, args)
+    assert quiet.exit_code == 2
+    assert "Warning" not in quiet.output and len(quiet.output.strip().splitlines()) == 1
+    loud = CliRunner().invoke(app, [*args, "--debug"])
+    assert loud.exit_code == 2
+    assert "torch output while loading" in loud.output and "deprecated" in loud.output
