@@ -207,3 +207,19 @@ def test_arbitrary_policies_through_the_cli_exit_2_never_3(tmp_path, monkeypatch
     assert res.exit_code == 2, res.output
     assert "Traceback" not in res.output
     assert len(res.output.strip().splitlines()) == 1, res.output
+
+
+@settings(max_examples=20, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(prefix=st.sampled_from([b"PK\x03\x04", b"(", b"}", b"\x08" + b"\x00" * 7 + b"{", b""]),
+       body=st.binary(max_size=300))
+def test_arbitrary_model_bytes_through_the_cli_exit_2_never_3(tmp_path, monkeypatch, prefix, body):
+    from auditkit.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "model.pt"
+    path.write_bytes(prefix + body)
+    res = CliRunner().invoke(app, ["scan", str(path), "--data", "digits",
+                                   "--out", str(tmp_path / "o"), "--load-timeout", "5"])
+    assert res.exit_code == 2, res.output
+    assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output
