@@ -219,3 +219,41 @@ def test_labels_covering_only_some_outputs_audit_every_output(tiny_model, tmp_pa
     audit = json.loads((out / "audit.json").read_text())
     performance = audit["probes"]["performance"]
     assert performance["status"] in ("passed", "warned", "failed"), performance
+
+
+def test_performance_probe_names_every_output_when_labels_cover_fewer(monkeypatch):
+    """The probe itself (not only the scan) copes with data naming fewer classes than outputs."""
+    from auditkit.adapters import TorchModelAdapter
+    from auditkit.data import AuditData
+    from auditkit.pipeline import build_context
+    from auditkit.probes.performance import PerformanceProbe
+
+    torch.manual_seed(0)
+    adapter = TorchModelAdapter(nn.Sequential(nn.Linear(4, 3)), input_shape=(4,), device="cpu")
+    data = AuditData(name="one-class", x=torch.rand(40, 4), y=torch.zeros(40, dtype=torch.long),
+                     class_names=["only"], modality="tabular")
+    result = PerformanceProbe().run(build_context(adapter, data, budget="fast"))
+    assert result.status in ("passed", "warned", "failed")
+    assert 0.0 <= result.metrics["accuracy"] <= 1.0
+
+
+def test_a_huge_eps_is_accepted_with_a_one_line_warning_before_any_work(tmp_path):
+    res = CliRunner().invoke(app, ["scan", str(tmp_path / "absent.pt2"), "--probes",
+                                   "adversarial", "--set", "adversarial.eps=1e9",
+                                   "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2  # then the (absent) model: the warning came first
+    lines = res.output.strip().splitlines()
+    assert lines[0] == (
+        "auditkit: warning: --set adversarial.eps=1e9: larger than the usual ≤ 1; using it anyway"
+    )
+    assert lines[1].startswith("auditkit: error: ") and "no such file" in lines[1]
+
+
+def test_a_missing_ood_set_is_refused_before_any_work(tiny_model, tmp_path, monkeypatch):
+    _forbid_loading(monkeypatch)
+    res = _scan(tiny_model, "--probes", "calibration", "--set", "calibration.ood=/no/such.npz",
+                "--out", str(tmp_path / "o"))
+    assert res.exit_code == 2
+    line = _one_line(res)
+    assert line.startswith("auditkit: error: --set calibration.ood=/no/such.npz: no such file")
+    assert "--data" not in line
