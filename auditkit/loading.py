@@ -12,6 +12,7 @@ import hashlib
 import importlib
 import io
 import json
+import os
 import pickle
 import pickletools
 import re
@@ -821,9 +822,13 @@ def load_model(
         return _parse_metadata(text, path, skip)
 
     arch_name = arch if isinstance(arch, str) else getattr(arch, "__name__", None)
-    if not _sandboxed and not unsafe_pickle and fmt in (FORMAT_TORCHSCRIPT, FORMAT_LEGACY_PICKLE):
-        if fmt == FORMAT_LEGACY_PICKLE:
-            _refuse_unsafe_pickle_early(path, limits)
+    if fmt == FORMAT_LEGACY_PICKLE and not unsafe_pickle:
+        _refuse_unsafe_pickle_early(path, limits)  # no child needed to refuse os.system
+    # The child needs select, wait4 and process groups: POSIX. Elsewhere the checks still run.
+    if (
+        os.name == "posix" and not _sandboxed and not unsafe_pickle
+        and fmt in (FORMAT_TORCHSCRIPT, FORMAT_LEGACY_PICKLE)
+    ):
         from auditkit.sandbox import trial_load
 
         with safety.private_tempdir():

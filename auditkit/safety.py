@@ -290,7 +290,12 @@ def _check_no_overlap(infos: list[zipfile.ZipInfo], label: Any) -> None:
     ordered = sorted(infos, key=lambda i: i.header_offset)
     for before, after in zip(ordered, ordered[1:], strict=False):
         # 30 bytes of local header + the name: the least an entry occupies before its data.
-        end = before.header_offset + 30 + len(before.orig_filename.encode()) + before.compress_size
+        encoding = "utf-8" if before.flag_bits & 0x800 else "cp437"
+        try:
+            name_bytes = len(before.orig_filename.encode(encoding))
+        except UnicodeEncodeError:
+            name_bytes = len(before.orig_filename)
+        end = before.header_offset + 30 + name_bytes + before.compress_size
         if end > after.header_offset:
             raise AuditkitInputError(UNSAFE_ENTRY.format(
                 path=label, entry=after.filename,

@@ -24,6 +24,7 @@ SANDBOXED = {"ts-hang.pt", "ts-allocate.pt", "checkpoint-legacy.pt"}
 # What one refusal may cost in the test process beyond what it already had: the file's
 # structure, never its declared sizes (the bombs declare 32 MiB to 8 GiB).
 IN_PROCESS_PEAK_BYTES = 24 << 20
+TRAVERSAL_TARGETS = [Path("/tmp/auditkit-pwned"), Path("/tmp/auditkit-pwned-abs")]
 
 NAMES = [
     "pickle-os.pkl", "pickle-subprocess.pkl", "pickle-eval.pkl", "pickle-exec.pkl",
@@ -70,7 +71,7 @@ def test_hostile_file_is_refused_with_one_line_and_nothing_runs(name, hostile, p
     measured = _reset_peak()
     base = _peak_rss()
     sandbox.LAST_REPORT.clear()
-    started = time.monotonic()
+    started, started_wall = time.monotonic(), time.time()
     with pytest.raises(AuditkitInputError) as excinfo:
         load_model(path, limits=LIMITS)
     elapsed = time.monotonic() - started
@@ -79,6 +80,8 @@ def test_hostile_file_is_refused_with_one_line_and_nothing_runs(name, hostile, p
     assert needle in message, message
     assert "truncated" not in message, f"a hostile file is not 'truncated': {message}"
     assert not list((root / "markers").iterdir()), f"{name} ran code: {message}"
+    for target in TRAVERSAL_TARGETS:  # where the traversal entries aim
+        assert not target.exists() or target.stat().st_mtime < started_wall, target
     assert not list(private_tmp.iterdir()), f"{name} left files in TMPDIR"
     if name in SANDBOXED and sandbox.LAST_REPORT:
         report = sandbox.LAST_REPORT[0]
