@@ -94,6 +94,8 @@ class LoadLimits:
             less than ``ratio_floor_bytes`` may compress any amount).
         max_metadata_bytes: pickles, JSON configs and safetensors headers are read whole into
             memory; this bounds each.
+        max_pickle_objects: objects one pickle may build (a few bytes of pickle can build a
+            dict each: 64 MB of them is gigabytes); a state_dict builds ~10 per tensor.
     """
 
     timeout_s: float = 60.0
@@ -103,6 +105,7 @@ class LoadLimits:
     max_ratio: float = 100.0
     ratio_floor_bytes: int = 1 * MiB
     max_metadata_bytes: int = 64 * MiB
+    max_pickle_objects: int = 2_000_000
 
     def __post_init__(self) -> None:
         if not (self.timeout_s > 0 and math.isfinite(self.timeout_s)):
@@ -384,6 +387,32 @@ class _StubUnpickler(pickle.Unpickler):
         return _Stub()
 
 
+# Opcodes that build no new object (marks, memo traffic, container filling, singletons).
+_NO_NEW_OBJECT = {
+    "MARK", "PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET", "MEMOIZE", "POP",
+    "POP_MARK", "APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS", "STOP", "PROTO",
+    "FRAME", "NONE", "NEWTRUE", "NEWFALSE", "BUILD", "DUP", "BINPERSID", "PERSID",
+}
+
+
+def pickle_objects(data: bytes, cap: int) -> int:
+    """How many objects the first pickle in ``data`` builds, counting stops past ``cap``.
+
+    ``pickletools.genops`` only decodes opcodes, so counting costs no memory; unpickling a
+    pickle that builds millions of objects (torch's own weights-only unpickler included) can
+    cost gigabytes.
+    """
+    import pickletools
+
+    built = 0
+    for opcode, _arg, _pos in pickletools.genops(data):
+        if opcode.name not in _NO_NEW_OBJECT:
+            built += 1
+            if built > cap:
+                break
+    return built
+
+
 def decode_pickle(data: bytes, *, streams: int = 1) -> _StubUnpickler:
     """Decode a pickle without importing or calling anything; raises what pickle raises.
 
@@ -423,8 +452,18 @@ def check_pickled_storages(
                     path=label, what=f"pickle {name!r} is {human_bytes(info.file_size)}",
                     limit=human_bytes(limits.max_metadata_bytes),
                 ))
+            data = zf.read(info)
             try:
-                decoded = decode_pickle(zf.read(info))
+                built = pickle_objects(data, limits.max_pickle_objects)
+            except Exception:  # not a well-formed pickle: the loader refuses it with the reason
+                continue
+            if built > limits.max_pickle_objects:
+                raise AuditkitInputError(
+                    f"{label}: pickle {name!r} builds more than {limits.max_pickle_objects:,} "
+                    "objects (a memory bomb; a state_dict builds about 10 per tensor): refused"
+                )
+            try:
+                decoded = decode_pickle(data)
             except Exception:  # damaged or hostile: the safe loader refuses it with the reason
                 continue
             records = "data" if base == "data.pkl" else "constants"

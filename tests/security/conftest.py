@@ -280,6 +280,12 @@ def build_corpus(root: Path) -> dict[str, tuple[Path | None, str]]:
         zf.writestr("archive/data/0", b"\x00" * 16)
         zf.writestr("archive/version", "3\n")
     corpus["torchsave-huge-declared.pt"] = (files / "torchsave-huge-declared.pt", "lies about")
+    # 4 MB of pickle that builds 4 million dicts (~300 MB), with no tensor in sight.
+    with zipfile.ZipFile(files / "torchsave-pickle-bomb.pt", "w") as zf:
+        zf.writestr("archive/data.pkl", b"\x80\x02(" + b"}" * 4_000_000 + b"l.")
+        zf.writestr("archive/byteorder", "little")
+        zf.writestr("archive/version", "3\n")
+    corpus["torchsave-pickle-bomb.pt"] = (files / "torchsave-pickle-bomb.pt", "memory bomb")
 
     # safetensors headers that lie.
     put("st-header-beyond-file.safetensors", struct.pack("<Q", 1 << 40) + b'{"a": 1}',

@@ -32,7 +32,7 @@ NAMES = [
     "checkpoint-legacy.pt", "pt2-use-pickle.pt2", "pt2-opaque.pt2", "pt2-sample-inputs.pt2",
     "pt2-aoti.pt2", "pt2-elf-disguised.pt2", "pt2-traversal.pt2", "pt2-absolute.pt2",
     "pt2-backslash.pt2", "pt2-duplicate.pt2", "pt2-bomb.pt2", "pt2-huge-declared.pt2",
-    "torchsave-bomb.pt", "torchsave-huge-declared.pt", "st-header-beyond-file.safetensors",
+    "torchsave-bomb.pt", "torchsave-huge-declared.pt", "torchsave-pickle-bomb.pt", "st-header-beyond-file.safetensors",
     "st-huge-tensor.safetensors", "st-overlap.safetensors", "st-not-json.safetensors",
     "ts-hang.pt", "ts-allocate.pt", "link-dev-zero.pt", "link-dangling.pt",
     "link-to-pickle.pt", "folder.pt", "fifo.pt", "socket.pt", "empty.pt",
