@@ -204,3 +204,9 @@ def test_truncated_file_is_refused(arch_plugin, tmp_path):
     path.write_bytes(path.read_bytes()[:-40])
     with pytest.raises(AuditkitInputError):
         load_model(path)
+
+
+def test_arch_flag_is_refused_for_an_architecture_file(arch_plugin, tmp_path):
+    _, path = _saved(tmp_path)
+    with pytest.raises(AuditkitInputError, match="carries its own network"):
+        load_model(path, arch="torchvision:resnet18")
