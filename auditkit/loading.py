@@ -259,7 +259,7 @@ def sniff_format(path: str | Path) -> str:
             return FORMAT_TORCHSCRIPT
         if any(n.endswith("data.pkl") for n in names):
             return FORMAT_TORCH_SAVE
-        raise AuditkitInputError(errors.UNKNOWN_FORMAT.format(path=path))
+        return _sniff_foreign(path, head, names)
     if head[:1] == b"\x80":
         return FORMAT_LEGACY_PICKLE
     # Protocol 0/1 pickles (plain ``pickle.dump(..., protocol=0)``) start with an opcode byte;
@@ -270,7 +270,17 @@ def sniff_format(path: str | Path) -> str:
         (header_len,) = struct.unpack("<Q", head[:8])
         if 0 < header_len < 100_000_000 and head[8:9] == b"{":
             return FORMAT_SAFETENSORS
-    raise AuditkitInputError(errors.UNKNOWN_FORMAT.format(path=path))
+    return _sniff_foreign(path, head, None)
+
+
+def _sniff_foreign(path: Path, head: bytes, zip_names: list[str] | None) -> str:
+    """ONNX and skops files (``auditkit.formats``); anything else is unknown."""
+    from auditkit.formats import sniff_foreign
+
+    fmt = sniff_foreign(head, zip_names)
+    if fmt is None:
+        raise AuditkitInputError(errors.UNKNOWN_FORMAT.format(path=path))
+    return fmt
 
 
 _GLOBAL_OPCODES = {"GLOBAL", "INST"}
@@ -614,6 +624,21 @@ def _load_export(
     return module, metadata
 
 
+def _is_foreign(fmt: str) -> bool:
+    from auditkit.formats import FOREIGN_FORMATS
+
+    return fmt in FOREIGN_FORMATS
+
+
+def _load_foreign(
+    fmt: str, path: Path, unsafe_pickle: bool, parse: Callable[[str | None], ModelMetadata]
+) -> tuple[Any, ModelMetadata]:
+    """ONNX and skops files: a model object that builds its own adapter (``auditkit.formats``)."""
+    from auditkit.formats import load_foreign
+
+    return load_foreign(fmt, path, unsafe_pickle=unsafe_pickle, parse_metadata=parse)
+
+
 def load_model(
     path: str | Path,
     *,
@@ -651,7 +676,9 @@ def load_model(
         return _parse_metadata(text, path, skip)
     arch_name = arch if isinstance(arch, str) else getattr(arch, "__name__", None)
 
-    if fmt == FORMAT_EXPORT:
+    if _is_foreign(fmt):
+        module, metadata = _load_foreign(fmt, path, unsafe_pickle, parse)
+    elif fmt == FORMAT_EXPORT:
         module, metadata = _load_export(path, unsafe_pickle=unsafe_pickle, parse_metadata=parse)
     elif fmt == FORMAT_TORCHSCRIPT:
         extra = {METADATA_NAME: ""}
