@@ -134,8 +134,9 @@ class OnnxModelAdapter(ModelAdapter):
         self.labels_only = self.facts.scores_output is None
         self.kind = "labels" if self.labels_only else self.facts.scores_kind
         probe = self._run(torch.zeros(2, *self.input_shape))
-        self.num_classes = int(num_classes or (self.facts.num_classes if not self.labels_only
-                                               else None) or probe.shape[1])
+        # Labels alone do not say how many classes exist: the data's class list does.
+        known = len(self.class_names) if self.labels_only and self.class_names else None
+        self.num_classes = int(num_classes or self.facts.num_classes or known or probe.shape[1])
         if probe.shape[1] != self.num_classes and not self.labels_only:
             raise AuditkitInputError(
                 f"{model.path}: the model gives {probe.shape[1]} scores per example but "
