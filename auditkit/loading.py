@@ -639,6 +639,14 @@ def _load_foreign(
     return load_foreign(fmt, path, unsafe_pickle=unsafe_pickle, parse_metadata=parse)
 
 
+def _unsafe_pickled_estimator(path: Path, fmt: str) -> Any:
+    """A joblib/pickle file of a scikit-learn model, with --unsafe-pickle only (None if the
+    file is something else)."""
+    from auditkit.formats.skops_file import read_pickled_estimator
+
+    return read_pickled_estimator(path) if fmt == FORMAT_LEGACY_PICKLE else None
+
+
 def load_model(
     path: str | Path,
     *,
@@ -704,10 +712,12 @@ def load_model(
         module = _module_from_weights(state, arch, path, "safetensors")
     else:  # torch.save zip or a raw pickle stream
         if unsafe_pickle:
-            obj = _unsafe_torch_load(path)
+            obj = _unsafe_pickled_estimator(path, fmt) or _unsafe_torch_load(path)
         else:
             obj = _safe_torch_load(path)
-        if isinstance(obj, nn.Module):
+        if hasattr(obj, "make_adapter"):
+            module, fmt = obj, obj.format
+        elif isinstance(obj, nn.Module):
             module = obj
         else:
             state = _unwrap_checkpoint(obj)

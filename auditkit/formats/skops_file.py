@@ -96,3 +96,28 @@ def read_skops(path: Path, *, unsafe: bool = False) -> Any:
             "classifier (no predict method)"
         )
     return estimator
+
+
+def read_pickled_estimator(path: Path) -> Any:
+    """With ``--unsafe-pickle`` only: a scikit-learn model in a joblib/pickle file (this runs
+    code from the file), wrapped for auditing; None when the pickle holds no scikit-learn
+    object (the torch loader takes over)."""
+    from auditkit.loading import _pickle_globals
+
+    names = _pickle_globals(path.read_bytes()) or []
+    if not any(n.startswith(("sklearn.", "joblib.")) for n in names):
+        return None
+    import joblib
+
+    try:
+        estimator = joblib.load(path)  # noqa: S301 - the user vouched for the file
+    except Exception as exc:
+        raise AuditkitInputError(
+            f"{path}: unpickling the scikit-learn model failed ({type(exc).__name__}: "
+            f"{one_line(exc, 160)})"
+        ) from None
+    if not hasattr(estimator, "predict"):
+        return None
+    from auditkit.formats import SklearnModel
+
+    return SklearnModel(estimator, format="pickle (scikit-learn, --unsafe-pickle)")

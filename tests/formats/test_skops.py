@@ -183,3 +183,17 @@ def test_a_skops_file_with_an_untrusted_type_is_refused_executing_nothing(
     assert len(lines) == 1 and "Tripwire" in lines[0] and "--unsafe-pickle" in lines[0]
     assert not marker.exists()
     assert not (tmp_path / "out").exists()
+
+
+def test_a_joblib_file_is_refused_unless_unsafe_pickle(tmp_path, credit_files):
+    import joblib
+
+    _, csv, pipeline = credit_files
+    path = tmp_path / "credit.joblib"
+    joblib.dump(pipeline, path)
+    with pytest.raises(auditkit.errors.AuditkitInputError, match="--unsafe-pickle"):
+        auditkit.loading.load_model(path)
+    result = auditkit.scan(path, csv, target=TARGET, sensitive=SENSITIVE, unsafe_pickle=True,
+                           probes=["performance"], budget="fast", device="cpu")
+    assert "scikit-learn" in result.model["format"]
+    assert result.probes["performance"].status != "error"
