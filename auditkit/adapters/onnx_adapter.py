@@ -111,7 +111,7 @@ class OnnxModelAdapter(ModelAdapter):
     ) -> None:
         from auditkit.adapters.torch_adapter import resolve_device
 
-        self.model = model
+        self.onnx_model = model
         self.facts: GraphFacts = model.facts
         self.format = "onnx"
         self.device = resolve_device(device)
@@ -170,7 +170,7 @@ class OnnxModelAdapter(ModelAdapter):
             (out,) = self.session.run([name], {self.facts.input_name: feed})
         except Exception as exc:  # onnxruntime's errors: wrong shape or type for this graph
             raise AuditkitInputError(
-                f"{self.model.path}: onnxruntime fails on inputs of shape "
+                f"{self.onnx_model.path}: onnxruntime fails on inputs of shape "
                 f"{tuple(feed.shape)} ({one_line(exc, 200)}); check --data / --input-shape"
             ) from None
         if self.kind == "zipmap":
@@ -203,7 +203,7 @@ class OnnxModelAdapter(ModelAdapter):
         missing = [str(k) for k in keys if str(k) not in lookup]
         if missing:
             raise AuditkitInputError(
-                f"{self.model.path}: the model's class labels {', '.join(missing[:5])} are not "
+                f"{self.onnx_model.path}: the model's class labels {', '.join(missing[:5])} are not "
                 f"among the data's classes ({', '.join(names[:10])})"
             )
         return [lookup[str(k)] for k in keys]
@@ -235,8 +235,8 @@ class OnnxModelAdapter(ModelAdapter):
 
     # --- the white-box twin ---------------------------------------------------------------
     def _build_twin(self) -> None:
-        names = [o.name for o in self.model.proto.graph.output]
-        module, why = convert_to_torch(self.model.proto, names.index(self.facts.scores_output))
+        names = [o.name for o in self.onnx_model.proto.graph.output]
+        module, why = convert_to_torch(self.onnx_model.proto, names.index(self.facts.scores_output))
         if module is None:
             self.twin_note = why
             return
@@ -281,6 +281,14 @@ class OnnxModelAdapter(ModelAdapter):
         return True
 
     # --- the adapter contract -------------------------------------------------------------
+    @property
+    def model(self) -> nn.Module:
+        """The torch twin (memorization re-trains a fresh copy of it); a black box has none,
+        so ``hasattr(adapter, "model")`` is False and re-training probes skip it."""
+        if self.twin is None:
+            raise AttributeError("a black-box ONNX model has no trainable torch module")
+        return self.twin.model
+
     @property
     def path(self) -> str:
         return PATH_WHITE if self.twin is not None else PATH_BLACK
