@@ -212,3 +212,74 @@ def test_external_data_outside_the_models_folder_is_refused(tmp_path, onnx_cnn):
     assert "leaves the model's folder" in line
     with pytest.raises(AuditkitInputError, match="external data"):
         auditkit.loading.load_model(path)
+
+
+# --- the adversarial and memorization probes on ONNX models ------------------------------------
+def test_adversarial_reports_pgd_on_the_twin_and_square_on_onnxruntime_with_the_gap(onnx_cnn):
+    result = auditkit.scan(onnx_cnn, probes=["adversarial"], budget="fast", device="cpu",
+                           options={"adversarial": {"n_examples": 100}})
+    probe = result.probes["adversarial"]
+    metrics = probe.metrics
+    assert probe.status != "error", probe.error
+    assert metrics["square_accuracy"] < metrics["clean_accuracy"] - 0.2  # well below clean
+    assert metrics["pgd_minus_square"] == pytest.approx(
+        metrics["pgd_accuracy"] - metrics["square_accuracy"])
+    assert metrics["robust_accuracy"] <= min(metrics["pgd_accuracy"], metrics["square_accuracy"])
+    assert 1 <= metrics["square_queries_mean"] <= metrics["square_queries_budget"]
+    assert "Square" in probe.details["worst_case_over"] and "PGD − Square" in probe.summary
+
+
+def test_a_black_box_onnx_model_gets_square_and_skips_memorization(tmp_path, demo_model,
+                                                                   digits_data):
+    path = _export(demo_model.eval(), tmp_path / "dynamo.onnx", digits_data.x[:2], dynamo=True,
+                   metadata=digits_metadata())
+    result = auditkit.scan(path, probes=["adversarial", "memorization"], budget="fast",
+                           device="cpu", options={"adversarial": {"n_examples": 100}})
+    adversarial = result.probes["adversarial"]
+    assert adversarial.status in ("passed", "warned"), adversarial.summary
+    metrics = adversarial.metrics
+    assert "pgd_accuracy" not in metrics
+    assert metrics["square_accuracy"] < metrics["clean_accuracy"] - 0.2
+    assert metrics["square_accuracy"] < metrics["noise_accuracy"]
+    checks = {c.name: c for c in adversarial.checks}
+    assert checks["gradients_nonzero_and_finite"].status == "skipped"
+    assert checks["iterative_beats_single_step"].detail.startswith("not applicable")
+    assert checks["attack_beats_random_noise"].status == "passed"
+    assert "more queries" in checks["converged_in_steps"].detail
+    memorization = result.probes["memorization"]
+    assert memorization.status == "skipped"
+    assert "re-trainable architecture" in memorization.skip_reason
+
+
+def test_a_labels_only_onnx_model_gets_the_decision_based_attack(tmp_path, demo_model,
+                                                                 digits_data):
+    class Labels(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = Normalized(demo_model, DIGITS_MEAN, DIGITS_STD)
+
+        def forward(self, x):
+            return self.net(x).argmax(dim=1)
+
+    path = _export(Labels().eval(), tmp_path / "labels.onnx", digits_data.x[:2])
+    result = auditkit.scan(path, digits_data, probes=["adversarial"], budget="fast",
+                           device="cpu",
+                           options={"adversarial": {"n_examples": 40, "norm": "L2",
+                                                    "queries": 200}})
+    probe = result.probes["adversarial"]
+    assert probe.status in ("passed", "warned"), probe.summary
+    assert "HopSkipJump" in probe.summary
+    assert probe.metrics["decision_accuracy"] < probe.metrics["clean_accuracy"]
+    assert 1 <= probe.metrics["decision_queries_mean"] <= 200
+
+
+def test_gradient_free_never_skips_a_black_box(tmp_path, onnx_cnn):
+    loaded = auditkit.loading.load_model(onnx_cnn)
+    from auditkit.adapters.onnx_adapter import OnnxModelAdapter
+
+    adapter = OnnxModelAdapter(loaded.module, input_shape=(1, 8, 8), input_range=(0.0, 1.0),
+                               mean=DIGITS_MEAN, std=DIGITS_STD, device="cpu", white_box=False)
+    result = auditkit.scan(adapter, "digits", probes=["adversarial"], budget="fast",
+                           options={"adversarial": {"gradient_free": "never"}})
+    assert result.probes["adversarial"].status == "skipped"
+    assert "gradient_free=never" in result.probes["adversarial"].skip_reason

@@ -197,3 +197,23 @@ def test_a_joblib_file_is_refused_unless_unsafe_pickle(tmp_path, credit_files):
                            probes=["performance"], budget="fast", device="cpu")
     assert "scikit-learn" in result.model["format"]
     assert result.probes["performance"].status != "error"
+
+
+def test_adversarial_attacks_the_numeric_columns_and_memorization_refits_a_clone(credit_files):
+    model, csv, _ = credit_files
+    result = auditkit.scan(model, csv, target=TARGET, sensitive=SENSITIVE,
+                           probes=["adversarial", "memorization"], budget="fast", device="cpu",
+                           options={"adversarial": {"n_examples": 150}})
+    adversarial = result.probes["adversarial"]
+    assert adversarial.status in ("passed", "warned"), adversarial.summary
+    metrics = adversarial.metrics
+    assert metrics["square_accuracy"] < metrics["clean_accuracy"]
+    assert adversarial.details["settings"]["eps_units"] == "feature standard deviations"
+    assert "observed in the audit data" in adversarial.details["threat_model"]
+    memorization = result.probes["memorization"]
+    assert memorization.status != "skipped", memorization.skip_reason
+    assert memorization.metrics["random_label_train_accuracy"] > 0.6
+    assert "clone" in memorization.summary
+    # The audited pipeline itself was never re-fitted (its answers are compared before/after).
+    checks = {c.name: c for c in memorization.checks}
+    assert checks["audited_model_untouched"].status == "passed"
