@@ -157,7 +157,7 @@ def merge_square(result: ProbeResult, m: GradientFreeMeasurement, robust: np.nda
                          "queries": _query_stats(m),
                          "runs_on": "the model's own runtime (onnxruntime for ONNX files)"}
     details["worst_case_over"] = [*details.get("worst_case_over", []), "Square"]
-    summary = result.summary
+    summary = result.summary.replace("EOT and noise", "EOT, Square and noise", 1)
     if gap is not None:
         summary += (f" Square (gradient-free, {m.plan.queries} queries): "
                     f"{m.attack_accuracy:.1%}; PGD − Square = {gap:+.1%}.")
