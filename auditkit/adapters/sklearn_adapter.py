@@ -85,7 +85,8 @@ class SklearnAdapter(ModelAdapter):
     ) -> None:
         if not hasattr(estimator, "classes_"):
             raise AuditkitInputError(
-                f"the {type(estimator).__name__} is not fitted (no classes_); fit it first"
+                f"the {type(estimator).__name__} has no classes_: auditkit audits fitted "
+                "classifiers (a regressor or an unfitted estimator cannot be audited)"
             )
         self.estimator = estimator
         self.format = format

@@ -283,3 +283,20 @@ def test_gradient_free_never_skips_a_black_box(tmp_path, onnx_cnn):
                            options={"adversarial": {"gradient_free": "never"}})
     assert result.probes["adversarial"].status == "skipped"
     assert "gradient_free=never" in result.probes["adversarial"].skip_reason
+
+
+def test_a_graph_with_two_inputs_is_one_line_exit_2(tmp_path):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["scores"])], "two",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [None, 64]),
+         helper.make_tensor_value_info("b", TensorProto.FLOAT, [None, 64])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [None, 64])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path / "two.onnx"
+    onnx.save(model, str(path))
+    line = _one_line_exit_2(_cli(path, tmp_path))
+    assert "2 inputs" in line and "one input tensor" in line
