@@ -137,3 +137,26 @@ def test_square_breaks_the_demo_cnn_through_its_scores_alone(demo_adapter, digit
     assert robust(out) < robust(noise) - 0.2  # beats random noise of the same size by far
     assert robust(out) < 0.8  # well below clean accuracy (1 on these examples)
     assert bool((out.adversarial >= 0).all() and (out.adversarial <= 1).all())
+
+
+def test_square_is_at_least_as_strong_as_torchattacks_square_at_the_same_budget(
+    demo_adapter, digits_data
+):
+    """The reference: torchattacks' Square (images in [0, 1] only) runs on the same black box."""
+    import contextlib
+    import io
+
+    import torchattacks
+
+    x, y = digits_data.x[:120], digits_data.y[:120]
+    correct = demo_adapter.predict_logits(x).argmax(1) == y
+    x, y = x[correct], y[correct]
+    ours = Square(QueryModel(demo_adapter.predict_logits), eps=0.1, queries=300,
+                  generator=torch.Generator().manual_seed(0)).perturb(x, y)
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints about the device
+        reference = torchattacks.Square(QueryModel(demo_adapter.predict_logits), norm="Linf",
+                                        eps=0.1, n_queries=300, seed=0)
+        adversarial = reference(x, y)
+    assert float((adversarial - x).abs().max()) <= 0.1 + 1e-6
+    theirs = float((demo_adapter.predict_logits(adversarial).argmax(1) == y).float().mean())
+    assert robust(ours) <= theirs + 0.05
