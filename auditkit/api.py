@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from auditkit.adapters import CallableAdapter, ModelAdapter, TorchModelAdapter, resolve_device
+from auditkit.adapters.sklearn_adapter import is_estimator
 from auditkit.data import AuditData, from_dataloader, from_tensors, load_data
 from auditkit.data.loaders import check_input_box, complete_class_names
 from auditkit.errors import AuditkitInputError
@@ -82,6 +83,8 @@ def build_adapter(
     input_range = meta.input_range if meta.input_range is not None else data.input_range
     check_input_box(data, meta.input_range)
     classes = num_classes or meta.num_classes
+    if hasattr(model, "make_adapter") or is_estimator(model):
+        return _foreign_adapter(model, data, meta, input_shape, input_range, classes, device)
     if isinstance(model, nn.Module):
         try:
             return TorchModelAdapter(
@@ -110,6 +113,20 @@ def build_adapter(
             input_range=input_range,
         )
     raise AuditkitInputError(f"model: cannot audit a {type(model).__name__}")
+
+
+def _foreign_adapter(model: Any, data: AuditData, meta: ModelMetadata, input_shape: Any,
+                     input_range: Any, classes: int | None, device: str) -> ModelAdapter:
+    """ONNX / scikit-learn models (``auditkit.formats``), and in-memory estimators."""
+    if is_estimator(model):
+        from auditkit.formats import SklearnModel
+
+        model = SklearnModel(model, format="scikit-learn")
+    return model.make_adapter(
+        input_shape=input_shape, num_classes=classes, input_range=input_range, mean=meta.mean,
+        std=meta.std, device=device, feature_names=data.feature_names,
+        class_names=meta.class_names or data.class_names,
+    )
 
 
 def _spec_name(spec: ProbeSpec) -> str:
@@ -257,6 +274,9 @@ def scan(
         meta = metadata or ModelMetadata()
         module = model
         fmt = "nn.Module" if isinstance(model, nn.Module) else getattr(model, "format", "callable")
+        if is_estimator(model):
+            fmt = "scikit-learn"
+
         model_info = {
             "path": None,
             "sha256": weights_sha256(model) if isinstance(model, nn.Module) else None,

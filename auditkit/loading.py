@@ -31,6 +31,7 @@ from torch import nn
 
 from auditkit import errors, safety
 from auditkit.errors import AuditkitInputError, one_line
+from auditkit.formats import FORMAT_ONNX, FORMAT_SKOPS
 from auditkit.safety import DEFAULT_LIMITS, LoadLimits
 
 METADATA_NAME = "auditkit.json"
@@ -276,7 +277,17 @@ def sniff_format(path: str | Path, limits: LoadLimits | None = None) -> str:
         # (refused by safety.check_safetensors), not a foreign one.
         if header_len > 0 and head[8:9] == b"{":
             return FORMAT_SAFETENSORS
-    raise AuditkitInputError(errors.UNKNOWN_FORMAT.format(path=path))
+    return _sniff_foreign(path, head, None)
+
+
+def _sniff_foreign(path: Path, head: bytes, zip_names: list[str] | None) -> str:
+    """ONNX and skops files (``auditkit.formats``); anything else is unknown."""
+    from auditkit.formats import sniff_foreign
+
+    fmt = sniff_foreign(head, zip_names)
+    if fmt is None:
+        raise AuditkitInputError(errors.UNKNOWN_FORMAT.format(path=path))
+    return fmt
 
 
 def _read_prefix(path: Path, limits: LoadLimits | None) -> bytes:
@@ -292,7 +303,7 @@ def _zip_format(path: Path, names: list[str]) -> str:
         return FORMAT_TORCHSCRIPT
     if any(n.endswith("data.pkl") for n in names):
         return FORMAT_TORCH_SAVE
-    raise AuditkitInputError(errors.UNKNOWN_FORMAT.format(path=path))
+    return _sniff_foreign(path, b"", names)
 
 
 _GLOBAL_OPCODES = {"GLOBAL", "INST"}
@@ -712,6 +723,11 @@ def _load_safetensors_file(path: Path, req: _Request) -> tuple[nn.Module, ModelM
 def _load_pickled_file(path: Path, req: _Request) -> tuple[nn.Module, ModelMetadata]:
     """A torch.save zip or a raw pickle stream: weights (with --arch), or a whole module only
     with --unsafe-pickle."""
+    if req.unsafe_pickle:
+        estimator = _unsafe_pickled_estimator(path)
+        if estimator is not None:
+            req.format = estimator.format
+            return estimator, ModelMetadata()
     obj = _unsafe_torch_load(path) if req.unsafe_pickle else _safe_torch_load(path, req.limits)
     if isinstance(obj, nn.Module):
         if req.arch is not None:
@@ -730,6 +746,21 @@ def _load_pickled_file(path: Path, req: _Request) -> tuple[nn.Module, ModelMetad
     return module, metadata
 
 
+def _unsafe_pickled_estimator(path: Path) -> Any:
+    """With --unsafe-pickle only: a joblib/pickle file of a scikit-learn model (None when the
+    pickle names no scikit-learn object)."""
+    from auditkit.formats.skops_file import read_pickled_estimator
+
+    return read_pickled_estimator(path)
+
+
+def _load_foreign_file(path: Path, req: _Request) -> tuple[Any, ModelMetadata]:
+    """ONNX and skops files: a model object that builds its own adapter (``auditkit.formats``)."""
+    from auditkit.formats import load_foreign
+
+    return load_foreign(req.format, path, unsafe_pickle=req.unsafe_pickle, parse_metadata=req.parse)
+
+
 # One loader per format: (path, request) -> (module, metadata). A new format adds its sniffing
 # and one entry here.
 FORMAT_LOADERS: dict[str, Callable[[Path, _Request], tuple[nn.Module, ModelMetadata]]] = {
@@ -738,10 +769,15 @@ FORMAT_LOADERS: dict[str, Callable[[Path, _Request], tuple[nn.Module, ModelMetad
     FORMAT_SAFETENSORS: _load_safetensors_file,
     FORMAT_TORCH_SAVE: _load_pickled_file,
     FORMAT_LEGACY_PICKLE: _load_pickled_file,
+    FORMAT_ONNX: _load_foreign_file,
+    FORMAT_SKOPS: _load_foreign_file,
 }
 
 # Formats whose file carries its own network: --arch would be silently ignored, so it is refused.
-FORMATS_WITHOUT_ARCH = {FORMAT_EXPORT: "a torch.export archive", FORMAT_TORCHSCRIPT: "TorchScript"}
+FORMATS_WITHOUT_ARCH = {
+    FORMAT_EXPORT: "a torch.export archive", FORMAT_TORCHSCRIPT: "TorchScript",
+    FORMAT_ONNX: "an ONNX model", FORMAT_SKOPS: "a scikit-learn skops file",
+}
 ARCH_NOT_NEEDED = (
     "--arch {arch}: {path} is {what}, which carries its own network, so --arch would be "
     "ignored; drop it"

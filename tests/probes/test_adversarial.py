@@ -462,7 +462,8 @@ def test_probe_declares_its_contract():
     from auditkit.registry import discover_probes
 
     assert AdversarialProbe.name == "adversarial" and AdversarialProbe.order == 20
-    assert AdversarialProbe.needs_gradients is True
+    # Models without gradients are attacked without them (gradient_free=never skips them).
+    assert AdversarialProbe.needs_gradients is False
     assert REQUIRED_METRICS <= set(AdversarialProbe.metrics)
     assert set(AdversarialProbe.budget_levels) == {"fast", "standard", "thorough"}
     assert "AutoAttack" in AdversarialProbe.budget_levels["thorough"]
@@ -507,11 +508,13 @@ def test_options_from_the_command_line_are_parsed():
     assert probe.opts.steps == 20 and probe.opts.autoattack is True
 
 
-def test_black_box_models_are_skipped_with_a_reason(digits_data):
+def test_black_box_models_get_gradient_free_attacks_unless_told_never(digits_data):
     adapter = CallableAdapter(lambda a: np.full((len(a), 10), 0.1), input_shape=(1, 8, 8),
                               num_classes=10, input_range=(0.0, 1.0))
-    reason = AdversarialProbe(budget="fast").skip_reason(build_context(adapter, digits_data))
-    assert reason and "gradients" in reason
+    context = build_context(adapter, digits_data)
+    assert AdversarialProbe(budget="fast").skip_reason(context) is None
+    reason = AdversarialProbe(budget="fast", gradient_free="never").skip_reason(context)
+    assert reason and "gradients" in reason and "gradient_free=never" in reason
 
 
 @pytest.mark.slow

@@ -93,3 +93,17 @@ class AdversarialOptions:
         "also run AutoAttack at the headline eps",
         budgets={"fast": False, "standard": False, "thorough": True},
     )
+    queries: int = option(
+        1000,
+        "queries per example of the gradient-free attacks (Square on scores, HopSkipJump on "
+        "labels only)",
+        minimum=1,
+        budgets={"fast": 300, "standard": 1000, "thorough": 5000},
+    )
+    gradient_free: str = option(
+        "auto",
+        "gradient-free attacks: auto (models without gradients; Square beside PGD for ONNX "
+        "files, scored by their own runtime), always (Square beside PGD for every model), "
+        "never (models without gradients are skipped)",
+        choices=("auto", "always", "never"),
+    )
