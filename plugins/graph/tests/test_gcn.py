@@ -91,3 +91,10 @@ def test_bias_finds_the_planted_low_degree_gap_with_intervals(sbm_model):
     assert result.metrics["worst_group_accuracy"] < result.metrics["overall_accuracy"]
     low_degree = np.char.startswith(data.groups["degree"].astype(str), "low")
     assert low_degree.sum() >= 30  # enough nodes for the interval to mean something
+
+
+def test_same_seed_same_structure_numbers(karate_model):
+    graph, _, classifier = karate_model
+    first = _structure(graph, classifier)
+    second = _structure(graph, classifier)
+    assert first.metrics == second.metrics and first.details["curve"] == second.details["curve"]
