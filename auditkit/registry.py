@@ -9,6 +9,7 @@ visible errored row, never a crash.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
@@ -66,7 +67,11 @@ def discover(group: str) -> dict[str, PluginEntry]:
         dist_name = _distribution_name(ep)
         version = dist.version if dist is not None else "?"
         try:
-            obj, error = ep.load(), None
+            # A plugin's imports may warn (PyG scripts modules with the deprecated torch.jit):
+            # nothing from a third party reaches the terminal before auditkit's own line.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                obj, error = ep.load(), None
         except Exception as exc:  # a broken plugin must not take auditkit down
             obj, error = None, f"{type(exc).__name__}: {exc}"
         found[ep.name] = PluginEntry(ep.name, group, ep.value, dist_name, version, obj, error)
