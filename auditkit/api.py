@@ -172,6 +172,7 @@ def scan(
     resume: bool | None = None,
     progress: Progress | bool | None = False,
     debug: bool = False,
+    fail_on: str | None = None,
 ) -> AuditResult:
     """Audit a model and return an ``AuditResult`` (gates applied when a policy is given).
 
@@ -196,6 +197,8 @@ def scan(
             options). ``None`` reuses whenever ``checkpoint_dir`` is given; ``False`` only writes.
         keep_sensitive_features: tables only: the model was trained with the sensitive columns
             as inputs, so they stay among its features (they are always the groups too).
+        fail_on: ``failed`` (default: a failed probe fails the audit) | ``warned`` | ``never``
+            (only gates fail it); overrides the policy file's ``fail_on``.
 
     Example:
         >>> result = auditkit.scan(net, (x_test, y_test), budget="fast",
@@ -206,6 +209,10 @@ def scan(
     loaded_policy = validate_request(
         probes=probes, budget=budget, seed=seed, device=device, options=options, policy=policy
     )
+    if fail_on is not None:
+        from auditkit.verdict import check_fail_on
+
+        check_fail_on(fail_on)
     model_info: dict[str, Any]
     loaded: LoadedModel | None = None
     if isinstance(model, (str, Path)):
@@ -256,11 +263,10 @@ def scan(
         resume=resume,
         debug=debug,
     )
-    if loaded_policy is not None:
-        from auditkit.gates import apply_policy
+    from auditkit.gates import apply_policy
 
-        result = apply_policy(result, loaded_policy)
-    return result
+    # Always: without a policy the verdict is the probes' own judgement at ``fail_on``.
+    return apply_policy(result, loaded_policy, fail_on)
 
 
 def _overrides(metadata: ModelMetadata | None) -> dict[str, Any]:

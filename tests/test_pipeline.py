@@ -16,7 +16,6 @@ from auditkit.errors import AuditkitInputError
 from auditkit.gates import exit_code
 from auditkit.pipeline import DIAGNOSTIC_SAMPLE, build_context, derive_seed, run_audit
 from auditkit.probes.base import Probe
-from auditkit.progress import Progress
 from auditkit.results import AuditResult, ProbeResult
 
 N = 300
@@ -392,18 +391,6 @@ def test_context_generators_are_seeded_per_name():
     assert not torch.equal(a, torch.rand(3, generator=context.generator("b")))
     assert context.rng("a").random() == context.rng("a").random()
     assert len(context.splits["calibration"]) + len(context.splits["evaluation"]) == N
-
-
-def test_progress_is_quiet_without_a_terminal(monkeypatch, capsys):
-    assert Progress().enabled is False  # pytest's captured stderr is not a TTY
-    monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
-    monkeypatch.setenv("CI", "true")
-    assert Progress().enabled is False  # CI is quiet even on a TTY
-    quiet = Progress(False)
-    with quiet.session():
-        assert list(quiet.track(range(3), total=3, description="x")) == [0, 1, 2]
-        quiet.log("nothing to see")
-    assert capsys.readouterr().err == ""
 
 
 def test_empty_data_is_bad_input():
