@@ -19,6 +19,7 @@ on a probe that is not selected is bad input, found before any work (``check_sel
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 import re
@@ -303,7 +304,10 @@ def apply_policy(
     loaded = load_policy(policy) if policy is not None else None
     gates = evaluate(result, loaded) if loaded is not None else []
     chosen = fail_on or (loaded.fail_on if loaded is not None else None) or DEFAULT_FAIL_ON
-    return result.with_gates(gates, fail_on=chosen)
+    result = result.with_gates(gates, fail_on=chosen)
+    if loaded is not None:  # the renderers name the policy the verdict rests on
+        result = dataclasses.replace(result, settings={**result.settings, "policy": loaded.source})
+    return result
 
 
 EXIT_PASSED, EXIT_GATE_FAILED, EXIT_BAD_INPUT, EXIT_PROBE_ERROR = 0, 1, 2, 3

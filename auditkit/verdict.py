@@ -99,13 +99,10 @@ def grade_reason(probe: Any) -> str:
     if status == "skipped":
         return str(_get(probe, "skip_reason") or _get(probe, "summary") or "not run")
     if status in ("failed", "warned"):
+        # The worst item set the grade (a probe may grade a failed validity check "warned").
         items = grade_items(probe)
-        # The worst item decides; an item of the probe's own grade is preferred (a warned probe
-        # whose only failed check is advisory names that check).
-        same = [i for i in items if i[0] == status]
-        chosen = (same or items or [None])[0]
-        if chosen is not None:
-            status_, source, text = chosen
+        if items:
+            _, source, text = items[0]
             return f"{text} ({source})" if source != "finding" else text
     return str(_get(probe, "summary") or "")
 

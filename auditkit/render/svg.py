@@ -17,7 +17,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from auditkit.render.fmt import as_number, format_number
+from auditkit.render.fmt import as_number, clip_words, format_number
 
 WIDTH = 560
 FONT_PX = 12
@@ -28,6 +28,8 @@ MARKERS = ("circle", "square", "triangle", "diamond", "cross", "triangle-down", 
 MAX_MARKED_POINTS = 40  # beyond this, markers clutter: series stay apart by dash pattern
 MAX_DESC_ITEMS = 30
 MAX_LABEL_CHARS = 28
+MIN_TEXT_PX = 10  # smallest text a reader gets, in CSS px, at any screen width
+SMALLEST_FONT_PX = 11  # the smallest font-size the chart style sheet uses (.cv)
 MAX_DETAILED_CELLS = 400
 TEXT_FLIP = 0.5  # heat-map cells above this strength get inverse-coloured numbers
 
@@ -44,8 +46,8 @@ def _t(value: Any) -> Markup:
 
 
 def _short(value: Any, limit: int = MAX_LABEL_CHARS) -> str:
-    text = " ".join(str("" if value is None else value).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """A label cut at a word (never inside one) when longer than ``limit``."""
+    return clip_words("" if value is None else value, limit)[0]
 
 
 def _text_px(text: str, *, bold: bool = False) -> float:
@@ -147,9 +149,13 @@ def _value_range(values: Sequence[float], forced: Any = None) -> tuple[float, fl
 
 
 def _open_svg(uid: str, width: float, height: float, title: Any, desc: str) -> list[str]:
+    # The chart may shrink to fit, but never so far that its smallest text (11 px) drops below
+    # MIN_TEXT_PX: on a phone it keeps that width and scrolls inside its own box instead.
+    min_width = math.ceil(width * MIN_TEXT_PX / SMALLEST_FONT_PX)
     return [
         f'<svg class="chart" viewBox="0 0 {_f(width)} {_f(height)}" width="{_f(width)}" '
-        f'height="{_f(height)}" role="img" aria-labelledby="{uid}-t {uid}-d">',
+        f'height="{_f(height)}" style="min-width: {min_width}px" role="img" '
+        f'aria-labelledby="{uid}-t {uid}-d">',
         f'<title id="{uid}-t">{_t(title or "figure")}</title>',
         f'<desc id="{uid}-d">{_t(desc)}</desc>',
     ]
@@ -377,8 +383,8 @@ def bar_chart(figure: Mapping[str, Any], uid: str) -> Markup:
     if reference is not None:
         values.append(reference)
     lo, hi, ticks = _value_range(values, figure.get("y_range"))
-    labels = [_short(b.get("label"), 24) for b in bars]
-    label_w = min(max((_text_px(lbl) for lbl in labels), default=20) + 12, 190)
+    labels = [_short(b.get("label"), 36) for b in bars]  # slice labels carry their range
+    label_w = min(max((_text_px(lbl) for lbl in labels), default=20) + 12, 280)
     fractions = all(-1.0 <= v <= 1.0 for v in values)
     annotations = [_bar_annotation(b, fractions) for b in bars]
     note_w = min(
