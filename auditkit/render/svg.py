@@ -50,6 +50,14 @@ def _short(value: Any, limit: int = MAX_LABEL_CHARS) -> str:
     return clip_words("" if value is None else value, limit)[0]
 
 
+def _label(value: Any, limit: int = MAX_LABEL_CHARS) -> str:
+    """Escaped text for an SVG <text>, cut at a word; a cut label carries its full text as a
+    <title> child (the tooltip), so nothing is lost."""
+    full = " ".join(str("" if value is None else value).split())
+    shown = _short(full, limit)
+    return str(_t(shown)) + (f"<title>{_t(full)}</title>" if shown != full else "")
+
+
 def _text_px(text: str, *, bold: bool = False) -> float:
     """Estimated width; symbols (⚑, ∞, ×) often come from a wider fallback font."""
     width = sum(CHAR_PX if ord(ch) < 128 else 1.6 * CHAR_PX for ch in text)
@@ -197,13 +205,13 @@ def _frame(
     if x_label:
         parts.append(
             f'<text class="label" x="{_f((left + right) / 2)}" y="{_f(bottom + 34)}" '
-            f'text-anchor="middle">{_t(_short(x_label, 60))}</text>'
+            f'text-anchor="middle">{_label(x_label, 60)}</text>'
         )
     if y_label:
         cy = (top + bottom) / 2
         parts.append(
             f'<text class="label" x="14" y="{_f(cy)}" text-anchor="middle" '
-            f'transform="rotate(-90 14 {_f(cy)})">{_t(_short(y_label, 40))}</text>'
+            f'transform="rotate(-90 14 {_f(cy)})">{_label(y_label, 40)}</text>'
         )
 
 
@@ -245,7 +253,7 @@ def _legend(
         )
         parts.append(marker(MARKERS[style], x + 15, y - 4))
         parts.append("</g>")
-        parts.append(f'<text class="legend" x="{_f(x + 38)}" y="{_f(y)}">{_t(label)}</text>')
+        parts.append(f'<text class="legend" x="{_f(x + 38)}" y="{_f(y)}">{_label(name, 40)}</text>')
         x += needed
     return y + 10
 
@@ -402,7 +410,7 @@ def bar_chart(figure: Mapping[str, Any], uid: str) -> Markup:
     body: list[str] = []
     x_label = figure.get("x_label")
     if x_label:
-        body.append(f'<text class="label" x="8" y="16">{_t(_short(x_label, 40))}</text>')
+        body.append(f'<text class="label" x="8" y="16">{_label(x_label, 40)}</text>')
     _frame(body, x, y, ticks, [], figure.get("y_label"), None)
     zero = x(min(max(0.0, lo), hi))
     for i, (bar, label, note) in enumerate(zip(bars, labels, annotations, strict=True)):
@@ -641,27 +649,29 @@ def matrix_chart(figure: Mapping[str, Any], uid: str) -> Markup:
         )
     if figure.get("x_label"):
         body.append(
-            f'<text class="label" x="{_f(left + cell * n_cols / 2)}" y="14" text-anchor="middle">{_t(_short(figure.get("x_label"), 50))}</text>'
+            f'<text class="label" x="{_f(left + cell * n_cols / 2)}" y="14" text-anchor="middle">{_label(figure.get("x_label"), 50)}</text>'
         )
     if figure.get("y_label"):
         cy = top + cell * n_rows / 2
         body.append(
-            f'<text class="label" x="14" y="{_f(cy)}" text-anchor="middle" transform="rotate(-90 14 {_f(cy)})">{_t(_short(figure.get("y_label"), 40))}</text>'
+            f'<text class="label" x="14" y="{_f(cy)}" text-anchor="middle" transform="rotate(-90 14 {_f(cy)})">{_label(figure.get("y_label"), 40)}</text>'
         )
-    for j, text in enumerate(col_text):
+    for j in range(len(col_text)):
         cx = left + cell * (j + 0.5)
+        shown = _label(col_labels[j] if j < len(col_labels) else j, 16)
         if rotate:
             body.append(
-                f'<text class="tick" x="{_f(cx)}" y="{_f(top - 6)}" transform="rotate(-50 {_f(cx)} {_f(top - 6)})">{_t(text)}</text>'
+                f'<text class="tick" x="{_f(cx)}" y="{_f(top - 6)}" transform="rotate(-50 {_f(cx)} {_f(top - 6)})">{shown}</text>'
             )
         else:
             body.append(
-                f'<text class="tick" x="{_f(cx)}" y="{_f(top - 6)}" text-anchor="middle">{_t(text)}</text>'
+                f'<text class="tick" x="{_f(cx)}" y="{_f(top - 6)}" text-anchor="middle">{shown}</text>'
             )
     for i, (row, text) in enumerate(zip(numbers, row_text, strict=True)):
         cy = top + cell * i
+        shown = _label(row_labels[i] if i < len(row_labels) else i, 16)
         body.append(
-            f'<text class="tick" x="{_f(left - 6)}" y="{_f(cy + cell / 2 + 4)}" text-anchor="end">{_t(text)}</text>'
+            f'<text class="tick" x="{_f(left - 6)}" y="{_f(cy + cell / 2 + 4)}" text-anchor="end">{shown}</text>'
         )
         for j, value in enumerate(row):
             cx = left + cell * j
