@@ -435,15 +435,18 @@ def report(
 
 @app.command()
 def diff(
-    base: Annotated[Path, typer.Argument(help="Baseline audit.json.")],
-    new: Annotated[Path, typer.Argument(help="New audit.json.")],
-    tolerance: Annotated[float, typer.Option(help="Allowed absolute change toward worse.")] = 0.01,
-    tolerance_for: Annotated[list[str] | None, typer.Option("--tolerance-for", help="Per-metric tolerance, e.g. adversarial.robust_accuracy=0.03.")] = None,
-    markdown: Annotated[Path | None, typer.Option(help="Also write the comparison as Markdown.")] = None,
+    base: Annotated[Path, typer.Argument(metavar="BASE_JSON", help="Baseline audit.json.")],
+    new: Annotated[Path, typer.Argument(metavar="NEW_JSON", help="New audit.json.")],
+    tolerance: Annotated[float, typer.Option(metavar="FLOAT", help="Allowed absolute change toward worse.")] = 0.01,
+    tolerance_for: Annotated[list[str] | None, typer.Option("--tolerance-for", metavar="PROBE.METRIC=FLOAT", help="Per-metric tolerance, e.g. adversarial.robust_accuracy=0.03 (repeatable).")] = None,
+    markdown: Annotated[Path | None, typer.Option(metavar="PATH", help="Also write the comparison as Markdown.")] = None,
     all_metrics: Annotated[bool, typer.Option("--all", help="List unchanged metrics too.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Compare audits of different data or different kinds of model (otherwise exit 2).")] = False,
     debug: DebugOption = False,
 ) -> None:
-    """Compare two audits; exit 1 when a metric, a probe or a check regressed."""
+    """Compare two audits: first whether they are comparable (data, model, seed, budget,
+    version, probes), then what regressed; exit 1 when a metric, a probe or a check regressed,
+    2 when they are not comparable (different data or model interface) and --force is not given."""
     with _guard(debug):
         from auditkit.diff import compare, render_diff_markdown
 
@@ -458,7 +461,7 @@ def diff(
                 _fail(f"--tolerance-for {item!r}: expected probe.metric=number, e.g. calibration.ece=0.02")
         changes = compare(
             _load_audit(base), _load_audit(new), tolerance=tolerance, tolerances=per_metric,
-            labels=(str(base), str(new)),
+            labels=(str(base), str(new)), force=force,
         )
         text = render_diff_markdown(changes, only_changed=not all_metrics)
         if markdown:
