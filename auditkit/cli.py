@@ -277,8 +277,9 @@ def _print_result(result, policy) -> None:
 # Help text is plain (rich_markup_mode=None): rich markup would eat "[tool.auditkit]". Metavars
 # say what users type: INTEGER, PATH, TEXT, or the accepted words.
 BUDGET_HELP = (
-    "How much work each probe does: fast (a quick look, about a minute on a small CNN), standard "
-    "(the default), thorough (full attack schedules, more restarts and bootstrap rounds)."
+    "How much work each probe does: fast (fewer attack steps, restarts, bootstrap rounds and "
+    "epochs), standard, thorough (the most of each); auditkit probes lists what each level "
+    "means per probe."
 )
 FAIL_ON_HELP = (
     "Which probe grades fail the audit (exit 1): failed (default: a failed probe fails it; a "
