@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -70,6 +71,28 @@ class ChanceComparison:
         )
 
 
+def accuracy_vs_chance(
+    correct: int, class_counts: Sequence[int], confidence: float = 0.95
+) -> ChanceComparison:
+    """``correct`` of ``sum(class_counts)`` examples right, against ``max(1/K, majority rate)``
+    with a Wilson interval; ``class_counts`` holds every class's number of examples (K = its
+    length, zeros included)."""
+    counts = [int(c) for c in class_counts]
+    n = sum(counts)
+    majority = max(counts) / n if n else 0.0
+    uniform = 1.0 / max(len(counts), 1)
+    chance = max(uniform, majority)
+    low, high = wilson_interval(int(correct), n, confidence)
+    if high < chance + CHANCE_MARGIN * (1 - chance):
+        verdict = "at"  # even the interval's optimistic end is barely above guessing
+    elif low > chance:
+        verdict = "above"
+    else:
+        verdict = "undecided"
+    accuracy = int(correct) / n if n else float("nan")
+    return ChanceComparison(accuracy, low, high, chance, uniform, majority, n, confidence, verdict)
+
+
 def compare_to_chance(
     y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: int, confidence: float = 0.95
 ) -> ChanceComparison:
@@ -78,18 +101,12 @@ def compare_to_chance(
     Example:
         >>> compare_to_chance(y, logits.argmax(1), 10).verdict   # "above" for a trained model
     """
-    n = int(y_true.numel())
     correct = int((y_true.long() == y_pred.long()).sum())
-    counts = torch.bincount(y_true.long(), minlength=num_classes)
-    majority = float(counts.max()) / n if n else 0.0
-    uniform = 1.0 / max(num_classes, 1)
-    chance = max(uniform, majority)
-    low, high = wilson_interval(correct, n, confidence)
-    if high < chance + CHANCE_MARGIN * (1 - chance):
-        verdict = "at"  # even the interval's optimistic end is barely above guessing
-    elif low > chance:
-        verdict = "above"
-    else:
-        verdict = "undecided"
-    accuracy = correct / n if n else float("nan")
-    return ChanceComparison(accuracy, low, high, chance, uniform, majority, n, confidence, verdict)
+    counts = torch.bincount(y_true.long(), minlength=num_classes).tolist()
+    return accuracy_vs_chance(correct, counts, confidence)
+
+
+def matrix_vs_chance(matrix: torch.Tensor, confidence: float = 0.95) -> ChanceComparison:
+    """The same from a confusion matrix (``m[i, j]``: true class i predicted as j)."""
+    matrix = torch.as_tensor(matrix)
+    return accuracy_vs_chance(int(matrix.diag().sum()), matrix.sum(dim=1).tolist(), confidence)

@@ -43,3 +43,10 @@ def test_majority_class_rate_is_the_bar_for_imbalanced_labels():
     assert result.chance == pytest.approx(0.9) and result.accuracy == pytest.approx(0.9)
     assert result.verdict == "at"
     assert compare_to_chance(y, y.clone(), 2).verdict == "above"
+
+
+def test_confusion_matrix_gives_the_same_answer():
+    from auditkit.functional.classification import confusion_matrix, matrix_vs_chance
+
+    y, pred = _predictions(256, 10, 30)
+    assert matrix_vs_chance(confusion_matrix(y, pred, 10)) == compare_to_chance(y, pred, 10)
