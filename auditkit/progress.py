@@ -99,11 +99,11 @@ class Progress:
         from rich.progress import Progress as RichProgress
 
         with RichProgress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
-            TextColumn("{task.fields[step]}"),
+            TextColumn("{task.fields[step]}", markup=False),
             TimeElapsedColumn(),
-            TextColumn("{task.fields[eta]}"),
+            TextColumn("{task.fields[eta]}", markup=False),
             console=Console(stderr=True),
             transient=False,
         ) as rich:
