@@ -125,10 +125,12 @@ def test_pickled_module_exits_2_with_one_line_explaining_unsafe_pickle(tmp_path)
     assert debug.exit_code == 2
     assert "Traceback" in debug.stderr and "AuditkitInputError" in debug.stderr
 
-    # The user vouches for the file: it loads and scans.
+    # The user vouches for the file: it loads and scans (an untrained network: the performance
+    # probe finds it at chance, so the audit fails, exit 1, not bad input).
     trusted = CliRunner().invoke(app, ["scan", str(path), "--data", "digits", "--unsafe-pickle",
                                        "--probes", "performance", "--out", str(tmp_path / "ok")])
-    assert trusted.exit_code == 0, trusted.output
+    assert trusted.exit_code == 1, trusted.output
+    assert "performance failed: accuracy" in trusted.stdout
     assert json.loads((tmp_path / "ok" / "audit.json").read_text())["model"]["format"] == \
         "torch.save"
 

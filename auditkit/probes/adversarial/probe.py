@@ -8,6 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from auditkit.context import AuditContext
+from auditkit.functional.classification import compare_to_chance
 from auditkit.probes.adversarial.judge import judge
 from auditkit.probes.adversarial.measure import measure
 from auditkit.probes.adversarial.options import AdversarialOptions
@@ -44,11 +45,14 @@ class AdversarialProbe(Probe):
         "eot_accuracy": MetricSpec(
             "higher",
             "accuracy under EOT-PGD at the headline eps, judged on freshly transformed copies: "
-            "right in expectation for both the clean and the adversarial input",
+            "right in expectation for both the clean and the adversarial input (the "
+            "transformation threat model, kept out of robust_accuracy)",
         ),
         "robust_accuracy": MetricSpec(
             "higher",
-            "worst case per example over every attack and restart at the headline eps",
+            "worst case per example over the headline-norm attacks at the headline eps (FGSM, "
+            "PGD restarts, noise, AutoAttack when run; EOT over a random model's own "
+            "randomness): one threat model, transformations excluded",
         ),
         "eps": MetricSpec(
             None,
@@ -82,6 +86,23 @@ class AdversarialProbe(Probe):
         "thorough": "5,000 examples; PGD-50 with 5 restarts; EOT with 16 draws; plus AutoAttack "
         "(APGD-CE, APGD-T, FAB-T, Square; 100 iterations, 9 target classes, fixed seed)",
     }
+
+    def skip_reason(self, context: AuditContext) -> str | None:
+        """Also skipped, as "not meaningful", for a model not clearly above chance: an attack
+        on a model that has not learned the task measures nothing (robust 0% would be no news,
+        and a PASS would be a lie)."""
+        reason = super().skip_reason(context)
+        if reason is not None or not len(context.data):
+            return reason
+        chance = compare_to_chance(
+            context.data.y, context.clean_predictions, context.adapter.num_classes
+        )
+        if chance.verdict == "at":
+            return (
+                f"not meaningful: the model is not clearly above chance ({chance.describe()}); "
+                "attacking a model that has not learned the task measures nothing"
+            )
+        return None
 
     def run(self, context: AuditContext) -> ProbeResult:
         started = time.perf_counter()
