@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-OUTPUTS = ("auditkit-out/",)  # written by the commands the README shows, not shipped
+OUTPUTS = ("auditkit-out/", ".auditkit-checkpoint/")  # written by the commands shown
 
 
 def test_readme_links_and_paths_exist_in_the_repository():
