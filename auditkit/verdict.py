@@ -102,8 +102,9 @@ def grade_reason(probe: Any) -> str:
         # The worst item set the grade (a probe may grade a failed validity check "warned").
         items = grade_items(probe)
         if items:
+            # "check_name: detail" — the check first, so a tile cut short still names it.
             _, source, text = items[0]
-            return f"{text} ({source})" if source != "finding" else text
+            return f"{source.removeprefix('check ')}: {text}" if source != "finding" else text
     return str(_get(probe, "summary") or "")
 
 

@@ -237,7 +237,7 @@ def test_without_a_policy_the_probes_grades_decide(statuses, fail_on, verdict, t
     assert len(lines) == sum(s in ("warned", "failed", "error") for s in statuses)
     for status in ("failed", "warned"):
         if status in statuses:
-            assert any(line.endswith(f"why {status} (check the_rule)") for line in lines)
+            assert any(line.endswith(f"the_rule: why {status}") for line in lines)
     ranks = [0 if r.status in ("failed", "error") else 1 for r in result.verdict_reasons]
     assert ranks == sorted(ranks)
 

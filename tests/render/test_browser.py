@@ -244,7 +244,7 @@ def test_report_reads_at_desktop_and_phone_width(browser, demo_outputs, rich_aud
             for probe, classes, reason in tiles:
                 if any(f"s-{s}" in classes for s in ("failed", "warned", "error")):
                     words = " ".join(reason.split()).removeprefix("Error: ")
-                    words = words.split(" (check ")[0]
+                    words = words.split(": ", 1)[-1] if "_" in words.split(": ", 1)[0] else words
                     assert words and words in look_first, (name, probe, words)
             if width < 500:
                 # Tables reflow: a metric row's cells stack, each under its own label.

@@ -70,7 +70,7 @@ def test_tiles_show_headline_number_and_one_line_finding(rich_audit, rich_dom):
     # A passed tile says what the probe found; a non-passed tile the check that set its grade.
     assert tiles["performance"].find(cls="line").text() == rich_audit.probes["performance"].summary
     assert tiles["adversarial"].find(cls="line").text() == (
-        "accuracy 0.31 at eps 1.0 (chance 0.25) (check unbounded_attack_reaches_zero)"
+        "unbounded_attack_reaches_zero: accuracy 0.31 at eps 1.0 (chance 0.25)"
     )
     errored = next(t for n, t in tiles.items() if n.startswith("graph"))
     assert "RuntimeError: boom" in errored.find(cls="line").text()
@@ -131,7 +131,7 @@ def test_look_first_lists_exactly_the_failed_and_warned_items_worst_first(rich_a
     for name, probe in rich_audit.probes.items():
         if probe.status in ("failed", "warned", "error"):
             reason = " ".join(tiles[name].find(cls="line").text().split()).removeprefix("Error: ")
-            assert reason.removesuffix(")").split(" (check ")[0] in text, name
+            assert reason.split(": ", 1)[-1] in text, name
     assert {i.attrs["data-probe"] for i in items} == {
         *(n for n, p in rich_audit.probes.items() if p.status in ("failed", "warned", "error")),
         "gates",
