@@ -12,16 +12,19 @@ from torch import nn
 
 from auditkit.adapters import CallableAdapter, ModelAdapter, TorchModelAdapter, resolve_device
 from auditkit.data import AuditData, from_dataloader, from_tensors, load_data
+from auditkit.data.loaders import check_input_box, complete_class_names
 from auditkit.errors import AuditkitInputError
 from auditkit.loading import LoadedModel, ModelMetadata, load_model, weights_sha256
 from auditkit.pipeline import DEFAULT_SEED, ProbeSpec, run_audit, select_probes
 from auditkit.progress import Progress
 from auditkit.results import AuditResult
+from auditkit.safety import LoadLimits
 
 if TYPE_CHECKING:
     from auditkit.gates import Policy
 
 DataLike = AuditData | str | Path | tuple | Any
+MAX_SEED = 2**63 - 1
 
 
 def resolve_data(data: DataLike, metadata: ModelMetadata | None = None, **load_kwargs: Any) -> AuditData:
@@ -67,6 +70,7 @@ def build_adapter(
 
         raise AuditkitInputError(shape_mismatch_message(data, input_shape))
     input_range = meta.input_range if meta.input_range is not None else data.input_range
+    check_input_box(data, meta.input_range)
     classes = num_classes or meta.num_classes
     if isinstance(model, nn.Module):
         try:
@@ -124,6 +128,8 @@ def validate_request(
 
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise AuditkitInputError(f"--seed {seed!r}: use a whole number >= 0")
+    if seed > MAX_SEED:  # torch.manual_seed overflows beyond 64 bits
+        raise AuditkitInputError(f"--seed {seed}: use a whole number from 0 to {MAX_SEED} (2**63 - 1)")
     if device is not None:
         resolve_device(device)
     if probes is not None and not list(probes):
@@ -172,6 +178,7 @@ def scan(
     metadata: ModelMetadata | None = None,
     arch: str | Callable[[], nn.Module] | None = None,
     unsafe_pickle: bool = False,
+    load_limits: LoadLimits | None = None,
     target: str | None = None,
     sensitive: Sequence[str] | None = None,
     groups_file: str | Path | None = None,
@@ -208,6 +215,8 @@ def scan(
             as inputs, so they stay among its features (they are always the groups too).
         fail_on: ``failed`` (default: a failed probe fails the audit) | ``warned`` | ``never``
             (only gates fail it); overrides the policy file's ``fail_on``.
+        load_limits: time, memory and archive limits for loading a model file
+            (``auditkit.safety.LoadLimits``: 60 s and 8 GB unless raised).
 
     Example:
         >>> result = auditkit.scan(net, (x_test, y_test), budget="fast",
@@ -234,7 +243,9 @@ def scan(
     model_info: dict[str, Any]
     loaded: LoadedModel | None = None
     if isinstance(model, (str, Path)):
-        loaded = load_model(model, arch=arch, unsafe_pickle=unsafe_pickle)
+        loaded = load_model(
+            model, arch=arch, unsafe_pickle=unsafe_pickle, limits=load_limits, debug=debug
+        )
         meta = loaded.metadata.merged(**_overrides(metadata))
         module: Any = loaded.module
         model_info = loaded.describe()
@@ -266,6 +277,7 @@ def scan(
     if meta.class_names and not audit_data.class_names:
         audit_data.class_names = list(meta.class_names)
     adapter = build_adapter(module, audit_data, metadata=meta, device=device, format=fmt)
+    complete_class_names(audit_data, adapter.num_classes)
     model_info["num_classes"] = adapter.num_classes
     model_info["metadata"] = meta.to_dict()
     result = run_audit(

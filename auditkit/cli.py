@@ -13,17 +13,46 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from auditkit._version import __version__
 from auditkit.errors import AuditkitInputError, one_line
 
+
+class _OneLineErrors(TyperGroup):
+    """Flag errors (``--seed -1``, an unknown option) as one line like every other error, not
+    Typer's multi-line usage box; the exit code stays click's (2)."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError
+        from typer.exceptions import Abort
+
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except NoArgsIsHelpError as exc:  # bare ``auditkit``: the help text is the answer
+            exc.show()
+            sys.exit(exc.exit_code)
+        except ClickException as exc:
+            where = getattr(getattr(exc, "ctx", None), "command_path", None)
+            hint = f" (see {where} --help)" if where else ""
+            typer.echo(f"auditkit: error: {one_line(exc.format_message(), 600)}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except Abort:
+            typer.echo("auditkit: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     add_completion=False,
     no_args_is_help=True,
     help="Audit trained PyTorch models for robustness, calibration, subgroup bias and memorization.",
@@ -208,6 +237,69 @@ def _prepare_out(out: Path) -> None:
         _fail(f"--out {out}: cannot write in {nearest} ({exc.strerror or exc}); pass a writable folder")
 
 
+LOCK_NAME = ".auditkit-checkpoint/lock"  # beside the checkpoints it protects
+OUT_LOCKED = (
+    "--out {out}: another auditkit run (PID {pid}) is writing there; wait for it to finish or "
+    "pass another --out"
+)
+
+
+@contextmanager
+def _out_lock(out: Path) -> Iterator[None]:
+    """One run at a time per output folder: a second scan into the same --out exits 2 naming
+    the first one's PID (it would overwrite the reports and share checkpoint names).
+
+    The lock is ``flock`` on ``--out/.auditkit-checkpoint/lock``: the kernel drops it when the holder dies,
+    even by SIGKILL, so ``--resume`` after a kill is never blocked. A folder this run created
+    and left holding only the lock file is removed again.
+    """
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): runs are not serialized
+        yield
+        return
+    created = not out.exists()
+    lock = out / LOCK_NAME
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock, "a+", encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        _fail(f"--out {out}: cannot create it ({exc.strerror or exc}); pass a writable folder")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        _fail(OUT_LOCKED.format(out=out, pid=holder))
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    try:
+        yield
+    finally:
+        if created and [p.name for p in out.iterdir()] == [lock.parent.name] and [
+            p.name for p in lock.parent.iterdir()
+        ] == [lock.name]:
+            lock.unlink(missing_ok=True)
+            with suppress(OSError):
+                lock.parent.rmdir()
+                out.rmdir()
+        handle.close()
+
+
+def _load_limits(load_timeout: float, load_memory: float, allow_native_code: bool):
+    from auditkit.safety import GiB, LoadLimits
+
+    if not (math.isfinite(load_memory) and load_memory > 0):
+        _fail(f"--load-memory {load_memory:g}: use a positive number of GB, e.g. 8")
+    if not (math.isfinite(load_timeout) and load_timeout > 0):
+        _fail(f"--load-timeout {load_timeout:g}: use a positive number of seconds, e.g. 60")
+    return LoadLimits(timeout_s=load_timeout, memory_bytes=int(load_memory * GiB),
+                      allow_native_code=allow_native_code)
+
+
 def _save(result, out: Path) -> dict[str, Path]:
     try:
         from auditkit.outputs import write_outputs
@@ -324,6 +416,9 @@ def scan(
     device: Annotated[str, typer.Option(metavar="auto|cpu|cuda", help="Where the model runs (auto: cuda when available).")] = "auto",
     arch: Annotated[str | None, typer.Option(metavar="SPEC", help="Network for weight-only files: torchvision:NAME or package.module:factory.")] = None,
     unsafe_pickle: Annotated[bool, typer.Option("--unsafe-pickle", help="Allow a pickled nn.Module (runs code from the file; only for files you trust).")] = False,
+    load_timeout: Annotated[float, typer.Option(metavar="SECONDS", help="Seconds loading a model file may take (TorchScript and raw pickles load in a limited child process first).")] = 60.0,
+    load_memory: Annotated[float, typer.Option(metavar="GB", help="GB loading a model file may use, and the most an archive may unpack to.")] = 8.0,
+    allow_native_code: Annotated[bool, typer.Option("--allow-native-code", help="Accept archives carrying shared objects / AOTInductor packages (auditkit still never loads them).")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Reuse probe results an earlier (or interrupted) scan finished in --out.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
     target: Annotated[str | None, typer.Option(metavar="COLUMN", help="Label column of a table.")] = None,
@@ -339,7 +434,8 @@ def scan(
     debug: DebugOption = False,
 ) -> None:
     """Audit MODEL and write audit.json, report.html, junit.xml and summary.md to --out."""
-    with _guard(debug, " (finished probes are kept in --out; add --resume to reuse them)"):
+    with _guard(debug, " (finished probes are kept in --out; add --resume to reuse them)"), \
+            ExitStack() as held:
         from auditkit.api import scan as run_scan
         from auditkit.api import validate_request
         from auditkit.gates import find_policy_file
@@ -358,6 +454,7 @@ def scan(
             _fail(f"--std {std!r}: every std must be a positive number, e.g. 0.25")
         probe_names = _names(probes, "--probes", "performance,adversarial")
         options = _parse_sets(set_ or [])
+        limits = _load_limits(load_timeout, load_memory, allow_native_code)
         policy_path = policy or find_policy_file(Path.cwd())
         loaded_policy = validate_request(
             probes=probe_names, budget=budget, seed=seed, device=device, options=options,
@@ -366,6 +463,7 @@ def scan(
         if fail_on is not None:
             check_fail_on(fail_on)
         _prepare_out(out)
+        held.enter_context(_out_lock(out))
         result = run_scan(
             model,
             data,
@@ -378,6 +476,7 @@ def scan(
             metadata=metadata,
             arch=arch,
             unsafe_pickle=unsafe_pickle,
+            load_limits=limits,
             target=target,
             sensitive=_names(sensitive, "--sensitive", "sex,age"),
             keep_sensitive_features=keep_sensitive_features,
@@ -418,7 +517,7 @@ def demo(
     debug: DebugOption = False,
 ) -> None:
     """Train a small CNN on the bundled digits, save it, and scan it with every probe."""
-    with _guard(debug):
+    with _guard(debug), ExitStack() as held:
         from auditkit.api import scan as run_scan
         from auditkit.api import validate_request
         from auditkit.demo import build_demo_model
@@ -429,7 +528,7 @@ def demo(
         if fail_on is not None:
             check_fail_on(fail_on)
         _prepare_out(out)
-        out.mkdir(parents=True, exist_ok=True)  # the trained model is saved there first
+        held.enter_context(_out_lock(out))  # the trained model is saved there first
         model_path = out / "digits-cnn.pt2"
         typer.echo(f"training a small CNN on scikit-learn's bundled digits → {model_path}")
         build_demo_model(model_path, seed=seed)
