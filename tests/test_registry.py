@@ -111,9 +111,7 @@ def test_plugin_that_fails_to_import_is_an_errored_row(fake_plugin):
 def test_run_audit_turns_broken_plugins_into_error_results(fake_plugin):
     adapter, data = _tiny_audit_inputs()
     result = run_audit(adapter, data,
-                       probes=["performance", "broken_probe", "not_a_probe", "mean_confidence"])
-    # performance ran (a random network on random data: at chance, so it grades it failed)
-    assert result.probes["performance"].status == "failed"
+                       probes=["broken_probe", "not_a_probe", "mean_confidence"])
     assert result.probes["mean_confidence"].status == "passed"
     expected = float(torch.softmax(adapter.predict_logits(data.x), -1).max(-1).values.mean())
     assert result.metrics["mean_confidence.mean_confidence"] == pytest.approx(expected)
