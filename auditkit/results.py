@@ -316,7 +316,8 @@ class AuditResult:
             probes={k: ProbeResult.from_dict(v) for k, v in (d.get("probes") or {}).items()},
             gates=[GateResult.from_dict(g) for g in d.get("gates") or []],
             verdict=d.get("verdict", "passed"),
-            fail_on=d.get("fail_on", "failed"),
+            # Written before fail_on existed: only gates decided, which is fail_on = "never".
+            fail_on=d.get("fail_on", "never"),
         )
 
     @classmethod

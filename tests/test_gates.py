@@ -257,3 +257,16 @@ def test_a_warn_gate_that_fails_passes_with_warnings():
     result = apply_policy(_result(0.5), {"gates": {"performance.accuracy": {"rule": ">= 0.9", "severity": "warn"}}})
     assert (result.verdict, result.verdict_text) == ("passed", "passed with warnings")
     assert result.verdict_reasons[0].line.startswith("gate warned: performance.accuracy = 0.5")
+
+
+def test_an_audit_json_from_before_fail_on_keeps_its_gate_only_verdict():
+    import json
+
+    old = json.loads(_graded("failed").to_json())
+    for key in ("fail_on", "verdict_text", "verdict_reasons"):
+        del old[key]
+    old["verdict"] = "passed"  # what the gates-only rule said then
+    reread = AuditResult.from_dict(old)
+    assert reread.fail_on == "never" and reread.verdict == "passed"
+    assert reread.verdict_text == "passed with warnings"
+    assert [r.decides for r in reread.verdict_reasons] == [False]

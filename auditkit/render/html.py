@@ -33,7 +33,6 @@ from auditkit.render.fmt import (
 )
 from auditkit.results import AuditResult
 from auditkit.verdict import (
-    DEFAULT_FAIL_ON,
     grade_items,
     grade_reason,
     verdict_basis,
@@ -148,6 +147,8 @@ STATUS_ICON = {
 }
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 LOOK_FIRST_ORDER = {"failed": 0, "error": 0, "warned": 1}
+# An audit.json written before fail_on existed was judged by its gates alone.
+LEGACY_FAIL_ON = "never"
 TILE_CHARS = 160  # a tile's reason is cut at a word beyond this; the full text is its tooltip
 SEVERITY_ICON = {"critical": "fail", "warning": "warn", "info": "info"}
 _SLUG = re.compile(r"[^A-Za-z0-9_-]+")
@@ -425,7 +426,7 @@ def build_view(audit: Mapping[str, Any]) -> dict[str, Any]:
     urgent.sort(key=lambda item: LOOK_FIRST_ORDER.get(item["status"], 2))
     reasons = verdict_reasons(
         dict(raw), [g for g in audit.get("gates") or [] if isinstance(g, Mapping)],
-        str(audit.get("fail_on") or DEFAULT_FAIL_ON),
+        str(audit.get("fail_on") or LEGACY_FAIL_ON),
     )
     model = dict(audit.get("model") or {})
     data = dict(audit.get("data") or {})
@@ -443,7 +444,7 @@ def build_view(audit: Mapping[str, Any]) -> dict[str, Any]:
         else "warn",
         "verdict_reasons": [r.line for r in reasons],
         "verdict_basis": verdict_basis(
-            str(audit.get("fail_on") or DEFAULT_FAIL_ON), settings.get("policy"),
+            str(audit.get("fail_on") or LEGACY_FAIL_ON), settings.get("policy"),
             audit.get("gates") or [],
         ),
         "probes": probes,
