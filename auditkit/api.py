@@ -215,6 +215,7 @@ def scan(
     resume: bool | None = None,
     progress: Progress | bool | None = False,
     debug: bool = False,
+    fail_on: str | None = None,
 ) -> AuditResult:
     """Audit a model and return an ``AuditResult`` (gates applied when a policy is given).
 
@@ -239,6 +240,8 @@ def scan(
             options). ``None`` reuses whenever ``checkpoint_dir`` is given; ``False`` only writes.
         keep_sensitive_features: tables only: the model was trained with the sensitive columns
             as inputs, so they stay among its features (they are always the groups too).
+        fail_on: ``failed`` (default: a failed probe fails the audit) | ``warned`` | ``never``
+            (only gates fail it); overrides the policy file's ``fail_on``.
         load_limits: time, memory and archive limits for loading a model file
             (``auditkit.safety.LoadLimits``: 60 s and 8 GB unless raised).
 
@@ -251,6 +254,10 @@ def scan(
     loaded_policy = validate_request(
         probes=probes, budget=budget, seed=seed, device=device, options=options, policy=policy
     )
+    if fail_on is not None:
+        from auditkit.verdict import check_fail_on
+
+        check_fail_on(fail_on)
     if loaded_policy is not None and loaded_policy.options:
         from auditkit.gates import merged_options
 
@@ -316,11 +323,10 @@ def scan(
         resume=resume,
         debug=debug,
     )
-    if loaded_policy is not None:
-        from auditkit.gates import apply_policy
+    from auditkit.gates import apply_policy
 
-        result = apply_policy(result, loaded_policy)
-    return result
+    # Always: without a policy the verdict is the probes' own judgement at ``fail_on``.
+    return apply_policy(result, loaded_policy, fail_on)
 
 
 def _overrides(metadata: ModelMetadata | None) -> dict[str, Any]:

@@ -591,7 +591,7 @@ def run_audit(
         )
     read_checkpoints = checkpoint_dir is not None if resume is None else bool(resume)
     selected, broken = select_probes(probes, budget, options)
-    progress = progress or Progress()
+    progress = progress or Progress(False)  # a library call is silent unless asked
     with preserved_random_state():
         seed_everything(seed)
         return _run_selected(
@@ -633,7 +633,8 @@ def _run_selected(
 
     results: dict[str, ProbeResult] = {r.name: r for r in broken}
     with progress.session():
-        for probe in selected:
+        for index, probe in enumerate(selected, 1):
+            progress.start_probe(probe.name, index, len(selected))
             cached = checkpoint.load(probe, context)
             if cached is not None:
                 result = cached
@@ -641,7 +642,6 @@ def _run_selected(
                 if artifacts is not None:
                     context.artifacts[probe.name] = artifacts
             else:
-                progress.log(f"running {probe.name}")
                 with _watching_reads(context, probe.name) as reads:
                     result = run_probe(probe, context, debug=debug)
                 context.results[probe.name] = result
@@ -650,6 +650,7 @@ def _run_selected(
                 )
             results[probe.name] = result
             context.results[probe.name] = result
+            progress.end_probe(probe.name, result.status, reused=cached is not None)
 
     ordered = {name: results[name] for name in [*(p.name for p in selected), *(b.name for b in broken)]}
     return AuditResult(

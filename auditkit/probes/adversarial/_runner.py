@@ -84,6 +84,7 @@ class AttackRunner:
     timings: dict[str, float] = field(default_factory=dict)
     nonfinite: dict[str, int] = field(default_factory=dict)
     _clean_transformed: np.ndarray | None = None
+    progress: Any = None  # the context's Progress: each attack's batches are reported
 
     @property
     def targets(self) -> np.ndarray:
@@ -120,7 +121,12 @@ class AttackRunner:
             if isinstance(attack, EOTPGD):
                 per_batch = max(1, self.batch_size // attack.samples)
             margins, nonfinite = [], 0
-            for start in range(0, len(targets), per_batch):
+            starts: Any = range(0, len(targets), per_batch)
+            if self.progress is not None:
+                starts = self.progress.track(
+                    starts, total=len(starts), description=f"attack {tag}"
+                )
+            for start in starts:
                 index = torch.as_tensor(targets[start : start + per_batch])
                 out = attack.perturb(self.z[index].to(self.device), self.y[index].to(self.device))
                 margins.append(out.margin.cpu())

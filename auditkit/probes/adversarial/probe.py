@@ -8,6 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from auditkit.context import AuditContext
+from auditkit.functional.classification import compare_to_chance
 from auditkit.probes.adversarial.gradient_free import (
     merge_square,
     run_without_gradients,
@@ -51,11 +52,14 @@ class AdversarialProbe(Probe):
         "eot_accuracy": MetricSpec(
             "higher",
             "accuracy under EOT-PGD at the headline eps, judged on freshly transformed copies: "
-            "right in expectation for both the clean and the adversarial input",
+            "right in expectation for both the clean and the adversarial input (the "
+            "transformation threat model, kept out of robust_accuracy)",
         ),
         "robust_accuracy": MetricSpec(
             "higher",
-            "worst case per example over every attack and restart at the headline eps",
+            "worst case per example over the headline-norm attacks at the headline eps (FGSM, "
+            "PGD restarts, noise, AutoAttack when run; EOT over a random model's own "
+            "randomness): one threat model, transformations excluded",
         ),
         "eps": MetricSpec(
             None,
@@ -108,10 +112,24 @@ class AdversarialProbe(Probe):
     }
 
     def skip_reason(self, context: AuditContext) -> str | None:
+        """Also skipped, as "not meaningful", for a model not clearly above chance: an attack
+        on a model that has not learned the task measures nothing (robust 0% would be no news,
+        and a PASS would be a lie)."""
         if not context.adapter.supports_gradients and self.opts.gradient_free == "never":
             return (f"{context.adapter.format} model exposes no input gradients "
                     "(gradient_free=never)")
-        return super().skip_reason(context)
+        reason = super().skip_reason(context)
+        if reason is not None or not len(context.data):
+            return reason
+        chance = compare_to_chance(
+            context.data.y, context.clean_predictions, context.adapter.num_classes
+        )
+        if chance.verdict == "at":
+            return (
+                f"not meaningful: the model is not clearly above chance ({chance.describe()}); "
+                "attacking a model that has not learned the task measures nothing"
+            )
+        return None
 
     def run(self, context: AuditContext) -> ProbeResult:
         if not context.adapter.supports_gradients:
