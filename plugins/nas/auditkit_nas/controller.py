@@ -4,8 +4,10 @@ A small recurrent network emits the architecture one decision at a time: at each
 the embedding of the previous choice, and a per-decision head gives a softmax over that
 decision's choices. After a child is trained and audited, its objectives are scalarized into one
 reward R (each objective signed so that higher is better, then summed) and the controller takes
-one REINFORCE step on ``-(R - b) * log p(architecture)``, where ``b`` is an exponential moving
-average of past rewards (the variance-reducing baseline).
+one REINFORCE step on ``-(R - b) * log p(architecture) - w * H``, where ``b`` is an exponential
+moving average of past rewards (the variance-reducing baseline) and ``H`` the policy's entropy
+along the sampled decisions: with tens of children rather than thousands, a controller without
+it commits to the first lucky architecture (the entropy bonus of Zoph et al.'s follow-ups).
 
 The controller keeps no state of its own that the study does not hold: before sampling, it
 replays every finished trial it has not learned from yet, in trial-number order. So a resumed
@@ -48,12 +50,15 @@ class Policy(nn.Module):
 
     def forward(
         self, choices: Sequence[int] | None = None, generator: torch.Generator | None = None
-    ) -> tuple[list[int], torch.Tensor]:
-        """Sample a decision sequence (``choices=None``) or score a given one; returns log p."""
+    ) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+        """Sample a decision sequence (``choices=None``) or score a given one.
+
+        Returns the choices, their log-probability and the summed entropy of the decisions."""
         h = c = torch.zeros(1, self.hidden)
         x = self.start
         picked: list[int] = []
         log_prob = torch.zeros(())
+        entropy = torch.zeros(())
         for step, head in enumerate(self.heads):
             h, c = self.cell(x, (h, c))
             logits = head(h)[0]
@@ -62,10 +67,12 @@ class Policy(nn.Module):
                 index = int(torch.multinomial(probs, 1, generator=generator))
             else:
                 index = int(choices[step])
-            log_prob = log_prob + torch.log_softmax(logits, dim=0)[index]
+            log_probs = torch.log_softmax(logits, dim=0)
+            log_prob = log_prob + log_probs[index]
+            entropy = entropy - (log_probs.exp() * log_probs).sum()
             picked.append(index)
             x = self.embeddings[step](torch.tensor([index]))
-        return picked, log_prob
+        return picked, log_prob, entropy
 
 
 class ControllerSampler(BaseSampler):
@@ -79,6 +86,7 @@ class ControllerSampler(BaseSampler):
         lr: Adam learning rate of the controller (high: NAS here sees tens of children, not
             thousands).
         decay: moving-average decay of the reward baseline.
+        entropy_weight: weight ``w`` of the entropy bonus.
 
     Example:
         >>> sampler = ControllerSampler(space.distributions(), reward=my_reward, seed=0)
@@ -93,6 +101,7 @@ class ControllerSampler(BaseSampler):
         seed: int = 0,
         lr: float = 0.05,
         decay: float = 0.8,
+        entropy_weight: float = 0.05,
         hidden: int = 32,
     ) -> None:
         for name, dist in space.items():
@@ -102,6 +111,7 @@ class ControllerSampler(BaseSampler):
         self.reward = reward
         self.seed = int(seed)
         self.decay = float(decay)
+        self.entropy_weight = float(entropy_weight)
         torch.manual_seed(self.seed)
         self.policy = Policy([len(d.choices) for d in self.space.values()], hidden=hidden)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=lr)
@@ -122,8 +132,8 @@ class ControllerSampler(BaseSampler):
                 continue
             self.baseline = reward if self.baseline is None else self.baseline
             advantage = reward - self.baseline
-            _, log_prob = self.policy(choices)
-            loss = -advantage * log_prob
+            _, log_prob, entropy = self.policy(choices)
+            loss = -advantage * log_prob - self.entropy_weight * entropy
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -162,7 +172,7 @@ class ControllerSampler(BaseSampler):
         self.learn(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + trial.number)
         with torch.no_grad():
-            picked, _ = self.policy(None, generator=generator)
+            picked, _, _ = self.policy(None, generator=generator)
         return {
             name: dist.choices[index]
             for (name, dist), index in zip(self.space.items(), picked, strict=True)
