@@ -428,18 +428,25 @@ def run_search(settings: Settings) -> dict[str, Any]:
     deadline = start + 60 * settings.minutes if settings.minutes else None
     already = counted(study)
     log(settings, f"{already} of {settings.trials} trials already in {settings.storage_url()}")
-    processes = []
-    if settings.workers > 1:
-        context = multiprocessing.get_context("spawn")
-        for index in range(1, settings.workers):
-            p = context.Process(target=_worker_entry, args=(settings, index, deadline), daemon=False)
-            p.start()
-            processes.append(p)
-    try:
+    if settings.workers == 1:
         run_worker(settings, 0, deadline)
-    finally:
+    else:
+        # K equal processes (spawned: a fresh interpreter each, no forked torch state); this one
+        # only waits, so no worker gets a head start on the others.
+        context = multiprocessing.get_context("spawn")
+        processes = [
+            context.Process(target=_worker_entry, args=(settings, index, deadline))
+            for index in range(settings.workers)
+        ]
         for p in processes:
-            p.join()
+            p.start()
+        try:
+            for p in processes:
+                p.join()
+        except KeyboardInterrupt:
+            for p in processes:
+                p.join(timeout=30)
+            raise
     from auditkit_nas.report import finish
 
     return finish(settings, objectives, search_seconds=time.time() - start)
