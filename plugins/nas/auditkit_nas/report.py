@@ -137,9 +137,11 @@ def scatter(points: Sequence[dict[str, Any]], x_name: str, y_name: str, uid: str
     xs, ys = [p["x"] for p in pts] or [0.0, 1.0], [p["y"] for p in pts] or [0.0, 1.0]
     x_ticks = svg.nice_ticks(min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1e-3)
     y_ticks = svg.nice_ticks(min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1e-3)
-    x_lo, x_hi = min(x_ticks[0], min(xs)), max(x_ticks[-1], max(xs))
-    y_lo, y_hi = min(y_ticks[0], min(ys)), max(y_ticks[-1], max(ys))
-    left, right, top, bottom, width, height = 64.0, 540.0, 14.0, 250.0, 560, 300
+    x_lo, x_hi = _padded(min(x_ticks[0], min(xs)), max(x_ticks[-1], max(xs)))
+    y_lo, y_hi = _padded(min(y_ticks[0], min(ys)), max(y_ticks[-1], max(ys)))
+    x_ticks = [t for t in x_ticks if x_lo <= t <= x_hi]
+    y_ticks = [t for t in y_ticks if y_lo <= t <= y_hi]
+    left, right, top, bottom, width, height = 64.0, 540.0, 14.0, 290.0, 560, 358
 
     def px(v: float) -> float:
         return left + (v - x_lo) / ((x_hi - x_lo) or 1.0) * (right - left)
@@ -172,12 +174,18 @@ def scatter(points: Sequence[dict[str, Any]], x_name: str, y_name: str, uid: str
             label = f"trial {p['number']}{' (Pareto)' if front else ''}: {x_name} = {format_number(p['x'])}, {y_name} = {format_number(p['y'])}"
             parts.append(f"<g>{shape}<title>{escape(label)}</title></g>")
         parts.append("</g>")
-    parts.append(f'<g class="series s0">{svg.marker("diamond", 80, height - 14, 5.0)}</g>')
-    parts.append(f'<text class="legend" x="92" y="{height - 10}">Pareto front</text>')
-    parts.append(f'<g class="series s7">{svg.marker("circle", 200, height - 14, 3.2)}</g>')
-    parts.append(f'<text class="legend" x="210" y="{height - 10}">other trials</text>')
+    parts.append(f'<g class="series s0">{svg.marker("diamond", 80, height - 12, 5.0)}</g>')
+    parts.append(f'<text class="legend" x="92" y="{height - 8}">Pareto front</text>')
+    parts.append(f'<g class="series s7">{svg.marker("circle", 200, height - 12, 3.2)}</g>')
+    parts.append(f'<text class="legend" x="210" y="{height - 8}">other trials</text>')
     parts.append("</svg>")
     return Markup("\n".join(parts))
+
+
+def _padded(lo: float, hi: float) -> tuple[float, float]:
+    """A little room around the points so none sits on the frame."""
+    pad = 0.04 * ((hi - lo) or 1.0)
+    return lo - pad, hi + pad
 
 
 def _num(value: Any) -> bool:
@@ -186,6 +194,8 @@ def _num(value: Any) -> bool:
 
 def report_view(document: Mapping[str, Any]) -> dict[str, Any]:
     objectives = [o["name"] for o in document["objectives"]]
+    arrow = {"higher": "↑", "lower": "↓"}
+    label = {o["name"]: f"{o['name']} ({arrow[o['direction']]} better)" for o in document["objectives"]}
     front = set(document["pareto_front"])
     complete = [t for t in document["trials"] if t["state"] == "complete"]
     scatters = []
@@ -194,11 +204,11 @@ def report_view(document: Mapping[str, Any]) -> dict[str, Any]:
         if y_name is None:  # one objective: plot it against the trial number
             points = [{"number": t["number"], "x": t["number"], "y": t["metrics"][x_name],
                        "front": t["number"] in front} for t in complete]
-            scatters.append(scatter(points, "trial", x_name, f"pareto{index}"))
+            scatters.append(scatter(points, "trial", label[x_name], f"pareto{index}"))
             continue
         points = [{"number": t["number"], "x": t["metrics"][x_name], "y": t["metrics"][y_name],
                    "front": t["number"] in front} for t in complete]
-        scatters.append(scatter(points, x_name, y_name, f"pareto{index}"))
+        scatters.append(scatter(points, label[x_name], label[y_name], f"pareto{index}"))
     reward = document["reward"]
     reward_figure = {
         "kind": "line",
