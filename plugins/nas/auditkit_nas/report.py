@@ -88,8 +88,10 @@ def write_scorecard(document: dict[str, Any], previous: Mapping[str, Any], data:
     if number is None:
         return None
     old = previous.get("scorecard") or {}
-    if old.get("trial") == number and (out / SCORECARD_DIR / "audit.json").is_file():
-        return dict(old)
+    probes = list(settings.final_probes) if settings.final_probes else None
+    same = (old.get("trial"), old.get("budget"), old.get("probes")) == (number, settings.final_budget, probes)
+    if same and (out / SCORECARD_DIR / "audit.json").is_file():
+        return dict(old)  # a rerun that changed nothing does not audit the same model again
     import auditkit
     from auditkit.render import write_outputs
 
@@ -97,13 +99,14 @@ def write_scorecard(document: dict[str, Any], previous: Mapping[str, Any], data:
     model = trained_child(trial, data, settings, out)
     extra = {"nas": {"architecture": trial["architecture"], "trial": number}}
     result = auditkit.scan(
-        model, data.audit, probes=list(settings.final_probes) if settings.final_probes else None,
+        model, data.audit, probes=probes,
         budget=settings.final_budget, seed=settings.seed, device="cpu",
         metadata=metadata_for(data.audit, extra), train_data=data.pool,
     )
     write_outputs(result, out / SCORECARD_DIR)
     return {"trial": number, "report": f"{SCORECARD_DIR}/report.html",
-            "audit": f"{SCORECARD_DIR}/audit.json", "verdict": result.verdict}
+            "audit": f"{SCORECARD_DIR}/audit.json", "verdict": result.verdict,
+            "budget": settings.final_budget, "probes": probes}
 
 
 def finish(settings: Settings, objectives: Sequence[Objective], search_seconds: float) -> dict[str, Any]:

@@ -238,7 +238,8 @@ def weights_path(out: Path, number: int) -> Path:
 def make_sampler(settings: Settings, space: SearchSpace, objectives: Sequence[Objective], salt: int) -> Any:
     import optuna
 
-    seed = settings.seed * 1_000 + salt  # every worker and every rerun draws its own stream
+    # Every worker and every rerun draws its own stream (a rerun must not redraw the first run).
+    seed = int(np.random.SeedSequence([settings.seed, salt]).generate_state(1)[0])
     if settings.strategy == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if settings.strategy == "nsga2":
@@ -301,6 +302,8 @@ def _here() -> dict[str, Any]:
 
 
 def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -319,7 +322,7 @@ def mark_interrupted(study: Any) -> int:
         worker = trial.user_attrs.get("worker") or {}
         if worker.get("host") == host and not _alive(int(worker.get("pid", -1))):
             study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
-            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            study.tell(trial.number, state=TrialState.FAIL)
             count += 1
     return count
 
@@ -366,7 +369,7 @@ def run_worker(settings: Settings, index: int, deadline: float | None) -> int:
     out = Path(settings.out)
     done = 0
     with claim_lock(out):
-        salt = index * 100_000 + len(open_study(settings, objectives).trials)
+        salt = index * 1_000_003 + len(open_study(settings, objectives).trials)
     study = open_study(settings, objectives, make_sampler(settings, space, objectives, salt))
     while deadline is None or time.time() < deadline:
         with claim_lock(out):
