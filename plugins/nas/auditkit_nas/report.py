@@ -77,8 +77,23 @@ def save_pareto_models(document: dict[str, Any], data: SearchData, settings: Set
             "objectives": [o["name"] for o in document["objectives"]],
         }}
         model = trained_child(trial, data, settings, out)
-        save_model(model, path, example_input=data.valid.x[:2], metadata=metadata_for(data.audit, extra))
+        metadata = metadata_for(data.audit, extra)
+        save_model(model, path, example_input=data.valid.x[:2], metadata=metadata)
+        save_architecture_file(model, path.with_suffix(".safetensors"), trial["architecture"], metadata)
+    for stale in folder.glob("trial-*.safetensors"):
+        if stale.with_suffix(".pt2") not in wanted.values():
+            stale.unlink()
     return {str(n): f"{PARETO_DIR}/{p.name}" for n, p in wanted.items()}
+
+
+def save_architecture_file(model: Any, path: Path, arch: Mapping[str, Any], metadata: Any) -> Path | None:
+    """Also save the model as a core "architecture file" (safetensors weights + the recipe
+    ``nas_network(**architecture)``, no pickle, no code) where the core has that format."""
+    try:
+        from auditkit.archfile import save_arch_model
+    except ImportError:  # a core without architecture files: the torch.export file is enough
+        return None
+    return save_arch_model(model, path, architecture="nas_network", params=dict(arch), metadata=metadata)
 
 
 def write_scorecard(document: dict[str, Any], previous: Mapping[str, Any], data: SearchData,

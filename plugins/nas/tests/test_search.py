@@ -1,5 +1,6 @@
 """End to end on digits with a tiny budget: outputs, resume, interruption, workers, bad input."""
 
+import importlib.util
 import json
 import os
 import sqlite3
@@ -62,6 +63,11 @@ def test_search_writes_every_output_and_a_rerun_repeats_nothing(tmp_path):
         rebuilt.load_state_dict(load_file(str(search.weights_path(out, int(number)))))
         x = torch.rand(4, 1, 8, 8)
         assert torch.allclose(loaded.module(x), rebuilt.eval()(x), atol=1e-5)
+        archfile = (out / rel).with_suffix(".safetensors")
+        if importlib.util.find_spec("auditkit.archfile") is not None:  # core contract E
+            from_archfile = auditkit.load_model(archfile)
+            assert torch.allclose(from_archfile.module(x), rebuilt(x), atol=1e-5)
+            assert from_archfile.metadata.dataset == "digits"
     scorecard = json.loads((out / "chosen" / "audit.json").read_text())
     assert set(scorecard["probes"]) == {"performance", "calibration"}
     assert scorecard["data"]["name"] == "digits"  # the held-out audit split, not the search's
