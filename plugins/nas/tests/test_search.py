@@ -40,14 +40,14 @@ def finished(out: Path) -> dict[int, tuple]:
 
 def test_search_writes_every_output_and_a_rerun_repeats_nothing(tmp_path):
     out = tmp_path / "nas"
-    assert nas(out, "--trials", "2", "--strategy", "random") == 0
+    assert nas(out, "--trials", "2", "--strategy", "nsga2") == 0
     doc = document(out)
     assert [t["number"] for t in doc["trials"]] == [0, 1]
     for trial in doc["trials"]:
         assert trial["state"] == "complete"
         assert set(trial["metrics"]) == {"calibration.accuracy", "calibration.ece"}
         assert trial["seconds"] > 0 and trial["architecture"]["kind"] == "cnn"
-    assert doc["settings"]["seed"] == 0 and doc["settings"]["strategy"] == "random"
+    assert doc["settings"]["seed"] == 0 and doc["settings"]["strategy"] == "nsga2"
     assert [o["direction"] for o in doc["objectives"]] == ["higher", "lower"]
     assert doc["chosen"] in doc["pareto_front"]
 
@@ -75,9 +75,9 @@ def test_search_writes_every_output_and_a_rerun_repeats_nothing(tmp_path):
     assert "<svg" in html and "Pareto front" in html and "chosen/report.html" in html
 
     before = finished(out)
-    assert nas(out, "--trials", "2", "--strategy", "random") == 0
+    assert nas(out, "--trials", "2", "--strategy", "nsga2") == 0
     assert finished(out) == before  # nothing ran again
-    assert nas(out, "--trials", "3", "--strategy", "random") == 0
+    assert nas(out, "--trials", "3", "--strategy", "nsga2") == 0
     after = finished(out)
     assert {n: after[n] for n in before} == before and len(after) == 3
     assert [t["number"] for t in document(out)["trials"]] == [0, 1, 2]
@@ -175,8 +175,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, extra, message):
 def test_rerun_with_other_settings_is_refused(tmp_path, capsys):
     out = tmp_path / "nas"
     assert nas(out, "--trials", "1") == 0
-    assert nas(out, "--trials", "1", "--strategy", "nsga2") == 2
-    assert "holds a search with strategy='random'" in capsys.readouterr().err
+    assert nas(out, "--trials", "1", "--seed", "1") == 2
+    assert "holds a search with seed=0, not 1" in capsys.readouterr().err
 
 
 def test_minutes_caps_the_search(tmp_path):
