@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -117,6 +118,56 @@ def test_interrupted_search_resumes_without_repeating(tmp_path):
     states = [t["state"] for t in doc["trials"]]
     assert states.count("complete") == 4  # the budget counts finished trials only
     assert states.count("interrupted") == 1 and "running" not in states
+
+
+def test_ctrl_c_marks_the_running_trial_interrupted(tmp_path):
+    out = tmp_path / "nas"
+    command = [sys.executable, "-c", "import sys; from auditkit_nas.cli import main; sys.exit(main(sys.argv[1:]))",
+               *CHEAP, "--out", str(out), "--trials", "3", "--strategy", "random"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and not (
+        (out / "nas.db").exists() and "RUNNING" in _states(out)
+    ):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and "rerun the same command to resume" in err
+    assert "Traceback" not in err
+    assert "RUNNING" not in _states(out)  # told the study before leaving
+    assert nas(out, "--trials", "3", "--strategy", "random") == 0
+    states = [t["state"] for t in document(out)["trials"]]
+    assert states.count("complete") == 3 and states.count("interrupted") <= 1
+
+
+def _states(out: Path) -> list[str]:
+    try:
+        return [state for state, _ in finished(out).values()]
+    except sqlite3.OperationalError:
+        return []
+
+
+def test_tables_get_mlps_and_a_worst_group_objective(tmp_path):
+    out = tmp_path / "nas"
+    code = main(["--data", "credit", "--objectives", "accuracy,bias.worst_group_accuracy",
+                 "--epochs", "1", "--max-train", "400", "--final-probes", "performance",
+                 "--quiet", "--trials", "1", "--out", str(out)])
+    assert code == 0
+    trial = document(out)["trials"][0]
+    assert trial["architecture"]["kind"] == "mlp" and trial["architecture"]["input_shape"] == [8]
+    assert 0.0 <= trial["metrics"]["bias.worst_group_accuracy"] <= trial["metrics"]["performance.accuracy"] + 1e-9
+
+
+def test_an_objective_the_data_cannot_measure_fails_every_trial_not_the_run(tmp_path, capsys):
+    # digits has no sensitive columns, so the bias probe publishes no worst-group accuracy.
+    out = tmp_path / "nas"
+    code = main([*CHEAP[:2], "--objectives", "bias.worst_group_accuracy", "--epochs", "1",
+                 "--max-train", "120", "--trials", "1", "--out", str(out)])
+    assert code == 3 and "no child finished" in capsys.readouterr().err
+    doc = document(out)
+    assert doc["pareto_front"] == [] and doc["chosen"] is None
+    assert "bias.worst_group_accuracy was not measured" in doc["trials"][0]["error"]
+    assert "No trial completed" in (out / "nas_report.html").read_text()
 
 
 def test_two_workers_share_one_study(tmp_path):
