@@ -15,6 +15,14 @@ from auditkit.loading import ModelMetadata, load_model, save_model
 from auditkit.probes.base import MetricSpec, Probe
 from auditkit.results import AuditResult, Check, Finding, GateResult, ProbeResult
 
+
+def write_outputs(result: AuditResult, out_dir):  # noqa: ANN201 - documented in auditkit.outputs
+    """Write audit.json, report.html, junit.xml and summary.md (see ``auditkit.outputs``)."""
+    from auditkit.outputs import write_outputs as write
+
+    return write(result, out_dir)
+
+
 __all__ = [
     "AuditData",
     "AuditResult",
@@ -35,4 +43,5 @@ __all__ = [
     "load_model",
     "save_model",
     "scan",
+    "write_outputs",
 ]

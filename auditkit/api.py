@@ -115,11 +115,12 @@ def validate_request(
 ) -> Policy | None:
     """Check everything about an audit that needs neither the model nor the data.
 
-    Budget, probe names, per-probe options (``--set``) and the policy are validated against the
-    probes that will actually run, so a typo is exit 2 in a second instead of an error after a
-    long audit. Returns the loaded policy (``None`` without one).
+    Budget, probe names, per-probe options (``--set``, the policy's ``[checks.<probe>]``
+    tables) and the policy are validated against the probes that will actually run, so a typo
+    is exit 2 in a second instead of an error after a long audit. Returns the loaded policy
+    (``None`` without one).
     """
-    from auditkit.gates import check_selection, load_policy
+    from auditkit.gates import check_selection, load_policy, merged_options
 
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise AuditkitInputError(f"--seed {seed!r}: use a whole number >= 0")
@@ -147,6 +148,14 @@ def validate_request(
     }
     loaded = load_policy(policy, extra_metrics=direct)
     check_selection(loaded, names)
+    # Options for probes this run does not select configure nothing; the rest must be valid.
+    from_policy = {p: o for p, o in loaded.options.items() if p in names}
+    if from_policy:
+        try:
+            select_probes(probes, budget, from_policy)
+        except AuditkitInputError as exc:
+            raise AuditkitInputError(f"{loaded.source} [checks]: {exc}") from None
+        select_probes(probes, budget, merged_options(loaded, options))
     return loaded
 
 
@@ -206,6 +215,15 @@ def scan(
     loaded_policy = validate_request(
         probes=probes, budget=budget, seed=seed, device=device, options=options, policy=policy
     )
+    if loaded_policy is not None and loaded_policy.options:
+        from auditkit.gates import merged_options
+
+        selected = None if probes is None else {_spec_name(s) for s in probes}
+        options = {
+            probe: values
+            for probe, values in merged_options(loaded_policy, options).items()
+            if selected is None or probe in selected
+        }
     model_info: dict[str, Any]
     loaded: LoadedModel | None = None
     if isinstance(model, (str, Path)):

@@ -57,7 +57,8 @@ def _guard(debug: bool = False, interrupted: str = "") -> Iterator[None]:
     and keeps the exit code, so a debug run in CI still means the same thing."""
     _STATE["debug"] = _STATE["debug"] or debug
     try:
-        yield
+        with _option_warnings_as_lines():
+            yield
     except (typer.Exit, typer.Abort, TyperException):
         raise
     except KeyboardInterrupt:
@@ -71,6 +72,29 @@ def _guard(debug: bool = False, interrupted: str = "") -> Iterator[None]:
         _traceback_if_debug(exc)
         typer.echo(_internal_line(exc, _STATE["debug"]), err=True)
         raise typer.Exit(EXIT_INTERNAL) from None
+
+
+@contextmanager
+def _option_warnings_as_lines() -> Iterator[None]:
+    """A probe option beyond its soft bound is one ``auditkit: warning:`` line, shown once."""
+    import warnings
+
+    from auditkit.options import OptionWarning
+
+    shown: set[str] = set()
+    with warnings.catch_warnings():
+        previous = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+            if not issubclass(category, OptionWarning):
+                previous(message, category, filename, lineno, file, line)
+            elif str(message) not in shown:
+                shown.add(str(message))
+                typer.echo(f"auditkit: warning: {message}", err=True)
+
+        warnings.showwarning = show
+        warnings.simplefilter("always", OptionWarning)
+        yield
 
 
 def _traceback_if_debug(exc: BaseException) -> None:
@@ -153,19 +177,15 @@ def _names(text: str | None, flag: str, example: str) -> list[str] | None:
 
 
 def _parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
-    import json
-
+    """``--set probe.key=value`` as ``{probe: {key: "value"}}``; the values stay the strings
+    the user typed, and the probe's option schema parses them (``auditkit.options``)."""
     options: dict[str, dict[str, Any]] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         probe, dot, name = key.partition(".")
         if not sep or not dot or not name or not probe:
             _fail(f"--set {item!r}: expected probe.option=value, e.g. adversarial.eps=0.1")
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            value = raw
-        options.setdefault(probe, {})[name] = value
+        options.setdefault(probe.strip(), {})[name.strip()] = raw
     return options
 
 
@@ -190,7 +210,9 @@ def _prepare_out(out: Path) -> None:
 
 def _save(result, out: Path) -> dict[str, Path]:
     try:
-        return result.save(out)
+        from auditkit.outputs import write_outputs
+
+        return write_outputs(result, out)
     except OSError as exc:
         _fail(f"--out {out}: could not write the outputs ({exc.strerror or exc})")
 
@@ -451,6 +473,7 @@ def list_probes(
 ) -> None:
     """List installed probes (built-in and plugins): source, what each budget level means."""
     with _guard(debug), _reader_may_leave():
+        from auditkit.options import describe_options, format_option
         from auditkit.registry import discover_generators, discover_probes
 
         for name, entry in discover_probes().items():
@@ -465,8 +488,8 @@ def list_probes(
                 for metric, spec in getattr(entry.obj, "metrics", {}).items():
                     better = f"{spec.direction} is better" if spec.direction else "no better side"
                     typer.echo(f"    metric    {name}.{metric} ({better}): {spec.description}")
-                for option, default in getattr(entry.obj, "options", {}).items():
-                    typer.echo(f"    option    --set {name}.{option}=… (default {default!r})")
+                for row in describe_options(entry.obj):
+                    typer.echo(format_option(name, row))
         generators = discover_generators()
         if generators:
             typer.echo("\ngenerators (auditkit generate NAME):")

@@ -10,6 +10,10 @@ A policy lives in ``auditkit.toml`` or under ``[tool.auditkit]`` in ``pyproject.
     "adversarial" = "pass"                 # every validity check of the probe must pass
     "performance.input_gradients_usable" = "pass"
 
+    [checks.memorization]                  # how the probe checks: its options, as with --set
+    max_epochs = 50
+    require = "pass"                       # optional: also a check rule, as above
+
 A gate whose metric was not measured fails (fail closed) and says which metric and why. A rule
 on a probe that is not selected is bad input, found before any work (``check_selection``).
 """
@@ -21,7 +25,7 @@ import operator
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +55,12 @@ class Rule:
 class Policy:
     rules: tuple[Rule, ...]
     source: str = "<inline>"
+    # {probe: {option: value}} from [checks.<probe>] tables; --set and the API override them.
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+# Keys of a [checks.<probe>] table that make a check rule; every other key is a probe option.
+_RULE_KEYS = ("require", "severity")
 
 
 def known_metrics() -> dict[str, dict[str, Any]]:
@@ -132,8 +142,9 @@ def parse_policy(
                 f"{source}: gate {key!r} names unknown metric {metric!r} (valid: {valid})"
             )
         rules.append(_parse_rule(key, value, source))
+    options: dict[str, dict[str, Any]] = {}
     for key, value in checks.items():
-        probe = key.partition(".")[0]
+        probe, dot, _ = key.partition(".")
         if probe not in metrics:
             raise AuditkitInputError(
                 f"{source}: check rule {key!r} names unknown probe {probe!r} "
@@ -141,6 +152,16 @@ def parse_policy(
             )
         severity = "fail"
         if isinstance(value, Mapping):
+            settings = {k: v for k, v in value.items() if k not in _RULE_KEYS}
+            if settings and dot:
+                raise AuditkitInputError(
+                    f"{source}: [checks] {key!r} sets {', '.join(settings)}; probe options go "
+                    f"in a [checks.{probe}] table"
+                )
+            if settings:
+                options[probe] = settings
+                if "require" not in value and "severity" not in value:
+                    continue  # only options: configure the probe, add no rule
             severity, value = str(value.get("severity", "fail")), value.get("require", "pass")
         if value != "pass" or severity not in SEVERITIES:
             raise AuditkitInputError(
@@ -148,7 +169,17 @@ def parse_policy(
                 "{ require = \"pass\", severity = \"warn\" }"
             )
         rules.append(Rule(key, "pass", None, severity, "check"))
-    return Policy(tuple(rules), source)
+    return Policy(tuple(rules), source, options)
+
+
+def merged_options(
+    policy: Policy | None, options: Mapping[str, Mapping[str, Any]] | None
+) -> dict[str, dict[str, Any]]:
+    """The policy's ``[checks.<probe>]`` options, overridden key by key by ``--set`` / the API."""
+    merged = {p: dict(o) for p, o in (policy.options if policy else {}).items()}
+    for probe, values in (options or {}).items():
+        merged.setdefault(probe, {}).update(values)
+    return merged
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

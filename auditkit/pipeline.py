@@ -8,10 +8,8 @@ import json
 import platform
 import time
 import traceback
-import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import torch
 from auditkit import errors
 from auditkit._version import __version__
 from auditkit.adapters.base import ModelAdapter
+from auditkit.context import AuditContext, derive_seed
 from auditkit.data.core import AuditData, make_splits
 from auditkit.errors import AuditkitInputError
 from auditkit.probes.base import Probe, check_budget
@@ -31,62 +30,6 @@ from auditkit.results import AuditResult, ProbeResult, compute_verdict
 DEFAULT_SEED = 0
 # build_context diagnoses the adapter on the first examples (output kind, randomness, gradients).
 DIAGNOSTIC_SAMPLE = 64
-
-
-def derive_seed(seed: int, name: str) -> int:
-    """A stable per-probe seed, so a probe's numbers do not depend on which others ran."""
-    return (int(seed) * 1_000_003 + zlib.crc32(name.encode())) % (2**31 - 1)
-
-
-@dataclass
-class AuditContext:
-    """Everything a probe may use. Built once per audit; probes must not mutate the data.
-
-    Attributes:
-        adapter: the model seen through the adapter contract.
-        data: the audit examples.
-        splits: deterministic index arrays (``calibration``, ``evaluation``).
-        clean_logits: logits of the whole audit set, computed ONCE and shared (CPU tensor).
-        seed, budget, device: run settings.
-        results: results of the probes that already ran (cross-probe consumers read these).
-        artifacts: in-memory per-example arrays probes share (not written to JSON), e.g.
-            ``artifacts["adversarial"]["robust_correct"]``.
-    """
-
-    adapter: ModelAdapter
-    data: AuditData
-    seed: int
-    budget: str
-    splits: dict[str, np.ndarray]
-    clean_logits: torch.Tensor
-    progress: Progress = field(default_factory=lambda: Progress(False))
-    results: dict[str, ProbeResult] = field(default_factory=dict)
-    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @property
-    def device(self) -> torch.device:
-        return self.adapter.device
-
-    @property
-    def clean_probabilities(self) -> torch.Tensor:
-        return torch.softmax(self.clean_logits, dim=-1)
-
-    @property
-    def clean_predictions(self) -> torch.Tensor:
-        return self.clean_logits.argmax(dim=-1)
-
-    @property
-    def clean_correct(self) -> torch.Tensor:
-        return self.clean_predictions == self.data.y
-
-    def generator(self, name: str, device: torch.device | str = "cpu") -> torch.Generator:
-        """A torch generator seeded for ``name`` (use instead of global RNG state)."""
-        g = torch.Generator(device=device)
-        g.manual_seed(derive_seed(self.seed, name))
-        return g
-
-    def rng(self, name: str) -> np.random.Generator:
-        return np.random.default_rng(derive_seed(self.seed, name))
 
 
 def describe_splits(splits: Mapping[str, np.ndarray], seed: int) -> dict[str, Any]:
@@ -477,12 +420,24 @@ def _checkpoint_key(
 
 
 def run_probe(probe: Probe, context: AuditContext, *, debug: bool = False) -> ProbeResult:
-    """Run one probe in isolation: an exception becomes ``status: error``, never a crash."""
+    """Run one probe in isolation: an exception becomes ``status: error``, never a crash.
+
+    The result records the options the probe ran with and its report partial, whatever
+    happened, so audit.json says how every probe was configured.
+    """
+    from dataclasses import replace
+
     started = time.perf_counter()
+    recorded = {
+        "options": probe.resolved_options(),
+        "report_template": getattr(probe, "report_template", None),
+    }
     try:
         reason = probe.skip_reason(context)
         if reason:
-            return ProbeResult(name=probe.name, status="skipped", skip_reason=reason, summary=reason)
+            return ProbeResult(
+                name=probe.name, status="skipped", skip_reason=reason, summary=reason, **recorded
+            )
         seed_everything(derive_seed(context.seed, probe.name))
         result = probe.run(context)
         if not isinstance(result, ProbeResult):
@@ -500,14 +455,15 @@ def run_probe(probe: Probe, context: AuditContext, *, debug: bool = False) -> Pr
             summary=f"the probe crashed: {message}",
             details={"traceback": traceback.format_exc(limit=8)},
             seconds=round(time.perf_counter() - started, 4),
+            **recorded,
         )
-    from dataclasses import replace
-
     # Rounded here, as audit.json stores it, so a result survives a JSON round trip unchanged.
     seconds = result.seconds or (time.perf_counter() - started)
     return replace(
         result, name=probe.name, seconds=round(float(seconds), 4),
         metric_info={**declared_metric_info(probe, result.metrics), **result.metric_info},
+        options=result.options or recorded["options"],
+        report_template=result.report_template or recorded["report_template"],
     )
 
 

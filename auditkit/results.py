@@ -132,6 +132,10 @@ class ProbeResult:
         metric_info: ``{metric: {"direction": "higher"|"lower"|None, "description"}}``, copied
             from the probe's declaration by the runner so the report can explain every metric
             (plugins' included) from audit.json alone.
+        options: the resolved options the probe ran with (budget defaults filled in), recorded
+            by the runner.
+        report_template: the probe's report partial (``"package:path"``), recorded by the
+            runner from the probe's declaration.
     """
 
     name: str
@@ -147,6 +151,8 @@ class ProbeResult:
     error: str | None = None
     skip_reason: str | None = None
     metric_info: dict[str, dict[str, Any]] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    report_template: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -163,6 +169,8 @@ class ProbeResult:
             "error": self.error,
             "skip_reason": self.skip_reason,
             "metric_info": jsonable(self.metric_info),
+            "options": jsonable(self.options),
+            "report_template": self.report_template,
         }
 
     @classmethod
@@ -181,6 +189,8 @@ class ProbeResult:
             error=d.get("error"),
             skip_reason=d.get("skip_reason"),
             metric_info=dict(d.get("metric_info") or {}),
+            options=dict(d.get("options") or {}),
+            report_template=d.get("report_template"),
         )
 
 
@@ -217,7 +227,7 @@ class AuditResult:
     Example:
         >>> result = auditkit.scan(model, (x, y))
         >>> result.metrics["adversarial.robust_accuracy"]
-        >>> result.save("auditkit-out")
+        >>> auditkit.write_outputs(result, "auditkit-out")
     """
 
     model: dict[str, Any]
@@ -302,11 +312,11 @@ class AuditResult:
         """A copy with these gates and the verdict they imply."""
         return dataclasses.replace(self, gates=gates, verdict=compute_verdict(self.probes, gates))
 
-    def save(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write audit.json, report.html, junit.xml and summary.md into ``out_dir``."""
-        from auditkit.render import write_outputs
-
-        return write_outputs(self, Path(out_dir))
+    def save_json(self, path: str | Path) -> Path:
+        """Write audit.json alone (the renderers live in ``auditkit.outputs.write_outputs``)."""
+        path = Path(path)
+        path.write_text(self.to_json(), encoding="utf-8", newline="\n")
+        return path
 
 
 def compute_verdict(probes: Mapping[str, ProbeResult], gates: list[GateResult]) -> str:

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> auditkit.AuditResult:
         print(f"- [{finding.severity}] {finding.title}")
         if finding.action:
             print(f"    what to do: {finding.action}")
-    written = result.save(args.out)
+    written = auditkit.write_outputs(result, args.out)
     print(f"\nreport: {written.get('report.html', args.out)}")
     return result
 

@@ -52,3 +52,15 @@ def demo_context(demo_adapter, digits_data):
     from auditkit.pipeline import build_context
 
     return build_context(demo_adapter, digits_data, seed=0, budget="fast")
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """`auditkit demo` once per session: it trains the CNN and scans it with every probe."""
+    from typer.testing import CliRunner
+
+    from auditkit.cli import app
+
+    out = tmp_path_factory.mktemp("demo") / "auditkit-out"
+    res = CliRunner().invoke(app, ["demo", "--out", str(out), "--device", "cpu"])
+    return res, out

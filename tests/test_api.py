@@ -60,7 +60,7 @@ def test_result_object_answers_questions_and_saves(tmp_path, demo_model):
     assert not result.passed
     assert [g.metric for g in result.failures] == ["performance.accuracy"]
     assert json.loads(result.to_json())["verdict"] == "failed"
-    paths = result.save(tmp_path)
+    paths = auditkit.write_outputs(result, tmp_path)
     assert sorted(p.name for p in paths.values()) == ["audit.json", "junit.xml", "report.html", "summary.md"]
 
 

@@ -22,14 +22,6 @@ OUTPUTS = ("audit.json", "report.html", "junit.xml", "summary.md")
 
 
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory):
-    """`auditkit demo` once per session: it trains the CNN and scans it with every probe."""
-    out = tmp_path_factory.mktemp("demo") / "auditkit-out"
-    res = CliRunner().invoke(app, ["demo", "--out", str(out), "--device", "cpu"])
-    return res, out
-
-
-@pytest.fixture(scope="session")
 def scan_run(demo_run, tmp_path_factory):
     _, demo_out = demo_run
     out = tmp_path_factory.mktemp("scan") / "out"

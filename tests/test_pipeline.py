@@ -14,6 +14,7 @@ from auditkit.adapters import TorchModelAdapter
 from auditkit.data import AuditData
 from auditkit.errors import AuditkitInputError
 from auditkit.gates import exit_code
+from auditkit.outputs import write_outputs
 from auditkit.pipeline import DIAGNOSTIC_SAMPLE, build_context, derive_seed, run_audit
 from auditkit.probes.base import Probe
 from auditkit.progress import Progress
@@ -129,7 +130,7 @@ def test_a_crashing_probe_is_isolated_and_gives_exit_code_3(tmp_path):
     assert result.errors == {"boom": "ValueError: planted failure 42"}
     assert exit_code(result) == 3
     # The report is still written, and audit.json carries the error.
-    paths = result.save(tmp_path)
+    paths = write_outputs(result, tmp_path)
     assert paths["report.html"].exists()
     saved = json.loads((tmp_path / "audit.json").read_text())
     assert saved["probes"]["boom"]["status"] == "error" and saved["verdict"] == "error"

@@ -7,12 +7,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from auditkit.errors import AuditkitInputError
-from auditkit.results import ProbeResult
+from auditkit.options import BUDGETS, options_dict, parse_options
+from auditkit.results import ProbeResult, jsonable
 
 if TYPE_CHECKING:
-    from auditkit.pipeline import AuditContext
-
-BUDGETS = ("fast", "standard", "thorough")
+    from auditkit.context import AuditContext
 
 
 def check_budget(budget: str) -> str:
@@ -48,7 +47,15 @@ class Probe(ABC):
         needs_training: needs to retrain a copy of the architecture.
         metrics: every metric the probe can report, with its direction.
         budget_levels: what ``fast`` / ``standard`` / ``thorough`` mean for this probe.
-        options: option name → default value; unknown options are rejected.
+        Options: the options dataclass (fields made with ``auditkit.options.option``); the
+            constructor parses keyword options into ``self.opts``, an instance of it, with the
+            budget's defaults filled in. Unknown or invalid options raise the one-line
+            ``AuditkitInputError`` before any work.
+        report_template: ``"package:relative/path.html.j2"``, a Jinja partial the HTML report
+            renders inside this probe's section (variables ``probe``: the probe's audit.json
+            entry, ``view``: its view dict); ``None`` for the generic section only.
+        options: deprecated: the old ``{name: default}`` dict, kept only until every probe
+            declares ``Options``; values reach the probe unvalidated in ``self.config``.
     """
 
     name: ClassVar[str] = ""
@@ -59,19 +66,38 @@ class Probe(ABC):
     needs_training: ClassVar[bool] = False
     metrics: ClassVar[dict[str, MetricSpec]] = {}
     budget_levels: ClassVar[dict[str, str]] = {}
+    Options: ClassVar[type | None] = None
+    report_template: ClassVar[str | None] = None
     options: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, *, budget: str = "standard", **options: Any) -> None:
         check_budget(budget)
+        self.budget = budget
+        if self.Options is not None:
+            self.opts = parse_options(type(self), options, budget)
+            self.config: dict[str, Any] = options_dict(self.opts)
+            return
+        # Compatibility for probes that still declare the old ``options`` dict.
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             valid = ", ".join(sorted(self.options)) or "none"
             raise AuditkitInputError(
-                f"--set {self.name}.{unknown[0]}: unknown option for probe {self.name} "
-                f"(valid: {valid})"
+                f"--set {self.name}.{unknown[0]}={options[unknown[0]]}: unknown option for "
+                f"probe {self.name}; accepted: options {valid}"
             )
-        self.budget = budget
-        self.config: dict[str, Any] = {**self.options, **options}
+        self.opts = None
+        self.config = {**self.options, **{k: _legacy_value(v) for k, v in options.items()}}
+
+    def resolved_options(self) -> dict[str, Any]:
+        """The options this probe runs with, as JSON-ready data (recorded in audit.json)."""
+        if self.opts is not None:
+            return options_dict(self.opts)
+        return {
+            k: jsonable(v)
+            if v is None or isinstance(v, (bool, int, float, str, list, tuple))
+            else f"<{type(v).__name__}>"
+            for k, v in self.config.items()
+        }
 
     def skip_reason(self, context: AuditContext) -> str | None:
         """Why this probe cannot run on this model/data, or None."""
@@ -84,3 +110,15 @@ class Probe(ABC):
     @abstractmethod
     def run(self, context: AuditContext) -> ProbeResult:
         """Audit the model in ``context`` and return what was found."""
+
+
+def _legacy_value(value: Any) -> Any:
+    """What the old ``--set`` parsing produced from a string: its JSON value, else the string."""
+    if not isinstance(value, str):
+        return value
+    import json
+
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value

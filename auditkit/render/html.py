@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
 from auditkit.render import svg
 from auditkit.render.figures import badge, render_figure
@@ -160,6 +161,52 @@ def environment() -> jinja2.Environment:
     return env
 
 
+def _plugin_packages() -> set[str]:
+    """Top-level packages that provide a probe through the ``auditkit.probes`` entry point.
+
+    audit.json is untrusted input: a report partial is loaded only from these (importing a
+    package runs its code, so the JSON must not be able to name any installed package).
+    """
+    from auditkit.registry import PROBE_GROUP, iter_entry_points
+
+    return {ep.module.partition(".")[0] for ep in iter_entry_points(PROBE_GROUP)}
+
+
+@functools.lru_cache(maxsize=32)
+def _partial_template(spec: str) -> jinja2.Template | None:
+    """The Jinja partial ``package:relative/path`` a probe declared, or None if unavailable."""
+    import importlib.resources
+
+    package, sep, relative = spec.partition(":")
+    parts = Path(relative).parts
+    if not sep or not relative or Path(relative).is_absolute() or ".." in parts:
+        return None
+    if package.partition(".")[0] not in _plugin_packages():
+        return None
+    try:
+        text = importlib.resources.files(package).joinpath(*parts).read_text(encoding="utf-8")
+        return environment().from_string(text)
+    except Exception:  # missing file, uninstalled plugin, a template that does not compile
+        return None
+
+
+def _partial(probe: Mapping[str, Any], view: Mapping[str, Any]) -> tuple[Markup | None, str]:
+    """The probe's own report section (contract: variables ``probe`` and ``view``), and a note
+    when it was declared but could not be shown (the generic section stands either way)."""
+    spec = probe.get("report_template")
+    if not spec:
+        return None, ""
+    template = _partial_template(str(spec))
+    missing = f"This probe's own report section ({spec}) is not available here; install the " \
+        "plugin that provides it and re-render with auditkit report."
+    if template is None:
+        return None, missing
+    try:
+        return Markup(template.render(probe=probe, view=view)), ""
+    except Exception:  # a broken partial must not take the report down
+        return None, missing
+
+
 def slug(name: str, index: int) -> str:
     """A safe, unique HTML id for a probe section (names come from plugins: never trust them)."""
     cleaned = _SLUG.sub("-", name).strip("-")[:40]
@@ -231,7 +278,7 @@ def _probe_view(name: str, probe: Mapping[str, Any], index: int) -> dict[str, An
     check_counts = {
         s: sum(c["status"] == s for c in checks) for s in ("passed", "warned", "failed", "skipped")
     }
-    return {
+    view = {
         "name": name,
         "id": ident,
         "title": title,
@@ -272,6 +319,8 @@ def _probe_view(name: str, probe: Mapping[str, Any], index: int) -> dict[str, An
             for j, figure in enumerate(probe.get("figures") or [])
         ],
     }
+    view["partial"], view["partial_note"] = _partial(probe, view)
+    return view
 
 
 def _gate_view(gate: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,8 +16,8 @@ from auditkit.data import AuditData
 from auditkit.demo import DIGITS_MEAN, DIGITS_STD
 from auditkit.errors import AuditkitInputError
 from auditkit.pipeline import build_context
-from auditkit.probes import adversarial as adversarial_module
-from auditkit.probes.adversarial import CHECK_NAMES, AdversarialProbe
+from auditkit.probes.adversarial import CHECK_NAMES, AdversarialProbe, _runner, measure
+from auditkit.probes.adversarial.options import BUDGET_SWEEPS
 from auditkit.results import ProbeResult
 
 REQUIRED_METRICS = {"clean_accuracy", "fgsm_accuracy", "pgd_accuracy", "eot_accuracy",
@@ -267,7 +267,7 @@ def test_nan_outputs_under_attack_count_as_fooled_and_fail_the_gradient_check(de
 def test_every_gallery_example_fools_the_model(demo_model, digits_data, monkeypatch):
     # Show every fooled example: with restarts, each must be shown with the input of the run
     # that fooled it, never another run's input that the model still gets right.
-    monkeypatch.setattr(adversarial_module, "GALLERY_SIZE", 10_000)
+    monkeypatch.setattr(measure, "GALLERY_SIZE", 10_000)
     # Two steps: short runs from different random starts disagree on many examples.
     result, _ = run(digits_adapter(demo_model), digits_data, restarts=2, steps=2,
                     n_examples=200, sweep=[0, 0.1])
@@ -435,7 +435,7 @@ def test_unbounded_images_get_eot_transformations_in_pixel_space(demo_model, dig
                      modality="image", input_range=None)
     adapter = TorchModelAdapter(demo_model, input_shape=(1, 8, 8), input_range=None,
                                 device="cpu")
-    space = adversarial_module._attack_space(adapter, data)
+    space = _runner.attack_space(adapter, data)
     assert space.scale.std() > 0.1  # the scale really varies per pixel
     n = 5
     shift_one_pixel = {
@@ -473,11 +473,11 @@ def test_probe_declares_its_contract():
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"norm": "L3"}, "unknown threat model"),
-        ({"eps": -0.1}, "must be a number ≥ 0"),
-        ({"eps": "big"}, "expected a number"),
+        ({"norm": "L3"}, "accepted: one of Linf, L2"),
+        ({"eps": -0.1}, "below the minimum; accepted: a number ≥ 0"),
+        ({"eps": "big"}, "not a number"),
         ({"steps": 0}, "whole number ≥ 1"),
-        ({"autoattack": "maybe"}, "expected true or false"),
+        ({"autoattack": "maybe"}, "accepted: true or false"),
         ({"epsilon": 0.1}, "unknown option"),
     ],
 )
@@ -493,17 +493,18 @@ def test_default_sweep_holds_the_headline_eps_once():
     adapter = SimpleNamespace(input_range=(0.0, 1.0), input_shape=(3, 32, 32),
                               device=torch.device("cpu"))
     context = SimpleNamespace(adapter=adapter, data=SimpleNamespace(name="cifar"))
-    plan = AdversarialProbe(budget="standard")._plan(context, stochastic=False)
+    probe = AdversarialProbe(budget="standard")
+    plan = measure.make_plan(probe.opts, probe.budget, context, stochastic=False)
     assert plan.eps == 8 / 255
-    assert len(plan.sweep) == len(adversarial_module.BUDGET_SETTINGS["standard"]["sweep"])
+    assert len(plan.sweep) == len(BUDGET_SWEEPS["standard"]["sweep"])
     assert plan.sweep.count(plan.eps) == 1
     assert min(b - a for a, b in zip(plan.sweep, plan.sweep[1:], strict=False)) > 1e-3
 
 
 def test_options_from_the_command_line_are_parsed():
     probe = AdversarialProbe(budget="fast", sweep="0, 0.05,0.2", steps="20", autoattack="yes")
-    assert probe.config["sweep"] == (0.0, 0.05, 0.2)
-    assert probe.config["steps"] == 20 and probe.config["autoattack"] is True
+    assert probe.opts.sweep == (0.0, 0.05, 0.2)
+    assert probe.opts.steps == 20 and probe.opts.autoattack is True
 
 
 def test_black_box_models_are_skipped_with_a_reason(digits_data):

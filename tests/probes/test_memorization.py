@@ -15,6 +15,7 @@ from auditkit.data import AuditData
 from auditkit.demo import DIGITS_MEAN, DIGITS_STD
 from auditkit.errors import AuditkitInputError
 from auditkit.loading import load_model
+from auditkit.options import OptionWarning
 from auditkit.pipeline import build_context, run_probe
 from auditkit.probes.memorization import (
     VERDICT_CANNOT,
@@ -22,6 +23,9 @@ from auditkit.probes.memorization import (
     LevelRun,
     MemorizationProbe,
 )
+from auditkit.probes.memorization.judge import judge
+from auditkit.probes.memorization.measure import MemorizationMeasurement
+from auditkit.probes.memorization.present import present
 from auditkit.results import ProbeResult
 
 NUM_CLASSES = 10
@@ -156,9 +160,10 @@ def test_a_run_that_used_all_its_epochs_was_ended_by_the_epoch_budget_not_the_cl
 
 
 def test_a_diverged_run_is_inconclusive_too():
-    result = MemorizationProbe(
-        budget="fast", corruption_levels=[0, 1], train_size=128, max_epochs=20, learning_rate=1e30
-    ).run(context_for(wide_mlp(), clusters()))
+    with pytest.warns(OptionWarning, match="learning_rate"):  # beyond its sensible range
+        probe = MemorizationProbe(budget="fast", corruption_levels=[0, 1], train_size=128,
+                                  max_epochs=20, learning_rate=1e30)
+    result = probe.run(context_for(wide_mlp(), clusters()))
     assert level(result, 1.0)["stopped_by"] == "diverged"
     assert "inconclusive: training diverged" in result.summary
     assert VERDICT_CANNOT not in result.summary
@@ -210,8 +215,9 @@ def test_every_warned_or_failed_check_reaches_the_status(case, warned_check, exp
     elif case == "audited model changed":
         untouched = False
     probe = MemorizationProbe(budget="fast", **SMALL)
-    context = context_for(linear(), clusters(n=64))
-    result = probe._result(context, runs, gap, untouched, {}, n_train=32, n_held=32)
+    measured = MemorizationMeasurement(runs=runs, num_classes=NUM_CLASSES, n_train=32,
+                                       n_held=32, opts=probe.opts, gap=gap, untouched=untouched)
+    result = present("memorization", measured, judge(measured))
     statuses = {c.name: c.status for c in result.checks}
     off = {name for name, status in statuses.items() if status != "passed"}
     assert off == ({warned_check} if warned_check else set())
@@ -433,5 +439,5 @@ def test_bad_options_are_one_line_input_errors(options):
 
 def test_options_from_the_command_line_are_parsed():
     probe = MemorizationProbe(budget="fast", corruption_levels="1, 0,0.5", random_pixels="false")
-    assert probe.levels == (0.0, 0.5, 1.0) and probe.random_pixels is False
-    assert MemorizationProbe(budget="standard").train_size == 1000
+    assert probe.opts.levels == (0.0, 0.5, 1.0) and probe.opts.random_pixels is False
+    assert MemorizationProbe(budget="standard").opts.train_size == 1000

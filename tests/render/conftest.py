@@ -19,6 +19,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from auditkit.outputs import write_outputs
 from auditkit.pipeline import declared_metric_info
 from auditkit.registry import discover_probes
 from auditkit.results import AuditResult, Check, Finding, GateResult, ProbeResult, compute_verdict
@@ -541,7 +542,7 @@ def demo_outputs(tmp_path_factory, demo_model_file) -> Path:
 
     out = tmp_path_factory.mktemp("demo-out")
     result = scan(demo_model_file, budget="fast", seed=0, device="cpu")
-    result.save(out)
+    write_outputs(result, out)
     assert math.isfinite(result.duration_seconds)
     return out
 

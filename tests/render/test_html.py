@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 
+from auditkit.outputs import write_outputs
 from auditkit.render import render_html, svg
 from auditkit.render.figures import png_bytes, render_figure
 from auditkit.render.html import CONTENT_SECURITY_POLICY, PALETTES
@@ -289,7 +290,7 @@ def test_real_scan_escapes_class_and_group_names(tmp_path, hostile, parse_html):
         device="cpu",
         metadata=ModelMetadata(class_names=tuple(names)),
     )
-    paths = result.save(tmp_path)
+    paths = write_outputs(result, tmp_path)
     html = paths["report.html"].read_text(encoding="utf-8")
     assert "<script" not in html.lower() and "onerror=alert(2)>" not in html
     dom = parse_html(html)
@@ -372,7 +373,7 @@ def test_rendering_is_a_pure_function_of_audit_json(rich_audit, rich_html, tmp_p
     assert render_html(rich_audit) == rich_html
     reloaded = AuditResult.from_json(rich_audit.to_json())
     assert render_html(reloaded) == rich_html
-    paths = rich_audit.save(tmp_path)
+    paths = write_outputs(rich_audit, tmp_path)
     assert paths["report.html"].read_bytes() == rich_html.encode("utf-8")
 
 

@@ -1,0 +1,106 @@
+"""The memorization judge on hand-written training runs: no model, no training.
+
+Zhang et al. (2017): a network that reaches the target on random labels within the epoch
+budget memorizes; one that uses up its epochs cannot (at this size and budget); a run that the
+clock or a blown-up loss stopped says nothing either way.
+"""
+
+from __future__ import annotations
+
+from auditkit.probes.memorization.judge import (
+    INCONCLUSIVE,
+    VERDICT_CANNOT,
+    VERDICT_MEMORIZES,
+    judge,
+)
+from auditkit.probes.memorization.measure import LevelRun, MemorizationMeasurement
+from auditkit.probes.memorization.options import MemorizationOptions
+from auditkit.probes.memorization.present import present
+
+OPTS = MemorizationOptions(corruption_levels=(0.0, 1.0), max_epochs=50, time_limit_s=60.0)
+
+
+def run(p: float, epochs: int, *, fitted: bool = True, stopped_by: str | None = None,
+        held: float = 0.1) -> LevelRun:
+    curve = [0.3] * (epochs - 1) + [0.99 if fitted else 0.4]
+    return LevelRun(
+        name=f"p = {p:g}", corruption=p, train_accuracy=curve,
+        epochs_to_target=epochs if fitted else None, held_out_accuracy=held,
+        stopped_by=stopped_by or ("target" if fitted else "epochs"),
+    )
+
+
+def measured(*runs: LevelRun, **changes) -> MemorizationMeasurement:
+    return MemorizationMeasurement(runs=list(runs), num_classes=10, n_train=128, n_held=128,
+                                   opts=OPTS, **changes)
+
+
+def test_random_labels_fitted_within_the_budget_memorizes():
+    m = measured(run(0.0, 5, held=0.93), run(1.0, 40, held=0.11))
+    judged = judge(m)
+    assert judged.verdict == "memorizes" and judged.status == "passed"
+    assert [f.title for f in judged.findings] == [VERDICT_MEMORIZES]
+    assert judged.metrics["fit_time_ratio"] == 8.0
+    assert judged.metrics["random_label_train_accuracy"] == 0.99
+    result = present("memorization", m, judged)
+    assert VERDICT_MEMORIZES in result.summary and "8.0×" in result.summary
+    assert result.headline == "random_label_train_accuracy"
+
+
+def test_the_clock_stopping_random_labels_is_inconclusive_not_cannot():
+    m = measured(run(0.0, 5, held=0.93), run(1.0, 12, fitted=False, stopped_by="time"))
+    judged = judge(m)
+    assert judged.verdict == "inconclusive" and judged.status == "warned"
+    finding = judged.findings[0]
+    assert finding.severity == "warning" and finding.title == INCONCLUSIVE["time"]
+    assert "memorization.time_limit_s=600" in finding.action  # ten times the 60 s limit
+    check = next(c for c in judged.checks if c.name == "within_epoch_budget")
+    assert check.status == "warned" and check.values["stopped_by_time"] == ["p = 1"]
+    summary = present("memorization", m, judged).summary
+    assert INCONCLUSIVE["time"] in summary and VERDICT_CANNOT not in summary
+
+
+def test_a_diverged_run_is_inconclusive():
+    judged = judge(measured(run(0.0, 5), run(1.0, 3, fitted=False, stopped_by="diverged")))
+    assert judged.verdict == "inconclusive"
+    assert judged.findings[0].title == INCONCLUSIVE["diverged"]
+    assert "learning_rate" in judged.findings[0].action
+
+
+def test_epochs_used_up_without_the_target_cannot_memorize():
+    m = measured(run(0.0, 5), run(1.0, 50, fitted=False))
+    judged = judge(m)
+    assert judged.verdict == "cannot" and judged.status == "passed"
+    assert judged.findings[0].title == VERDICT_CANNOT
+    assert judged.metrics["fit_epochs_random"] is None and judged.metrics["fit_time_ratio"] is None
+
+
+def test_without_random_labels_there_is_no_verdict():
+    m = measured(run(0.0, 5))
+    judged = judge(m)
+    assert judged.verdict == "incomplete" and not judged.findings
+    result = present("memorization", m, judged)
+    assert "add p = 1" in result.summary and result.headline is None
+
+
+def test_random_labels_learned_on_held_out_data_warn():
+    judged = judge(measured(run(0.0, 5), run(1.0, 40, held=0.6)))
+    check = next(c for c in judged.checks if c.name == "random_labels_held_out_near_chance")
+    assert check.status == "warned" and judged.status == "warned"
+
+
+def test_a_large_generalization_gap_warns_and_a_small_one_passes():
+    gap = {"train_accuracy": 1.0, "audit_accuracy": 0.8, "gap": 0.2}
+    judged = judge(measured(run(0.0, 5), run(1.0, 40), gap=gap))
+    assert judged.metrics["generalization_gap"] == 0.2 and judged.status == "warned"
+    assert any("more accurate on its training data" in f.title for f in judged.findings)
+    small = judge(measured(run(0.0, 5), run(1.0, 40),
+                           gap={"train_accuracy": 0.95, "audit_accuracy": 0.93, "gap": 0.02}))
+    assert next(c for c in small.checks
+                if c.name == "audited_model_generalization_gap").status == "passed"
+
+
+def test_a_changed_audited_model_fails():
+    judged = judge(measured(run(0.0, 5), run(1.0, 40), untouched=False))
+    assert judged.status == "failed"
+    assert judged.checks[0].name == "audited_model_untouched"
