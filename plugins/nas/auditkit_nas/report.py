@@ -108,7 +108,6 @@ def write_scorecard(document: dict[str, Any], previous: Mapping[str, Any], data:
     if same and (out / SCORECARD_DIR / "audit.json").is_file():
         return dict(old)  # a rerun that changed nothing does not audit the same model again
     import auditkit
-    from auditkit.render import write_outputs
 
     trial = next(t for t in document["trials"] if t["number"] == number)
     model = trained_child(trial, data, settings, out)
@@ -118,7 +117,7 @@ def write_scorecard(document: dict[str, Any], previous: Mapping[str, Any], data:
         budget=settings.final_budget, seed=settings.seed, device="cpu",
         metadata=metadata_for(data.audit, extra), train_data=data.pool,
     )
-    write_outputs(result, out / SCORECARD_DIR)
+    auditkit.write_outputs(result, out / SCORECARD_DIR)
     return {"trial": number, "report": f"{SCORECARD_DIR}/report.html",
             "audit": f"{SCORECARD_DIR}/audit.json", "verdict": result.verdict,
             "budget": settings.final_budget, "probes": probes}

@@ -358,7 +358,12 @@ def log(settings: Settings, message: str) -> None:
 
 
 def run_worker(settings: Settings, index: int, deadline: float | None) -> int:
-    """Ask, train, audit, tell — until the study holds ``--trials`` trials or time is up."""
+    """Ask, train, audit, tell — until the study holds ``--trials`` trials or time is up.
+
+    Ctrl-C is not caught here: a storage write from the handler could wait on the very
+    transaction the interrupt cut short. The trial stays RUNNING in the storage and the next run
+    marks it interrupted (its process is gone), exactly as after a crash.
+    """
     from optuna.trial import TrialState
 
     threads = max(1, (os.cpu_count() or 1) // settings.workers)
@@ -390,11 +395,6 @@ def run_worker(settings: Settings, index: int, deadline: float | None) -> int:
             from safetensors.torch import save_file
 
             save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
-        except KeyboardInterrupt:
-            trial.set_user_attr("interrupted", True)
-            trial.set_user_attr("seconds", time.perf_counter() - started)
-            study.tell(trial, state=TrialState.FAIL)
-            raise
         except Exception as exc:  # a child that fails is a failed trial, not a crash
             trial.set_user_attr("error", f"{type(exc).__name__}: {one_line(exc)}")
             trial.set_user_attr("seconds", time.perf_counter() - started)
