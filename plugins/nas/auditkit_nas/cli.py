@@ -56,7 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = parser().parse_args(argv)
+        try:
+            args = parser().parse_args(argv)
+        except SystemExit as exc:  # -h printed the help (`--help` is auditkit's own)
+            return int(exc.code or 0)
         settings = Settings(
             data=args.data, out=args.out, trials=args.trials, strategy=args.strategy,
             objectives=tuple(n.strip() for n in args.objectives.split(",") if n.strip()),

@@ -223,6 +223,12 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, extra, message):
     assert not (tmp_path / "nas" / "children").exists()  # nothing was trained
 
 
+def test_help_lists_the_flags(capsys):
+    assert main(["-h"]) == 0
+    out = capsys.readouterr().out
+    assert all(flag in out for flag in ("--strategy", "--objectives", "--workers", "--minutes"))
+
+
 def test_rerun_with_other_settings_is_refused(tmp_path, capsys):
     out = tmp_path / "nas"
     assert nas(out, "--trials", "1") == 0
