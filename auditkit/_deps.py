@@ -12,6 +12,9 @@ _HINTS = {
     "torch_geometric": "pip install auditkit-graph",
     "torchmetrics": "pip install torchmetrics",
     "PIL": "pip install pillow",
+    "onnx": "pip install 'auditkit[onnx]'",
+    "onnxruntime": "pip install 'auditkit[onnx]'",
+    "skops.io": "pip install 'auditkit[sklearn]'",
 }
 
 

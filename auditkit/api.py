@@ -11,17 +11,21 @@ import torch
 from torch import nn
 
 from auditkit.adapters import CallableAdapter, ModelAdapter, TorchModelAdapter, resolve_device
+from auditkit.adapters.sklearn_adapter import is_estimator
 from auditkit.data import AuditData, from_dataloader, from_tensors, load_data
+from auditkit.data.loaders import check_input_box, complete_class_names
 from auditkit.errors import AuditkitInputError
 from auditkit.loading import LoadedModel, ModelMetadata, load_model, weights_sha256
 from auditkit.pipeline import DEFAULT_SEED, ProbeSpec, run_audit, select_probes
 from auditkit.progress import Progress
 from auditkit.results import AuditResult
+from auditkit.safety import LoadLimits
 
 if TYPE_CHECKING:
     from auditkit.gates import Policy
 
 DataLike = AuditData | str | Path | tuple | Any
+MAX_SEED = 2**63 - 1
 
 
 def resolve_data(data: DataLike, metadata: ModelMetadata | None = None, **load_kwargs: Any) -> AuditData:
@@ -29,6 +33,10 @@ def resolve_data(data: DataLike, metadata: ModelMetadata | None = None, **load_k
     if isinstance(data, AuditData):
         return data
     if data is None:
+        if metadata is not None and isinstance(metadata.extra.get("data"), dict):
+            from auditkit.archfile import data_from_spec  # an architecture file names its data
+
+            return data_from_spec(metadata.extra["data"])
         if metadata is not None and metadata.dataset:
             return load_data(metadata.dataset, **load_kwargs)
         raise AuditkitInputError(
@@ -61,13 +69,22 @@ def build_adapter(
     if isinstance(model, ModelAdapter):
         return model
     meta = metadata or ModelMetadata()
+    if isinstance(model, nn.Module) and isinstance(meta.extra.get("adapter"), dict):
+        from auditkit.archfile import adapter_from_spec  # an architecture file names its adapter
+
+        return adapter_from_spec(
+            meta.extra["adapter"], model, data, metadata=meta, device=device, format=format
+        )
     input_shape = meta.input_shape or data.input_shape
     if tuple(input_shape) != tuple(data.input_shape):
         from auditkit.pipeline import shape_mismatch_message
 
         raise AuditkitInputError(shape_mismatch_message(data, input_shape))
     input_range = meta.input_range if meta.input_range is not None else data.input_range
+    check_input_box(data, meta.input_range)
     classes = num_classes or meta.num_classes
+    if hasattr(model, "make_adapter") or is_estimator(model):
+        return _foreign_adapter(model, data, meta, input_shape, input_range, classes, device)
     if isinstance(model, nn.Module):
         try:
             return TorchModelAdapter(
@@ -98,6 +115,20 @@ def build_adapter(
     raise AuditkitInputError(f"model: cannot audit a {type(model).__name__}")
 
 
+def _foreign_adapter(model: Any, data: AuditData, meta: ModelMetadata, input_shape: Any,
+                     input_range: Any, classes: int | None, device: str) -> ModelAdapter:
+    """ONNX / scikit-learn models (``auditkit.formats``), and in-memory estimators."""
+    if is_estimator(model):
+        from auditkit.formats import SklearnModel
+
+        model = SklearnModel(model, format="scikit-learn")
+    return model.make_adapter(
+        input_shape=input_shape, num_classes=classes, input_range=input_range, mean=meta.mean,
+        std=meta.std, device=device, feature_names=data.feature_names,
+        class_names=meta.class_names or data.class_names,
+    )
+
+
 def _spec_name(spec: ProbeSpec) -> str:
     if isinstance(spec, str):
         return spec
@@ -124,6 +155,8 @@ def validate_request(
 
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise AuditkitInputError(f"--seed {seed!r}: use a whole number >= 0")
+    if seed > MAX_SEED:  # torch.manual_seed overflows beyond 64 bits
+        raise AuditkitInputError(f"--seed {seed}: use a whole number from 0 to {MAX_SEED} (2**63 - 1)")
     if device is not None:
         resolve_device(device)
     if probes is not None and not list(probes):
@@ -172,6 +205,7 @@ def scan(
     metadata: ModelMetadata | None = None,
     arch: str | Callable[[], nn.Module] | None = None,
     unsafe_pickle: bool = False,
+    load_limits: LoadLimits | None = None,
     target: str | None = None,
     sensitive: Sequence[str] | None = None,
     groups_file: str | Path | None = None,
@@ -184,6 +218,7 @@ def scan(
     max_minutes: float | None = None,
     size_to_clock: bool = True,
     cost: Mapping[str, Any] | None = None,
+    fail_on: str | None = None,
 ) -> AuditResult:
     """Audit a model and return an ``AuditResult`` (gates applied when a policy is given).
 
@@ -213,6 +248,10 @@ def scan(
             (``auditkit.sizing``; ``size_to_clock=False`` runs the budget as declared).
         cost: a recorded cost (``result.settings["sizing"]["cost"]``) to plan with instead of
             measuring: the same cost gives the same plan.
+        fail_on: ``failed`` (default: a failed probe fails the audit) | ``warned`` | ``never``
+            (only gates fail it); overrides the policy file's ``fail_on``.
+        load_limits: time, memory and archive limits for loading a model file
+            (``auditkit.safety.LoadLimits``: 60 s and 8 GB unless raised).
 
     Example:
         >>> result = auditkit.scan(net, (x_test, y_test), budget="fast",
@@ -223,6 +262,10 @@ def scan(
     loaded_policy = validate_request(
         probes=probes, budget=budget, seed=seed, device=device, options=options, policy=policy
     )
+    if fail_on is not None:
+        from auditkit.verdict import check_fail_on
+
+        check_fail_on(fail_on)
     if loaded_policy is not None and loaded_policy.options:
         from auditkit.gates import merged_options
 
@@ -235,7 +278,9 @@ def scan(
     model_info: dict[str, Any]
     loaded: LoadedModel | None = None
     if isinstance(model, (str, Path)):
-        loaded = load_model(model, arch=arch, unsafe_pickle=unsafe_pickle)
+        loaded = load_model(
+            model, arch=arch, unsafe_pickle=unsafe_pickle, limits=load_limits, debug=debug
+        )
         meta = loaded.metadata.merged(**_overrides(metadata))
         module: Any = loaded.module
         model_info = loaded.describe()
@@ -244,6 +289,9 @@ def scan(
         meta = metadata or ModelMetadata()
         module = model
         fmt = "nn.Module" if isinstance(model, nn.Module) else getattr(model, "format", "callable")
+        if is_estimator(model):
+            fmt = "scikit-learn"
+
         model_info = {
             "path": None,
             "sha256": weights_sha256(model) if isinstance(model, nn.Module) else None,
@@ -267,6 +315,7 @@ def scan(
     if meta.class_names and not audit_data.class_names:
         audit_data.class_names = list(meta.class_names)
     adapter = build_adapter(module, audit_data, metadata=meta, device=device, format=fmt)
+    complete_class_names(audit_data, adapter.num_classes)
     model_info["num_classes"] = adapter.num_classes
     model_info["metadata"] = meta.to_dict()
     result = run_audit(
@@ -285,11 +334,10 @@ def scan(
         size_to_clock=size_to_clock,
         cost=cost,
     )
-    if loaded_policy is not None:
-        from auditkit.gates import apply_policy
+    from auditkit.gates import apply_policy
 
-        result = apply_policy(result, loaded_policy)
-    return result
+    # Always: without a policy the verdict is the probes' own judgement at ``fail_on``.
+    return apply_policy(result, loaded_policy, fail_on)
 
 
 def _overrides(metadata: ModelMetadata | None) -> dict[str, Any]:

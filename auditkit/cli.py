@@ -13,30 +13,59 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from auditkit._version import __version__
 from auditkit.errors import AuditkitInputError, one_line
 
+
+class _OneLineErrors(TyperGroup):
+    """Flag errors (``--seed -1``, an unknown option) as one line like every other error, not
+    Typer's multi-line usage box; the exit code stays click's (2)."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError
+        from typer.exceptions import Abort
+
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except NoArgsIsHelpError as exc:  # bare ``auditkit``: the help text is the answer
+            exc.show()
+            sys.exit(exc.exit_code)
+        except ClickException as exc:
+            where = getattr(getattr(exc, "ctx", None), "command_path", None)
+            hint = f" (see {where} --help)" if where else ""
+            typer.echo(f"auditkit: error: {one_line(exc.format_message(), 600)}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except Abort:
+            typer.echo("auditkit: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     add_completion=False,
     no_args_is_help=True,
     help="Audit trained PyTorch models for robustness, calibration, subgroup bias and memorization.",
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 EXIT_BAD_INPUT, EXIT_INTERNAL = 2, 3
 EXIT_INTERRUPTED = 130  # the shell's convention for Ctrl-C (128 + SIGINT)
-NO_POLICY = "no policy: no gates evaluated; see auditkit.toml in README"
 _STATE = {"debug": False}
 
 DebugOption = Annotated[
-    bool, typer.Option("--debug", help="Show the traceback on errors (also before the command).")
+    bool, typer.Option("--debug", help="Show the traceback on errors (also accepted before the command).")
 ]
 
 
@@ -208,6 +237,69 @@ def _prepare_out(out: Path) -> None:
         _fail(f"--out {out}: cannot write in {nearest} ({exc.strerror or exc}); pass a writable folder")
 
 
+LOCK_NAME = ".auditkit-checkpoint/lock"  # beside the checkpoints it protects
+OUT_LOCKED = (
+    "--out {out}: another auditkit run (PID {pid}) is writing there; wait for it to finish or "
+    "pass another --out"
+)
+
+
+@contextmanager
+def _out_lock(out: Path) -> Iterator[None]:
+    """One run at a time per output folder: a second scan into the same --out exits 2 naming
+    the first one's PID (it would overwrite the reports and share checkpoint names).
+
+    The lock is ``flock`` on ``--out/.auditkit-checkpoint/lock``: the kernel drops it when the holder dies,
+    even by SIGKILL, so ``--resume`` after a kill is never blocked. A folder this run created
+    and left holding only the lock file is removed again.
+    """
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): runs are not serialized
+        yield
+        return
+    created = not out.exists()
+    lock = out / LOCK_NAME
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock, "a+", encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        _fail(f"--out {out}: cannot create it ({exc.strerror or exc}); pass a writable folder")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        _fail(OUT_LOCKED.format(out=out, pid=holder))
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    try:
+        yield
+    finally:
+        if created and [p.name for p in out.iterdir()] == [lock.parent.name] and [
+            p.name for p in lock.parent.iterdir()
+        ] == [lock.name]:
+            lock.unlink(missing_ok=True)
+            with suppress(OSError):
+                lock.parent.rmdir()
+                out.rmdir()
+        handle.close()
+
+
+def _load_limits(load_timeout: float, load_memory: float, allow_native_code: bool):
+    from auditkit.safety import GiB, LoadLimits
+
+    if not (math.isfinite(load_memory) and load_memory > 0):
+        _fail(f"--load-memory {load_memory:g}: use a positive number of GB, e.g. 8")
+    if not (math.isfinite(load_timeout) and load_timeout > 0):
+        _fail(f"--load-timeout {load_timeout:g}: use a positive number of seconds, e.g. 60")
+    return LoadLimits(timeout_s=load_timeout, memory_bytes=int(load_memory * GiB),
+                      allow_native_code=allow_native_code)
+
+
 def _save(result, out: Path) -> dict[str, Path]:
     try:
         from auditkit.outputs import write_outputs
@@ -248,32 +340,31 @@ def _load_audit(path: Path):
 
 
 def verdict_line(result, policy) -> str:
-    """The last word of a scan, saying what the verdict rests on."""
-    if policy is None:
-        basis = NO_POLICY
-    elif not result.gates:
-        basis = f"policy {policy.source} has no gates"
-    else:
-        held = sum(g.passed for g in result.gates)
-        basis = f"{held} of {len(result.gates)} gates hold; policy {policy.source}"
-    if result.errors:
-        basis += f"; errored: {', '.join(result.errors)}"
-    return f"auditkit verdict: {result.verdict} ({basis})"
+    """The last word of a scan: the verdict as people read it and what it rests on."""
+    from auditkit.verdict import verdict_basis
+
+    basis = verdict_basis(
+        result.fail_on, policy.source if policy is not None else None, result.gates
+    )
+    return f"auditkit verdict: {result.verdict_text} ({basis})"
 
 
 def _print_result(result, policy) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from auditkit.verdict import grade_reason
+
     console = Console(stderr=False, highlight=False, soft_wrap=True)
     table = Table(title="probes", show_lines=False)
-    for col in ("probe", "status", "headline", "finding"):
+    for col in ("probe", "status", "headline", "why"):
         table.add_column(col, overflow="fold")
     for name, probe in result.probes.items():
         headline = ""
         if probe.headline and probe.metrics.get(probe.headline) is not None:
             headline = f"{probe.headline} = {probe.metrics[probe.headline]:.4g}"
-        finding = probe.summary or probe.error or probe.skip_reason or ""
+        # The same one-line reason as the report's tile: what set the grade.
+        finding = grade_reason(probe)
         if len(finding) > 140:
             finding = finding[:139].rsplit(" ", 1)[0] + " …"
         table.add_row(name, probe.status, headline, finding)
@@ -288,52 +379,74 @@ def _print_result(result, policy) -> None:
             gates.add_row(g.metric, g.rule, value, outcome)
         console.print(gates)
     # Plain echo, not rich: these lines are what CI logs get grepped for; they must not wrap.
-    for g in result.gates:
-        if not g.passed:
-            typer.echo(f"gate {'failed' if g.severity == 'fail' else 'warned'}: {g.detail}")
+    # The same reasons, in the same order, as summary.md, junit.xml, the report and audit.json.
+    for reason in result.verdict_reasons:
+        typer.echo(reason.line)
     typer.echo(verdict_line(result, policy))
 
 
 # --- commands --------------------------------------------------------------------------------
 
 
+# Help text is plain (rich_markup_mode=None): rich markup would eat "[tool.auditkit]". Metavars
+# say what users type: INTEGER, PATH, TEXT, or the accepted words.
+BUDGET_HELP = (
+    "How much work each probe does: fast (fewer attack steps, restarts, bootstrap rounds and "
+    "epochs), standard, thorough (the most of each); auditkit probes lists what each level "
+    "means per probe."
+)
+FAIL_ON_HELP = (
+    "Which probe grades fail the audit (exit 1): failed (default: a failed probe fails it; a "
+    "warned one passes with warnings), warned (warnings fail it too), never (only policy gates "
+    "fail it). Overrides fail_on in the policy file."
+)
+QUIET_HELP = "No progress display or progress lines on stderr (the results table still prints)."
+
+
 @app.command()
 def scan(
-    model: Annotated[Path, typer.Argument(help="Model file (format sniffed from content).")],
-    data: Annotated[str | None, typer.Option(help="Built-in name, .npz/.pt, image folder, CSV/parquet. Default: the data set named in the model file.")] = None,
-    probes: Annotated[str | None, typer.Option(help="Comma-separated probes (default: all).")] = None,
-    budget: Annotated[str, typer.Option(help="fast | standard | thorough")] = "standard",
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("auditkit-out"),
-    policy: Annotated[Path | None, typer.Option(help="Policy TOML (default: ./auditkit.toml or [tool.auditkit] in ./pyproject.toml).")] = None,
-    seed: Annotated[int, typer.Option(min=0, help="Seed; same seed, same metrics.")] = 0,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-    arch: Annotated[str | None, typer.Option(help="Network for weight-only files: torchvision:NAME or module:factory.")] = None,
-    unsafe_pickle: Annotated[bool, typer.Option("--unsafe-pickle", help="Allow a pickled nn.Module (runs code from the file).")] = False,
+    model: Annotated[Path, typer.Argument(metavar="MODEL", help="Model file (format sniffed from content).")],
+    data: Annotated[str | None, typer.Option(metavar="SPEC", help="Built-in name (digits, ...), .npz/.pt file, image folder or CSV/parquet table. Default: the data set named in the model file.")] = None,
+    probes: Annotated[str | None, typer.Option(metavar="NAME,NAME", help="Comma-separated probes to run (default: every installed probe; see auditkit probes).")] = None,
+    budget: Annotated[str, typer.Option(metavar="fast|standard|thorough", help=BUDGET_HELP)] = "standard",
+    out: Annotated[Path, typer.Option(metavar="PATH", help="Output folder for audit.json, report.html, junit.xml and summary.md.")] = Path("auditkit-out"),
+    policy: Annotated[Path | None, typer.Option(metavar="PATH", help="Policy TOML with [gates], [checks] and fail_on. Default: ./auditkit.toml, else the [tool.auditkit] table of ./pyproject.toml; none: the probes' own grades decide.")] = None,
+    fail_on: Annotated[str | None, typer.Option("--fail-on", metavar="failed|warned|never", help=FAIL_ON_HELP)] = None,
+    seed: Annotated[int, typer.Option(min=0, metavar="INTEGER", help="Seed for splits, attacks and retraining; same seed, same metrics.")] = 0,
+    device: Annotated[str, typer.Option(metavar="auto|cpu|cuda", help="Where the model runs (auto: cuda when available).")] = "auto",
+    arch: Annotated[str | None, typer.Option(metavar="SPEC", help="Network for weight-only files: torchvision:NAME or package.module:factory.")] = None,
+    unsafe_pickle: Annotated[bool, typer.Option("--unsafe-pickle", help="Allow a pickled nn.Module (runs code from the file; only for files you trust).")] = False,
+    load_timeout: Annotated[float, typer.Option(metavar="SECONDS", help="Seconds loading a model file may take (TorchScript and raw pickles load in a limited child process first).")] = 60.0,
+    load_memory: Annotated[float, typer.Option(metavar="GB", help="GB loading a model file may use, and the most an archive may unpack to.")] = 8.0,
+    allow_native_code: Annotated[bool, typer.Option("--allow-native-code", help="Accept archives carrying shared objects / AOTInductor packages (auditkit still never loads them).")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Reuse probe results an earlier (or interrupted) scan finished in --out.")] = False,
-    target: Annotated[str | None, typer.Option(help="Label column of a table.")] = None,
-    sensitive: Annotated[str | None, typer.Option(help="Comma-separated sensitive-feature columns.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
+    target: Annotated[str | None, typer.Option(metavar="COLUMN", help="Label column of a table.")] = None,
+    sensitive: Annotated[str | None, typer.Option(metavar="COLUMN,COLUMN", help="Comma-separated sensitive-feature columns of a table (the bias probe's groups).")] = None,
     keep_sensitive_features: Annotated[bool, typer.Option("--keep-sensitive-features", help="The model was trained with the sensitive columns as inputs; keep them as features too.")] = False,
-    groups_file: Annotated[Path | None, typer.Option(help="Sidecar CSV of group columns for an image folder (column 'path').")] = None,
-    train_data: Annotated[str | None, typer.Option(help="The model's training data (same forms as --data); gives memorization.generalization_gap.")] = None,
-    input_shape: Annotated[str | None, typer.Option(help="Shape of one example, e.g. 3,32,32.")] = None,
-    input_range: Annotated[str | None, typer.Option(help="Input box, e.g. 0,1 (images) or 0,255.")] = None,
-    mean: Annotated[str | None, typer.Option(help="Per-channel mean applied inside the adapter.")] = None,
-    std: Annotated[str | None, typer.Option(help="Per-channel std applied inside the adapter.")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Probe option, e.g. adversarial.eps=0.1 (repeatable).")] = None,
-    max_minutes: Annotated[float | None, typer.Option(min=0.1, help="Limit on probe time instead of the budget's (fast ≈ 1 min, standard ≈ 10): each probe's work is sized to the model's measured cost.")] = None,
-    cost_from: Annotated[Path | None, typer.Option(help="Size the work with the cost recorded in an earlier audit.json instead of measuring (same cost, same plan: for diffs).")] = None,
+    groups_file: Annotated[Path | None, typer.Option(metavar="PATH", help="Sidecar CSV of group columns for an image folder (column 'path').")] = None,
+    train_data: Annotated[str | None, typer.Option(metavar="SPEC", help="The model's training data (same forms as --data); gives memorization.generalization_gap.")] = None,
+    input_shape: Annotated[str | None, typer.Option(metavar="C,H,W", help="Shape of one example, e.g. 3,32,32 (default: from the model file).")] = None,
+    input_range: Annotated[str | None, typer.Option(metavar="LOW,HIGH", help="Input box, e.g. 0,1 (images) or 0,255 (default: from the model file, else 0,1).")] = None,
+    mean: Annotated[str | None, typer.Option(metavar="FLOAT,...", help="Per-channel mean applied inside the adapter, e.g. 0.485,0.456,0.406.")] = None,
+    std: Annotated[str | None, typer.Option(metavar="FLOAT,...", help="Per-channel std applied inside the adapter, e.g. 0.229,0.224,0.225.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", metavar="PROBE.OPTION=VALUE", help="Probe option, e.g. adversarial.eps=0.1 (repeatable; auditkit probes --verbose lists them).")] = None,
+    max_minutes: Annotated[float | None, typer.Option(min=0.1, metavar="MINUTES", help="Limit on probe time instead of the budget's (fast about 1 min, standard about 10): each probe's work is sized to the model's measured cost.")] = None,
+    cost_from: Annotated[Path | None, typer.Option(metavar="PATH", help="Size the work with the cost recorded in an earlier audit.json instead of measuring (same cost, same plan: for diffs).")] = None,
     debug: DebugOption = False,
 ) -> None:
     """Audit MODEL and write audit.json, report.html, junit.xml and summary.md to --out.
 
-    Under ``torchrun --nproc_per_node=K -m auditkit scan …`` the work is split across K
+    Under torchrun --nproc_per_node=K -m auditkit scan ... the work is split across K
     processes; rank 0 writes the outputs."""
-    with _guard(debug, " (finished probes are kept in --out; add --resume to reuse them)"):
+    with _guard(debug, " (finished probes are kept in --out; add --resume to reuse them)"), \
+            ExitStack() as held:
         from auditkit.api import scan as run_scan
         from auditkit.api import validate_request
         from auditkit.gates import find_policy_file
         from auditkit.loading import ModelMetadata
         from auditkit.progress import Progress
+        from auditkit.verdict import check_fail_on
 
         # Every check that needs neither the model nor the data comes first.
         metadata = ModelMetadata(
@@ -346,11 +459,14 @@ def scan(
             _fail(f"--std {std!r}: every std must be a positive number, e.g. 0.25")
         probe_names = _names(probes, "--probes", "performance,adversarial")
         options = _parse_sets(set_ or [])
+        limits = _load_limits(load_timeout, load_memory, allow_native_code)
         policy_path = policy or find_policy_file(Path.cwd())
         loaded_policy = validate_request(
             probes=probe_names, budget=budget, seed=seed, device=device, options=options,
             policy=policy_path,
         )
+        if fail_on is not None:
+            check_fail_on(fail_on)
         recorded_cost = _recorded_cost(cost_from) if cost_from is not None else None
         from auditkit import distributed
 
@@ -358,6 +474,7 @@ def scan(
         main_rank = distributed.is_main()
         if main_rank:
             _prepare_out(out)
+            held.enter_context(_out_lock(out))
         result = run_scan(
             model,
             data,
@@ -370,6 +487,7 @@ def scan(
             metadata=metadata,
             arch=arch,
             unsafe_pickle=unsafe_pickle,
+            load_limits=limits,
             target=target,
             sensitive=_names(sensitive, "--sensitive", "sex,age"),
             keep_sensitive_features=keep_sensitive_features,
@@ -379,8 +497,9 @@ def scan(
             # only decides whether they are read.
             checkpoint_dir=out if main_rank else None,
             resume=resume,
-            progress=Progress() if main_rank else Progress(False),
+            progress=Progress(quiet=quiet) if main_rank else Progress(False),
             debug=_STATE["debug"],
+            fail_on=fail_on,
             max_minutes=max_minutes,
             cost=recorded_cost,
         )
@@ -425,28 +544,33 @@ def _finish(result: Any, out: Path, policy: Any) -> int:
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("auditkit-out"),
-    budget: Annotated[str, typer.Option(help="fast | standard | thorough")] = "fast",
-    seed: Annotated[int, typer.Option(min=0, help="Seed for training and the audit.")] = 0,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    out: Annotated[Path, typer.Option(metavar="PATH", help="Output folder (the trained model is saved there too).")] = Path("auditkit-out"),
+    budget: Annotated[str, typer.Option(metavar="fast|standard|thorough", help=BUDGET_HELP)] = "fast",
+    seed: Annotated[int, typer.Option(min=0, metavar="INTEGER", help="Seed for training and the audit.")] = 0,
+    device: Annotated[str, typer.Option(metavar="auto|cpu|cuda", help="Where the model runs (auto: cuda when available).")] = "auto",
+    fail_on: Annotated[str | None, typer.Option("--fail-on", metavar="failed|warned|never", help=FAIL_ON_HELP)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
     debug: DebugOption = False,
 ) -> None:
     """Train a small CNN on the bundled digits, save it, and scan it with every probe."""
-    with _guard(debug):
+    with _guard(debug), ExitStack() as held:
         from auditkit.api import scan as run_scan
         from auditkit.api import validate_request
         from auditkit.demo import build_demo_model
         from auditkit.progress import Progress
+        from auditkit.verdict import check_fail_on
 
         validate_request(budget=budget, seed=seed, device=device)
+        if fail_on is not None:
+            check_fail_on(fail_on)
         _prepare_out(out)
-        out.mkdir(parents=True, exist_ok=True)  # the trained model is saved there first
+        held.enter_context(_out_lock(out))  # the trained model is saved there first
         model_path = out / "digits-cnn.pt2"
         typer.echo(f"training a small CNN on scikit-learn's bundled digits → {model_path}")
         build_demo_model(model_path, seed=seed)
         result = run_scan(
-            model_path, None, budget=budget, seed=seed, device=device, progress=Progress(),
-            debug=_STATE["debug"],
+            model_path, None, budget=budget, seed=seed, device=device,
+            progress=Progress(quiet=quiet), debug=_STATE["debug"], fail_on=fail_on,
         )
         code = _finish(result, out, None)
     raise typer.Exit(code)
@@ -454,8 +578,8 @@ def demo(
 
 @app.command()
 def report(
-    audit_json: Annotated[Path, typer.Argument(help="An audit.json written by auditkit scan.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write.")] = Path("report.html"),
+    audit_json: Annotated[Path, typer.Argument(metavar="AUDIT_JSON", help="An audit.json written by auditkit scan.")],
+    output: Annotated[Path, typer.Option("-o", "--output", metavar="PATH", help="HTML file to write.")] = Path("report.html"),
     debug: DebugOption = False,
 ) -> None:
     """Re-render the HTML report from audit.json alone (no model needed)."""
@@ -469,15 +593,18 @@ def report(
 
 @app.command()
 def diff(
-    base: Annotated[Path, typer.Argument(help="Baseline audit.json.")],
-    new: Annotated[Path, typer.Argument(help="New audit.json.")],
-    tolerance: Annotated[float, typer.Option(help="Allowed absolute change toward worse.")] = 0.01,
-    tolerance_for: Annotated[list[str] | None, typer.Option("--tolerance-for", help="Per-metric tolerance, e.g. adversarial.robust_accuracy=0.03.")] = None,
-    markdown: Annotated[Path | None, typer.Option(help="Also write the comparison as Markdown.")] = None,
+    base: Annotated[Path, typer.Argument(metavar="BASE_JSON", help="Baseline audit.json.")],
+    new: Annotated[Path, typer.Argument(metavar="NEW_JSON", help="New audit.json.")],
+    tolerance: Annotated[float, typer.Option(metavar="FLOAT", help="Allowed absolute change toward worse.")] = 0.01,
+    tolerance_for: Annotated[list[str] | None, typer.Option("--tolerance-for", metavar="PROBE.METRIC=FLOAT", help="Per-metric tolerance, e.g. adversarial.robust_accuracy=0.03 (repeatable).")] = None,
+    markdown: Annotated[Path | None, typer.Option(metavar="PATH", help="Also write the comparison as Markdown.")] = None,
     all_metrics: Annotated[bool, typer.Option("--all", help="List unchanged metrics too.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Compare audits of different data or different kinds of model (otherwise exit 2).")] = False,
     debug: DebugOption = False,
 ) -> None:
-    """Compare two audits; exit 1 when a metric, a probe or a check regressed."""
+    """Compare two audits: first whether they are comparable (data, model, seed, budget,
+    version, probes), then what regressed; exit 1 when a metric, a probe or a check regressed,
+    2 when they are not comparable (different data or model interface) and --force is not given."""
     with _guard(debug):
         from auditkit.diff import compare, render_diff_markdown
 
@@ -492,7 +619,7 @@ def diff(
                 _fail(f"--tolerance-for {item!r}: expected probe.metric=number, e.g. calibration.ece=0.02")
         changes = compare(
             _load_audit(base), _load_audit(new), tolerance=tolerance, tolerances=per_metric,
-            labels=(str(base), str(new)),
+            labels=(str(base), str(new)), force=force,
         )
         text = render_diff_markdown(changes, only_changed=not all_metrics)
         if markdown:

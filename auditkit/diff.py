@@ -1,8 +1,16 @@
 """Compare two audits, direction-aware, for regression gates in CI.
 
+First it says whether the two audits are comparable at all: the same model interface (classes,
+input shape), the same data (fingerprint), and then the facts that move numbers on their own
+(seed, budget, auditkit version, options, probes run, model weights). Different data or a
+different model interface is bad input (exit 2) unless ``force``: the numbers would not measure
+the same thing. Different weights are expected (that is what a diff compares); a different seed
+or budget is stated before any regression, since it alone moves the numbers.
+
 Three kinds of change count as a regression: a metric that moved to its worse side by more than
 its tolerance (or vanished), a probe whose status got worse (passed → warned / failed / error /
-skipped, or no longer run), and a check that got worse (passed → warned or failed). Which side of a metric
+skipped, or no longer run; a probe that did not run before and now fails or errors), and a check
+that got worse (passed → warned or failed). Which side of a metric
 is better comes from the audits themselves (each probe's ``metric_info`` in audit.json), so
 plugin metrics are judged even where the plugin is not installed; the installed probes'
 declarations are the fallback for audits written before ``metric_info`` existed.
@@ -58,11 +66,39 @@ class StatusChange:
 
 
 @dataclass(frozen=True)
+class Fact:
+    """One thing both audits should share: its value in each and whether a difference blocks."""
+
+    name: str
+    base: str
+    new: str
+    blocking: bool  # a difference makes the audits incomparable (needs --force)
+    meaning: str  # what a difference means for reading the numbers
+
+    @property
+    def same(self) -> bool:
+        return self.base == self.new
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "same": self.same}
+
+
+@dataclass(frozen=True)
 class AuditDiff:
     """Everything that changed between two audits; ``regressed`` decides the exit code."""
 
     metrics: list[MetricChange] = field(default_factory=list)
     statuses: list[StatusChange] = field(default_factory=list)
+    facts: list[Fact] = field(default_factory=list)
+
+    @property
+    def differences(self) -> list[Fact]:
+        return [f for f in self.facts if not f.same]
+
+    @property
+    def comparable(self) -> bool:
+        """No blocking difference (same data, same model interface)."""
+        return not any(f.blocking for f in self.differences)
 
     @property
     def regressions(self) -> list[MetricChange | StatusChange]:
@@ -171,8 +207,11 @@ def diff_statuses(base: AuditResult, new: AuditResult) -> list[StatusChange]:
         if b != n:
             b_rank = PROBE_RANK.get(b, 0) if b else None
             n_rank = PROBE_RANK.get(n, 3) if n else None
-            regression = b_rank is not None and (n_rank is None or n_rank > b_rank)
-            improvement = b_rank is not None and n_rank is not None and n_rank < b_rank
+            if b_rank is None:  # a probe new in this audit: a regression only if it fails
+                regression, improvement = n in ("failed", "error"), False
+            else:
+                regression = n_rank is None or n_rank > b_rank
+                improvement = n_rank is not None and n_rank < b_rank
             changes.append(
                 StatusChange(name, "probe", b, n or NOT_RUN, regression, improvement)
             )
@@ -198,6 +237,55 @@ def diff_statuses(base: AuditResult, new: AuditResult) -> list[StatusChange]:
     return changes
 
 
+def _short_hash(value: Any) -> str:
+    return str(value)[:12] if value else "unknown"
+
+
+def _shape(audit: AuditResult) -> str:
+    adapter = audit.model.get("adapter") if isinstance(audit.model.get("adapter"), dict) else {}
+    shape = adapter.get("input_shape") or (audit.model.get("metadata") or {}).get("input_shape")
+    shape = shape or audit.data.get("input_shape")
+    return "×".join(str(v) for v in shape) if isinstance(shape, (list, tuple)) and shape else "unknown"
+
+
+def comparability(base: AuditResult, new: AuditResult) -> list[Fact]:
+    """What both audits should share, in the order a reader checks it."""
+
+    def setting(audit: AuditResult, key: str) -> str:
+        value = audit.settings.get(key, audit.environment.get(key))
+        return "unknown" if value is None else str(value)
+
+    def options(audit: AuditResult) -> str:
+        import json
+
+        return json.dumps(audit.settings.get("options") or {}, sort_keys=True)
+
+    return [
+        Fact("data", f"{base.data.get('name') or 'unnamed'} {_short_hash(base.data.get('fingerprint'))}",
+             f"{new.data.get('name') or 'unnamed'} {_short_hash(new.data.get('fingerprint'))}",
+             True, "different data: the metrics measure different examples"),
+        Fact("model interface",
+             f"{base.model.get('num_classes', '?')} classes, input {_shape(base)}",
+             f"{new.model.get('num_classes', '?')} classes, input {_shape(new)}",
+             True, "different kinds of model: the metrics answer different questions"),
+        Fact("model weights", _short_hash(base.model.get("sha256")),
+             _short_hash(new.model.get("sha256")), False,
+             "different weights (expected when comparing two versions of a model)"),
+        Fact("seed", setting(base, "seed"), setting(new, "seed"), False,
+             "different seed: splits, attack starts and retraining differ, so numbers move "
+             "within their noise even for the same model"),
+        Fact("budget", setting(base, "budget"), setting(new, "budget"), False,
+             "different budget: attack strength, bootstrap rounds and epochs differ"),
+        Fact("options", options(base), options(new), False,
+             "different probe options (--set): the probes measured different things"),
+        Fact("auditkit version", base.auditkit_version or "unknown",
+             new.auditkit_version or "unknown", False,
+             "different auditkit versions: a probe's method may have changed"),
+        Fact("probes run", ", ".join(base.probes) or "none", ", ".join(new.probes) or "none",
+             False, "different probes ran: see the probe table for what ran in only one"),
+    ]
+
+
 def compare(
     base: AuditResult,
     new: AuditResult,
@@ -205,23 +293,65 @@ def compare(
     tolerance: float = 0.01,
     tolerances: dict[str, float] | None = None,
     labels: tuple[str, str] = ("base audit", "new audit"),
+    force: bool = False,
 ) -> AuditDiff:
-    """Metrics (direction-aware, beyond tolerance) and probe/check statuses of two audits.
+    """Comparability, then metrics (direction-aware, beyond tolerance) and probe/check statuses.
+
+    Raises ``AuditkitInputError`` (exit 2) when the audits are of different data or different
+    kinds of model, unless ``force``.
 
     Example:
         >>> changes = compare(AuditResult.load("base.json"), AuditResult.load("new.json"))
-        >>> changes.regressed, [c.to_dict() for c in changes.regressions]
+        >>> changes.comparable, changes.regressed, [c.to_dict() for c in changes.regressions]
     """
+    facts = comparability(base, new)
+    blocking = [f for f in facts if f.blocking and not f.same]
+    if blocking and not force:
+        what = "; ".join(f"{f.name}: {f.base} vs {f.new}" for f in blocking)
+        raise AuditkitInputError(
+            f"{labels[0]} and {labels[1]} are not comparable ({what}): {blocking[0].meaning}; "
+            "pass --force to compare them anyway"
+        )
     return AuditDiff(
         diff_results(base, new, tolerance=tolerance, tolerances=tolerances, labels=labels),
         diff_statuses(base, new),
+        facts,
     )
 
 
 def _verdict(change: MetricChange | StatusChange) -> str:
     if change.regression:
         return "❌ regression"
-    return "✅ improved" if change.improvement else "≈ same"
+    if change.improvement:
+        return "✅ improved"
+    if isinstance(change, StatusChange) and change.base is None:
+        return "➕ new check" if change.kind == "check" else "➕ not run before"
+    return "≈ same"
+
+
+def _comparability_lines(changes: AuditDiff) -> list[str]:
+    """Said first, before any regression: whether the numbers are comparable at all."""
+    if not changes.facts:
+        return []
+    differences = changes.differences
+    if not differences:
+        return [
+            "**Comparable**: same data, model interface, weights, seed, budget, options, "
+            "auditkit version and probes.",
+            "",
+        ]
+    blocking = [f for f in differences if f.blocking]
+    head = (
+        "**Not comparable** (compared anyway with --force)"
+        if blocking
+        else "**Comparable, with differences that move the numbers on their own**"
+    )
+    lines = [f"{head}: " + ", ".join(text(f.name) for f in differences) + ".", ""]
+    lines += ["| fact | base | new | what it means |", "|---|---|---|---|"]
+    for f in differences:
+        lines.append(f"| {text(f.name)} | {text(f.base, 80)} | {text(f.new, 80)} | {text(f.meaning)} |")
+    lines.append("")
+    return lines
 
 
 def render_diff_markdown(
@@ -236,10 +366,8 @@ def render_diff_markdown(
     def f(v: float | None) -> str:
         return "—" if v is None else text(f"{v:.4g}")
 
-    lines = [
-        f"### auditkit diff: {regressions} regression{'s' if regressions != 1 else ''}",
-        "",
-    ]
+    lines = ["### auditkit diff", "", *_comparability_lines(changes)]
+    lines += [f"**{regressions} regression{'s' if regressions != 1 else ''}**", ""]
     if changes.statuses:
         lines += ["| probe / check | base | new | verdict |", "|---|---|---|---|"]
         for s in changes.statuses:

@@ -34,7 +34,8 @@ NOT_FOUND = "{path}: no such file"
 NOT_A_FILE = "{path}: is a directory, not a model file"
 UNKNOWN_FORMAT = (
     "{path}: not a model file auditkit can read (expected a torch.export archive, TorchScript, "
-    "a state_dict/safetensors with --arch, or a pickled module with --unsafe-pickle)"
+    "a state_dict/safetensors with --arch, ONNX, a scikit-learn skops file, or a pickled "
+    "module with --unsafe-pickle)"
 )
 CORRUPT_ARCHIVE = "{path}: the model archive is truncated or corrupt ({reason}); re-export it"
 PICKLE_REFUSED = (

@@ -2,6 +2,8 @@
 
 A policy lives in ``auditkit.toml`` or under ``[tool.auditkit]`` in ``pyproject.toml``::
 
+    fail_on = "failed"    # or "warned" / "never": how the probes' own grades count (verdict.py)
+
     [gates]
     "adversarial.robust_accuracy" = ">= 0.30"
     "calibration.ece" = { rule = "<= 0.05", severity = "warn" }
@@ -14,12 +16,14 @@ A policy lives in ``auditkit.toml`` or under ``[tool.auditkit]`` in ``pyproject.
     max_epochs = 50
     require = "pass"                       # optional: also a check rule, as above
 
-A gate whose metric was not measured fails (fail closed) and says which metric and why. A rule
-on a probe that is not selected is bad input, found before any work (``check_selection``).
+Without ``fail_on`` the probes' own judgement stands: a failed probe fails the audit, a warned one
+passes it with warnings. A gate whose metric was not measured fails (fail closed) and says which
+metric and why. A rule on a probe that is not selected is bad input, found before any work (``check_selection``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 import re
@@ -31,6 +35,7 @@ from typing import Any
 
 from auditkit.errors import AuditkitInputError, one_line
 from auditkit.results import AuditResult, GateResult, ProbeResult
+from auditkit.verdict import DEFAULT_FAIL_ON, exit_code_for
 
 _RULE = re.compile(r"^\s*(>=|<=|>|<|==)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
@@ -57,6 +62,7 @@ class Policy:
     source: str = "<inline>"
     # {probe: {option: value}} from [checks.<probe>] tables; --set and the API override them.
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    fail_on: str | None = None  # None: the default (a failed probe fails the audit)
 
 
 # Keys of a [checks.<probe>] table that make a check rule; every other key is a probe option.
@@ -120,11 +126,17 @@ def parse_policy(
             f"{source}: a policy is a table with [gates] and [checks], not a "
             f"{type(doc).__name__}"
         )
-    unknown_sections = sorted(set(doc) - {"gates", "checks"})
+    unknown_sections = sorted(set(doc) - {"gates", "checks", "fail_on"})
     if unknown_sections:
         raise AuditkitInputError(
-            f"{source}: unknown policy section [{unknown_sections[0]}]; use [gates] and [checks]"
+            f"{source}: unknown policy section [{unknown_sections[0]}]; use [gates], [checks] "
+            "and fail_on = \"failed\"|\"warned\"|\"never\""
         )
+    fail_on = doc.get("fail_on")
+    if fail_on is not None:
+        from auditkit.verdict import check_fail_on
+
+        fail_on = check_fail_on(fail_on, f"{source}: fail_on =")
     gates = _section(doc, "gates", '"performance.accuracy" = ">= 0.9"', source)
     checks = _section(doc, "checks", '"adversarial" = "pass"', source)
     metrics = {**known_metrics(), **{k: dict(v) for k, v in (extra_metrics or {}).items()}}
@@ -169,7 +181,7 @@ def parse_policy(
                 "{ require = \"pass\", severity = \"warn\" }"
             )
         rules.append(Rule(key, "pass", None, severity, "check"))
-    return Policy(tuple(rules), source, options)
+    return Policy(tuple(rules), source, options, fail_on)
 
 
 def merged_options(
@@ -310,18 +322,29 @@ def _evaluate_checks(rule: Rule, probe_name: str, check_name: str, probe: Any) -
     )
 
 
-def apply_policy(result: AuditResult, policy: Policy | Mapping[str, Any] | str | Path) -> AuditResult:
-    """The result with gates evaluated and the verdict they imply."""
-    return result.with_gates(evaluate(result, load_policy(policy)))
+def apply_policy(
+    result: AuditResult,
+    policy: Policy | Mapping[str, Any] | str | Path | None,
+    fail_on: str | None = None,
+) -> AuditResult:
+    """The result with gates evaluated and the verdict they imply.
+
+    ``fail_on`` (``--fail-on``) wins over the policy's own ``fail_on``, which wins over the
+    default ``failed``; without a policy only ``fail_on`` applies.
+    """
+    loaded = load_policy(policy) if policy is not None else None
+    gates = evaluate(result, loaded) if loaded is not None else []
+    chosen = fail_on or (loaded.fail_on if loaded is not None else None) or DEFAULT_FAIL_ON
+    result = result.with_gates(gates, fail_on=chosen)
+    if loaded is not None:  # the renderers name the policy the verdict rests on
+        result = dataclasses.replace(result, settings={**result.settings, "policy": loaded.source})
+    return result
 
 
 EXIT_PASSED, EXIT_GATE_FAILED, EXIT_BAD_INPUT, EXIT_PROBE_ERROR = 0, 1, 2, 3
 
 
 def exit_code(result: AuditResult) -> int:
-    """0 passed · 1 a gate failed · 3 a probe errored (bad input, 2, is raised earlier)."""
-    if result.failures:
-        return EXIT_GATE_FAILED
-    if result.errors:
-        return EXIT_PROBE_ERROR
-    return EXIT_PASSED
+    """0 passed (with or without warnings) · 1 failed: a gate, or a probe's grade at
+    ``fail_on`` · 3 a probe errored and nothing failed (bad input, 2, is raised earlier)."""
+    return exit_code_for(result.verdict)

@@ -12,6 +12,7 @@ import hashlib
 import importlib
 import io
 import json
+import os
 import pickle
 import pickletools
 import re
@@ -28,8 +29,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from auditkit import errors
+from auditkit import errors, safety
 from auditkit.errors import AuditkitInputError, one_line
+from auditkit.formats import FORMAT_ONNX, FORMAT_SKOPS
+from auditkit.safety import DEFAULT_LIMITS, LoadLimits
 
 METADATA_NAME = "auditkit.json"
 
@@ -210,6 +213,18 @@ def _reason(exc: BaseException, limit: int = 200) -> str:
     return one_line(str(exc) or type(exc).__name__, limit)
 
 
+_MEMORY_WORDS = ("can't allocate memory", "bad_alloc", "out of memory", "Cannot allocate memory")
+
+
+def _torch_failed(path: Path, exc: BaseException, limits: LoadLimits | None = None) -> AuditkitInputError:
+    """torch could not read the (already validated) file: name the real cause in one line."""
+    text = str(exc)
+    if isinstance(exc, MemoryError) or any(word in text for word in _MEMORY_WORDS):
+        limit = safety.human_bytes((limits or DEFAULT_LIMITS).memory_bytes)
+        return AuditkitInputError(safety.LOAD_MEMORY.format(path=path, limit=limit))
+    return AuditkitInputError(errors.CORRUPT_ARCHIVE.format(path=path, reason=_reason(exc)))
+
+
 def sha256_file(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -234,43 +249,61 @@ def weights_sha256(module: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def sniff_format(path: str | Path) -> str:
-    """Name the format of a model file from its bytes (the extension is ignored)."""
+def sniff_format(path: str | Path, limits: LoadLimits | None = None) -> str:
+    """Name the format of a model file from its bytes (the extension is ignored).
+
+    Only a non-empty regular file is read (a FIFO, socket or device is refused unopened), and a
+    zip archive is validated (``safety.validate_zip``: names, native code, sizes, ratios) before
+    its names are trusted to say what it is.
+    """
     path = Path(path)
-    if path.is_dir():
-        raise AuditkitInputError(errors.NOT_A_FILE.format(path=path))
-    if not path.is_file():
-        raise AuditkitInputError(errors.NOT_FOUND.format(path=path))
+    safety.check_regular_file(path)
     with open(path, "rb") as fh:
         head = fh.read(16)
     if not head:
         raise AuditkitInputError(errors.EMPTY_FILE.format(path=path))
     if head[:4] == b"PK\x03\x04":
-        try:
-            with zipfile.ZipFile(path) as zf:
-                names = zf.namelist()
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-            raise AuditkitInputError(
-                errors.CORRUPT_ARCHIVE.format(path=path, reason=_reason(exc))
-            ) from None
-        if any(n.endswith("/archive_format") or n == "archive_format" for n in names):
-            return FORMAT_EXPORT
-        if any("/code/" in n for n in names) and any(n.endswith("constants.pkl") for n in names):
-            return FORMAT_TORCHSCRIPT
-        if any(n.endswith("data.pkl") for n in names):
-            return FORMAT_TORCH_SAVE
-        raise AuditkitInputError(errors.UNKNOWN_FORMAT.format(path=path))
+        names = safety.validate_zip(path, limits or DEFAULT_LIMITS).names
+        return _zip_format(path, names)
     if head[:1] == b"\x80":
         return FORMAT_LEGACY_PICKLE
     # Protocol 0/1 pickles (plain ``pickle.dump(..., protocol=0)``) start with an opcode byte;
     # only call it a pickle when the whole first stream decodes, so text files stay "unknown".
-    if head[:1] in b"(c]}" and _pickle_globals(path.read_bytes()) is not None:
+    if head[:1] in b"(c]}" and _pickle_globals(_read_prefix(path, limits)) is not None:
         return FORMAT_LEGACY_PICKLE
     if len(head) >= 9:
         (header_len,) = struct.unpack("<Q", head[:8])
-        if 0 < header_len < 100_000_000 and head[8:9] == b"{":
+        # Any length: a header claiming more than the file holds is a lying safetensors file
+        # (refused by safety.check_safetensors), not a foreign one.
+        if header_len > 0 and head[8:9] == b"{":
             return FORMAT_SAFETENSORS
-    raise AuditkitInputError(errors.UNKNOWN_FORMAT.format(path=path))
+    return _sniff_foreign(path, head, None)
+
+
+def _sniff_foreign(path: Path, head: bytes, zip_names: list[str] | None) -> str:
+    """ONNX and skops files (``auditkit.formats``); anything else is unknown."""
+    from auditkit.formats import sniff_foreign
+
+    fmt = sniff_foreign(head, zip_names)
+    if fmt is None:
+        raise AuditkitInputError(errors.UNKNOWN_FORMAT.format(path=path))
+    return fmt
+
+
+def _read_prefix(path: Path, limits: LoadLimits | None) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read((limits or DEFAULT_LIMITS).max_metadata_bytes)
+
+
+def _zip_format(path: Path, names: list[str]) -> str:
+    """Which torch format a (validated) zip archive is, from its entry names."""
+    if any(n.endswith("/archive_format") or n == "archive_format" for n in names):
+        return FORMAT_EXPORT
+    if any("/code/" in n for n in names) and any(n.endswith("constants.pkl") for n in names):
+        return FORMAT_TORCHSCRIPT
+    if any(n.endswith("data.pkl") for n in names):
+        return FORMAT_TORCH_SAVE
+    return _sniff_foreign(path, b"", names)
 
 
 _GLOBAL_OPCODES = {"GLOBAL", "INST"}
@@ -436,7 +469,7 @@ def _module_from_weights(
     return module
 
 
-def _safe_torch_load(path: Path) -> Any:
+def _safe_torch_load(path: Path, limits: LoadLimits | None = None) -> Any:
     try:
         with warnings.catch_warnings():
             # torch warns about pickle protocols it is about to refuse; the refusal says enough.
@@ -450,9 +483,7 @@ def _safe_torch_load(path: Path) -> Any:
             ) from None
         raise AuditkitInputError(errors.PICKLE_REFUSED.format(path=path, what=what)) from None
     except Exception as exc:  # torch raises many types for damaged files; all are bad input
-        raise AuditkitInputError(
-            errors.CORRUPT_ARCHIVE.format(path=path, reason=_reason(exc))
-        ) from None
+        raise _torch_failed(path, exc, limits) from None
 
 
 def _unsafe_torch_load(path: Path) -> Any:
@@ -479,7 +510,7 @@ class _UnsafePayload(Exception):
     """Raised inside torch.export.load when the archive wants to unpickle a Python object."""
 
 
-_EXPORT_LOAD_LOCK = threading.Lock()
+_EXPORT_LOAD_LOCK = threading.RLock()
 
 
 @contextmanager
@@ -590,19 +621,18 @@ def _load_export(
 ) -> tuple[nn.Module, ModelMetadata]:
     extra = {METADATA_NAME: ""}
     try:
-        if unsafe_pickle:
-            program = torch.export.load(path, extra_files=extra)
-        else:
-            with _weights_only_everywhere():
+        with _never_load_native_code():
+            if unsafe_pickle:
                 program = torch.export.load(path, extra_files=extra)
+            else:
+                with _weights_only_everywhere():
+                    program = torch.export.load(path, extra_files=extra)
     except _UnsafePayload as exc:
         raise AuditkitInputError(
             errors.EXPORT_PAYLOAD_REFUSED.format(path=path, what=str(exc))
         ) from None
     except Exception as exc:  # torch raises many types for a damaged archive
-        raise AuditkitInputError(
-            errors.CORRUPT_ARCHIVE.format(path=path, reason=_reason(exc))
-        ) from None
+        raise _torch_failed(path, exc) from None
     metadata = parse_metadata(extra.get(METADATA_NAME))
     module = program.module()
     batch, example_shape = _export_input_shape(program)
@@ -614,14 +644,193 @@ def _load_export(
     return module, metadata
 
 
+@contextmanager
+def _never_load_native_code() -> Iterator[None]:
+    """torch.export.load dlopens AOTInductor packages it finds in the archive; auditkit audits the
+    exported program and needs none of them. Archives carrying native code are refused before
+    this (``safety.validate_zip``); with ``--allow-native-code`` they load, without that part."""
+    try:
+        from torch.export.pt2_archive import _package
+    except ImportError:
+        yield
+        return
+    saved = getattr(_package, "_load_aoti", None)
+    if saved is None:
+        yield
+        return
+    with _EXPORT_LOAD_LOCK:
+        _package._load_aoti = lambda *_args, **_kwargs: None
+        try:
+            yield
+        finally:
+            _package._load_aoti = saved
+
+
+@dataclass
+class _Request:
+    """What a per-format loader needs besides the path.
+
+    A loader that recognizes a more specific format inside its container (a self-describing
+    safetensors "architecture file", say) may set ``format`` and ``arch_name``; ``load_model``
+    reports those.
+    """
+
+    arch: str | Callable[[], nn.Module] | None
+    unsafe_pickle: bool
+    parse: Callable[[str | bytes | None], ModelMetadata]
+    limits: LoadLimits
+    format: str = ""
+    arch_name: str | None = None
+
+
+def _load_export_file(path: Path, req: _Request) -> tuple[nn.Module, ModelMetadata]:
+    return _load_export(path, unsafe_pickle=req.unsafe_pickle, parse_metadata=req.parse)
+
+
+def _load_torchscript_file(path: Path, req: _Request) -> tuple[nn.Module, ModelMetadata]:
+    extra = {METADATA_NAME: ""}
+    try:
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except Exception as exc:
+        raise _torch_failed(path, exc, req.limits) from None
+    return module, req.parse(extra.get(METADATA_NAME))
+
+
+def _load_safetensors_file(path: Path, req: _Request) -> tuple[nn.Module, ModelMetadata]:
+    from safetensors import safe_open
+
+    arch_file = _load_arch_file(path, req.parse)
+    if arch_file is not None:  # an architecture file rebuilds itself (contract E)
+        if req.arch is not None:
+            raise AuditkitInputError(ARCH_NOT_NEEDED.format(
+                arch=req.arch, path=path, what="an auditkit architecture file"
+            ))
+        module, metadata, req.format, req.arch_name = arch_file
+        return module, metadata
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            state = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+            embedded = (fh.metadata() or {}).get(METADATA_NAME)
+    except Exception as exc:  # SafetensorError, OSError, ValueError, ... on a damaged file
+        raise AuditkitInputError(
+            errors.CORRUPT_ARCHIVE.format(path=path, reason=_reason(exc))
+        ) from None
+    metadata = req.parse(embedded)
+    return _module_from_weights(state, req.arch, path, "safetensors"), metadata
+
+
+def _load_pickled_file(path: Path, req: _Request) -> tuple[nn.Module, ModelMetadata]:
+    """A torch.save zip or a raw pickle stream: weights (with --arch), or a whole module only
+    with --unsafe-pickle."""
+    if req.unsafe_pickle:
+        estimator = _unsafe_pickled_estimator(path)
+        if estimator is not None:
+            req.format = estimator.format
+            return estimator, ModelMetadata()
+    obj = _unsafe_torch_load(path) if req.unsafe_pickle else _safe_torch_load(path, req.limits)
+    if isinstance(obj, nn.Module):
+        if req.arch is not None:
+            raise AuditkitInputError(ARCH_NOT_NEEDED.format(
+                arch=req.arch, path=path, what="a whole pickled module"
+            ))
+        return obj, ModelMetadata()
+    state = _unwrap_checkpoint(obj)
+    if state is None:
+        raise AuditkitInputError(errors.UNKNOWN_FORMAT.format(path=path))
+    module = _module_from_weights(state, req.arch, path, "a state_dict")
+    metadata = ModelMetadata()
+    if isinstance(obj, Mapping) and isinstance(obj.get(METADATA_NAME), (str, dict)):
+        meta = obj[METADATA_NAME]
+        metadata = req.parse(meta if isinstance(meta, str) else json.dumps(meta))
+    return module, metadata
+
+
+def _unsafe_pickled_estimator(path: Path) -> Any:
+    """With --unsafe-pickle only: a joblib/pickle file of a scikit-learn model (None when the
+    pickle names no scikit-learn object)."""
+    from auditkit.formats.skops_file import read_pickled_estimator
+
+    return read_pickled_estimator(path)
+
+
+def _load_foreign_file(path: Path, req: _Request) -> tuple[Any, ModelMetadata]:
+    """ONNX and skops files: a model object that builds its own adapter (``auditkit.formats``)."""
+    from auditkit.formats import load_foreign
+
+    return load_foreign(req.format, path, unsafe_pickle=req.unsafe_pickle, parse_metadata=req.parse)
+
+
+# One loader per format: (path, request) -> (module, metadata). A new format adds its sniffing
+# and one entry here.
+FORMAT_LOADERS: dict[str, Callable[[Path, _Request], tuple[nn.Module, ModelMetadata]]] = {
+    FORMAT_EXPORT: _load_export_file,
+    FORMAT_TORCHSCRIPT: _load_torchscript_file,
+    FORMAT_SAFETENSORS: _load_safetensors_file,
+    FORMAT_TORCH_SAVE: _load_pickled_file,
+    FORMAT_LEGACY_PICKLE: _load_pickled_file,
+    FORMAT_ONNX: _load_foreign_file,
+    FORMAT_SKOPS: _load_foreign_file,
+}
+
+# Formats whose file carries its own network: --arch would be silently ignored, so it is refused.
+FORMATS_WITHOUT_ARCH = {
+    FORMAT_EXPORT: "a torch.export archive", FORMAT_TORCHSCRIPT: "TorchScript",
+    FORMAT_ONNX: "an ONNX model", FORMAT_SKOPS: "a scikit-learn skops file",
+}
+ARCH_NOT_NEEDED = (
+    "--arch {arch}: {path} is {what}, which carries its own network, so --arch would be "
+    "ignored; drop it"
+)
+
+
+def inspect_file(path: Path, fmt: str, limits: LoadLimits) -> None:
+    """The format's own static checks, after ``sniff_format`` validated the container."""
+    if fmt == FORMAT_SAFETENSORS:
+        safety.check_safetensors(path, limits)
+    elif fmt in (FORMAT_TORCH_SAVE, FORMAT_TORCHSCRIPT):
+        safety.check_pickled_storages(path, limits)
+    elif fmt == FORMAT_EXPORT:
+        safety.check_export_archive(path, safety.validate_zip(path, limits), limits)
+
+
+def _refuse_unsafe_pickle_early(path: Path, limits: LoadLimits) -> None:
+    """A raw pickle naming globals the weights-only loader refuses: say so without a child."""
+    try:
+        decoded = safety.decode_pickle(_read_prefix(path, limits), streams=4)
+    except Exception:  # not decodable here: the sandboxed loader reports it
+        return
+    try:
+        from torch._weights_only_unpickler import _get_allowed_globals
+
+        allowed = set(_get_allowed_globals())
+    except (ImportError, AttributeError):  # another torch: let the loader decide
+        return
+    unsafe = [
+        g for g in dict.fromkeys(decoded.globals)
+        if g not in allowed and not (g.startswith("torch.") and g.endswith("Storage"))
+    ]
+    if unsafe:
+        what = one_line(f"it references {', '.join(unsafe)}", 160)
+        raise AuditkitInputError(errors.PICKLE_REFUSED.format(path=path, what=what))
+
+
 def load_model(
     path: str | Path,
     *,
     arch: str | Callable[[], nn.Module] | None = None,
     unsafe_pickle: bool = False,
     overrides: ModelMetadata | None = None,
+    limits: LoadLimits | None = None,
+    debug: bool = False,
+    _sandboxed: bool = False,
 ) -> LoadedModel:
     """Load a model file of any supported format without executing untrusted code.
+
+    The file is checked before torch reads it (``auditkit.safety``): a regular file, a zip whose
+    entries are safe and bounded, sizes that match their records. torch then reads it with a
+    private temp folder and captured output; TorchScript and raw pickles are first trial-loaded
+    in a child process under ``limits`` (time and memory).
 
     Args:
         path: the model file; its format is sniffed from the content.
@@ -630,6 +839,8 @@ def load_model(
         overrides: metadata the caller sets (``--mean``, ``--input-shape`` ...). Those fields win
             over the embedded ones and are not read from the file, so a malformed embedded
             field can be overridden instead of re-saving the model.
+        limits: time, memory and archive limits (``LoadLimits``; defaults: 60 s, 8 GB).
+        debug: write what torch printed while loading to stderr.
 
     Raises:
         AuditkitInputError: unreadable, unsafe or foreign file, or malformed embedded metadata.
@@ -639,9 +850,14 @@ def load_model(
         >>> loaded.format, loaded.metadata.input_shape
     """
     path = Path(path)
-    fmt = sniff_format(path)
+    limits = limits or DEFAULT_LIMITS
+    fmt = sniff_format(path, limits)
+    inspect_file(path, fmt, limits)
+    if arch is not None and fmt in FORMATS_WITHOUT_ARCH:
+        raise AuditkitInputError(
+            ARCH_NOT_NEEDED.format(arch=arch, path=path, what=FORMATS_WITHOUT_ARCH[fmt])
+        )
     digest = sha256_file(path)
-    metadata = ModelMetadata()
     given = {
         k: v for k, v in dataclasses.asdict(overrides).items() if v not in (None, {})
     } if overrides is not None else {}
@@ -649,52 +865,43 @@ def load_model(
 
     def parse(text: str | bytes | None) -> ModelMetadata:
         return _parse_metadata(text, path, skip)
+
     arch_name = arch if isinstance(arch, str) else getattr(arch, "__name__", None)
+    if fmt == FORMAT_LEGACY_PICKLE and not unsafe_pickle:
+        _refuse_unsafe_pickle_early(path, limits)  # no child needed to refuse os.system
+    # The child needs select, wait4 and process groups: POSIX. Elsewhere the checks still run.
+    if (
+        os.name == "posix" and not _sandboxed and not unsafe_pickle
+        and fmt in (FORMAT_TORCHSCRIPT, FORMAT_LEGACY_PICKLE)
+    ):
+        from auditkit.sandbox import trial_load
 
-    if fmt == FORMAT_EXPORT:
-        module, metadata = _load_export(path, unsafe_pickle=unsafe_pickle, parse_metadata=parse)
-    elif fmt == FORMAT_TORCHSCRIPT:
-        extra = {METADATA_NAME: ""}
-        try:
-            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-        except Exception as exc:
-            raise AuditkitInputError(
-                errors.CORRUPT_ARCHIVE.format(path=path, reason=_reason(exc))
-            ) from None
-        metadata = parse(extra.get(METADATA_NAME))
-    elif fmt == FORMAT_SAFETENSORS:
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(path), framework="pt") as fh:
-                state = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
-                embedded = (fh.metadata() or {}).get(METADATA_NAME)
-        except Exception as exc:  # SafetensorError, OSError, ValueError, ... on a damaged file
-            raise AuditkitInputError(
-                errors.CORRUPT_ARCHIVE.format(path=path, reason=_reason(exc))
-            ) from None
-        metadata = parse(embedded)
-        module = _module_from_weights(state, arch, path, "safetensors")
-    else:  # torch.save zip or a raw pickle stream
-        if unsafe_pickle:
-            obj = _unsafe_torch_load(path)
-        else:
-            obj = _safe_torch_load(path)
-        if isinstance(obj, nn.Module):
-            module = obj
-        else:
-            state = _unwrap_checkpoint(obj)
-            if state is None:
-                raise AuditkitInputError(errors.UNKNOWN_FORMAT.format(path=path))
-            module = _module_from_weights(state, arch, path, "a state_dict")
-            if isinstance(obj, Mapping) and isinstance(obj.get(METADATA_NAME), (str, dict)):
-                meta = obj[METADATA_NAME]
-                metadata = parse(meta if isinstance(meta, str) else json.dumps(meta))
+        with safety.private_tempdir():
+            trial_load(path, fmt, limits, debug=debug)
+    request = _Request(arch=arch, unsafe_pickle=unsafe_pickle, parse=parse, limits=limits,
+                       format=fmt, arch_name=arch_name)
+    with safety.guarded_load(debug):
+        module, metadata = FORMAT_LOADERS[fmt](path, request)
     if given:
         metadata = metadata.merged(**{k: getattr(overrides, k) for k in given})
     return LoadedModel(
-        module=module, format=fmt, metadata=metadata, path=str(path), sha256=digest, arch=arch_name
+        module=module, format=request.format, metadata=metadata, path=str(path), sha256=digest,
+        arch=request.arch_name,
     )
+
+
+def _load_arch_file(
+    path: Path, parse: Callable[[str | None], ModelMetadata]
+) -> tuple[nn.Module, ModelMetadata, str, str] | None:
+    """Contract E: a safetensors file whose header names a registered architecture
+    (``auditkit.archfile``) rebuilds itself; None for any other safetensors file."""
+    from auditkit import archfile
+
+    if archfile.read_header(path) is None:
+        return None
+    module, header = archfile.load_arch_model(path)
+    metadata = parse(json.dumps(archfile.header_metadata(header)))
+    return module, metadata, archfile.FORMAT_NAME, header["architecture"]["name"]
 
 
 def save_model(

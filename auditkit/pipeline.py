@@ -611,7 +611,7 @@ def run_audit(
     if not distributed.is_main():
         # Under torchrun only rank 0 writes and shows progress; it also decides what is reused.
         checkpoint_dir, read_checkpoints, progress = None, False, Progress(False)
-    progress = progress or Progress()
+    progress = progress or Progress(False)  # a library call is silent unless asked
     with preserved_random_state():
         seed_everything(seed)
         return _run_selected(
@@ -666,7 +666,8 @@ def _run_selected(
 
     results: dict[str, ProbeResult] = {r.name: r for r in broken}
     with progress.session():
-        for probe in selected:
+        for index, probe in enumerate(selected, 1):
+            progress.start_probe(probe.name, index, len(selected))
             cached = checkpoint.load(probe, context)
             artifacts = checkpoint.load_artifacts(probe) if cached is not None else None
             if distributed.state().active:
@@ -677,7 +678,6 @@ def _run_selected(
                 if artifacts is not None:
                     context.artifacts[probe.name] = artifacts
             else:
-                progress.log(f"running {probe.name}")
                 with _watching_reads(context, probe.name) as reads:
                     result = run_probe(probe, context, debug=debug)
                 context.results[probe.name] = result
@@ -686,6 +686,7 @@ def _run_selected(
                 )
             results[probe.name] = result
             context.results[probe.name] = result
+            progress.end_probe(probe.name, result.status, reused=cached is not None)
 
     ordered = {name: results[name] for name in [*(p.name for p in selected), *(b.name for b in broken)]}
     return AuditResult(

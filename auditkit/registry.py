@@ -1,12 +1,15 @@
 """Plugin discovery through entry points. Built-ins register exactly as third parties do.
 
 Groups: ``auditkit.probes`` (Probe classes), ``auditkit.datasets`` (data set builders),
-``auditkit.generators`` (``auditkit generate NAME``). A plugin that fails to load becomes a
+``auditkit.generators`` (``auditkit generate NAME``), ``auditkit.architectures`` (network factories
+that architecture files name, see ``auditkit.archfile``), ``auditkit.adapters`` (adapter factories
+those files name). A plugin that fails to load becomes a
 visible errored row, never a crash.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
@@ -14,6 +17,8 @@ from typing import Any
 
 PROBE_GROUP = "auditkit.probes"
 GENERATOR_GROUP = "auditkit.generators"
+ARCHITECTURE_GROUP = "auditkit.architectures"
+ADAPTER_GROUP = "auditkit.adapters"
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,11 @@ def discover(group: str) -> dict[str, PluginEntry]:
         dist_name = _distribution_name(ep)
         version = dist.version if dist is not None else "?"
         try:
-            obj, error = ep.load(), None
+            # A plugin's imports may warn (PyG scripts modules with the deprecated torch.jit):
+            # nothing from a third party reaches the terminal before auditkit's own line.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                obj, error = ep.load(), None
         except Exception as exc:  # a broken plugin must not take auditkit down
             obj, error = None, f"{type(exc).__name__}: {exc}"
         found[ep.name] = PluginEntry(ep.name, group, ep.value, dist_name, version, obj, error)

@@ -236,6 +236,7 @@ class AuditResult:
     probes: dict[str, ProbeResult]
     gates: list[GateResult] = field(default_factory=list)
     verdict: Literal["passed", "failed", "error"] = "passed"
+    fail_on: str = "failed"
     settings: dict[str, Any] = field(default_factory=dict)
     started_at: str = ""
     duration_seconds: float = 0.0
@@ -246,6 +247,20 @@ class AuditResult:
     @property
     def passed(self) -> bool:
         return self.verdict == "passed"
+
+    @property
+    def verdict_reasons(self) -> list[Any]:
+        """Every failed / warned / errored probe and gate, worst first (``verdict.Reason``)."""
+        from auditkit.verdict import verdict_reasons
+
+        return verdict_reasons(self.probes, self.gates, self.fail_on)
+
+    @property
+    def verdict_text(self) -> str:
+        """``passed`` | ``passed with warnings`` | ``failed`` | ``error``: what people read."""
+        from auditkit.verdict import verdict_text
+
+        return verdict_text(self.verdict, self.verdict_reasons)
 
     @property
     def failures(self) -> list[GateResult]:
@@ -279,6 +294,9 @@ class AuditResult:
             "probes": {name: p.to_dict() for name, p in self.probes.items()},
             "gates": [g.to_dict() for g in self.gates],
             "verdict": self.verdict,
+            "verdict_text": self.verdict_text,
+            "fail_on": self.fail_on,
+            "verdict_reasons": [r.to_dict() for r in self.verdict_reasons],
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -298,6 +316,8 @@ class AuditResult:
             probes={k: ProbeResult.from_dict(v) for k, v in (d.get("probes") or {}).items()},
             gates=[GateResult.from_dict(g) for g in d.get("gates") or []],
             verdict=d.get("verdict", "passed"),
+            # Written before fail_on existed: only gates decided, which is fail_on = "never".
+            fail_on=d.get("fail_on", "never"),
         )
 
     @classmethod
@@ -308,9 +328,13 @@ class AuditResult:
     def load(cls, path: str | Path) -> AuditResult:
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
 
-    def with_gates(self, gates: list[GateResult]) -> AuditResult:
-        """A copy with these gates and the verdict they imply."""
-        return dataclasses.replace(self, gates=gates, verdict=compute_verdict(self.probes, gates))
+    def with_gates(self, gates: list[GateResult], fail_on: str | None = None) -> AuditResult:
+        """A copy with these gates (and ``fail_on``, when given) and the verdict they imply."""
+        fail_on = fail_on or self.fail_on
+        return dataclasses.replace(
+            self, gates=gates, fail_on=fail_on,
+            verdict=compute_verdict(self.probes, gates, fail_on),
+        )
 
     def save_json(self, path: str | Path) -> Path:
         """Write audit.json alone (the renderers live in ``auditkit.outputs.write_outputs``)."""
@@ -319,10 +343,11 @@ class AuditResult:
         return path
 
 
-def compute_verdict(probes: Mapping[str, ProbeResult], gates: list[GateResult]) -> str:
-    """failed if a fail-severity gate failed, else error if a probe errored, else passed."""
-    if any(not g.passed and g.severity == "fail" for g in gates):
-        return "failed"
-    if any(p.status == "error" for p in probes.values()):
-        return "error"
-    return "passed"
+def compute_verdict(
+    probes: Mapping[str, ProbeResult], gates: list[GateResult], fail_on: str = "failed"
+) -> str:
+    """failed if a fail-severity gate failed or a probe's grade reaches ``fail_on`` (default: a
+    probe failed), else error if a probe errored, else passed (see ``auditkit.verdict``)."""
+    from auditkit.verdict import decide
+
+    return decide(probes, gates, fail_on)

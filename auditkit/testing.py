@@ -14,20 +14,18 @@ from auditkit.results import AuditResult
 
 
 class AuditFailed(AssertionError):
-    """An audit did not pass; the message lists failed gates and errored probes."""
+    """An audit did not pass; the message lists the reasons (failed gates and probes, errors)."""
 
 
 def failure_report(result: AuditResult) -> str:
-    lines = [f"auditkit verdict: {result.verdict}" + ("" if result.gates else " (no gates evaluated)")]
-    for gate in result.failures:
-        # The detail names the metric, its value and the rule, or why it was not measured.
-        lines.append(f"  gate failed: {gate.detail or f'{gate.metric} {gate.rule}'}")
-    for name, error in result.errors.items():
-        lines.append(f"  probe errored: {name}: {error}")
+    """The verdict and its reasons, in the words the console, report and summary.md use."""
+    lines = [f"auditkit verdict: {result.verdict_text}" + ("" if result.gates else " (no gates evaluated)")]
+    lines += [f"  {reason.line}" for reason in result.verdict_reasons]
     return "\n".join(lines)
 
 
 def assert_audit(result: AuditResult, *, allow_probe_errors: bool = False) -> None:
-    """Raise ``AuditFailed`` unless every fail-severity gate passed (and no probe errored)."""
-    if result.failures or (result.errors and not allow_probe_errors):
+    """Raise ``AuditFailed`` unless the verdict passed (a fail-severity gate failed, or a probe's
+    grade reached ``fail_on``, fails it); ``allow_probe_errors`` tolerates errored probes."""
+    if result.verdict == "failed" or (result.errors and not allow_probe_errors):
         raise AuditFailed(failure_report(result))

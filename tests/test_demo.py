@@ -125,10 +125,12 @@ def test_pickled_module_exits_2_with_one_line_explaining_unsafe_pickle(tmp_path)
     assert debug.exit_code == 2
     assert "Traceback" in debug.stderr and "AuditkitInputError" in debug.stderr
 
-    # The user vouches for the file: it loads and scans.
+    # The user vouches for the file: it loads and scans (an untrained network: the performance
+    # probe finds it at chance, so the audit fails, exit 1, not bad input).
     trusted = CliRunner().invoke(app, ["scan", str(path), "--data", "digits", "--unsafe-pickle",
                                        "--probes", "performance", "--out", str(tmp_path / "ok")])
-    assert trusted.exit_code == 0, trusted.output
+    assert trusted.exit_code == 1, trusted.output
+    assert "performance failed: above_chance: accuracy" in trusted.stdout
     assert json.loads((tmp_path / "ok" / "audit.json").read_text())["model"]["format"] == \
         "torch.save"
 
@@ -175,3 +177,26 @@ def test_demo_training_is_reproducible_from_the_seed():
         assert torch.equal(value, again.state_dict()[key]), key
     assert not torch.equal(first.state_dict()["classifier.3.weight"],
                            other.state_dict()["classifier.3.weight"])
+
+
+def test_clean_demo_passes_in_every_output(demo_run):
+    """No policy: the demo's probes pass (at most with warnings), so the exit code is 0 and the
+    console, summary.md, junit.xml, report header and audit.json all say passed."""
+    import xml.etree.ElementTree as ET
+
+    res, out = demo_run
+    audit = json.loads((out / "audit.json").read_text(encoding="utf-8"))
+    assert res.exit_code == 0, res.output
+    assert audit["verdict"] == "passed"
+    assert not any(p["status"] in ("failed", "error") for p in audit["probes"].values())
+    shown = audit["verdict_text"]  # "passed", or "passed with warnings" if a probe warned
+    assert shown.startswith("passed")
+    assert f"auditkit verdict: {shown} (" in res.stdout
+    summary = (out / "summary.md").read_text(encoding="utf-8")
+    assert summary.splitlines()[0].endswith(shown.upper())
+    junit = ET.fromstring((out / "junit.xml").read_text(encoding="utf-8"))
+    assert junit.get("failures") == "0" and junit.get("errors") == "0"
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert f"Verdict: {shown.upper()}" in report
+    for reason in audit["verdict_reasons"]:  # warnings are listed everywhere alike
+        assert reason["line"] in res.stdout and not reason["decides"]

@@ -164,3 +164,61 @@ def test_markdown_cells_are_escaped():
     assert len(cells) == 8  # 6 cells: no pipe broke out of the table
     # The name sits in a code span, where GitHub shows HTML as text.
     assert cells[1].strip().startswith("``") and cells[1].strip().endswith("``")
+
+
+def _identified(seed=0, classes=10, fingerprint="f" * 64, sha="a" * 64, accuracy=0.95,
+                probes=None) -> AuditResult:
+    """An audit with the identity facts diff checks (model, data, seed, budget, version)."""
+    return AuditResult(
+        model={"sha256": sha, "num_classes": classes, "adapter": {"input_shape": [1, 8, 8]}},
+        data={"name": "digits", "fingerprint": fingerprint},
+        environment={"seed": seed},
+        settings={"seed": seed, "budget": "fast", "options": {}},
+        auditkit_version="0.1.0",
+        probes=probes or {
+            "performance": ProbeResult(
+                name="performance", status="passed", metrics={"accuracy": accuracy},
+                metric_info={"accuracy": {"direction": "higher"}},
+            )
+        },
+    )
+
+
+def test_different_seeds_are_stated_before_any_regression(tmp_path):
+    res, md = _cli_diff(tmp_path, _identified(seed=0), _identified(seed=1, accuracy=0.90))
+    assert res.exit_code == 1, res.output
+    note = md.index("| seed | 0 | 1 |")
+    assert note < md.index("regression") and note < md.index("performance.accuracy")
+    assert "Comparable, with differences" in md
+    same, md_same = _cli_diff(tmp_path, _identified(), _identified(accuracy=0.949))
+    assert same.exit_code == 0 and md_same.startswith("### auditkit diff\n\n**Comparable**")
+
+
+@pytest.mark.parametrize(
+    "other", [{"classes": 2}, {"fingerprint": "e" * 64}], ids=["model", "data"]
+)
+def test_different_models_or_data_need_force(tmp_path, other):
+    res, md = _cli_diff(tmp_path, _identified(), _identified(**other, accuracy=0.5))
+    assert res.exit_code == 2 and md == ""
+    (line,) = res.output.strip().splitlines()
+    assert "not comparable" in line and "--force" in line and "Traceback" not in res.output
+    forced, md = _cli_diff(tmp_path, _identified(), _identified(**other, accuracy=0.5), "--force")
+    assert forced.exit_code == 1, forced.output
+    assert md.index("**Not comparable**") < md.index("regression")
+
+
+def test_new_weights_alone_stay_comparable(tmp_path):
+    res, md = _cli_diff(tmp_path, _identified(), _identified(sha="b" * 64))
+    assert res.exit_code == 0, res.output
+    assert "| model weights | aaaaaaaaaaaa | bbbbbbbbbbbb |" in md
+
+
+def test_a_probe_not_run_before_that_now_fails_is_a_regression(tmp_path):
+    perf = _identified().probes["performance"]
+    bias = ProbeResult(name="bias", status="failed", metrics={})
+    res, md = _cli_diff(tmp_path, _identified(), _identified(probes={"performance": perf, "bias": bias}))
+    assert res.exit_code == 1, res.output
+    assert "| `bias` | not run | failed | ❌ regression |" in md
+    fine = ProbeResult(name="bias", status="passed", metrics={})
+    res, md = _cli_diff(tmp_path, _identified(), _identified(probes={"performance": perf, "bias": fine}))
+    assert res.exit_code == 0 and "| `bias` | not run | passed | ➕ not run before |" in md

@@ -203,3 +203,70 @@ def test_rules_on_probes_that_will_not_run_are_rejected_up_front():
         "adv.toml: check rule 'adversarial' names probe 'adversarial', which --probes does not "
         "select (selected: performance); add it to --probes or remove the check rule"
     )
+
+
+def _graded(*statuses: str) -> AuditResult:
+    probes = {
+        f"p{i}": ProbeResult(
+            name=f"p{i}", status=s, error="boom" if s == "error" else None,
+            checks=[Check("the_rule", "failed" if s == "failed" else "warned", f"why {s}")]
+            if s in ("failed", "warned") else [],
+        )
+        for i, s in enumerate(statuses)
+    }
+    return AuditResult(model={}, data={}, environment={}, probes=probes)
+
+
+@pytest.mark.parametrize(
+    ("statuses", "fail_on", "verdict", "text", "code"),
+    [
+        (("passed", "skipped"), "failed", "passed", "passed", EXIT_PASSED),
+        (("passed", "warned"), "failed", "passed", "passed with warnings", EXIT_PASSED),
+        (("passed", "failed"), "failed", "failed", "failed", EXIT_GATE_FAILED),
+        (("passed", "error"), "failed", "error", "error", EXIT_PROBE_ERROR),
+        (("failed", "error"), "failed", "failed", "failed", EXIT_GATE_FAILED),
+        (("passed", "warned"), "warned", "failed", "failed", EXIT_GATE_FAILED),
+        (("warned", "failed"), "never", "passed", "passed with warnings", EXIT_PASSED),
+    ],
+)
+def test_without_a_policy_the_probes_grades_decide(statuses, fail_on, verdict, text, code):
+    result = apply_policy(_graded(*statuses), None, fail_on)
+    assert (result.verdict, result.verdict_text, exit_code(result)) == (verdict, text, code)
+    # Every non-passed probe is a reason, worst first, naming the check that set its grade.
+    lines = [r.line for r in result.verdict_reasons]
+    assert len(lines) == sum(s in ("warned", "failed", "error") for s in statuses)
+    for status in ("failed", "warned"):
+        if status in statuses:
+            assert any(line.endswith(f"the_rule: why {status}") for line in lines)
+    ranks = [0 if r.status in ("failed", "error") else 1 for r in result.verdict_reasons]
+    assert ranks == sorted(ranks)
+
+
+def test_policy_fail_on_is_read_and_the_flag_wins():
+    policy = parse_policy({"fail_on": "never"})
+    assert policy.fail_on == "never"
+    failed = _graded("failed")
+    assert apply_policy(failed, policy).verdict == "passed"
+    assert apply_policy(failed, policy, "failed").verdict == "failed"
+    assert apply_policy(failed, None).verdict == "failed"  # the default: the probe's own grade
+    with pytest.raises(AuditkitInputError, match="fail_on = 'sometimes'"):
+        parse_policy({"fail_on": "sometimes"})
+
+
+def test_a_warn_gate_that_fails_passes_with_warnings():
+    result = apply_policy(_result(0.5), {"gates": {"performance.accuracy": {"rule": ">= 0.9", "severity": "warn"}}})
+    assert (result.verdict, result.verdict_text) == ("passed", "passed with warnings")
+    assert result.verdict_reasons[0].line.startswith("gate warned: performance.accuracy = 0.5")
+
+
+def test_an_audit_json_from_before_fail_on_keeps_its_gate_only_verdict():
+    import json
+
+    old = json.loads(_graded("failed").to_json())
+    for key in ("fail_on", "verdict_text", "verdict_reasons"):
+        del old[key]
+    old["verdict"] = "passed"  # what the gates-only rule said then
+    reread = AuditResult.from_dict(old)
+    assert reread.fail_on == "never" and reread.verdict == "passed"
+    assert reread.verdict_text == "passed with warnings"
+    assert [r.decides for r in reread.verdict_reasons] == [False]

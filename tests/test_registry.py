@@ -111,8 +111,7 @@ def test_plugin_that_fails_to_import_is_an_errored_row(fake_plugin):
 def test_run_audit_turns_broken_plugins_into_error_results(fake_plugin):
     adapter, data = _tiny_audit_inputs()
     result = run_audit(adapter, data,
-                       probes=["performance", "broken_probe", "not_a_probe", "mean_confidence"])
-    assert result.probes["performance"].status == "passed"
+                       probes=["broken_probe", "not_a_probe", "mean_confidence"])
     assert result.probes["mean_confidence"].status == "passed"
     expected = float(torch.softmax(adapter.predict_logits(data.x), -1).max(-1).values.mean())
     assert result.metrics["mean_confidence.mean_confidence"] == pytest.approx(expected)
@@ -152,7 +151,7 @@ def test_cli_lists_plugins_and_scans_with_them(fake_plugin, tmp_path):
     out = tmp_path / "out"
     res = runner.invoke(app, [
         "scan", str(model_file), "--out", str(out), "--device", "cpu",
-        "--probes", "performance,mean_confidence,broken_probe",
+        "--probes", "mean_confidence,broken_probe",
     ])
     assert res.exit_code == 3, res.output  # a probe errored; the others ran and were written
     assert "Traceback" not in res.output

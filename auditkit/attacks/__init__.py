@@ -7,6 +7,8 @@
 - ``EOTPGD`` and ``Transformations``: Expectation over Transformation.
 - ``AutoAttack``: torchattacks' AutoAttack at the reference settings (100 iterations, 9 target
   classes, fixed seed).
+- ``Square`` (scores only) and ``HopSkipJump`` (labels only): gradient-free attacks with a
+  per-example query budget, for black boxes (``QueryModel``) and per-feature ``Limits``.
 
 Example:
     >>> from auditkit.attacks import PGD
@@ -15,20 +17,28 @@ Example:
 """
 
 from auditkit.attacks._base import NORMS, AttackOutput, check_norm, margin, per_example_norm
+from auditkit.attacks._query import Limits, QueryModel
 from auditkit.attacks.autoattack import REFERENCE as AUTOATTACK_REFERENCE
 from auditkit.attacks.autoattack import AutoAttack
 from auditkit.attacks.eot import EOTPGD, Transformations
+from auditkit.attacks.hopskipjump import HopSkipJump
 from auditkit.attacks.pgd import FGSM, PGD, RandomNoise
+from auditkit.attacks.square import QueryAttackOutput, Square
 
 __all__ = [
     "AUTOATTACK_REFERENCE",
     "EOTPGD",
     "FGSM",
+    "HopSkipJump",
+    "Limits",
     "NORMS",
     "PGD",
+    "QueryAttackOutput",
+    "QueryModel",
     "AttackOutput",
     "AutoAttack",
     "RandomNoise",
+    "Square",
     "Transformations",
     "check_norm",
     "margin",

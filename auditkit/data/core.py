@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from auditkit.errors import AuditkitInputError
+
 
 @dataclass
 class AuditData:
@@ -45,18 +47,19 @@ class AuditData:
 
     def __post_init__(self) -> None:
         self.x = torch.as_tensor(self.x).float()
-        self.y = torch.as_tensor(self.y).long().view(-1)
-        if len(self.x) != len(self.y):
-            from auditkit.errors import AuditkitInputError
+        labels = torch.as_tensor(self.y)
+        if labels.ndim == 2 and len(labels) == len(self.x) and labels.shape[1] > 1:
+            from auditkit.data.loaders import one_hot_message
 
+            raise AuditkitInputError(one_hot_message("data", tuple(labels.shape)))
+        self.y = labels.long().view(-1)
+        if len(self.x) != len(self.y):
             raise AuditkitInputError(
                 f"data: {len(self.x)} inputs but {len(self.y)} labels; they must match"
             )
         self.groups = {k: np.asarray(v) for k, v in self.groups.items()}
         for column, values in self.groups.items():
             if len(values) != len(self.y):
-                from auditkit.errors import AuditkitInputError
-
                 raise AuditkitInputError(
                     f"data: sensitive column {column!r} has {len(values)} values for "
                     f"{len(self.y)} examples; they must match"

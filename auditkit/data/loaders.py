@@ -93,6 +93,7 @@ def load_data(
     if suffix == ".pt":
         return load_arrays(path, sensitive=sensitive)
     if suffix in TABLE_SUFFIXES:
+        _check_data_file(path)  # a FIFO would block the CSV reader forever
         return load_table(
             path, target=target, sensitive=sensitive,
             keep_sensitive_features=keep_sensitive_features,
@@ -129,7 +130,13 @@ def _image_like(x: np.ndarray) -> tuple[np.ndarray, str, tuple[float, float] | N
 
 
 def load_arrays(path: Path, *, sensitive: Sequence[str] = ()) -> AuditData:
-    """``.npz`` or ``.pt`` with keys ``x`` and ``y`` (plus optional group columns)."""
+    """``.npz`` or ``.pt`` with keys ``x`` and ``y`` (plus optional group columns).
+
+    A data file is as untrusted as a model file: it must be a regular file, and a zip (every
+    ``.npz``, a modern ``.pt``) is validated before numpy or torch reads it (no bombs, no
+    declared sizes beyond what is stored; ``auditkit.safety``).
+    """
+    _check_data_file(path)
     try:
         if path.suffix.lower() == ".npz":
             with np.load(path, allow_pickle=False) as archive:
@@ -186,6 +193,23 @@ def load_arrays(path: Path, *, sensitive: Sequence[str] = ()) -> AuditData:
     )
 
 
+def _check_data_file(path: Path) -> None:
+    from auditkit import safety
+
+    try:
+        safety.check_regular_file(path)
+        with open(path, "rb") as fh:
+            is_zip = fh.read(4) == b"PK\x03\x04"
+        if is_zip:
+            safety.validate_zip(path)
+            safety.check_pickled_storages(path)
+    except AuditkitInputError as exc:
+        text = str(exc)
+        raise AuditkitInputError(
+            text if text.startswith("--data") else f"--data {text}"
+        ) from None
+
+
 def _check_finite(x: np.ndarray, where: str) -> None:
     # NaN inputs give NaN logits and silently wrong metrics; say so up front.
     if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
@@ -195,8 +219,44 @@ def _check_finite(x: np.ndarray, where: str) -> None:
         )
 
 
+def one_hot_message(where: str, shape: tuple[int, ...]) -> str:
+    """Labels of shape (N, K) are almost always one-hot rows; say so instead of "N inputs but
+    N*K labels"."""
+    return (
+        f"{where}: labels have shape {shape}, which looks one-hot (one row of {shape[1]} per "
+        "example); save class indices instead, e.g. y.argmax(1)"
+    )
+
+
+def complete_class_names(data: AuditData, num_classes: int | None) -> None:
+    """Name every model output: data whose labels cover only some classes (a two-class model
+    audited on one-class data) gets its class names from its labels, fewer than the outputs.
+    The missing ones are named by index, so every per-class table has a row per output."""
+    names = data.class_names
+    if names and num_classes and len(names) < num_classes:
+        data.class_names = [*names, *(str(i) for i in range(len(names), num_classes))]
+
+
+def check_input_box(data: AuditData, box: tuple[float, float] | None) -> None:
+    """Refuse data outside the declared input box: attacks clamp to the box, so pixels in
+    [0, 16] audited as [0, 1] would be "attacked" by the clamp alone."""
+    if box is None or not len(data.x) or not torch.is_floating_point(data.x):
+        return
+    lo, hi = float(data.x.min()), float(data.x.max())
+    slack = 1e-4 * (box[1] - box[0])
+    if lo < box[0] - slack or hi > box[1] + slack:
+        raise AuditkitInputError(
+            f"data {data.name}: values span [{lo:.4g}, {hi:.4g}] but the model's input box is "
+            f"[{box[0]:g}, {box[1]:g}] (--input-range or the model file's metadata); rescale "
+            f"the data, or pass --input-range {lo:.4g},{hi:.4g} if that is the model's real range"
+        )
+
+
 def _int_labels(values: Any, path: Path) -> np.ndarray:
-    y = np.asarray(values).reshape(-1)
+    raw = np.asarray(values)
+    if raw.ndim == 2 and raw.shape[1] > 1:
+        raise AuditkitInputError(one_hot_message(f"--data {path}", tuple(raw.shape)))
+    y = raw.reshape(-1)
     if not np.issubdtype(y.dtype, np.number) or (
         np.issubdtype(y.dtype, np.floating) and not np.array_equal(y, np.round(y))
     ):

@@ -106,7 +106,30 @@ def headline_text(probe: Mapping[str, Any]) -> tuple[str, str] | None:
     return str(name), format_metric(str(name), metrics[name])
 
 
-def one_line(text: Any, limit: int = 200) -> str:
-    """Collapse whitespace and cut at ``limit`` characters (with an ellipsis)."""
+def threat_model(probe: Mapping[str, Any] | Any) -> str:
+    """What the headline number measures against, when the probe says (``details.threat_model``,
+    e.g. "L∞ eps 0.1: worst case over FGSM, PGD"); every headline names its threat model."""
+    details = probe.get("details") if isinstance(probe, Mapping) else getattr(probe, "details", None)
+    value = (details or {}).get("threat_model") if isinstance(details, Mapping) else None
+    return " ".join(str(value).split()) if value else ""
+
+
+def clip_words(text: Any, limit: int = 200) -> tuple[str, bool]:
+    """Collapse whitespace and, when longer than ``limit``, cut at a word boundary with "…".
+
+    Returns ``(text, was_cut)``; a renderer that cuts keeps the full text at hand (a tooltip),
+    so nothing is lost and no word is ever split.
+    """
     flat = " ".join(str(text or "").split())
-    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+    if len(flat) <= limit:
+        return flat, False
+    head = flat[: limit - 1]
+    space = head.rfind(" ")
+    if space >= limit // 3:
+        head = head[:space]
+    return head.rstrip(" ,;:(-") + "…", True
+
+
+def one_line(text: Any, limit: int = 200) -> str:
+    """Collapse whitespace and cut at a word before ``limit`` characters (with an ellipsis)."""
+    return clip_words(text, limit)[0]

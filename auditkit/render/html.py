@@ -21,15 +21,24 @@ from markupsafe import Markup
 from auditkit.render import svg
 from auditkit.render.figures import badge, render_figure
 from auditkit.render.fmt import (
+    as_number,
+    clip_words,
     format_metric,
     format_number,
     format_percent,
     format_seconds,
     format_value,
     headline_text,
-    one_line,
+    threat_model,
 )
 from auditkit.results import AuditResult
+from auditkit.verdict import (
+    grade_items,
+    grade_reason,
+    verdict_basis,
+    verdict_reasons,
+    verdict_text,
+)
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 TEMPLATE_DIRS = (
@@ -137,6 +146,10 @@ STATUS_ICON = {
     "skipped": "skip",
 }
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+LOOK_FIRST_ORDER = {"failed": 0, "error": 0, "warned": 1}
+# An audit.json written before fail_on existed was judged by its gates alone.
+LEGACY_FAIL_ON = "never"
+TILE_CHARS = 160  # a tile's reason is cut at a word beyond this; the full text is its tooltip
 SEVERITY_ICON = {"critical": "fail", "warning": "warn", "info": "info"}
 _SLUG = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -232,19 +245,64 @@ def _findings(probe: Mapping[str, Any]) -> list[dict[str, Any]]:
     return sorted(findings, key=lambda f: SEVERITY_ORDER.get(f["severity"], 3))
 
 
-def _one_liner(probe: Mapping[str, Any], findings: list[dict[str, Any]]) -> str:
-    """The tile's sentence: what went wrong for error/skip, else the probe's own summary."""
+def _one_liner(probe: Mapping[str, Any]) -> tuple[str, str]:
+    """The tile's sentence and its full text: the check or finding that set the grade (the
+    probe's summary when it passed). Cut at a word, never inside one; the full text is the
+    tooltip."""
     status = probe.get("status")
+    reason = grade_reason(probe)
     if status == "error":
-        return one_line(f"Error: {probe.get('error') or 'the probe failed'}", 180)
-    if status == "skipped":
-        return one_line(
-            f"Skipped: {probe.get('skip_reason') or probe.get('summary') or 'not run'}", 180
+        reason = f"Error: {probe.get('error') or 'the probe failed'}"
+    elif status == "skipped":
+        reason = f"Skipped: {reason}"
+    full = " ".join(str(reason).split())
+    return clip_words(full, TILE_CHARS)[0], full
+
+
+def _look_first(probe_view: Mapping[str, Any], probe: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The probe's failed and warned items, worst first; the first is its tile's reason."""
+    status = str(probe.get("status") or "")
+    if status not in ("failed", "warned", "error"):
+        return []
+    if status == "error":
+        return [{"probe": probe_view, "status": "error", "text": probe_view["one_liner_full"],
+                 "source": "error", "action": "fix the cause and re-run this probe"}]
+    actions = {
+        str(f.get("title") or ""): str(f.get("action") or "")
+        for f in probe.get("findings") or []
+        if isinstance(f, Mapping)
+    }
+    items = []
+    for item_status, source, text in grade_items(probe):
+        items.append(
+            {
+                "probe": probe_view,
+                "status": item_status,
+                "text": text,
+                "source": source,
+                "action": actions.get(text, "") if source == "finding" else "",
+            }
         )
-    if probe.get("summary"):
-        return one_line(probe["summary"], 180)
-    urgent = [f for f in findings if f.get("severity") in ("critical", "warning")]
-    return one_line(urgent[0]["title"], 180) if urgent else ""
+    if not items:  # graded without a check or finding to show for it: its summary is the reason
+        items.append({"probe": probe_view, "status": status, "text": probe_view["one_liner_full"],
+                      "source": "summary", "action": ""})
+    return items
+
+
+def _unmeasured(name: str, probe: Mapping[str, Any]) -> dict[str, Any] | None:
+    """All of a probe's unmeasured metrics as one sentence instead of rows of dashes."""
+    metrics = probe.get("metrics") or {}
+    missing = [m for m, v in metrics.items() if as_number(v) is None]
+    if not missing:
+        return None
+    from auditkit.gates import unmeasured_reason
+    from auditkit.results import ProbeResult
+
+    try:
+        why = unmeasured_reason(name, missing[0], ProbeResult.from_dict({"name": name, **probe}))
+    except (KeyError, TypeError, ValueError):
+        why = ""
+    return {"names": [f"{name}.{m}" for m in missing], "why": why}
 
 
 def _checks(probe: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -278,6 +336,8 @@ def _probe_view(name: str, probe: Mapping[str, Any], index: int) -> dict[str, An
     check_counts = {
         s: sum(c["status"] == s for c in checks) for s in ("passed", "warned", "failed", "skipped")
     }
+    one_liner, one_liner_full = _one_liner(probe)
+    unmeasured = _unmeasured(name, probe)
     view = {
         "name": name,
         "id": ident,
@@ -293,7 +353,10 @@ def _probe_view(name: str, probe: Mapping[str, Any], index: int) -> dict[str, An
             "skipped": "SKIPPED",
         }.get(status, status.upper()),
         "headline": headline_text(probe),
-        "one_liner": _one_liner(probe, findings),
+        "threat_model": threat_model(probe),
+        "one_liner": one_liner,
+        "one_liner_full": one_liner_full,
+        "unmeasured": unmeasured,
         "summary": str(probe.get("summary") or ""),
         "error": probe.get("error"),
         "traceback": traceback if isinstance(traceback, str) else None,
@@ -313,6 +376,7 @@ def _probe_view(name: str, probe: Mapping[str, Any], index: int) -> dict[str, An
                 "headline": metric == probe.get("headline"),
             }
             for metric, value in metrics.items()
+            if as_number(value) is not None or not unmeasured
         ],
         "figures": [
             render_figure(figure, f"f{index}-{j}")
@@ -339,29 +403,50 @@ def _gate_view(gate: Mapping[str, Any]) -> dict[str, Any]:
 
 def build_view(audit: Mapping[str, Any]) -> dict[str, Any]:
     """Everything the template shows, derived from the audit.json dictionary alone."""
-    probes = [
-        _probe_view(str(name), probe, i)
-        for i, (name, probe) in enumerate((audit.get("probes") or {}).items())
+    raw = [
+        (str(name), probe)
+        for name, probe in (audit.get("probes") or {}).items()
         if isinstance(probe, Mapping)
     ]
+    probes = [_probe_view(name, probe, i) for i, (name, probe) in enumerate(raw)]
     gates = [_gate_view(g) for g in audit.get("gates") or [] if isinstance(g, Mapping)]
     counts = {s: sum(p["status"] == s for p in probes) for s in STATUS_ICON}
+    # "What to look at first": exactly the failed and warned items, worst first. A probe's
+    # failed/warned checks and findings under its grade, failed gates; nothing from a passed tile.
     urgent = [
-        {"probe": p, "finding": f}
-        for p in probes
-        for f in p["findings"]
-        if f.get("severity") in ("critical", "warning")
+        item
+        for view, (_, probe) in zip(probes, raw, strict=True)
+        for item in _look_first(view, probe)
     ]
-    urgent.sort(key=lambda item: SEVERITY_ORDER.get(str(item["finding"].get("severity")), 3))
+    for gate in gates:
+        if gate["status"] in ("failed", "warned"):
+            urgent.append({"probe": None, "gate": gate, "status": gate["status"],
+                           "text": gate["detail"] or f"{gate['metric']} {gate['rule']}",
+                           "source": "gate", "action": ""})
+    urgent.sort(key=lambda item: LOOK_FIRST_ORDER.get(item["status"], 2))
+    reasons = verdict_reasons(
+        dict(raw), [g for g in audit.get("gates") or [] if isinstance(g, Mapping)],
+        str(audit.get("fail_on") or LEGACY_FAIL_ON),
+    )
     model = dict(audit.get("model") or {})
     data = dict(audit.get("data") or {})
     env = dict(audit.get("environment") or {})
     settings = dict(audit.get("settings") or {})
     verdict = str(audit.get("verdict") or "error")
+    shown = verdict_text(verdict, reasons)
     path = model.get("path")
     return {
         "verdict": verdict,
-        "verdict_icon": {"passed": "pass", "failed": "fail"}.get(verdict, "error"),
+        "verdict_text": shown,
+        "verdict_class": "warned" if shown == "passed with warnings" else verdict,
+        "verdict_icon": {"passed": "pass", "failed": "fail"}.get(verdict, "error")
+        if shown != "passed with warnings"
+        else "warn",
+        "verdict_reasons": [r.line for r in reasons],
+        "verdict_basis": verdict_basis(
+            str(audit.get("fail_on") or LEGACY_FAIL_ON), settings.get("policy"),
+            audit.get("gates") or [],
+        ),
         "probes": probes,
         "gates": gates,
         "gates_failed": sum(g["status"] == "failed" for g in gates),

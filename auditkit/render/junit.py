@@ -3,14 +3,20 @@
 Shape (what Jenkins, GitLab, GitHub test reporters and Azure read)::
 
     testsuites[name, tests, failures, errors, skipped, time]
-      testsuite[name, tests, failures, errors, skipped, time, timestamp?]   one per probe, + gates
+      testsuite[name, tests, failures, errors, skipped, time, timestamp?]   verdict, one per
+                                                                            probe, + gates
         properties > property[name, value]      the probe's status and metrics
         testcase[classname, name, time]         "run" (the probe itself), then one per check
           failure[message, type] | error[message, type] | skipped[message] | system-out
 
 A probe's own run is a testcase too, so an errored or skipped probe shows up as an error or a
-skip rather than as an empty suite. Warned checks and warn-severity gates pass (JUnit has no
-warning state) and say so in ``system-out``.
+skip rather than as an empty suite. A first suite, ``auditkit.verdict``, holds one testcase: the
+audit's verdict with its reasons, the same lines as the console and summary.md.
+
+JUnit has no warning state, and CI reads any failure as a red build, so an item is a
+``failure`` only where it fails the verdict: a failed probe (and its failed checks) at the
+default ``fail_on = "failed"``, warned ones too at ``warned``, none at ``never``. Everything else
+passes and says ``WARNING`` in ``system-out``, as warn-severity gates do.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any
 
 from auditkit.render.fmt import format_number, format_value
 from auditkit.results import AuditResult, Check, GateResult, ProbeResult
+from auditkit.verdict import grade_reason
 
 # Characters XML 1.0 cannot carry at all (tracebacks can hold ANSI escapes, for instance).
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -52,7 +59,45 @@ def _out(case: ET.Element, text: str) -> None:
     ET.SubElement(case, "system-out").text = _clean(text)
 
 
-def _run_case(suite: ET.Element, classname: str, probe: ProbeResult) -> str:
+def _decides(status: str, fail_on: str) -> bool:
+    """Whether a probe graded ``status`` fails the verdict at ``fail_on``."""
+    return (fail_on == "failed" and status == "failed") or (
+        fail_on == "warned" and status in ("failed", "warned")
+    )
+
+
+def _verdict_suite(root: ET.Element, result: AuditResult, stamp: str | None) -> dict[str, int]:
+    suite = ET.SubElement(root, "testsuite", name="auditkit.verdict")
+    if stamp:
+        suite.set("timestamp", stamp)
+    properties = ET.SubElement(suite, "properties")
+    for key, value in (
+        ("verdict", result.verdict), ("verdict_text", result.verdict_text),
+        ("fail_on", result.fail_on),
+    ):
+        ET.SubElement(properties, "property", name=key, value=_clean(value))
+    case = _case(suite, "auditkit.verdict", "verdict", result.duration_seconds)
+    reasons = "\n".join(r.line for r in result.verdict_reasons)
+    headline = result.verdict_text + (f": {result.verdict_reasons[0].line}" if reasons else "")
+    if result.verdict == "failed":
+        ET.SubElement(case, "failure", message=_clean(headline), type="VerdictFailed").text = (
+            _clean(reasons)
+        )
+        outcome = "failure"
+    elif result.verdict == "error":
+        ET.SubElement(case, "error", message=_clean(headline), type="ProbeError").text = _clean(
+            reasons
+        )
+        outcome = "error"
+    else:
+        _out(case, result.verdict_text + (f"\n{reasons}" if reasons else ""))
+        outcome = "passed"
+    return _finish(suite, [outcome], result.duration_seconds)
+
+
+def _run_case(
+    suite: ET.Element, classname: str, probe: ProbeResult, fail_on: str = "failed"
+) -> str:
     """The probe's own testcase; returns its outcome (passed | failure | error | skipped)."""
     case = _case(suite, classname, "run", probe.seconds)
     headline = ""
@@ -78,22 +123,27 @@ def _run_case(suite: ET.Element, classname: str, probe: ProbeResult) -> str:
             case, "skipped", message=_clean(probe.skip_reason or probe.summary or "not run")
         )
         return "skipped"
-    if probe.status == "failed":
+    if _decides(probe.status, fail_on):
         message = (
-            "; ".join(part for part in (probe.summary, headline) if part) or "the probe failed"
+            "; ".join(part for part in (grade_reason(probe), headline) if part)
+            or f"the probe {probe.status}"
         )
         ET.SubElement(case, "failure", message=_clean(message), type="ProbeFailed").text = _clean(
             json.dumps(probe.metrics, sort_keys=True, allow_nan=False, default=str)
         )
         return "failure"
-    _out(case, f"{probe.status}: {probe.summary}" + (f" ({headline})" if headline else ""))
+    word = "WARNING: " if probe.status in ("failed", "warned") else ""
+    _out(
+        case,
+        f"{word}{probe.status}: {grade_reason(probe)}" + (f" ({headline})" if headline else ""),
+    )
     return "passed"
 
 
-def _check_case(suite: ET.Element, classname: str, check: Check) -> str:
+def _check_case(suite: ET.Element, classname: str, check: Check, decides: bool = True) -> str:
     case = _case(suite, classname, check.name)
     numbers = _numbers(check.values)
-    if check.status == "failed":
+    if check.status == "failed" and decides:
         message = check.detail + (f" ({numbers})" if numbers else "")
         ET.SubElement(
             case, "failure", message=_clean(message or "check failed"), type="CheckFailed"
@@ -102,7 +152,9 @@ def _check_case(suite: ET.Element, classname: str, check: Check) -> str:
     if check.status == "skipped":
         ET.SubElement(case, "skipped", message=_clean(check.detail or "skipped"))
         return "skipped"
-    prefix = "WARNING: " if check.status == "warned" else "passed: "
+    prefix = "WARNING: " if check.status in ("warned", "failed") else "passed: "
+    if check.status == "failed":
+        prefix += "check failed (its probe's grade does not fail the audit): "
     _out(case, prefix + check.detail + (f" ({numbers})" if numbers else ""))
     return "passed"
 
@@ -142,6 +194,8 @@ def render_junit(result: AuditResult) -> str:
     root = ET.Element("testsuites", name="auditkit")
     total = dict.fromkeys(_COUNTS, 0)
     stamp = _timestamp(result.started_at)
+    for key, value in _verdict_suite(root, result, stamp).items():
+        total[key] += value
     for name, probe in result.probes.items():
         classname = f"auditkit.{name}"
         suite = ET.SubElement(root, "testsuite", name=_clean(classname))
@@ -156,8 +210,9 @@ def render_junit(result: AuditResult) -> str:
                 name=_clean(f"{name}.{metric}"),
                 value=_clean(format_number(value, 6)),
             )
-        outcomes = [_run_case(suite, classname, probe)]
-        outcomes += [_check_case(suite, classname, check) for check in probe.checks]
+        decides = _decides(probe.status, result.fail_on)
+        outcomes = [_run_case(suite, classname, probe, result.fail_on)]
+        outcomes += [_check_case(suite, classname, check, decides) for check in probe.checks]
         for key, value in _finish(suite, outcomes, probe.seconds).items():
             total[key] += value
     if result.gates:

@@ -10,8 +10,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from auditkit.render.fmt import format_metric, format_number, format_seconds, format_value, one_line
+from auditkit.render.fmt import (
+    format_metric,
+    format_number,
+    format_seconds,
+    format_value,
+    one_line,
+    threat_model,
+)
 from auditkit.results import AuditResult
+from auditkit.verdict import grade_reason, verdict_basis
 
 GRADE = {
     "passed": "✅ pass",
@@ -20,7 +28,12 @@ GRADE = {
     "error": "💥 error",
     "skipped": "⏭️ skipped",
 }
-VERDICT = {"passed": "✅ PASSED", "failed": "❌ FAILED", "error": "💥 ERROR"}
+VERDICT = {
+    "passed": "✅ PASSED",
+    "passed with warnings": "⚠️ PASSED WITH WARNINGS",
+    "failed": "❌ FAILED",
+    "error": "💥 ERROR",
+}
 MAX_LIST = 10
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|#~])")
 
@@ -63,14 +76,25 @@ def render_markdown(result: AuditResult) -> str:
         format_seconds(result.duration_seconds),
     ]
     sizing = (result.settings.get("sizing") or {}).get("summary")
-    lines = [
-        f"## auditkit: {VERDICT.get(result.verdict, text(result.verdict).upper())}",
+    verdict = result.verdict_text
+    lines = [f"## auditkit: {VERDICT.get(verdict, text(verdict).upper())}", ""]
+    # The reasons, worst first: the same lines the console prints and the report's header lists.
+    reasons = result.verdict_reasons
+    for reason in reasons[:MAX_LIST]:
+        lines.append(f"- {text(reason.line, 300)}")
+    if len(reasons) > MAX_LIST:
+        lines.append(f"- … and {len(reasons) - MAX_LIST} more in report.html")
+    if reasons:
+        lines.append("")
+    basis = verdict_basis(result.fail_on, result.settings.get("policy"), result.gates)
+    lines += [
+        f"Verdict rule: {text(basis, 300)}",
         "",
         " · ".join(facts),
         "",
         *([text(sizing, 600), ""] if sizing and (result.settings.get("sizing") or {}).get("reduced")
           else []),
-        "| probe | grade | headline | finding |",
+        "| probe | grade | headline | why |",
         "|---|---|---|---|",
     ]
     for name, probe in result.probes.items():
@@ -78,12 +102,12 @@ def render_markdown(result: AuditResult) -> str:
         if probe.headline and probe.headline in probe.metrics:
             value = format_metric(probe.headline, probe.metrics[probe.headline])
             headline = f"{text(probe.headline)} **{text(value)}**"
-        if probe.status == "error":
-            finding = f"error: {probe.error or 'the probe failed'}"
-        elif probe.status == "skipped":
-            finding = f"skipped: {probe.skip_reason or probe.summary or 'not run'}"
+            if threat_model(probe):
+                headline += f" ({text(threat_model(probe), 120)})"
+        if probe.status == "skipped":
+            finding = f"skipped: {grade_reason(probe)}"
         else:
-            finding = probe.summary
+            finding = grade_reason(probe)
         lines.append(
             f"| {text(name, 60)} | {GRADE.get(probe.status, text(probe.status))} | {headline} | {text(finding)} |"
         )

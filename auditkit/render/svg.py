@@ -17,7 +17,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from auditkit.render.fmt import as_number, format_number
+from auditkit.render.fmt import as_number, clip_words, format_number
 
 WIDTH = 560
 FONT_PX = 12
@@ -28,6 +28,8 @@ MARKERS = ("circle", "square", "triangle", "diamond", "cross", "triangle-down", 
 MAX_MARKED_POINTS = 40  # beyond this, markers clutter: series stay apart by dash pattern
 MAX_DESC_ITEMS = 30
 MAX_LABEL_CHARS = 28
+MIN_TEXT_PX = 10  # smallest text a reader gets, in CSS px, at any screen width
+SMALLEST_FONT_PX = 11  # the smallest font-size the chart style sheet uses (.cv)
 MAX_DETAILED_CELLS = 400
 TEXT_FLIP = 0.5  # heat-map cells above this strength get inverse-coloured numbers
 
@@ -44,8 +46,16 @@ def _t(value: Any) -> Markup:
 
 
 def _short(value: Any, limit: int = MAX_LABEL_CHARS) -> str:
-    text = " ".join(str("" if value is None else value).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """A label cut at a word (never inside one) when longer than ``limit``."""
+    return clip_words("" if value is None else value, limit)[0]
+
+
+def _label(value: Any, limit: int = MAX_LABEL_CHARS) -> str:
+    """Escaped text for an SVG <text>, cut at a word; a cut label carries its full text as a
+    <title> child (the tooltip), so nothing is lost."""
+    full = " ".join(str("" if value is None else value).split())
+    shown = _short(full, limit)
+    return str(_t(shown)) + (f"<title>{_t(full)}</title>" if shown != full else "")
 
 
 def _text_px(text: str, *, bold: bool = False) -> float:
@@ -147,9 +157,13 @@ def _value_range(values: Sequence[float], forced: Any = None) -> tuple[float, fl
 
 
 def _open_svg(uid: str, width: float, height: float, title: Any, desc: str) -> list[str]:
+    # The chart may shrink to fit, but never so far that its smallest text (11 px) drops below
+    # MIN_TEXT_PX: on a phone it keeps that width and scrolls inside its own box instead.
+    min_width = math.ceil(width * MIN_TEXT_PX / SMALLEST_FONT_PX)
     return [
         f'<svg class="chart" viewBox="0 0 {_f(width)} {_f(height)}" width="{_f(width)}" '
-        f'height="{_f(height)}" role="img" aria-labelledby="{uid}-t {uid}-d">',
+        f'height="{_f(height)}" style="min-width: {min_width}px" role="img" '
+        f'aria-labelledby="{uid}-t {uid}-d">',
         f'<title id="{uid}-t">{_t(title or "figure")}</title>',
         f'<desc id="{uid}-d">{_t(desc)}</desc>',
     ]
@@ -191,13 +205,13 @@ def _frame(
     if x_label:
         parts.append(
             f'<text class="label" x="{_f((left + right) / 2)}" y="{_f(bottom + 34)}" '
-            f'text-anchor="middle">{_t(_short(x_label, 60))}</text>'
+            f'text-anchor="middle">{_label(x_label, 60)}</text>'
         )
     if y_label:
         cy = (top + bottom) / 2
         parts.append(
             f'<text class="label" x="14" y="{_f(cy)}" text-anchor="middle" '
-            f'transform="rotate(-90 14 {_f(cy)})">{_t(_short(y_label, 40))}</text>'
+            f'transform="rotate(-90 14 {_f(cy)})">{_label(y_label, 40)}</text>'
         )
 
 
@@ -239,7 +253,7 @@ def _legend(
         )
         parts.append(marker(MARKERS[style], x + 15, y - 4))
         parts.append("</g>")
-        parts.append(f'<text class="legend" x="{_f(x + 38)}" y="{_f(y)}">{_t(label)}</text>')
+        parts.append(f'<text class="legend" x="{_f(x + 38)}" y="{_f(y)}">{_label(name, 40)}</text>')
         x += needed
     return y + 10
 
@@ -377,8 +391,8 @@ def bar_chart(figure: Mapping[str, Any], uid: str) -> Markup:
     if reference is not None:
         values.append(reference)
     lo, hi, ticks = _value_range(values, figure.get("y_range"))
-    labels = [_short(b.get("label"), 24) for b in bars]
-    label_w = min(max((_text_px(lbl) for lbl in labels), default=20) + 12, 190)
+    labels = [_short(b.get("label"), 36) for b in bars]  # slice labels carry their range
+    label_w = min(max((_text_px(lbl) for lbl in labels), default=20) + 12, 280)
     fractions = all(-1.0 <= v <= 1.0 for v in values)
     annotations = [_bar_annotation(b, fractions) for b in bars]
     note_w = min(
@@ -396,7 +410,7 @@ def bar_chart(figure: Mapping[str, Any], uid: str) -> Markup:
     body: list[str] = []
     x_label = figure.get("x_label")
     if x_label:
-        body.append(f'<text class="label" x="8" y="16">{_t(_short(x_label, 40))}</text>')
+        body.append(f'<text class="label" x="8" y="16">{_label(x_label, 40)}</text>')
     _frame(body, x, y, ticks, [], figure.get("y_label"), None)
     zero = x(min(max(0.0, lo), hi))
     for i, (bar, label, note) in enumerate(zip(bars, labels, annotations, strict=True)):
@@ -635,27 +649,29 @@ def matrix_chart(figure: Mapping[str, Any], uid: str) -> Markup:
         )
     if figure.get("x_label"):
         body.append(
-            f'<text class="label" x="{_f(left + cell * n_cols / 2)}" y="14" text-anchor="middle">{_t(_short(figure.get("x_label"), 50))}</text>'
+            f'<text class="label" x="{_f(left + cell * n_cols / 2)}" y="14" text-anchor="middle">{_label(figure.get("x_label"), 50)}</text>'
         )
     if figure.get("y_label"):
         cy = top + cell * n_rows / 2
         body.append(
-            f'<text class="label" x="14" y="{_f(cy)}" text-anchor="middle" transform="rotate(-90 14 {_f(cy)})">{_t(_short(figure.get("y_label"), 40))}</text>'
+            f'<text class="label" x="14" y="{_f(cy)}" text-anchor="middle" transform="rotate(-90 14 {_f(cy)})">{_label(figure.get("y_label"), 40)}</text>'
         )
-    for j, text in enumerate(col_text):
+    for j in range(len(col_text)):
         cx = left + cell * (j + 0.5)
+        shown = _label(col_labels[j] if j < len(col_labels) else j, 16)
         if rotate:
             body.append(
-                f'<text class="tick" x="{_f(cx)}" y="{_f(top - 6)}" transform="rotate(-50 {_f(cx)} {_f(top - 6)})">{_t(text)}</text>'
+                f'<text class="tick" x="{_f(cx)}" y="{_f(top - 6)}" transform="rotate(-50 {_f(cx)} {_f(top - 6)})">{shown}</text>'
             )
         else:
             body.append(
-                f'<text class="tick" x="{_f(cx)}" y="{_f(top - 6)}" text-anchor="middle">{_t(text)}</text>'
+                f'<text class="tick" x="{_f(cx)}" y="{_f(top - 6)}" text-anchor="middle">{shown}</text>'
             )
     for i, (row, text) in enumerate(zip(numbers, row_text, strict=True)):
         cy = top + cell * i
+        shown = _label(row_labels[i] if i < len(row_labels) else i, 16)
         body.append(
-            f'<text class="tick" x="{_f(left - 6)}" y="{_f(cy + cell / 2 + 4)}" text-anchor="end">{_t(text)}</text>'
+            f'<text class="tick" x="{_f(left - 6)}" y="{_f(cy + cell / 2 + 4)}" text-anchor="end">{shown}</text>'
         )
         for j, value in enumerate(row):
             cx = left + cell * j

@@ -139,8 +139,7 @@ def test_robust_accuracy_is_the_worst_case_and_never_above_clean(demo_run):
     result, context = demo_run
     m = result.metrics
     assert REQUIRED_METRICS <= set(m)
-    assert m["robust_accuracy"] <= min(m["fgsm_accuracy"], m["pgd_accuracy"], m["eot_accuracy"],
-                                       m["noise_accuracy"])
+    assert m["robust_accuracy"] <= min(m["fgsm_accuracy"], m["pgd_accuracy"], m["noise_accuracy"])
     assert max(m["fgsm_accuracy"], m["pgd_accuracy"], m["eot_accuracy"]) <= m["clean_accuracy"]
     assert m["pgd_accuracy"] <= m["fgsm_accuracy"]
     assert m["pgd_l2_accuracy"] <= m["fgsm_l2_accuracy"] <= m["clean_accuracy"]
@@ -175,13 +174,14 @@ def test_eps_zero_reproduces_clean_accuracy_exactly(demo_model, digits_data):
     for key in ("fgsm_accuracy", "pgd_accuracy", "noise_accuracy", "fgsm_l2_accuracy",
                 "pgd_l2_accuracy"):
         assert m[key] == m["clean_accuracy"], key
-    # EOT at eps 0 is the transformations alone, and the worst case includes it.
-    assert m["eot_accuracy"] == m["transform_accuracy"] == m["robust_accuracy"]
+    # EOT at eps 0 is the transformations alone: its own threat model, not robust_accuracy's.
+    assert m["eot_accuracy"] == m["transform_accuracy"]
     assert m["eot_accuracy_given_transform_correct"] == 1.0
+    assert m["robust_accuracy"] == m["clean_accuracy"]
     artifact = context.artifacts["adversarial"]
     robust, clean = artifact["robust_correct"], artifact["clean_correct"]
     assert not np.any(robust & ~clean)
-    assert robust.mean() == m["transform_accuracy"]
+    assert robust.mean() == m["clean_accuracy"]
 
 
 def test_exported_program_gives_the_numbers_of_the_in_memory_module(demo_run, demo_model_file,
@@ -245,7 +245,8 @@ def test_eot_counts_examples_the_transformations_break_as_not_robust(demo_model,
     # Every transformed copy is answered wrongly, so no example can be robust under EOT.
     assert m["transform_accuracy"] <= 0.05
     assert m["eot_accuracy"] <= m["transform_accuracy"]
-    assert m["robust_accuracy"] <= m["eot_accuracy"]
+    # robust_accuracy does not count the transformations; the L∞ attacks leave the grid too.
+    assert m["robust_accuracy"] <= m["noise_accuracy"] <= 0.05
 
 
 def test_nan_outputs_under_attack_count_as_fooled_and_fail_the_gradient_check(demo_model,
@@ -462,7 +463,8 @@ def test_probe_declares_its_contract():
     from auditkit.registry import discover_probes
 
     assert AdversarialProbe.name == "adversarial" and AdversarialProbe.order == 20
-    assert AdversarialProbe.needs_gradients is True
+    # Models without gradients are attacked without them (gradient_free=never skips them).
+    assert AdversarialProbe.needs_gradients is False
     assert REQUIRED_METRICS <= set(AdversarialProbe.metrics)
     assert set(AdversarialProbe.budget_levels) == {"fast", "standard", "thorough"}
     assert "AutoAttack" in AdversarialProbe.budget_levels["thorough"]
@@ -507,11 +509,13 @@ def test_options_from_the_command_line_are_parsed():
     assert probe.opts.steps == 20 and probe.opts.autoattack is True
 
 
-def test_black_box_models_are_skipped_with_a_reason(digits_data):
+def test_black_box_models_get_gradient_free_attacks_unless_told_never(digits_data):
     adapter = CallableAdapter(lambda a: np.full((len(a), 10), 0.1), input_shape=(1, 8, 8),
                               num_classes=10, input_range=(0.0, 1.0))
-    reason = AdversarialProbe(budget="fast").skip_reason(build_context(adapter, digits_data))
-    assert reason and "gradients" in reason
+    context = build_context(adapter, digits_data)
+    assert AdversarialProbe(budget="fast").skip_reason(context) is None
+    reason = AdversarialProbe(budget="fast", gradient_free="never").skip_reason(context)
+    assert reason and "gradients" in reason and "gradient_free=never" in reason
 
 
 @pytest.mark.slow
@@ -522,3 +526,54 @@ def test_thorough_budget_on_the_demo_cnn(demo_model, digits_data):
     assert m["robust_accuracy"] <= m["autoattack_accuracy"] <= m["clean_accuracy"]
     # AutoAttack at the reference settings is at least about as strong as PGD-50 × 5.
     assert m["autoattack_accuracy"] <= m["pgd_accuracy"] + 0.02
+
+
+# --- one threat model per headline ------------------------------------------------------------
+def test_robust_accuracy_does_not_depend_on_eot_transformations_for_a_deterministic_model(
+    demo_model, digits_data
+):
+    with_t, _ = run(digits_adapter(demo_model), digits_data, n_examples=80, sweep=[0, 0.1],
+                    eot_transforms=True)
+    without, _ = run(digits_adapter(demo_model), digits_data, n_examples=80, sweep=[0, 0.1],
+                     eot_transforms=False)
+    assert with_t.metrics["robust_accuracy"] == without.metrics["robust_accuracy"]
+    # The transformations still have their own numbers, and the headline names its threat model.
+    assert with_t.metrics["transform_accuracy"] is not None
+    assert "EOT" not in " ".join(with_t.details["worst_case_over"])
+    assert with_t.details["threat_model"].startswith("L∞ ‖δ‖ ≤ 0.1")
+
+
+def test_a_random_model_counts_eot_over_its_own_randomness_in_robust_accuracy(
+    demo_model, digits_data
+):
+    model = _NoisyInput(demo_model, sigma=1.0)
+    result, context = run(digits_adapter(model), digits_data, n_examples=80, sweep=[0, 0.1],
+                          eot_transforms=True)  # even with transformations asked for EOT
+    assert "EOT-PGD over the model's own randomness" in result.details["worst_case_over"]
+    assert "own randomness" in result.details["threat_model"]
+    m = result.metrics
+    assert m["robust_accuracy"] <= min(m["fgsm_accuracy"], m["pgd_accuracy"])
+    # Without transformations EOT is the own-randomness attack itself: robust counts it.
+    plain, _ = run(digits_adapter(model), digits_data, n_examples=80, sweep=[0, 0.1])
+    assert plain.metrics["robust_accuracy"] <= plain.metrics["eot_accuracy"]
+    # The own-randomness EOT run has its own timing entry, apart from the transformed one.
+    timings = result.details["seconds_per_attack"]
+    assert any(t.endswith("/own") for t in timings) and any(
+        t.startswith("eot/") and not t.endswith("/own") for t in timings
+    )
+
+
+def test_an_untrained_network_fails_performance_and_its_attacks_are_not_meaningful(digits_data):
+    from auditkit.demo import DigitsCNN
+    from auditkit.pipeline import run_audit
+
+    torch.manual_seed(0)
+    result = run_audit(digits_adapter(DigitsCNN()), digits_data,
+                       probes=["performance", "adversarial"], budget="fast")
+    performance, adversarial = result.probes["performance"], result.probes["adversarial"]
+    assert performance.status == "failed", performance.summary
+    assert "not clearly above chance" in performance.findings[0].title
+    # Not a PASS at 0%: the attacks are skipped as not meaningful, and say why.
+    assert adversarial.status == "skipped"
+    assert adversarial.skip_reason.startswith("not meaningful: the model is not clearly above")
+    assert result.verdict == "failed"

@@ -412,7 +412,7 @@ def test_models_that_cannot_be_retrained_are_skipped_with_a_reason():
         num_classes=NUM_CLASSES,
     )
     result = run_probe(MemorizationProbe(budget="fast"), build_context(black_box, data))
-    assert result.status == "skipped" and "cannot be re-initialized" in result.skip_reason
+    assert result.status == "skipped" and "re-trainable architecture" in result.skip_reason
 
     tiny = clusters(n=12)
     result = run_probe(MemorizationProbe(budget="fast"), context_for(wide_mlp(), tiny))

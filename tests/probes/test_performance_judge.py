@@ -66,3 +66,35 @@ def test_a_random_forward_pass_warns_its_check_only():
     assert _checks(judged)["deterministic_forward"] == "warned"
     assert "EOT" in next(c.detail for c in judged.checks if c.name == "deterministic_forward")
     assert judged.status == "passed"
+
+
+def _at(correct: int, n: int, k: int) -> list[list[int]]:
+    """A k-class confusion matrix with ``n`` examples spread evenly and ``correct`` right."""
+    matrix = [[0] * k for _ in range(k)]
+    per_class = n // k
+    right = [correct // k + (1 if i < correct % k else 0) for i in range(k)]
+    for i in range(k):
+        matrix[i][i] = right[i]
+        matrix[i][(i + 1) % k] = per_class - right[i]
+    return matrix
+
+
+def test_an_untrained_level_model_fails_with_a_finding_that_says_so():
+    # 10 classes, 11.7% right (an untrained network's level): not clearly above chance.
+    judged = judge(_measurement(_at(117, 1000, 10)))
+    check = next(c for c in judged.checks if c.name == "above_chance")
+    assert judged.status == "failed" and check.status == "failed"
+    assert check.values["chance"] == pytest.approx(0.1) and check.values["high"] < 0.19
+    assert "not clearly above chance" in check.detail
+    (finding,) = [f for f in judged.findings if f.severity == "critical"]
+    assert "not clearly above chance" in finding.title
+
+
+def test_one_point_above_chance_on_a_small_set_is_not_failed():
+    # Binary, 100 examples, 51 right: the interval (41%-61%) cannot tell, so it warns.
+    judged = judge(_measurement([[26, 24], [25, 25]]))
+    check = next(c for c in judged.checks if c.name == "above_chance")
+    assert check.status == "warned" and judged.status == "warned"
+    assert check.values["low"] < 0.5 < check.values["high"]
+    # The same 1 point above chance on 100,000 examples is decided: at chance.
+    assert judge(_measurement([[25_500, 24_500], [24_500, 25_500]])).status == "failed"

@@ -571,3 +571,22 @@ def artifacts() -> Path:
     """test-artifacts/ in the repository root (gitignored): screenshots for people to look at."""
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say at the end of the run, not only as an "s", when the browser tests were skipped and
+    why (no Chromium, or no Playwright): a green run must not hide that they never ran."""
+    skipped = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if "test_browser.py" in getattr(report, "nodeid", "")
+    ]
+    if not skipped:
+        return
+    longrepr = skipped[0].longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    terminalreporter.write_line(
+        f"NOTE: {len(skipped)} browser test(s) skipped: {reason.removeprefix('Skipped: ')}",
+        yellow=True,
+        bold=True,
+    )

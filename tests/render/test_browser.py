@@ -171,3 +171,93 @@ def test_rich_report_renders_in_dark_mode_and_on_a_phone(
         _screenshot(visit, artifacts, f"report-synthetic-{scheme}-{width}.png")
     finally:
         visit.close()
+
+
+# Every visible piece of text: its rendered size in CSS px (SVG text scaled with its chart), and
+# whether a text that ends in "…" was cut inside a word (its full text is the tooltip: a title
+# attribute or an SVG <title> on it or an ancestor).
+_LAYOUT_JS = """
+() => {
+  const out = {small: [], cuts: [], untitled: []};
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  const seen = new Set();
+  while (walker.nextNode()) {
+    const node = walker.currentNode;
+    const text = node.textContent.trim();
+    const el = node.parentElement;
+    if (!text || !el || el.closest('title, desc, .sr, thead')) continue;
+    const box = el.getBoundingClientRect();
+    if (box.width === 0 || box.height === 0) continue;
+    let size = parseFloat(getComputedStyle(el).fontSize);
+    const svg = el.closest('svg.chart');
+    if (svg && svg.viewBox.baseVal && svg.viewBox.baseVal.width) {
+      size *= svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+    }
+    if (size < 9.95) out.small.push([text.slice(0, 40), Math.round(size * 10) / 10]);
+    if (text.endsWith('…') && !seen.has(el)) {
+      seen.add(el);
+      let full = null;
+      for (let a = el; a && a !== document.body; a = a.parentElement) {
+        if (a.getAttribute && a.getAttribute('title')) { full = a.getAttribute('title'); break; }
+        const t = a.querySelector && a.querySelector(':scope > title');
+        if (t) { full = t.textContent; break; }
+      }
+      const prefix = text.slice(0, -1).trim();
+      if (full === null) { out.untitled.push(text.slice(-60)); continue; }
+      const flat = full.split(/\\s+/).join(' ');
+      const at = flat.indexOf(prefix);
+      const next = at < 0 ? '' : flat.charAt(at + prefix.length);
+      if (at < 0 || /[A-Za-z0-9]/.test(next)) out.cuts.push([prefix.slice(-30), flat.slice(0, 80)]);
+    }
+  }
+  return out;
+}
+"""
+
+
+@pytest.mark.parametrize("width", [1400, 390])
+def test_report_reads_at_desktop_and_phone_width(browser, demo_outputs, rich_audit, tmp_path,
+                                                   artifacts, width):
+    """The issue's layout rules: no sideways scrolling of the page, no text under 10 CSS px (chart
+    text included), nothing cut inside a word, and every non-passed tile's reason listed in
+    "What to look at first"."""
+    rich = tmp_path / "rich.html"
+    rich.write_text(render_html(rich_audit), encoding="utf-8")
+    for name, path in (("demo", demo_outputs / "report.html"), ("synthetic", rich)):
+        visit = Visit(browser, path, viewport={"width": width, "height": 900})
+        try:
+            visit.assert_clean()
+            page = visit.page
+            assert page.evaluate("document.documentElement.scrollWidth") <= width, name
+            layout = page.evaluate(_LAYOUT_JS)
+            assert layout["small"] == [], (name, layout["small"][:10])
+            assert layout["cuts"] == [], (name, layout["cuts"][:10])
+            assert layout["untitled"] == [], (name, layout["untitled"][:10])
+            look_first = " ".join(page.inner_text("ul.look-first").split()) if page.query_selector(
+                "ul.look-first") else ""
+            tiles = page.eval_on_selector_all(
+                "li.tile",
+                "els => els.map(e => [e.dataset.probe, e.className, "
+                "(e.querySelector('.reason') || {}).title || "
+                "((e.querySelector('.reason') || {}).textContent || '')])",
+            )
+            for probe, classes, reason in tiles:
+                if any(f"s-{s}" in classes for s in ("failed", "warned", "error")):
+                    words = " ".join(reason.split()).removeprefix("Error: ")
+                    words = words.split(": ", 1)[-1] if "_" in words.split(": ", 1)[0] else words
+                    assert words and words in look_first, (name, probe, words)
+            if width < 500:
+                # Tables reflow: a metric row's cells stack, each under its own label.
+                cells = page.eval_on_selector_all(
+                    "table.reflow td", "els => els.slice(0, 6).map(e => getComputedStyle(e).display)"
+                )
+                assert cells and set(cells) == {"block"}
+                galleries = page.eval_on_selector_all(
+                    "table.gallery",
+                    "els => els.map(e => e.getBoundingClientRect().right <= "
+                    "e.closest('figure').getBoundingClientRect().right + 1)",
+                )
+                assert all(galleries), name
+            _screenshot(visit, artifacts, f"report-{name}-{width}.png")
+        finally:
+            visit.close()

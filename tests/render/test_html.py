@@ -67,7 +67,11 @@ def test_tiles_show_headline_number_and_one_line_finding(rich_audit, rich_dom):
     assert tiles["performance"].find(cls="big").text() == "98.8%"
     assert tiles["calibration"].find(cls="big").text() == "0.123"  # ECE is not a percentage
     assert tiles["adversarial"].find(cls="metric").text() == "robust_accuracy"
-    assert tiles["adversarial"].find(cls="line").text() == rich_audit.probes["adversarial"].summary
+    # A passed tile says what the probe found; a non-passed tile the check that set its grade.
+    assert tiles["performance"].find(cls="line").text() == rich_audit.probes["performance"].summary
+    assert tiles["adversarial"].find(cls="line").text() == (
+        "unbounded_attack_reaches_zero: accuracy 0.31 at eps 1.0 (chance 0.25)"
+    )
     errored = next(t for n, t in tiles.items() if n.startswith("graph"))
     assert "RuntimeError: boom" in errored.find(cls="line").text()
     assert tiles["memorization"].find(cls="line").text().startswith("Skipped: the model format")
@@ -113,12 +117,35 @@ def test_gates_table_shows_each_rule_value_and_outcome(rich_dom):
     ]
 
 
-def test_urgent_findings_are_listed_first_with_what_to_do(rich_dom):
+def test_look_first_lists_exactly_the_failed_and_warned_items_worst_first(rich_audit, rich_dom):
     scorecard = rich_dom.find("section", aria_labelledby="scorecard")
-    items = scorecard.find("ul", cls="findings").find_all("li")
-    severities = [i.find(cls="word").text() for i in items]
-    assert severities == sorted(severities, key=["CRITICAL", "WARNING"].index)
+    items = scorecard.find("ul", cls="look-first").find_all("li")
+    words = [i.find(cls="word").text() for i in items]
+    assert words == sorted(words, key=lambda w: 1 if w == "WARN" else 0)
+    assert set(words) <= {"FAIL", "ERROR", "WARN"}
     assert any("fit temperature T=2.31" in i.text() for i in items)
+    # Every non-passed tile's reason is there; nothing from a passed tile is (the bias probe
+    # passed, so its warned check and warning finding stay in its own section).
+    tiles = {t.attrs["data-probe"]: t for t in rich_dom.find_all("li", cls="tile")}
+    text = " ".join(" ".join(i.text().split()) for i in items)
+    for name, probe in rich_audit.probes.items():
+        if probe.status in ("failed", "warned", "error"):
+            reason = " ".join(tiles[name].find(cls="line").text().split()).removeprefix("Error: ")
+            assert reason.split(": ", 1)[-1] in text, name
+    assert {i.attrs["data-probe"] for i in items} == {
+        *(n for n, p in rich_audit.probes.items() if p.status in ("failed", "warned", "error")),
+        "gates",
+    }
+    failed_gate = rich_audit.failures[0]
+    assert failed_gate.detail in text
+
+
+def test_header_verdict_and_reasons_match_audit_json(rich_audit, rich_dom):
+    verdict = rich_dom.find(cls="verdict")
+    assert verdict.attrs["data-verdict"] == rich_audit.verdict == "failed"
+    assert "FAILED" in verdict.text()
+    reasons = [" ".join(li.text().split()) for li in rich_dom.find("ul", cls="reasons").find_all("li")]
+    assert reasons == [r.line for r in rich_audit.verdict_reasons]
 
 
 # --- probe sections --------------------------------------------------------------------------

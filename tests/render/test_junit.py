@@ -94,24 +94,40 @@ def test_one_testcase_per_check_per_gate_and_per_probe_run(rich_audit, junit):
     expected = {(f"auditkit.{n}", "run") for n in rich_audit.probes}
     expected |= {(f"auditkit.{n}", c.name) for n, p in rich_audit.probes.items() for c in p.checks}
     expected |= {("auditkit.gates", f"{g.metric} {g.rule}") for g in rich_audit.gates}
+    expected |= {("auditkit.verdict", "verdict")}
     assert set(cases) == expected
-    assert [s.get("name") for s in junit] == [f"auditkit.{n}" for n in rich_audit.probes] + [
-        "auditkit.gates"
+    assert [s.get("name") for s in junit] == [
+        "auditkit.verdict", *(f"auditkit.{n}" for n in rich_audit.probes), "auditkit.gates"
     ]
 
 
-def test_failed_check_carries_its_numbers(junit):
-    failure = _cases(junit)[("auditkit.adversarial", "unbounded_attack_reaches_zero")].find(
+def test_verdict_case_carries_the_verdict_and_its_reasons(rich_audit, junit):
+    case = _cases(junit)[("auditkit.verdict", "verdict")]
+    failure = case.find("failure")
+    assert rich_audit.verdict == "failed" and failure.get("type") == "VerdictFailed"
+    assert failure.text.splitlines() == [r.line for r in rich_audit.verdict_reasons]
+    assert failure.get("message").startswith("failed: ")
+
+
+def test_failed_check_of_a_warned_probe_fails_junit_only_where_warnings_fail(rich_audit, junit):
+    # Default fail_on = "failed": the adversarial probe is warned, so its failed check is a
+    # WARNING that still carries its numbers, not a red build the verdict does not share.
+    warned = _cases(junit)[("auditkit.adversarial", "unbounded_attack_reaches_zero")]
+    assert warned.find("failure") is None
+    assert "WARNING" in warned.find("system-out").text
+    assert "accuracy_at_large_eps=0.3125" in warned.find("system-out").text
+    strict = assert_junit_shape(render_junit(rich_audit.with_gates(rich_audit.gates, "warned")))
+    failure = _cases(strict)[("auditkit.adversarial", "unbounded_attack_reaches_zero")].find(
         "failure"
     )
     assert failure.get("type") == "CheckFailed"
     assert "accuracy_at_large_eps=0.3125" in failure.get("message")
     assert "chance=0.25" in failure.get("message")
     assert json.loads(failure.text) == {"accuracy_at_large_eps": 0.3125, "chance": 0.25, "eps": 1.0}
-    warned = _cases(junit)[("auditkit.adversarial", "step_doubling_stable")]
+    warned = _cases(strict)[("auditkit.adversarial", "step_doubling_stable")]
     assert warned.find("failure") is None and "WARNING" in warned.find("system-out").text
     assert (
-        _cases(junit)[("auditkit.adversarial", "stochastic_model_uses_eot")].find("skipped")
+        _cases(strict)[("auditkit.adversarial", "stochastic_model_uses_eot")].find("skipped")
         is not None
     )
 
@@ -146,7 +162,8 @@ def test_probe_outcomes_map_to_error_skip_and_failure(junit):
     failed = cases[("auditkit.calibration", "run")].find("failure")
     assert failed.get("type") == "ProbeFailed" and "ece = 0.1234" in failed.get("message")
     assert float(cases[("auditkit.adversarial", "run")].get("time")) == pytest.approx(12.5)
-    metrics = {p.get("name"): p.get("value") for p in junit.find("testsuite").find("properties")}
+    suite = junit.find("testsuite[@name='auditkit.performance']")
+    metrics = {p.get("name"): p.get("value") for p in suite.find("properties")}
     assert metrics["performance.accuracy"] == "0.9875" and metrics["status"] == "passed"
 
 
@@ -160,6 +177,7 @@ def test_hostile_text_and_control_characters_survive_as_valid_xml(make_audit, ho
             **audit.probes,
             "adversarial": dataclasses.replace(probe, checks=[*probe.checks, bad]),
         },
+        fail_on="warned",  # so the warned probe's failed check is a JUnit failure
     )
     root = assert_junit_shape(render_junit(audit))
     failure = _cases(root)[("auditkit.adversarial", "ansi[0m")].find("failure")
@@ -167,7 +185,7 @@ def test_hostile_text_and_control_characters_survive_as_valid_xml(make_audit, ho
 
 
 def test_validator_rejects_inconsistent_counts(rich_audit):
-    text = render_junit(rich_audit).replace('tests="18"', 'tests="17"', 1)
+    text = render_junit(rich_audit).replace('tests="19"', 'tests="18"', 1)
     with pytest.raises(AssertionError):
         assert_junit_shape(text)
     nested = render_junit(rich_audit).replace(
@@ -187,8 +205,13 @@ def test_demo_junit_validates_and_matches_the_audit(demo_outputs):
     audit = AuditResult.load(demo_outputs / "audit.json")
     root = assert_junit_shape((demo_outputs / "junit.xml").read_text(encoding="utf-8"))
     checks = sum(len(p.checks) for p in audit.probes.values())
-    assert int(root.get("tests")) == checks + len(audit.probes) + len(audit.gates)
-    failed_checks = sum(c.status == "failed" for p in audit.probes.values() for c in p.checks)
-    failed_probes = sum(p.status == "failed" for p in audit.probes.values())
-    assert int(root.get("failures")) == failed_checks + failed_probes + len(audit.failures)
+    assert int(root.get("tests")) == 1 + checks + len(audit.probes) + len(audit.gates)
+    # Failures are exactly what fails the verdict: failed probes with their failed checks, the
+    # failed fail-severity gates, and the verdict's own testcase.
+    failed = [p for p in audit.probes.values() if p.status == "failed"]
+    failed_checks = sum(c.status == "failed" for p in failed for c in p.checks)
+    verdict_case = audit.verdict == "failed"
+    assert int(root.get("failures")) == (
+        failed_checks + len(failed) + len(audit.failures) + verdict_case
+    )
     assert int(root.get("errors")) == sum(p.status == "error" for p in audit.probes.values())

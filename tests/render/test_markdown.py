@@ -30,7 +30,7 @@ def _table(markdown: str, header: str) -> list[list[str]]:
 def test_one_row_per_probe_with_grade_headline_and_finding(rich_audit):
     md = render_markdown(rich_audit)
     assert md.startswith("## auditkit: ❌ FAILED")
-    rows = _table(md, "| probe | grade | headline | finding |")
+    rows = _table(md, "| probe | grade | headline | why |")
     assert [r[0] for r in rows[:5]] == [
         "performance",
         "adversarial",
@@ -43,7 +43,7 @@ def test_one_row_per_probe_with_grade_headline_and_finding(rich_audit):
     assert rows[0][2] == "accuracy **98.8%**"
     assert rows[1][2] == r"robust\_accuracy **9.0%**"
     assert rows[4][3].startswith("skipped: the model format cannot be trained")
-    assert rows[5][3] == "error: RuntimeError: boom"
+    assert rows[5][3] == "the probe did not finish: RuntimeError: boom"
 
 
 def test_gates_failed_checks_and_critical_findings_are_listed(rich_audit):
@@ -52,7 +52,8 @@ def test_gates_failed_checks_and_critical_findings_are_listed(rich_audit):
     assert gates[1] == ["`adversarial.robust_accuracy`", "&gt;= 0.3", "0.09", "❌ fail"]
     assert gates[2][3] == "⚠️ warn"
     assert "**Gates**: 2 of 3 hold." in md
-    failed = [line for line in md.splitlines() if "unbounded_attack_reaches_zero" in line]
+    section = md.split("**Failed checks**", 1)[1]
+    failed = [line for line in section.splitlines() if "unbounded_attack_reaches_zero" in line]
     assert len(failed) == 1 and r"accuracy\_at\_large\_eps=0.3125" in failed[0]
     assert "fit temperature T=2.31" in md
 
@@ -66,7 +67,7 @@ def test_summary_is_compact(rich_audit):
 def test_hostile_names_cannot_inject_html_or_break_the_table(make_audit, hostile):
     md = render_markdown(make_audit(hostile.script + hostile.attribute + "|x|y`z"))
     assert "<script" not in md and "<img" not in md
-    for header in ("| probe | grade | headline | finding |", "| gate | rule | value | result |"):
+    for header in ("| probe | grade | headline | why |", "| gate | rule | value | result |"):
         assert all(len(row) == 4 for row in _table(md, header))
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in md
 
@@ -86,5 +87,5 @@ def test_markdown_is_a_pure_function_of_audit_json(rich_audit):
 def test_demo_summary_lists_every_probe(demo_outputs):
     audit = AuditResult.load(demo_outputs / "audit.json")
     md = (demo_outputs / "summary.md").read_text(encoding="utf-8")
-    rows = _table(md, "| probe | grade | headline | finding |")
+    rows = _table(md, "| probe | grade | headline | why |")
     assert [r[0].replace("\\_", "_") for r in rows] == list(audit.probes)

@@ -27,9 +27,11 @@ Accuracies count an example as correct only if it is classified correctly clean 
 the attack (attacks run on the correctly classified examples only, as in AutoAttack), so every
 attack accuracy is ≤ ``clean_accuracy`` and eps = 0 reproduces it exactly — except EOT, which
 also requires the transformations to leave the example correct, so at eps = 0 it reproduces
-``transform_accuracy``. ``robust_accuracy`` is correct under every attack at the headline eps:
-FGSM, PGD (every restart, and the doubled-step run), EOT-PGD (under its transformations),
-random noise and, in the thorough budget, AutoAttack. A model that answers NaN on an input an
+``transform_accuracy``. ``robust_accuracy`` is one threat model: correct under every
+headline-norm attack at the headline eps — FGSM, PGD (every restart, and the doubled-step run),
+random noise of that norm and, in the thorough budget, AutoAttack; for a random model also
+EOT-PGD over its own randomness. Robustness to the transformation distribution is its own
+number (``eot_accuracy``, ``transform_accuracy``), never folded into ``robust_accuracy``. A model that answers NaN on an input an
 attack tried is fooled there, never robust; NaN / inf logits or gradients met by any attack
 fail the gradient check.
 

@@ -89,6 +89,7 @@ class AttackRunner:
     #: bf16 autocast for the attacks' passes (GPU only; see ``TorchModelAdapter.mixed_precision``).
     mixed_precision: bool = False
     autocast: Callable[[], Any] = contextlib.nullcontext
+    progress: Any = None  # the context's Progress: each attack's batches are reported
 
     @property
     def targets(self) -> np.ndarray:
@@ -140,6 +141,9 @@ class AttackRunner:
                     out = attack.perturb(
                         self.z[index].to(self.device), self.y[index].to(self.device)
                     )
+                if self.progress is not None:
+                    done = min(stop, len(targets))
+                    self.progress.advance(f"attack {tag}", done, len(targets))
                 flags = (
                     out.nonfinite.float().cpu()
                     if out.nonfinite is not None

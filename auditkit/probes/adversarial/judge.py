@@ -72,8 +72,13 @@ def judge(m: AdversarialMeasurement) -> Judgement:
 
 
 def robust_correct(m: AdversarialMeasurement) -> np.ndarray:
-    """Per example: correct under every attack at the headline eps (the worst case)."""
-    robust = m.headline["robust"] & m.eot_correct
+    """Per example: correct under every headline-norm attack at the headline eps (the worst
+    case): FGSM, PGD (every restart and the doubled-step run), random noise of that norm and
+    eps, AutoAttack when run and, for a random model, EOT over its own randomness. One threat
+    model: EOT under the transformation distribution is its own number (``eot_accuracy``)."""
+    robust = m.headline["robust"].copy()
+    if m.own_randomness_correct is not None:
+        robust &= m.own_randomness_correct
     if m.autoattack_correct is not None:
         robust &= m.autoattack_correct
     return robust

@@ -9,6 +9,7 @@ AutoAttack, input gradients and the gallery's examples. The result is an
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -236,6 +237,8 @@ class AdversarialMeasurement:
     timings: dict[str, float] = field(default_factory=dict)
     gallery: list[dict[str, Any]] | None = None
     input_range: tuple[float, float] | None = None
+    # A random model: correct under EOT-PGD over its own randomness alone (no transformations).
+    own_randomness_correct: np.ndarray | None = None
 
 
 def measure(context: AuditContext, opts: AdversarialOptions, budget: str) -> AdversarialMeasurement:
@@ -277,6 +280,7 @@ def _measure(
         autocast=(lambda: adapter.mixed_precision(True))
         if plan.mixed_precision
         else contextlib.nullcontext,
+        progress=context.progress,
         space=space,
         z=z,
         y=y,
@@ -309,6 +313,15 @@ def _measure(
             runner, plan, "L2", plan.l2_eps, plan.l2_sweep, track_best, headline=False
         )
     eot_correct = _eot(runner, plan, track_best)
+    # robust_accuracy's EOT is over the model's own randomness only (one threat model): the
+    # transformation distribution stays in eot_accuracy / transform_accuracy.
+    own_randomness_correct = None
+    if stochastic:
+        own_randomness_correct = (
+            eot_correct
+            if plan.transform is None
+            else _eot(runner, dataclasses.replace(plan, transform=None), track_best, "own")
+        )
     transform_correct = runner.transform_correct(plan.transform) if plan.transform else None
     limit = unbounded_eps(plan.norm, space.box, tuple(adapter.input_shape))
     unbounded_correct, unbounded_runs = _unbounded(
@@ -339,6 +352,7 @@ def _measure(
         clean_correct=clean_correct,
         headline=headline,
         eot_correct=eot_correct,
+        own_randomness_correct=own_randomness_correct,
         unbounded_correct=unbounded_correct,
         gradients=gradients,
         num_classes=adapter.num_classes,
@@ -447,9 +461,9 @@ def _attack_norm(
     return result
 
 
-def _eot(runner: AttackRunner, plan: Plan, track_best: bool) -> np.ndarray:
+def _eot(runner: AttackRunner, plan: Plan, track_best: bool, suffix: str = "") -> np.ndarray:
     correct, _ = runner.correct(
-        f"eot/{plan.norm}/{plan.eps:g}",
+        f"eot/{plan.norm}/{plan.eps:g}" + (f"/{suffix}" if suffix else ""),
         EOTPGD,
         judge="eot",
         transform=plan.transform,

@@ -24,6 +24,8 @@ class AdversarialOptions:
         "headline radius (input units; feature stds for unbounded inputs); none: the "
         "data's default (digits 0.1, MNIST-like 0.3, other images 8/255, tables 0.1 std)",
         minimum=0.0,
+        # Beyond 1 an L∞ ball covers a whole [0, 1] image (or a feature's full spread).
+        warn_above=1.0,
     )
     norm: str = option("Linf", "headline threat model", choices=("Linf", "L2"))
     sweep: tuple[float, ...] | None = option(
@@ -31,11 +33,14 @@ class AdversarialOptions:
         "radii of the accuracy-vs-eps curve (the headline eps is always added); none: "
         "the budget's multiples of eps",
         minimum=0.0,
+        warn_above=1.0,
     )
     l2_eps: float | None = option(
         None,
         "radius of the L2 attacks reported beside an L∞ headline; none: the data's default",
         minimum=0.0,
+        # L2 radii grow with sqrt(input size); past 10 even 224x224 RGB images are swamped.
+        warn_above=10.0,
     )
     steps: int = option(
         20,
@@ -93,4 +98,18 @@ class AdversarialOptions:
         False,
         "bf16 autocast for the attacks on a GPU, kept only when robust accuracy on a sample "
         "stays within one point of float32 (verdicts are always float32)",
+    )
+    queries: int = option(
+        1000,
+        "queries per example of the gradient-free attacks (Square on scores, HopSkipJump on "
+        "labels only)",
+        minimum=1,
+        budgets={"fast": 300, "standard": 1000, "thorough": 5000},
+    )
+    gradient_free: str = option(
+        "auto",
+        "gradient-free attacks: auto (models without gradients; Square beside PGD for ONNX "
+        "files, scored by their own runtime), always (Square beside PGD for every model), "
+        "never (models without gradients are skipped)",
+        choices=("auto", "always", "never"),
     )

@@ -32,13 +32,13 @@ def present(
         status=j.status,
         metrics=j.metrics,
         checks=j.checks,
-        summary=summary(j.metrics, plan, j.checks, j.failed),
+        summary=summary(j.metrics, plan, j.checks, j.failed, worst_case_over(m)),
         headline="robust_accuracy",
         findings=j.findings,
         figures=figures,
         details={
             "settings": {**plan.describe(), "budget": budget, "best_iterate": m.best_iterate},
-            "threat_model": _threat_text(plan),
+            "threat_model": _threat_text(plan, worst_case_over(m)),
             "curve": m.headline["curve"],
             "l2_curve": m.secondary["curve"] if m.secondary is not None else None,
             "per_class": j.per_class,
@@ -53,16 +53,31 @@ def present(
             "autoattack": m.autoattack_settings,
             "autoattack_note": m.autoattack_note,
             "seconds_per_attack": m.timings,
-            "worst_case_over": m.headline["worst_case_over"]
-            + ["EOT-PGD"]
-            + (["AutoAttack"] if m.autoattack_correct is not None else []),
+            "worst_case_over": worst_case_over(m),
         },
         seconds=seconds,
     )
 
 
+def worst_case_over(m: AdversarialMeasurement) -> list[str]:
+    """The attacks ``robust_accuracy`` is the per-example worst case over (one threat model)."""
+    return (
+        m.headline["worst_case_over"]
+        + (["AutoAttack"] if m.autoattack_correct is not None else [])
+        + (
+            ["EOT-PGD over the model's own randomness"]
+            if m.own_randomness_correct is not None
+            else []
+        )
+    )
+
+
 def summary(
-    metrics: dict[str, float | None], plan: Plan, checks: list[Check], failed: list[Check]
+    metrics: dict[str, float | None],
+    plan: Plan,
+    checks: list[Check],
+    failed: list[Check],
+    attacks: list[str] | None = None,
 ) -> str:
     norm = "L∞" if plan.norm == "Linf" else "L2"
     ran = [c for c in checks if c.status != "skipped"]
@@ -76,7 +91,8 @@ def summary(
     text = (
         f"Under {norm} perturbations of {plan.eps:.3g}, accuracy falls from "
         f"{metrics['clean_accuracy']:.1%} to {metrics['robust_accuracy']:.1%} (worst case over "
-        f"FGSM, PGD, EOT and noise on {metrics['n_examples']} examples); "
+        f"{', '.join(attacks or ['FGSM', 'PGD', 'random noise'])} on "
+        f"{metrics['n_examples']} examples); "
     )
     if failed:
         names = ", ".join(c.name for c in failed) + (f"; {aside}" if aside else "")
@@ -93,12 +109,13 @@ def summary(
     )
 
 
-def _threat_text(plan: Plan) -> str:
+def _threat_text(plan: Plan, attacks: list[str]) -> str:
+    """The headline's threat model in one line: the ball, the box and the attacks."""
     norm = "L∞" if plan.norm == "Linf" else "L2"
     return (
-        f"‖δ‖_{norm[1:]} ≤ {plan.eps:.4g} ({plan.units}), x + δ inside the input box; "
-        "an example counts as robust only if it is classified correctly clean and under "
-        "every attack"
+        f"{norm} ‖δ‖ ≤ {plan.eps:.4g} ({plan.units}), x + δ inside the input box; robust = "
+        f"right clean and under each of {', '.join(attacks)}; transformations (EOT) are "
+        "reported apart"
     )
 
 

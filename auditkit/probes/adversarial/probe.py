@@ -8,6 +8,13 @@ from typing import ClassVar
 import numpy as np
 
 from auditkit.context import AuditContext
+from auditkit.functional.classification import compare_to_chance
+from auditkit.probes.adversarial.gradient_free import (
+    merge_square,
+    run_without_gradients,
+    square_beside_pgd,
+    wants_square_beside_pgd,
+)
 from auditkit.probes.adversarial.judge import judge
 from auditkit.probes.adversarial.measure import measure
 from auditkit.probes.adversarial.options import AdversarialOptions
@@ -32,7 +39,8 @@ class AdversarialProbe(Probe):
         "can that number be trusted?"
     )
     order = 20
-    needs_gradients = True
+    # Models without gradients get gradient-free attacks (gradient_free=never skips them).
+    needs_gradients = False
     Options: ClassVar[type] = AdversarialOptions
     opts: AdversarialOptions
     metrics = {
@@ -44,11 +52,14 @@ class AdversarialProbe(Probe):
         "eot_accuracy": MetricSpec(
             "higher",
             "accuracy under EOT-PGD at the headline eps, judged on freshly transformed copies: "
-            "right in expectation for both the clean and the adversarial input",
+            "right in expectation for both the clean and the adversarial input (the "
+            "transformation threat model, kept out of robust_accuracy)",
         ),
         "robust_accuracy": MetricSpec(
             "higher",
-            "worst case per example over every attack and restart at the headline eps",
+            "worst case per example over the headline-norm attacks at the headline eps (FGSM, "
+            "PGD restarts, noise, AutoAttack when run; EOT over a random model's own "
+            "randomness): one threat model, transformations excluded",
         ),
         "eps": MetricSpec(
             None,
@@ -73,26 +84,74 @@ class AdversarialProbe(Probe):
             "higher", "accuracy under AutoAttack (reference settings) at the headline eps"
         ),
         "n_examples": MetricSpec(None, "number of audit examples attacked"),
+        "square_accuracy": MetricSpec(
+            "higher", "accuracy under the gradient-free Square attack (scores only) at the "
+            "headline eps"),
+        "square_queries_mean": MetricSpec(
+            None, "model queries the Square attack used per attacked example, on average"),
+        "square_queries_budget": MetricSpec(None, "Square's query budget per example"),
+        "decision_accuracy": MetricSpec(
+            "higher", "accuracy under the decision-based HopSkipJump attack (labels only) at "
+            "the headline eps"),
+        "decision_queries_mean": MetricSpec(
+            None, "model queries HopSkipJump used per attacked example, on average"),
+        "decision_queries_budget": MetricSpec(None, "HopSkipJump's query budget per example"),
+        "pgd_minus_square": MetricSpec(
+            None, "PGD accuracy minus Square accuracy where both ran (positive: the "
+            "gradient-free attack found more, a sign of masked gradients)"),
     }
     budget_levels = {
         "fast": "200 examples; FGSM, PGD-10 (1 restart), noise over a 5-point sweep "
-        "(0–5× eps); EOT with 8 draws; L2 at l2_eps only; a doubled-step PGD run",
+        "(0–5× eps); EOT with 8 draws; L2 at l2_eps only; a doubled-step PGD run; without "
+        "gradients Square (scores) or HopSkipJump (labels) with 300 queries per example",
         "standard": "1,000 examples; PGD-20 with 2 restarts; an 8-point L∞ sweep and a 5-point "
-        "L2 sweep; EOT with 8 draws",
+        "L2 sweep; EOT with 8 draws; gradient-free attacks with 1,000 queries per example",
         "thorough": "5,000 examples; PGD-50 with 5 restarts; EOT with 16 draws; plus AutoAttack "
-        "(APGD-CE, APGD-T, FAB-T, Square; 100 iterations, 9 target classes, fixed seed)",
+        "(APGD-CE, APGD-T, FAB-T, Square; 100 iterations, 9 target classes, fixed seed); "
+        "gradient-free attacks with 5,000 queries per example",
     }
 
+    def skip_reason(self, context: AuditContext) -> str | None:
+        """Also skipped, as "not meaningful", for a model not clearly above chance: an attack
+        on a model that has not learned the task measures nothing (robust 0% would be no news,
+        and a PASS would be a lie)."""
+        if not context.adapter.supports_gradients and self.opts.gradient_free == "never":
+            return (f"{context.adapter.format} model exposes no input gradients "
+                    "(gradient_free=never)")
+        reason = super().skip_reason(context)
+        if reason is not None or not len(context.data):
+            return reason
+        chance = compare_to_chance(
+            context.data.y, context.clean_predictions, context.adapter.num_classes
+        )
+        if chance.verdict == "at":
+            return (
+                f"not meaningful: the model is not clearly above chance ({chance.describe()}); "
+                "attacking a model that has not learned the task measures nothing"
+            )
+        return None
+
     def run(self, context: AuditContext) -> ProbeResult:
+        if not context.adapter.supports_gradients:
+            return run_without_gradients(self.name, context, self.opts, self.budget)
         started = time.perf_counter()
         measured = measure(context, self.opts, self.budget)
         judged = judge(measured)
+        robust = judged.robust
+        square = None
+        if wants_square_beside_pgd(self.opts, context.adapter):
+            square = square_beside_pgd(context, self.opts, measured.plan, measured.indices,
+                                       measured.clean_correct)
         # Per-example verdicts for the probes that run later (bias: robust accuracy per group).
         context.artifacts["adversarial"] = {
             "indices": np.asarray(measured.indices).astype(np.int64),
-            "robust_correct": judged.robust.astype(bool),
+            "robust_correct": (robust if square is None
+                               else robust & square.attack_correct).astype(bool),
             "clean_correct": measured.clean_correct.astype(bool),
             "eps": float(measured.plan.eps),
             "norm": measured.plan.norm,
         }
-        return present(self.name, measured, judged, self.budget, time.perf_counter() - started)
+        result = present(self.name, measured, judged, self.budget, time.perf_counter() - started)
+        if square is not None:
+            result, _ = merge_square(result, square, robust)
+        return result

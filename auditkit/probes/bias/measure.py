@@ -82,7 +82,15 @@ def measure(context, opts: BiasOptions, budget: str) -> BiasMeasurement:
         "n_boot": opts.n_boot,
         "alpha": 1.0 - float(opts.confidence),
     }
-    slicings = [measure_slicing(s, y, pred, classes, seeds, **settings) for s in planned.slicings]
+    # Each slicing bootstraps n_boot rounds inside fairlearn; progress counts slicings.
+    slicings = [
+        measure_slicing(s, y, pred, classes, seeds, **settings)
+        for s in context.progress.track(
+            planned.slicings,
+            total=len(planned.slicings),
+            description=f"slicings ({opts.n_boot} bootstrap rounds each)",
+        )
+    ]
     problems = measure_cross_probe(context, planned.slicings, slicings, seeds, **settings)
     return BiasMeasurement(
         slicings=slicings,

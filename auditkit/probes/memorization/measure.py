@@ -224,7 +224,6 @@ def _train_levels(
         rng = np.random.default_rng()
         rng.bit_generator.state = label_rng_state  # same draws at every p: nested corruption
         labels = corrupt_labels(y_train.cpu(), p, num_classes, rng).to(device)
-        context.progress.log(f"memorization: training a fresh copy at p = {p:g}")
         run = _train(
             opts,
             model,
@@ -236,6 +235,7 @@ def _train_levels(
             y_held,
             LevelRun(name=_level_name(p), corruption=p),
             shuffle_seed=derive_seed(context.seed, f"memorization.shuffle.{p:g}"),
+            progress=context.progress,
         )
         run.labels_changed = float((labels != y_train).float().mean())
         runs.append(run)
@@ -258,6 +258,7 @@ def _train_levels(
             y_held,
             LevelRun(name="random pixels", corruption=None),
             shuffle_seed=derive_seed(context.seed, "memorization.shuffle.pixels"),
+            progress=context.progress,
         )
         runs.append(run)
     return runs
@@ -275,6 +276,7 @@ def _train(
     run: LevelRun,
     *,
     shuffle_seed: int,
+    progress: Any = None,
 ) -> LevelRun:
     """Train one fresh copy with the fixed recipe until the target, the epochs or the time."""
     fresh = fresh_copy(model, seed=init_seed)
@@ -301,6 +303,8 @@ def _train(
                 optimizer.step()
             fresh.set_training(False)
             run.train_accuracy.append(_accuracy(network, x, y))
+            if progress is not None:
+                progress.advance(f"training epochs ({run.name})", epoch, opts.max_epochs)
             if diverged:
                 run.stopped_by = "diverged"
                 break

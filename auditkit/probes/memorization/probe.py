@@ -10,6 +10,7 @@ from auditkit.probes.memorization.judge import judge
 from auditkit.probes.memorization.measure import MIN_EXAMPLES, CannotCopy, measure
 from auditkit.probes.memorization.options import MemorizationOptions
 from auditkit.probes.memorization.present import present
+from auditkit.probes.memorization.refit import can_refit, measure_refit, refit_summary
 from auditkit.reinit import training_problem
 from auditkit.results import ProbeResult
 
@@ -89,6 +90,15 @@ class MemorizationProbe(Probe):
     }
 
     def skip_reason(self, context) -> str | None:
+        if can_refit(context.adapter):
+            if len(context.data) < MIN_EXAMPLES:
+                return (f"only {len(context.data)} audit examples; the random-label test needs "
+                        f"at least {MIN_EXAMPLES}")
+            return None  # scikit-learn: a clone is re-fitted instead of re-trained
+        if not hasattr(context.adapter, "model"):
+            return (f"memorization needs a re-trainable architecture, and this black-box "
+                    f"{context.adapter.format} model has none (scikit-learn estimators are "
+                    "re-fitted instead)")
         reason = super().skip_reason(context)
         if reason:
             return reason
@@ -103,6 +113,10 @@ class MemorizationProbe(Probe):
         return None
 
     def run(self, context: AuditContext) -> ProbeResult:
+        if can_refit(context.adapter):
+            measured = measure_refit(context, self.opts, self.budget)
+            judged = judge(measured)
+            return refit_summary(present(self.name, measured, judged), measured, judged)
         try:
             measured = measure(context, self.opts, self.budget)
         except CannotCopy as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from auditkit.functional.classification import ChanceComparison, matrix_vs_chance
 from auditkit.probes.performance.measure import PerformanceMeasurement
 from auditkit.results import Check, Finding
 
@@ -24,8 +25,9 @@ class Judgement:
 
 
 def judge(m: PerformanceMeasurement) -> Judgement:
-    """A failed adapter check makes the probe ``warned`` (the other probes say what it costs);
-    accuracy itself is judged by policy gates, not here."""
+    """A model not clearly above chance fails the probe (every other number about it means
+    little); too few examples to tell, or a failed adapter check, makes it ``warned`` (the
+    other probes say what it costs). How high accuracy must be beyond that is a policy gate."""
     recall = m.recall
     present = m.present
     worst = min(present, key=lambda i: float(recall[i])) if present else None
@@ -34,8 +36,9 @@ def judge(m: PerformanceMeasurement) -> Judgement:
         "balanced_accuracy": m.balanced_accuracy,
         "worst_class_accuracy": float(recall[worst]) if worst is not None else None,
     }
-    checks = adapter_checks(m)
-    findings = []
+    chance = matrix_vs_chance(m.matrix)
+    checks = [chance_check(chance), *adapter_checks(m)]
+    findings = [chance_finding(chance)] if chance.verdict != "above" else []
     if worst is not None and m.accuracy - float(recall[worst]) > WEAK_CLASS_GAP:
         findings.append(
             Finding(
@@ -46,8 +49,57 @@ def judge(m: PerformanceMeasurement) -> Judgement:
                 action="look at that class's confusions and collect more of its examples",
             )
         )
-    status = "warned" if any(c.status == "failed" for c in checks) else "passed"
+    if chance.verdict == "at":
+        status = "failed"
+    elif chance.verdict == "undecided" or any(c.status == "failed" for c in checks):
+        status = "warned"
+    else:
+        status = "passed"
     return Judgement(metrics, checks, findings, status, worst)
+
+
+def chance_check(chance: ChanceComparison) -> Check:
+    """``above_chance``: the accuracy interval against max(1/K, majority-class rate)."""
+    status = {"above": "passed", "at": "failed", "undecided": "warned"}[chance.verdict]
+    words = {
+        "above": "clearly above chance",
+        "at": "not clearly above chance: the model has learned little or nothing",
+        "undecided": "too few examples to tell whether it beats chance",
+    }[chance.verdict]
+    return Check(
+        "above_chance",
+        status,
+        f"{chance.describe()}: {words}",
+        {
+            "accuracy": chance.accuracy, "low": chance.low, "high": chance.high,
+            "chance": chance.chance, "uniform": chance.uniform, "majority": chance.majority,
+            "n": chance.n, "confidence": chance.confidence,
+        },
+    )
+
+
+def chance_finding(chance: ChanceComparison) -> Finding:
+    if chance.verdict == "at":
+        return Finding(
+            "critical",
+            f"accuracy {chance.accuracy:.1%} is not clearly above chance ({chance.chance:.1%})",
+            why=(
+                f"even the optimistic end of its {chance.confidence:.0%} interval "
+                f"({chance.high:.1%}) is barely above what guessing the most common class or a "
+                "random class gets; robustness, calibration and bias numbers of such a model "
+                "are not meaningful"
+            ),
+            action="check that the right weights, preprocessing (--mean/--std, --input-range) "
+            "and labels are used; an untrained or broken model looks exactly like this",
+        )
+    return Finding(
+        "warning",
+        f"with {chance.n} examples the audit cannot tell whether accuracy "
+        f"{chance.accuracy:.1%} beats chance ({chance.chance:.1%})",
+        why=f"the {chance.confidence:.0%} interval {chance.low:.1%}–{chance.high:.1%} "
+        "includes chance",
+        action="audit on more examples",
+    )
 
 
 def adapter_checks(m: PerformanceMeasurement) -> list[Check]:

@@ -53,7 +53,14 @@ def measure(context, opts: PerformanceOptions, budget: str) -> PerformanceMeasur
     return PerformanceMeasurement(
         accuracy=float((pred == data.y).float().mean()) if len(data) else float("nan"),
         matrix=confusion_matrix(data.y, pred, k),
-        class_names=data.class_names or [str(i) for i in range(k)],
+        class_names=_every_output_named(data.class_names, k),
         diagnostics=context.adapter.diagnostics,
         supports_gradients=context.adapter.supports_gradients,
     )
+
+
+def _every_output_named(names: list[str] | None, k: int) -> list[str]:
+    """One name per model output: data whose labels cover fewer classes than the model has
+    outputs names only those, and the per-class tables index by output."""
+    given = list(names or [])[:k]
+    return given + [str(i) for i in range(len(given), k)]

@@ -1,0 +1,317 @@
+"""Robustness of a model without gradients: Square (scores) or HopSkipJump (labels only).
+
+``measure`` attacks the correctly classified examples through the adapter's batched answers
+(``predict_logits``: onnxruntime, scikit-learn, a black-box function), counts the queries and
+compares with random noise of the same size; ``judge`` turns the numbers into the checklist
+that applies to a gradient-free attack. Both attacks are seeded so that a larger budget repeats
+the shorter run first: the accuracy at half the budget is read off the same run (the examples
+fooled within half the queries), which is what "more queries do not change the result much"
+compares, at no extra cost.
+
+Units: for a bounded input box eps is in input units; for unbounded inputs (tables) it is in
+feature standard deviations, and each numeric feature stays within the range observed in the
+audit data (categorical features, the adapter's ``feature_mask``, stay fixed).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from auditkit.attacks._base import margin
+from auditkit.attacks._query import Limits, QueryModel
+from auditkit.attacks.hopskipjump import HopSkipJump
+from auditkit.attacks.square import Square
+from auditkit.results import Check
+
+SQUARE, DECISION = "square", "hopskipjump"
+#: Absolute accuracy tolerances of the checklist (as the gradient checklist uses).
+QUERIES_TOLERANCE = 0.02
+NOISE_TOLERANCE = 0.01
+MONOTONE_TOLERANCE = 0.01
+#: Unbounded attack radius: the whole box (bounded) or this many feature stds (tables).
+UNBOUNDED_STD_EPS = 100.0
+UNBOUNDED_MAX_ACCURACY = 0.05
+
+
+def choose_attack(adapter: Any) -> str:
+    """HopSkipJump for a labels-only model, Square for any model that returns scores."""
+    return DECISION if adapter.diagnostics.output_kind == "labels" else SQUARE
+
+
+@dataclass(frozen=True)
+class GradientFreePlan:
+    """What to run: the attack, the threat model, the query budget and the baselines."""
+
+    attack: str
+    norm: str
+    eps: float
+    queries: int
+    sweep: tuple[float, ...] = ()  # extra radii (input units / stds), judged at the same budget
+    noise_draws: int = 8
+    batch_size: int = 256
+
+    def describe(self) -> dict[str, Any]:
+        return {"attack": self.attack, "norm": self.norm, "eps": self.eps,
+                "queries_per_example": self.queries, "sweep": list(self.sweep),
+                "noise_draws": self.noise_draws}
+
+
+@dataclass
+class GradientFreeMeasurement:
+    """Per-example verdicts and query counts (plain data; ``judge`` needs nothing else)."""
+
+    plan: GradientFreePlan
+    n_examples: int
+    clean_correct: np.ndarray
+    attack_correct: np.ndarray
+    half_budget_correct: np.ndarray
+    noise_correct: np.ndarray
+    queries: np.ndarray  # per attacked example
+    sweep: list[dict[str, float]] = field(default_factory=list)
+    unbounded_accuracy: float | None = None
+    unbounded_eps: float | None = None
+    units: str = "input units"
+    frozen_features: tuple[str, ...] = ()
+    nonfinite_examples: int = 0
+    seconds: float = 0.0
+    adversarial: torch.Tensor | None = None
+
+    @property
+    def clean_accuracy(self) -> float:
+        return float(self.clean_correct.mean()) if self.n_examples else 0.0
+
+    @property
+    def attack_accuracy(self) -> float:
+        return float(self.attack_correct.mean()) if self.n_examples else 0.0
+
+    @property
+    def robust_correct(self) -> np.ndarray:
+        return self.attack_correct & self.noise_correct
+
+    def metrics(self) -> dict[str, float | None]:
+        prefix = "square" if self.plan.attack == SQUARE else "decision"
+        attacked = len(self.queries)
+        return {
+            "clean_accuracy": self.clean_accuracy,
+            "robust_accuracy": float(self.robust_correct.mean()) if self.n_examples else 0.0,
+            f"{prefix}_accuracy": self.attack_accuracy,
+            f"{prefix}_queries_mean": float(self.queries.mean()) if attacked else 0.0,
+            f"{prefix}_queries_budget": float(self.plan.queries),
+            "noise_accuracy": float(self.noise_correct.mean()) if self.n_examples else 0.0,
+            "eps": self.plan.eps,
+            "n_examples": self.n_examples,
+        }
+
+
+def _limits(adapter: Any, x: torch.Tensor, scale: torch.Tensor | None) -> Limits:
+    mask = getattr(adapter, "feature_mask", None)
+    if adapter.input_range is not None:
+        return Limits.from_box(adapter.input_range, mask)
+    lo, hi = x.amin(dim=0), x.amax(dim=0)
+    if scale is not None:
+        lo, hi = lo / scale, hi / scale
+    return Limits(lo, hi, mask)
+
+
+def _scale(adapter: Any, x: torch.Tensor) -> torch.Tensor | None:
+    """Feature stds (unbounded inputs): eps is measured in them."""
+    if adapter.input_range is not None:
+        return None
+    std = x.std(dim=0)
+    return torch.where(std > 0, std, torch.ones_like(std))
+
+
+def measure(
+    adapter: Any,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    clean_correct: np.ndarray,
+    plan: GradientFreePlan,
+    generator_of: Callable[[str], torch.Generator],
+    *,
+    baselines: bool = True,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> GradientFreeMeasurement:
+    """Attack the correctly classified examples of ``(x, y)`` without gradients.
+
+    ``baselines=False`` skips the random-noise and unbounded runs (Square beside PGD needs
+    only its own number).
+
+    Example:
+        >>> plan = GradientFreePlan(SQUARE, "Linf", eps=0.1, queries=500)
+        >>> m = measure(adapter, x, y, clean_correct, plan, lambda tag: torch.Generator())
+        >>> m.metrics()["square_accuracy"], m.metrics()["square_queries_mean"]
+    """
+    started = time.perf_counter()
+    scale = _scale(adapter, x)
+    z = x if scale is None else x / scale
+    limits = _limits(adapter, x, scale)
+
+    def answer(points: torch.Tensor) -> torch.Tensor:
+        return adapter.predict_logits(points if scale is None else points * scale)
+
+    targets = np.flatnonzero(clean_correct)
+    n = len(x)
+
+    def run(tag: str, eps: float, queries: int, keep: bool = False):
+        correct = clean_correct.copy()
+        used = np.zeros(len(targets))
+        adversarial = z.clone() if keep else None
+        nonfinite = 0
+        cls = Square if plan.attack == SQUARE else HopSkipJump
+        attack = cls(QueryModel(answer), eps=eps, norm=plan.norm, queries=queries, box=None,
+                     limits=limits, generator=generator_of(tag))
+        for start in range(0, len(targets), plan.batch_size):
+            index = targets[start : start + plan.batch_size]
+            out = attack.perturb(z[index], y[index])
+            correct[index] = (out.margin <= 0).numpy()
+            used[start : start + len(index)] = out.queries.numpy()
+            nonfinite += int(out.nonfinite.sum()) if out.nonfinite is not None else 0
+            if adversarial is not None:
+                adversarial[index] = out.adversarial
+            if progress is not None:
+                progress(f"{plan.attack} eps={eps:.3g}", start + len(index), len(targets))
+        return correct, used, nonfinite, adversarial
+
+    attack_correct, queries, nonfinite, adversarial = run("headline", plan.eps, plan.queries,
+                                                          keep=True)
+    # The same run, cut at half the budget (each example's search is a prefix of the longer one).
+    half = clean_correct.copy()
+    fooled_early = (~attack_correct[targets]) & (queries <= plan.queries // 2)
+    half[targets] = ~fooled_early
+
+    noise_correct = clean_correct.copy()
+    if baselines and len(targets) and plan.eps > 0:
+        noise_correct[targets] = _survives_noise(answer, z[targets], y[targets], plan, limits,
+                                                 generator_of("noise"))
+
+    sweep = []
+    for eps in sorted(set(plan.sweep) - {plan.eps}):
+        correct, _, _, _ = run(f"sweep/{eps}", eps, plan.queries)
+        sweep.append({"eps": eps, "accuracy": float(correct.mean()) if n else 0.0})
+    sweep.append({"eps": plan.eps, "accuracy": float(attack_correct.mean()) if n else 0.0})
+    sweep.sort(key=lambda p: p["eps"])
+
+    if scale is None and adapter.input_range is not None:
+        unbounded_eps = float(adapter.input_range[1] - adapter.input_range[0])
+    else:
+        unbounded_eps = UNBOUNDED_STD_EPS
+    if plan.norm == "L2":
+        unbounded_eps *= float(np.sqrt(int(np.prod(x.shape[1:]))))
+    unbounded = None
+    if baselines:
+        unbounded, _, _, _ = run("unbounded", unbounded_eps, max(plan.queries // 4, 50))
+
+    names = getattr(adapter, "frozen_features", ()) or ()
+    return GradientFreeMeasurement(
+        plan=plan, n_examples=n, clean_correct=clean_correct, attack_correct=attack_correct,
+        half_budget_correct=half, noise_correct=noise_correct, queries=queries, sweep=sweep,
+        unbounded_accuracy=float(unbounded.mean()) if n and unbounded is not None else None,
+        unbounded_eps=unbounded_eps,
+        units="input units" if scale is None else "feature standard deviations",
+        frozen_features=tuple(names), nonfinite_examples=nonfinite,
+        seconds=round(time.perf_counter() - started, 3),
+        adversarial=adversarial if scale is None else adversarial * scale,
+    )
+
+
+def _survives_noise(answer: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor,
+                    y: torch.Tensor, plan: GradientFreePlan, limits: Limits,
+                    generator: torch.Generator) -> np.ndarray:
+    """Still correct under each of ``noise_draws`` random perturbations on the surface of the
+    eps ball (L∞: random corners), within the same limits and frozen features as the attack."""
+    survives = np.ones(len(z), dtype=bool)
+    for _ in range(plan.noise_draws):
+        if plan.norm == "Linf":
+            delta = plan.eps * (torch.rand(z.shape, generator=generator) * 2 - 1).sign()
+        else:
+            delta = limits.masked(torch.randn(z.shape, generator=generator))
+            delta = plan.eps * delta / delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(
+                -1, *[1] * (z.dim() - 1))
+        noisy = limits.clamp(z + limits.masked(delta))
+        for start in range(0, len(z), plan.batch_size):
+            chunk = slice(start, start + plan.batch_size)
+            with torch.no_grad():
+                scores = answer(noisy[chunk]).float()
+            survives[chunk] &= (margin(scores, y[chunk]) <= 0).numpy()
+    return survives
+
+
+def _pct(value: float) -> str:
+    return f"{value:.1%}"
+
+
+def judge(m: GradientFreeMeasurement, *, stochastic: bool = False) -> list[Check]:
+    """The checklist for a gradient-free attack, in the gradient checklist's names and order."""
+    name = "Square" if m.plan.attack == SQUARE else "HopSkipJump"
+    na = "not applicable: the model gives no input gradients (gradient-free attack)"
+    checks = [Check("iterative_beats_single_step", "skipped", na)]
+
+    # accuracy never rises with eps (same budget)
+    rises = [(a, b) for a, b in zip(m.sweep, m.sweep[1:], strict=False)
+             if b["accuracy"] > a["accuracy"] + MONOTONE_TOLERANCE]
+    if len(m.sweep) < 2:
+        checks.append(Check("accuracy_decreases_with_eps", "skipped",
+                            "only one eps was attacked", {"sweep": m.sweep}))
+    else:
+        detail = (f"{name} accuracy over eps " + ", ".join(
+            f"{p['eps']:.3g}: {_pct(p['accuracy'])}" for p in m.sweep))
+        if rises:
+            a, b = rises[0]
+            detail += f"; rises from {_pct(a['accuracy'])} to {_pct(b['accuracy'])}"
+        checks.append(Check("accuracy_decreases_with_eps", "failed" if rises else "passed",
+                            detail, {"sweep": m.sweep, "tolerance": MONOTONE_TOLERANCE}))
+
+    # an unbounded gradient-free attack breaks (nearly) everything
+    ok = (m.unbounded_accuracy or 0.0) <= UNBOUNDED_MAX_ACCURACY
+    if m.unbounded_accuracy is None:
+        checks.append(Check("unbounded_attack_succeeds", "skipped",
+                            "the unbounded run was not made"))
+    else:
+        checks.append(Check(
+            "unbounded_attack_succeeds", "passed" if ok else "failed",
+            f"{name} with eps {m.unbounded_eps:.3g} ({m.units}) leaves "
+            f"{_pct(m.unbounded_accuracy)} accuracy (need ≤ {_pct(UNBOUNDED_MAX_ACCURACY)})",
+            {"eps": m.unbounded_eps, "accuracy": m.unbounded_accuracy},
+        ))
+
+    # more queries do not change the result much
+    half = float(m.half_budget_correct.mean()) if m.n_examples else 0.0
+    change = half - m.attack_accuracy
+    checks.append(Check(
+        "converged_in_steps", "passed" if change <= QUERIES_TOLERANCE else "failed",
+        f"more queries do not change the result much: {name} accuracy {_pct(half)} after "
+        f"{m.plan.queries // 2} queries per example, {_pct(m.attack_accuracy)} after "
+        f"{m.plan.queries} (change {change:+.1%}, tolerance {_pct(QUERIES_TOLERANCE)})",
+        {"half_budget_accuracy": half, "full_budget_accuracy": m.attack_accuracy,
+         "queries": m.plan.queries, "tolerance": QUERIES_TOLERANCE},
+    ))
+
+    # the attack beats random noise of the same size
+    noise = float(m.noise_correct.mean()) if m.n_examples else 0.0
+    ok = m.attack_accuracy <= noise - NOISE_TOLERANCE or m.attack_accuracy == 0.0
+    checks.append(Check(
+        "attack_beats_random_noise", "passed" if ok else "failed",
+        f"attack beats random noise: {name} {_pct(m.attack_accuracy)} vs random noise "
+        f"{_pct(noise)} at eps {m.plan.eps:.3g}",
+        {"attack_accuracy": m.attack_accuracy, "noise_accuracy": noise,
+         "tolerance": NOISE_TOLERANCE},
+    ))
+    checks.append(Check("gradients_nonzero_and_finite", "skipped", na,
+                        {"nonfinite_examples_under_attack": m.nonfinite_examples}))
+    if stochastic:
+        checks.append(Check(
+            "stochastic_model_attacked_with_eot", "failed",
+            "the black box answers differently to the same input; the gradient-free attack "
+            "judged single answers, so its numbers are noisy", {"stochastic": True}))
+    else:
+        checks.append(Check("stochastic_model_attacked_with_eot", "skipped",
+                            "not applicable: two answers to the same inputs agree",
+                            {"stochastic": False}))
+    return checks

@@ -1,0 +1,1 @@
+"""Report partials (Jinja) of the plugin probes, loaded by the HTML report (contract D)."""

@@ -1,0 +1,250 @@
+"""End to end on digits with a tiny budget: outputs, resume, interruption, workers, bad input."""
+
+import importlib.util
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from auditkit_nas import search
+from auditkit_nas.cli import main
+from auditkit_nas.space import nas_network
+
+import auditkit
+
+CHEAP = [
+    "--data", "digits", "--objectives", "accuracy,calibration.ece", "--epochs", "1",
+    "--max-train", "120", "--final-probes", "performance,calibration", "--quiet",
+]
+
+
+def nas(out: Path, *extra: str) -> int:
+    return main([*CHEAP, "--out", str(out), *extra])
+
+
+def document(out: Path) -> dict:
+    return json.loads((out / "nas.json").read_text())
+
+
+def finished(out: Path) -> dict[int, tuple]:
+    """Trial number → (state, start time) straight from the study storage."""
+    with sqlite3.connect(out / "nas.db") as db:
+        rows = db.execute("SELECT number, state, datetime_start FROM trials").fetchall()
+    return {n: (state, start) for n, state, start in rows}
+
+
+def test_search_writes_every_output_and_a_rerun_repeats_nothing(tmp_path):
+    out = tmp_path / "nas"
+    assert nas(out, "--trials", "2", "--strategy", "nsga2") == 0
+    doc = document(out)
+    assert [t["number"] for t in doc["trials"]] == [0, 1]
+    for trial in doc["trials"]:
+        assert trial["state"] == "complete"
+        assert set(trial["metrics"]) == {"calibration.accuracy", "calibration.ece"}
+        assert trial["seconds"] > 0 and trial["architecture"]["kind"] == "cnn"
+    assert doc["settings"]["seed"] == 0 and doc["settings"]["strategy"] == "nsga2"
+    assert [o["direction"] for o in doc["objectives"]] == ["higher", "lower"]
+    assert doc["chosen"] in doc["pareto_front"]
+
+    # Each Pareto model is a self-describing file: it scans with no flags, and the architecture
+    # in its metadata rebuilds the network it holds.
+    for number, rel in doc["models"].items():
+        loaded = auditkit.load_model(out / rel)
+        arch = loaded.metadata.extra["nas"]["architecture"]
+        assert arch == doc["trials"][int(number)]["architecture"]
+        rebuilt = nas_network(**arch)
+        from safetensors.torch import load_file
+
+        rebuilt.load_state_dict(load_file(str(search.weights_path(out, int(number)))))
+        x = torch.rand(4, 1, 8, 8)
+        assert torch.allclose(loaded.module(x), rebuilt.eval()(x), atol=1e-5)
+        archfile = (out / rel).with_suffix(".safetensors")
+        if importlib.util.find_spec("auditkit.archfile") is not None:  # core contract E
+            from_archfile = auditkit.load_model(archfile)
+            assert torch.allclose(from_archfile.module(x), rebuilt(x), atol=1e-5)
+            assert from_archfile.metadata.dataset == "digits"
+    scorecard = json.loads((out / "chosen" / "audit.json").read_text())
+    assert set(scorecard["probes"]) == {"performance", "calibration"}
+    assert scorecard["data"]["name"] == "digits"  # the held-out audit split, not the search's
+    html = (out / "nas_report.html").read_text()
+    assert "<svg" in html and "Pareto front" in html and "chosen/report.html" in html
+
+    before = finished(out)
+    assert nas(out, "--trials", "2", "--strategy", "nsga2") == 0
+    assert finished(out) == before  # nothing ran again
+    assert nas(out, "--trials", "3", "--strategy", "nsga2") == 0
+    after = finished(out)
+    assert {n: after[n] for n in before} == before and len(after) == 3
+    assert [t["number"] for t in document(out)["trials"]] == [0, 1, 2]
+
+
+def test_interrupted_search_resumes_without_repeating(tmp_path):
+    out = tmp_path / "nas"
+    command = [sys.executable, "-c", "import sys; from auditkit_nas.cli import main; sys.exit(main(sys.argv[1:]))",
+               *CHEAP, "--out", str(out), "--trials", "4", "--strategy", "random"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            if (out / "nas.db").exists():
+                try:
+                    states = [s for s, _ in finished(out).values()]
+                except sqlite3.OperationalError:
+                    states = []
+                if "COMPLETE" in states and "RUNNING" in states:
+                    break
+            time.sleep(0.3)
+        else:
+            pytest.fail("the search never got going")
+    finally:
+        process.kill()  # no clean-up, like a crash or a lost machine
+        process.wait()
+    first = finished(out)
+    done = {n: v for n, v in first.items() if v[0] == "COMPLETE"}
+    assert done and any(v[0] == "RUNNING" for v in first.values())
+
+    assert nas(out, "--trials", "4", "--strategy", "random") == 0
+    doc = document(out)
+    numbers = [t["number"] for t in doc["trials"]]
+    assert len(numbers) == len(set(numbers))  # every trial once
+    after = finished(out)
+    assert {n: after[n] for n in done} == done  # finished trials were not repeated
+    states = [t["state"] for t in doc["trials"]]
+    assert states.count("complete") == 4  # the budget counts finished trials only
+    assert states.count("interrupted") == 1 and "running" not in states
+
+
+def test_ctrl_c_marks_the_running_trial_interrupted(tmp_path):
+    out = tmp_path / "nas"
+    command = [sys.executable, "-c", "import sys; from auditkit_nas.cli import main; sys.exit(main(sys.argv[1:]))",
+               *CHEAP, "--out", str(out), "--trials", "3", "--strategy", "random"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and not (
+        (out / "nas.db").exists() and "RUNNING" in _states(out)
+    ):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and "rerun the same command to resume" in err
+    assert "Traceback" not in err
+    assert nas(out, "--trials", "3", "--strategy", "random") == 0
+    states = [t["state"] for t in document(out)["trials"]]
+    assert states.count("complete") == 3 and states.count("interrupted") <= 1
+    assert "running" not in states
+
+
+def _states(out: Path) -> list[str]:
+    try:
+        return [state for state, _ in finished(out).values()]
+    except sqlite3.OperationalError:
+        return []
+
+
+def test_tables_get_mlps_and_a_worst_group_objective(tmp_path):
+    out = tmp_path / "nas"
+    code = main(["--data", "credit", "--objectives", "accuracy,bias.worst_group_accuracy",
+                 "--epochs", "1", "--max-train", "400", "--final-probes", "performance",
+                 "--quiet", "--trials", "1", "--out", str(out)])
+    assert code == 0
+    trial = document(out)["trials"][0]
+    assert trial["architecture"]["kind"] == "mlp" and trial["architecture"]["input_shape"] == [8]
+    assert 0.0 <= trial["metrics"]["bias.worst_group_accuracy"] <= trial["metrics"]["performance.accuracy"] + 1e-9
+
+
+def test_an_objective_the_data_cannot_measure_fails_every_trial_not_the_run(tmp_path, capsys):
+    # digits has no sensitive columns, so the bias probe publishes no worst-group accuracy.
+    out = tmp_path / "nas"
+    code = main([*CHEAP[:2], "--objectives", "bias.worst_group_accuracy", "--epochs", "1",
+                 "--max-train", "120", "--trials", "1", "--out", str(out)])
+    assert code == 3 and "no child finished" in capsys.readouterr().err
+    doc = document(out)
+    assert doc["pareto_front"] == [] and doc["chosen"] is None
+    assert "bias.worst_group_accuracy was not measured" in doc["trials"][0]["error"]
+    assert "No trial completed" in (out / "nas_report.html").read_text()
+
+
+def test_two_workers_share_one_study(tmp_path):
+    out = tmp_path / "nas"
+    assert nas(out, "--trials", "5", "--strategy", "random", "--workers", "2") == 0
+    doc = document(out)
+    assert [t["number"] for t in doc["trials"]] == [0, 1, 2, 3, 4]  # none lost, none extra
+    assert all(t["state"] == "complete" for t in doc["trials"])
+    workers = {(t["worker"]["pid"], t["worker"]["index"]) for t in doc["trials"]}
+    assert {index for _, index in workers} <= {0, 1}
+    assert os.getpid() not in {pid for pid, _ in workers}  # the trials ran in worker processes
+    architectures = [json.dumps(t["decisions"], sort_keys=True) for t in doc["trials"]]
+    assert len(set(architectures)) == len(architectures)  # the workers do not draw in lockstep
+    print("trials per worker:", sorted(index for _, index in workers))
+
+
+def test_a_failing_child_is_a_failed_trial(tmp_path, monkeypatch):
+    real = search.audit_child
+    calls = []
+
+    def flaky(model, data, objectives, seed):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("the child exploded")
+        return real(model, data, objectives, seed)
+
+    monkeypatch.setattr(search, "audit_child", flaky)
+    out = tmp_path / "nas"
+    assert nas(out, "--trials", "3", "--strategy", "controller") == 0
+    doc = document(out)
+    assert [t["state"] for t in doc["trials"]] == ["complete", "failed", "complete"]
+    assert "the child exploded" in doc["trials"][1]["error"]
+    assert 1 not in doc["pareto_front"]
+    assert doc["reward"]["trials"] == [0, 2] and len(doc["reward"]["moving_average"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--strategy", "bayes"], "--strategy bayes: unknown"),
+        (["--objectives", "accuracy,robustness"], "--objectives robustness: no installed probe"),
+        (["--objectives", "adversarial.eps"], "no better side"),
+        (["--trials", "0"], "--trials 0"),
+        (["--data", "no-such-thing.npz"], "no-such-thing"),
+        (["--final-budget", "huge"], "--budget huge"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, extra, message):
+    args = ["--trials", "2", *extra] if "--trials" not in extra else extra
+    assert nas(tmp_path / "nas", *args) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "nas" / "children").exists()  # nothing was trained
+
+
+def test_help_lists_the_flags(capsys):
+    assert main(["-h"]) == 0
+    out = capsys.readouterr().out
+    assert all(flag in out for flag in ("--strategy", "--objectives", "--workers", "--minutes"))
+
+
+def test_rerun_with_other_settings_is_refused(tmp_path, capsys):
+    out = tmp_path / "nas"
+    assert nas(out, "--trials", "1") == 0
+    assert nas(out, "--trials", "1", "--seed", "1") == 2
+    assert "holds a search with seed=0, not 1" in capsys.readouterr().err
+
+
+def test_minutes_caps_the_search(tmp_path):
+    out = tmp_path / "nas"
+    started = time.time()
+    code = nas(out, "--trials", "50", "--minutes", "0.02")  # 1.2 s: room for a trial or two
+    assert code in (0, 3)  # 3: the cap came before any child finished
+    with sqlite3.connect(out / "nas.db") as db:
+        starts = [row[0] for row in db.execute("SELECT datetime_start FROM trials")]
+    assert len(starts) < 50
+    from datetime import datetime
+
+    for start in starts:  # no trial starts after the cap (the running one may finish)
+        assert datetime.fromisoformat(start).timestamp() <= started + 1.2 + 5.0
