@@ -156,3 +156,36 @@ def test_a_torch_model_still_refuses_a_text_feature_column(loans, tmp_path):
     lines = [line for line in res.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in res.output
     assert "non-numeric feature columns region; encode them" in lines[0]
+
+
+def test_a_second_table_codes_the_same_text_the_same_way_empty_cells_included(tmp_path):
+    """--train-data extends the audit table's categories: both tables reach the pipeline as
+    their own values (a new category and an empty cell too)."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+
+    from auditkit.adapters.sklearn_adapter import SklearnAdapter
+
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"x": rng.normal(size=60), "region": rng.choice(["N", "S", "W"], 60)})
+    train.loc[::7, "region"] = np.nan
+    train["y"] = ((train["x"] > 0) | (train["region"] == "W")).astype(int)
+    audit = train.iloc[:30].copy()
+    audit = audit[audit["region"] != "W"]
+    train.to_csv(tmp_path / "train.csv", index=False)
+    audit.to_csv(tmp_path / "audit.csv", index=False)
+    encoder = make_pipeline(SimpleImputer(strategy="constant", fill_value="?"), OneHotEncoder())
+    pipe = make_pipeline(make_column_transformer((encoder, ["region"]), remainder="passthrough"),
+                         LogisticRegression()).fit(train[["x", "region"]], train["y"])
+    first = load_data(tmp_path / "audit.csv", target="y", raw_table=True)
+    second = load_data(tmp_path / "train.csv", target="y", raw_table=True,
+                       categories=first.categories)
+    assert first.categories["region"][:2] == ["N", "S"] and pd.isna(first.categories["region"][2])
+    assert second.categories["region"][:3] == first.categories["region"] and \
+        second.categories["region"][3] == "W"
+    adapter = SklearnAdapter(pipe, input_shape=(2,), feature_names=second.feature_names,
+                             class_names=second.class_names, categories=second.categories)
+    for data, name in ((first, "audit.csv"), (second, "train.csv")):
+        expected = pipe.predict_proba(pd.read_csv(tmp_path / name)[["x", "region"]])
+        assert np.allclose(adapter.predict_logits(data.x).exp().numpy(), expected, atol=1e-6)
+    assert adapter.frozen_features == ("region",)
