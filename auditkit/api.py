@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -125,7 +126,8 @@ def _foreign_adapter(model: Any, data: AuditData, meta: ModelMetadata, input_sha
     return model.make_adapter(
         input_shape=input_shape, num_classes=classes, input_range=input_range, mean=meta.mean,
         std=meta.std, device=device, feature_names=data.feature_names,
-        class_names=meta.class_names or data.class_names,
+        class_names=meta.class_names or data.class_names, categories=data.categories,
+        exact_values=data.exact_values, sensitive=sorted(data.groups),
     )
 
 
@@ -298,12 +300,20 @@ def scan(
             "format": fmt,
         }
     data_kwargs: dict[str, Any] = {
-        "target": target, "sensitive": sensitive, "keep_sensitive_features": keep_sensitive_features
+        "target": target, "sensitive": sensitive, "keep_sensitive_features": keep_sensitive_features,
+        **_raw_table_model(module),
     }
     audit_data = resolve_data(data, meta, groups_file=groups_file, **data_kwargs)
     if train_data is not None:
+        if audit_data.categories:  # the same text, the same codes
+            data_kwargs["categories"] = audit_data.categories
         try:
             audit_data.train = resolve_data(train_data, meta, **data_kwargs)
+            if audit_data.train.categories:  # a superset: the audit table's codes still hold
+                audit_data.categories = dict(audit_data.train.categories)
+            for column, values in audit_data.train.exact_values.items():
+                audit_data.exact_values[column] = np.union1d(
+                    audit_data.exact_values.get(column, values), values)
         except AuditkitInputError as exc:
             # The loaders speak of --data; say which flag the user has to fix.
             message = str(exc)
@@ -338,6 +348,21 @@ def scan(
 
     # Always: without a policy the verdict is the probes' own judgement at ``fail_on``.
     return apply_policy(result, loaded_policy, fail_on)
+
+
+def _raw_table_model(module: Any) -> dict[str, Any]:
+    """What the table loader must know about a model that reads the raw table (a scikit-learn
+    estimator or pipeline, which does its own encoding): text columns stay, as category codes,
+    float64 numbers keep their values, and the sensitive columns it was fitted on (``feature_names_in_``) stay among its inputs
+    while remaining the bias probe's groups. Nothing for other models."""
+    from auditkit.formats import SklearnModel
+
+    estimator = module.estimator if isinstance(module, SklearnModel) else module
+    if not is_estimator(estimator):
+        return {}
+    names = getattr(estimator, "feature_names_in_", None)
+    return {"raw_table": True,
+            "model_columns": [str(c) for c in names] if names is not None else None}
 
 
 def _overrides(metadata: ModelMetadata | None) -> dict[str, Any]:

@@ -4,13 +4,16 @@ A fitted pipeline takes the table's columns as they are (its own scaler and enco
 preprocessing), so the adapter hands it the audit table's columns by name, in the order the
 pipeline was fitted on. Columns the pipeline one-hot / ordinal encodes are categorical: an
 attacker may not move them by a fraction of a standard deviation, so they are frozen
-(``feature_mask``) and the report says so. No input gradients: the adversarial probe uses
+(``feature_mask``) and the report says so. Text columns arrive as category codes
+(``AuditData.categories``); the adapter turns them back into the table's values before each call,
+and they are always frozen. A sensitive column the pipeline was fitted on is one of its inputs
+(and still the bias probe's group column). No input gradients: the adversarial probe uses
 gradient-free attacks; the memorization probe re-fits ``sklearn.base.clone`` of the estimator.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -55,6 +58,23 @@ def _categorical_columns(estimator: Any, names: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def _decode(codes: np.ndarray, values: Sequence[Any]) -> np.ndarray:
+    """The table's values for category codes. A code some probe moved (noise, generated
+    out-of-distribution rows) becomes the nearest category: the model only ever sees values
+    of the table."""
+    lookup = np.empty(len(values), dtype=object)
+    lookup[:] = list(values)
+    index = np.clip(np.rint(np.nan_to_num(codes)), 0, max(len(values) - 1, 0)).astype(np.int64)
+    return lookup[index]
+
+
+def _exact(column: np.ndarray, values: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Cells equal to the float32 of one of the table's float64 ``values`` get that value back
+    (``keys``: ``values`` as float32, in the same order); moved cells stay as they are."""
+    at = np.clip(np.searchsorted(keys, column), 0, len(keys) - 1)
+    return np.where(keys[at] == column, values[at], column)
+
+
 class SklearnAdapter(ModelAdapter):
     """A scikit-learn classifier (or pipeline) on the audit table's raw columns.
 
@@ -65,6 +85,11 @@ class SklearnAdapter(ModelAdapter):
         feature_names: the audit table's column names (matched to ``feature_names_in_``).
         class_names: the data's classes, to map the estimator's ``classes_`` onto.
         format: how the model arrived (``skops``, ``scikit-learn``).
+        categories: text columns held as codes, ``{column: [value of code 0, ...]}``
+            (``AuditData.categories``); the estimator gets the values.
+        exact_values: float64 values of columns that float32 rounds (``AuditData.exact_values``);
+            the estimator gets them for unmoved cells, so its answers are its own on the table.
+        sensitive: the data's sensitive columns (a note says which ones the model reads).
 
     Example:
         >>> adapter = SklearnAdapter(pipeline, input_shape=(8,), feature_names=data.feature_names,
@@ -82,6 +107,9 @@ class SklearnAdapter(ModelAdapter):
         class_names: Sequence[str] | None = None,
         num_classes: int | None = None,
         format: str = "scikit-learn",
+        categories: Mapping[str, Sequence[Any]] | None = None,
+        exact_values: Mapping[str, np.ndarray] | None = None,
+        sensitive: Sequence[str] = (),
     ) -> None:
         if not hasattr(estimator, "classes_"):
             raise AuditkitInputError(
@@ -100,13 +128,22 @@ class SklearnAdapter(ModelAdapter):
         self.input_range = None
         self.table_names = list(feature_names) if feature_names else None
         self.class_names = list(class_names) if class_names else None
+        self.categories = {str(c): list(v) for c, v in (categories or {}).items()}
+        self.sensitive = list(sensitive)
+        self.exact_values = {str(c): np.asarray(v, dtype=np.float64)
+                             for c, v in (exact_values or {}).items() if len(v)}
+        self._keys = {c: v.astype(np.float32).astype(np.float64)
+                      for c, v in self.exact_values.items()}
         self.columns, self.model_names = self._columns()
         self.class_columns = self._class_columns()
         width = max(self.class_columns) + 1 if self.class_columns else 0
         self.num_classes = int(max(num_classes or 0, width, len(self.class_names or [])))
         self.outputs = self._outputs()
         names = self.table_names or [str(i) for i in range(self.input_shape[0])]
-        self.frozen_features = tuple(c for c in _categorical_columns(estimator, names) if c in names)
+        self.text_features = tuple(c for c in names if c in self.categories)
+        encoded = [c for c in _categorical_columns(estimator, names) if c in names]
+        # Text columns are categories whatever the pipeline does with them: never perturbed.
+        self.frozen_features = tuple(dict.fromkeys([*encoded, *self.text_features]))
         mask = torch.ones(self.input_shape)
         for column in self.frozen_features:
             mask[names.index(column)] = 0.0
@@ -170,6 +207,16 @@ class SklearnAdapter(ModelAdapter):
         if self.frozen_features:
             notes.append(f"categorical columns {', '.join(self.frozen_features)} are held fixed "
                          "by the attacks")
+        if self.text_features:
+            notes.append(f"text columns {', '.join(self.text_features)} reach the model as the "
+                         "table's values (the audit holds them as category codes) and are never "
+                         "perturbed")
+        read = [c for c in self.sensitive if self.model_names and c in self.model_names]
+        if read:
+            notes.append(f"sensitive column{'s' if len(read) > 1 else ''} {', '.join(read)}: "
+                         "an input the pipeline was fitted on, handed to it from the table and "
+                         "still the bias probe's group column (no --keep-sensitive-features "
+                         "needed)")
         if self.outputs == "labels":
             notes.append("the model has no predict_proba / decision_function: labels only "
                          "(one-hot probabilities, decision-based attack)")
@@ -180,11 +227,30 @@ class SklearnAdapter(ModelAdapter):
         """The rows the estimator sees: the fitted columns, by name when it has names."""
         values = np.asarray(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x,
                             dtype=np.float64)[:, self.columns]
+        names = self._names_of_columns()
+        for k, name in enumerate(names):
+            if name in self.exact_values:
+                values[:, k] = _exact(values[:, k], self.exact_values[name], self._keys[name])
+        text = {k: self.categories[n] for k, n in enumerate(names) if n in self.categories}
         if self.model_names is None:
-            return values
+            if not text:
+                return values
+            rows = values.astype(object)
+            for k, values_of in text.items():
+                rows[:, k] = _decode(values[:, k], values_of)
+            return rows
         import pandas as pd
 
-        return pd.DataFrame(values, columns=self.model_names)
+        frame = pd.DataFrame(values, columns=self.model_names)
+        for k, values_of in text.items():
+            frame[self.model_names[k]] = _decode(values[:, k], values_of)
+        return frame
+
+    def _names_of_columns(self) -> list[str]:
+        """The audit table's name of each column the estimator reads, in its order."""
+        if self.table_names is None:
+            return [str(i) for i in self.columns]
+        return [self.table_names[i] for i in self.columns]
 
     def _scores(self, x: torch.Tensor) -> torch.Tensor:
         rows = self.table(x)
@@ -243,7 +309,8 @@ class SklearnAdapter(ModelAdapter):
         fresh.fit(self.table(x), labels)
         return SklearnAdapter(fresh, input_shape=self.input_shape, feature_names=self.table_names,
                               class_names=self.class_names, num_classes=self.num_classes,
-                              format=self.format)
+                              format=self.format, categories=self.categories,
+                              exact_values=self.exact_values, sensitive=self.sensitive)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -253,4 +320,5 @@ class SklearnAdapter(ModelAdapter):
             "outputs": self.outputs,
             "columns": self.model_names,
             "frozen_features": list(self.frozen_features),
+            "text_features": list(self.text_features),
         }

@@ -120,11 +120,14 @@ def _limits(adapter: Any, x: torch.Tensor, scale: torch.Tensor | None) -> Limits
 
 
 def _scale(adapter: Any, x: torch.Tensor) -> torch.Tensor | None:
-    """Feature stds (unbounded inputs): eps is measured in them."""
+    """Feature stds (unbounded inputs): eps is measured in them. Frozen features keep scale 1,
+    so their values (category codes) come back from the attack bit for bit."""
     if adapter.input_range is not None:
         return None
     std = x.std(dim=0)
-    return torch.where(std > 0, std, torch.ones_like(std))
+    mask = getattr(adapter, "feature_mask", None)
+    moves = std > 0 if mask is None else (std > 0) & (mask.to(std.device) != 0)
+    return torch.where(moves, std, torch.ones_like(std))
 
 
 def measure(

@@ -30,6 +30,11 @@ class AuditData:
         description: one sentence for the report (for synthetic sets: what was planted).
         source: where it came from (``builtin:digits`` or a path).
         train: the data the model was trained on, when known (memorization uses it).
+        categories: text columns of a table kept as features for a model that reads the raw
+            table (a scikit-learn pipeline): ``{column: [value of code 0, value of code 1, ...]}``;
+            ``x`` holds the codes, the adapter hands the model the values.
+        exact_values: numeric columns of such a table that float32 rounds: their sorted distinct
+            float64 values, ``{column: array}``, so the model sees the table's own numbers.
     """
 
     name: str
@@ -44,6 +49,8 @@ class AuditData:
     source: str = ""
     feature_names: list[str] | None = None
     train: AuditData | None = None
+    categories: dict[str, list[Any]] = field(default_factory=dict)
+    exact_values: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.x = torch.as_tensor(self.x).float()
@@ -88,6 +95,8 @@ class AuditData:
         for column in sorted(self.groups):
             digest.update(column.encode())
             digest.update(np.asarray(self.groups[column]).astype(str).astype("U").tobytes())
+        for column in sorted(self.categories):  # the same codes of other strings are other data
+            digest.update(repr((column, [str(v) for v in self.categories[column]])).encode())
         return digest.hexdigest()
 
     def subset(self, index: Sequence[int] | np.ndarray) -> AuditData:
@@ -115,6 +124,7 @@ class AuditData:
             "class_names": self.class_names,
             "class_counts": counts,
             "sensitive_features": sorted(self.groups),
+            "categorical_features": {c: len(v) for c, v in self.categories.items()},
             "synthetic": self.synthetic,
             "description": self.description,
             "train_n": len(self.train) if self.train is not None else None,

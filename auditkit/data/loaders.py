@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import pickle
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,9 @@ def load_data(
     sensitive: Sequence[str] | None = None,
     groups_file: str | Path | None = None,
     keep_sensitive_features: bool = False,
+    raw_table: bool = False,
+    model_columns: Sequence[str] | None = None,
+    categories: Mapping[str, Sequence[Any]] | None = None,
 ) -> AuditData:
     """Load audit data from a built-in name or a file/folder path.
 
@@ -58,6 +61,14 @@ def load_data(
         keep_sensitive_features: tables only: the sensitive columns stay among the model's
             input features too (``--keep-sensitive-features``; for models trained with them).
             Other sources keep inputs and group columns apart already, so it changes nothing.
+        raw_table: tables only: the model reads the raw table (a scikit-learn pipeline with its
+            own encoders): text feature columns stay, as category codes with the code -> value
+            lists in ``AuditData.categories`` (otherwise they are an error), and numbers that
+            float32 rounds keep their own values in ``AuditData.exact_values``.
+        model_columns: tables only: the columns the model was fitted on (``feature_names_in_``);
+            sensitive columns among them stay among the features too (and are still groups).
+        categories: tables only: category lists to extend rather than start afresh, so that a
+            second table (``--train-data``) codes the same values with the same codes.
 
     Example:
         >>> data = load_data("credit.csv", target="default", sensitive=["sex", "age_band"])
@@ -96,7 +107,8 @@ def load_data(
         _check_data_file(path)  # a FIFO would block the CSV reader forever
         return load_table(
             path, target=target, sensitive=sensitive,
-            keep_sensitive_features=keep_sensitive_features,
+            keep_sensitive_features=keep_sensitive_features, raw_table=raw_table,
+            model_columns=model_columns, categories=categories,
         )
     raise AuditkitInputError(
         f"--data {spec}: unsupported data file type {suffix!r}; use .npz, .pt, .csv, .parquet "
@@ -364,12 +376,18 @@ def load_table(
     target: str | None,
     sensitive: Sequence[str] = (),
     keep_sensitive_features: bool = False,
+    raw_table: bool = False,
+    model_columns: Sequence[str] | None = None,
+    categories: Mapping[str, Sequence[Any]] | None = None,
 ) -> AuditData:
     """CSV/parquet: numeric feature columns, a ``--target`` label column, ``--sensitive`` groups.
 
     Sensitive columns are group labels, kept out of the features by default. A model trained
     with them as inputs needs ``keep_sensitive_features=True`` (``--keep-sensitive-features``):
     they then stay among the features too, in the table's column order (they must be numeric).
+    A model that reads the raw table (``raw_table``, a scikit-learn pipeline) may take text
+    columns, held as category codes, and keeps the sensitive columns it was fitted on
+    (``model_columns``) among its features without the flag.
     """
     import pandas as pd
 
@@ -392,20 +410,28 @@ def load_table(
         )
     if not len(frame):
         raise AuditkitInputError(f"--data {path}: no examples (the table has no rows)")
-    if keep_sensitive_features:
+    if keep_sensitive_features and not raw_table:
         text = [c for c in sensitive if not pd.api.types.is_numeric_dtype(frame[c])]
         if text:
             raise AuditkitInputError(
                 f"--keep-sensitive-features: sensitive column {', '.join(text)} of {path.name} "
                 "is not numeric, so it cannot be a model input; encode it as numbers"
             )
-    features = frame.drop(columns=[target] if keep_sensitive_features else [target, *sensitive])
+    inputs = set(model_columns or ())
+    dropped = [c for c in sensitive if not keep_sensitive_features and c not in inputs]
+    features = frame.drop(columns=[target, *dropped])
     non_numeric = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
-    if non_numeric:
+    if non_numeric and not raw_table:
         raise AuditkitInputError(
             f"--data {path}: non-numeric feature columns {', '.join(non_numeric)}; encode them, "
             "or name them in --sensitive if they are group labels"
         )
+    coded: dict[str, list[Any]] = {}
+    if non_numeric:
+        features = features.copy()
+        for column in non_numeric:
+            codes, coded[column] = _category_codes(features[column], (categories or {}).get(column))
+            features[column] = codes
     labels = frame[target]
     if labels.isna().any():
         raise AuditkitInputError(
@@ -436,7 +462,44 @@ def load_table(
         input_range=None,
         source=str(path),
         feature_names=list(features.columns),
+        categories=coded,
+        exact_values=_exact_values(features, x) if raw_table else {},
     )
+
+
+def _category_codes(values: Any, known: Sequence[Any] | None) -> tuple[np.ndarray, list[Any]]:
+    """Codes of a text column and the values they stand for (an empty cell is a value too: NaN):
+    the sorted distinct values, or ``known`` followed by the values it lacks."""
+    import pandas as pd
+
+    try:
+        _, uniques = pd.factorize(values, sort=True, use_na_sentinel=False)
+    except TypeError:  # values of several types do not sort
+        _, uniques = pd.factorize(values, use_na_sentinel=False)
+    seen = list(known or [])
+    have = {v for v in seen if not pd.isna(v)}
+    missing = not any(pd.isna(v) for v in seen)
+    for value in uniques.tolist():
+        if pd.isna(value):
+            if missing:
+                seen.append(np.nan)
+                missing = False
+        elif value not in have:
+            seen.append(value)
+            have.add(value)
+    codes = pd.Index(seen, dtype=object).get_indexer(values.astype(object))
+    return codes.astype(np.float32), seen
+
+
+def _exact_values(features: Any, x: np.ndarray) -> dict[str, np.ndarray]:
+    """For the numeric columns whose values float32 rounds: their sorted distinct float64 values
+    (a model that reads the raw table gets those back for cells no probe has moved)."""
+    exact: dict[str, np.ndarray] = {}
+    for k, column in enumerate(features.columns):
+        values = features[column].to_numpy(dtype=np.float64)
+        if not np.array_equal(values, x[:, k].astype(np.float64)):
+            exact[str(column)] = np.unique(values)
+    return exact
 
 
 def from_tensors(

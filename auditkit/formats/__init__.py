@@ -38,12 +38,15 @@ class SklearnModel:
         return f"SklearnModel({type(self.estimator).__name__})"
 
     def make_adapter(self, *, input_shape: Any, num_classes: int | None = None,
-                     feature_names: Any = None, class_names: Any = None, **_: Any) -> Any:
+                     feature_names: Any = None, class_names: Any = None, categories: Any = None,
+                     exact_values: Any = None, sensitive: Any = (), **_: Any) -> Any:
         from auditkit.adapters.sklearn_adapter import SklearnAdapter
 
         return SklearnAdapter(self.estimator, input_shape=input_shape,
                               feature_names=feature_names, class_names=class_names,
-                              num_classes=num_classes, format=self.format)
+                              num_classes=num_classes, format=self.format,
+                              categories=categories, exact_values=exact_values,
+                              sensitive=sensitive)
 
 
 def load_foreign(

@@ -510,8 +510,16 @@ def test_options_from_the_command_line_are_parsed():
 
 
 def test_black_box_models_get_gradient_free_attacks_unless_told_never(digits_data):
-    adapter = CallableAdapter(lambda a: np.full((len(a), 10), 0.1), input_shape=(1, 8, 8),
-                              num_classes=10, input_range=(0.0, 1.0))
+    # A nearest-centroid black box: well above chance, so the attack is meaningful.
+    x, y = digits_data.x.reshape(len(digits_data), -1).numpy(), digits_data.y.numpy()
+    centroids = np.stack([x[y == k].mean(axis=0) for k in range(10)])
+
+    def predict(a):
+        flat = np.asarray(a).reshape(len(a), -1)
+        return -((flat[:, None, :] - centroids[None]) ** 2).sum(-1)
+
+    adapter = CallableAdapter(predict, input_shape=(1, 8, 8), num_classes=10,
+                              input_range=(0.0, 1.0))
     context = build_context(adapter, digits_data)
     assert AdversarialProbe(budget="fast").skip_reason(context) is None
     reason = AdversarialProbe(budget="fast", gradient_free="never").skip_reason(context)

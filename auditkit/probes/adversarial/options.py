@@ -33,7 +33,7 @@ class AdversarialOptions:
         "radii of the accuracy-vs-eps curve (the headline eps is always added); none: "
         "the budget's multiples of eps",
         minimum=0.0,
-        warn_above=1.0,
+        # No warn_above: these are L2 radii under an L2 headline, where 2 or 4 is ordinary.
     )
     l2_eps: float | None = option(
         None,
