@@ -298,8 +298,9 @@ class OnnxModelAdapter(ModelAdapter):
             return self.twin.logits(x)
         return self._to_logits(self._run(x)).to(self.device)
 
-    def predict_logits(self, x: torch.Tensor, *, batch_size: int = 512) -> torch.Tensor:
+    def predict_logits(self, x: torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:
         # Always the runtime: the audited numbers are the shipped model's, not the twin's.
+        batch_size = batch_size or self.auto_batch_size("forward")
         outputs = [self._to_logits(self._run(x[s : s + batch_size])).float()
                    for s in range(0, len(x), batch_size)]
         return torch.cat(outputs) if outputs else torch.empty(0, self.num_classes)
