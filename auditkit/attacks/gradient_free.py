@@ -157,10 +157,16 @@ def measure(
     limits = _limits(adapter, x, scale)
 
     def answer(points: torch.Tensor) -> torch.Tensor:
-        return adapter.predict_logits(points if scale is None else points * scale)
+        # The caller sized the batch (``_query_batch``): one model call, not 512-row chunks.
+        return adapter.predict_logits(points if scale is None else points * scale,
+                                      batch_size=max(len(points), 1))
 
     targets = np.flatnonzero(clean_correct)
     n = len(x)
+    # A black box costs a fixed overhead per call (a DataFrame for a scikit-learn pipeline, a
+    # session run for onnxruntime): the attacks ask about the whole attacked set at once, up to
+    # a memory cap, instead of the gradient attacks' batch.
+    batch = _query_batch(plan, z)
 
     def run(tag: str, eps: float, queries: int, keep: bool = False):
         correct = clean_correct.copy()
@@ -170,8 +176,8 @@ def measure(
         cls = Square if plan.attack == SQUARE else HopSkipJump
         attack = cls(QueryModel(answer), eps=eps, norm=plan.norm, queries=queries, box=None,
                      limits=limits, generator=generator_of(tag))
-        for start in range(0, len(targets), plan.batch_size):
-            index = targets[start : start + plan.batch_size]
+        for start in range(0, len(targets), batch):
+            index = targets[start : start + batch]
             out = attack.perturb(z[index], y[index])
             correct[index] = (out.margin <= 0).numpy()
             used[start : start + len(index)] = out.queries.numpy()
@@ -224,12 +230,24 @@ def measure(
     )
 
 
+#: Most input values one black-box query holds (examples × features): 16M float32 = 64 MB.
+QUERY_VALUES = 2**24
+
+
+def _query_batch(plan: GradientFreePlan, z: torch.Tensor) -> int:
+    """Examples per model call: all of them (tables), fewer for big images, never fewer than
+    the plan's batch."""
+    per_example = max(int(np.prod(z.shape[1:])), 1)
+    return max(plan.batch_size, min(len(z), QUERY_VALUES // per_example), 1)
+
+
 def _survives_noise(answer: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor,
                     y: torch.Tensor, plan: GradientFreePlan, limits: Limits,
                     generator: torch.Generator) -> np.ndarray:
     """Still correct under each of ``noise_draws`` random perturbations on the surface of the
-    eps ball (L∞: random corners), within the same limits and frozen features as the attack."""
-    survives = np.ones(len(z), dtype=bool)
+    eps ball (L∞: random corners), within the same limits and frozen features as the attack.
+    All draws are asked about together (one call for a table)."""
+    draws = []
     for _ in range(plan.noise_draws):
         if plan.norm == "Linf":
             delta = plan.eps * (torch.rand(z.shape, generator=generator) * 2 - 1).sign()
@@ -237,13 +255,16 @@ def _survives_noise(answer: Callable[[torch.Tensor], torch.Tensor], z: torch.Ten
             delta = limits.masked(torch.randn(z.shape, generator=generator))
             delta = plan.eps * delta / delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(
                 -1, *[1] * (z.dim() - 1))
-        noisy = limits.clamp(z + limits.masked(delta))
-        for start in range(0, len(z), plan.batch_size):
-            chunk = slice(start, start + plan.batch_size)
-            with torch.no_grad():
-                scores = answer(noisy[chunk]).float()
-            survives[chunk] &= (margin(scores, y[chunk]) <= 0).numpy()
-    return survives
+        draws.append(limits.clamp(z + limits.masked(delta)))
+    noisy, labels = torch.cat(draws), y.repeat(plan.noise_draws)
+    size = _query_batch(plan, noisy)
+    correct = np.empty(len(noisy), dtype=bool)
+    for start in range(0, len(noisy), size):
+        chunk = slice(start, start + size)
+        with torch.no_grad():
+            scores = answer(noisy[chunk]).float()
+        correct[chunk] = (margin(scores, labels[chunk]) <= 0).numpy()
+    return correct.reshape(plan.noise_draws, len(z)).all(axis=0)
 
 
 def _pct(value: float) -> str:
