@@ -117,6 +117,13 @@ def test_square_on_a_black_box_asks_once_per_iteration_for_all_examples():
     assert sizes[0] == len(x)  # the random start of all 96 examples in one call
     assert sum(sizes) == m.queries.sum()  # each example's queries still counted on its own
     assert m.attack_accuracy > 0  # some examples stay unbroken and cost every query
+    # The sweep's radii and the unbounded run share those calls; the noise draws take one.
+    sizes.clear()
+    plan = GradientFreePlan(SQUARE, "Linf", eps=0.05, queries=queries, sweep=(0.02, 0.1),
+                            batch_size=8)
+    swept = measure(adapter, x, y, np.ones(len(x), dtype=bool), plan, _generators)
+    assert len(sizes) <= queries + 1
+    assert swept.attack_accuracy == m.attack_accuracy  # the headline run is the same run
 
 
 def test_hopskipjump_asks_about_all_examples_together():
