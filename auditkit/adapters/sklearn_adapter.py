@@ -241,10 +241,12 @@ class SklearnAdapter(ModelAdapter):
             return rows
         import pandas as pd
 
-        frame = pd.DataFrame(values, columns=self.model_names)
-        for k, values_of in text.items():
-            frame[self.model_names[k]] = _decode(values[:, k], values_of)
-        return frame
+        # One frame from whole columns (no column replaced afterwards): its cost is per call,
+        # and the attacks call once per step.
+        return pd.DataFrame({
+            name: _decode(values[:, k], text[k]) if k in text else values[:, k]
+            for k, name in enumerate(self.model_names)
+        }, copy=False)
 
     def _names_of_columns(self) -> list[str]:
         """The audit table's name of each column the estimator reads, in its order."""
@@ -279,7 +281,10 @@ class SklearnAdapter(ModelAdapter):
     def _class_columns_of(self, predicted: np.ndarray) -> np.ndarray:
         lookup = {str(c): k for c, k in zip(self.estimator.classes_, self.class_columns,
                                             strict=True)}
-        return np.asarray([lookup[str(p)] for p in predicted], dtype=np.int64)
+        # One look-up per distinct answer, not per row.
+        distinct, inverse = np.unique(np.asarray(predicted), return_inverse=True)
+        columns = np.asarray([lookup[str(p)] for p in distinct], dtype=np.int64)
+        return columns[inverse.reshape(-1)]
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         scores = self._scores(x)

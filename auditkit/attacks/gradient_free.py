@@ -26,7 +26,7 @@ import torch
 from auditkit.attacks._base import margin
 from auditkit.attacks._query import Limits, QueryModel
 from auditkit.attacks.hopskipjump import HopSkipJump
-from auditkit.attacks.square import Square
+from auditkit.attacks.square import Square, drive
 from auditkit.results import Check
 
 SQUARE, DECISION = "square", "hopskipjump"
@@ -157,33 +157,73 @@ def measure(
     limits = _limits(adapter, x, scale)
 
     def answer(points: torch.Tensor) -> torch.Tensor:
-        return adapter.predict_logits(points if scale is None else points * scale)
+        # The caller sized the batch (``_query_batch``): one model call, not 512-row chunks.
+        return adapter.predict_logits(points if scale is None else points * scale,
+                                      batch_size=max(len(points), 1))
 
     targets = np.flatnonzero(clean_correct)
     n = len(x)
+    # A black box costs a fixed overhead per call (a DataFrame for a scikit-learn pipeline, a
+    # session run for onnxruntime): the attacks ask about the whole attacked set at once, up to
+    # a memory cap, instead of the gradient attacks' batch.
+    batch = _query_batch(plan, z)
 
-    def run(tag: str, eps: float, queries: int, keep: bool = False):
+    def attack_for(tag: str, eps: float, queries: int):
+        cls = Square if plan.attack == SQUARE else HopSkipJump
+        return cls(QueryModel(answer), eps=eps, norm=plan.norm, queries=queries, box=None,
+                   limits=limits, generator=generator_of(tag))
+
+    def verdicts(eps: float, outs: list, keep: bool):
         correct = clean_correct.copy()
         used = np.zeros(len(targets))
         adversarial = z.clone() if keep else None
         nonfinite = 0
-        cls = Square if plan.attack == SQUARE else HopSkipJump
-        attack = cls(QueryModel(answer), eps=eps, norm=plan.norm, queries=queries, box=None,
-                     limits=limits, generator=generator_of(tag))
-        for start in range(0, len(targets), plan.batch_size):
-            index = targets[start : start + plan.batch_size]
-            out = attack.perturb(z[index], y[index])
+        for start, out in zip(range(0, len(targets), batch), outs, strict=True):
+            index = targets[start : start + batch]
             correct[index] = (out.margin <= 0).numpy()
             used[start : start + len(index)] = out.queries.numpy()
             nonfinite += int(out.nonfinite.sum()) if out.nonfinite is not None else 0
             if adversarial is not None:
                 adversarial[index] = out.adversarial
-            if progress is not None:
-                progress(f"{plan.attack} eps={eps:.3g}", start + len(index), len(targets))
         return correct, used, nonfinite, adversarial
 
-    attack_correct, queries, nonfinite, adversarial = run("headline", plan.eps, plan.queries,
-                                                          keep=True)
+    def run(tag: str, eps: float, queries: int, keep: bool = False):
+        attack = attack_for(tag, eps, queries)
+        outs = []
+        for start in range(0, len(targets), batch):
+            index = targets[start : start + batch]
+            outs.append(attack.perturb(z[index], y[index]))
+            if progress is not None:
+                progress(f"{plan.attack} eps={eps:.3g}", start + len(index), len(targets))
+        return verdicts(eps, outs, keep)
+
+    # Every run's radius and budget, headline first (each run has its own seeded generator).
+    sweep_eps = sorted(set(plan.sweep) - {plan.eps})
+    if scale is None and adapter.input_range is not None:
+        unbounded_eps = float(adapter.input_range[1] - adapter.input_range[0])
+    else:
+        unbounded_eps = UNBOUNDED_STD_EPS
+    if plan.norm == "L2":
+        unbounded_eps *= float(np.sqrt(int(np.prod(x.shape[1:]))))
+    runs = [("headline", plan.eps, plan.queries, True)]
+    runs += [(f"sweep/{eps}", eps, plan.queries, False) for eps in sweep_eps]
+    if baselines:
+        runs.append(("unbounded", unbounded_eps, max(plan.queries // 4, 50), False))
+    per_example = max(int(np.prod(z.shape[1:])), 1)
+    together = (plan.attack == SQUARE and 0 < len(targets) <= batch
+                and len(runs) * len(targets) * per_example <= QUERY_VALUES)
+    if together:
+        # Square at every radius in lockstep: one model call per iteration for all of them.
+        attacks = [attack_for(tag, eps, queries) for tag, eps, queries, _ in runs]
+        outs = drive([a.search(z[targets], y[targets]) for a in attacks], attacks[0].get_logits)
+        results = [verdicts(eps, [out], keep)
+                   for (_, eps, _, keep), out in zip(runs, outs, strict=True)]
+        if progress is not None:
+            progress(f"{plan.attack} eps={plan.eps:.3g}", len(targets), len(targets))
+    else:
+        results = [run(tag, eps, queries, keep) for tag, eps, queries, keep in runs]
+
+    attack_correct, queries, nonfinite, adversarial = results[0]
     # The same run, cut at half the budget (each example's search is a prefix of the longer one).
     half = clean_correct.copy()
     fooled_early = (~attack_correct[targets]) & (queries <= plan.queries // 2)
@@ -195,21 +235,12 @@ def measure(
                                                  generator_of("noise"))
 
     sweep = []
-    for eps in sorted(set(plan.sweep) - {plan.eps}):
-        correct, _, _, _ = run(f"sweep/{eps}", eps, plan.queries)
+    for eps, (correct, _, _, _) in zip(sweep_eps, results[1:], strict=False):
         sweep.append({"eps": eps, "accuracy": float(correct.mean()) if n else 0.0})
     sweep.append({"eps": plan.eps, "accuracy": float(attack_correct.mean()) if n else 0.0})
     sweep.sort(key=lambda p: p["eps"])
 
-    if scale is None and adapter.input_range is not None:
-        unbounded_eps = float(adapter.input_range[1] - adapter.input_range[0])
-    else:
-        unbounded_eps = UNBOUNDED_STD_EPS
-    if plan.norm == "L2":
-        unbounded_eps *= float(np.sqrt(int(np.prod(x.shape[1:]))))
-    unbounded = None
-    if baselines:
-        unbounded, _, _, _ = run("unbounded", unbounded_eps, max(plan.queries // 4, 50))
+    unbounded = results[-1][0] if baselines else None
 
     names = getattr(adapter, "frozen_features", ()) or ()
     return GradientFreeMeasurement(
@@ -224,12 +255,24 @@ def measure(
     )
 
 
+#: Most input values one black-box query holds (examples × features): 16M float32 = 64 MB.
+QUERY_VALUES = 2**24
+
+
+def _query_batch(plan: GradientFreePlan, z: torch.Tensor) -> int:
+    """Examples per model call: all of them (tables), fewer for big images, never fewer than
+    the plan's batch."""
+    per_example = max(int(np.prod(z.shape[1:])), 1)
+    return max(plan.batch_size, min(len(z), QUERY_VALUES // per_example), 1)
+
+
 def _survives_noise(answer: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor,
                     y: torch.Tensor, plan: GradientFreePlan, limits: Limits,
                     generator: torch.Generator) -> np.ndarray:
     """Still correct under each of ``noise_draws`` random perturbations on the surface of the
-    eps ball (L∞: random corners), within the same limits and frozen features as the attack."""
-    survives = np.ones(len(z), dtype=bool)
+    eps ball (L∞: random corners), within the same limits and frozen features as the attack.
+    All draws are asked about together (one call for a table)."""
+    draws = []
     for _ in range(plan.noise_draws):
         if plan.norm == "Linf":
             delta = plan.eps * (torch.rand(z.shape, generator=generator) * 2 - 1).sign()
@@ -237,13 +280,16 @@ def _survives_noise(answer: Callable[[torch.Tensor], torch.Tensor], z: torch.Ten
             delta = limits.masked(torch.randn(z.shape, generator=generator))
             delta = plan.eps * delta / delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(
                 -1, *[1] * (z.dim() - 1))
-        noisy = limits.clamp(z + limits.masked(delta))
-        for start in range(0, len(z), plan.batch_size):
-            chunk = slice(start, start + plan.batch_size)
-            with torch.no_grad():
-                scores = answer(noisy[chunk]).float()
-            survives[chunk] &= (margin(scores, y[chunk]) <= 0).numpy()
-    return survives
+        draws.append(limits.clamp(z + limits.masked(delta)))
+    noisy, labels = torch.cat(draws), y.repeat(plan.noise_draws)
+    size = _query_batch(plan, noisy)
+    correct = np.empty(len(noisy), dtype=bool)
+    for start in range(0, len(noisy), size):
+        chunk = slice(start, start + size)
+        with torch.no_grad():
+            scores = answer(noisy[chunk]).float()
+        correct[chunk] = (margin(scores, labels[chunk]) <= 0).numpy()
+    return correct.reshape(plan.noise_draws, len(z)).all(axis=0)
 
 
 def _pct(value: float) -> str:

@@ -13,6 +13,7 @@ and a fragile one little.
 from __future__ import annotations
 
 import math
+from collections.abc import Generator
 
 import torch
 from torch import nn
@@ -20,6 +21,9 @@ from torch import nn
 from auditkit.attacks._base import Box, BoxAttack, per_example_norm
 from auditkit.attacks._query import Limits
 from auditkit.attacks.square import QueryAttackOutput
+
+#: One example's search: yields the points it wants labelled, is sent their scores.
+Ask = Generator[torch.Tensor, torch.Tensor, object]
 
 
 class _Budget(Exception):
@@ -84,14 +88,13 @@ class HopSkipJump(BoxAttack):
         # run first, so more queries are never weaker.
         device = self.generator.device if self.generator is not None else torch.device("cpu")
         seeds = torch.randint(0, 2**62, (len(x),), generator=self.generator, device=device)
+        runs = []
         for i in range(len(x)):
             stream = torch.Generator(device=device)
             stream.manual_seed(int(seeds[i]))
-            run = _Run(self, x[i], int(y[i]), limits, stream)
-            try:
-                run.attack()
-            except _Budget:
-                pass
+            runs.append(_Run(self, x[i], int(y[i]), limits, stream))
+        _lockstep(self, runs)
+        for i, run in enumerate(runs):
             queries[i] = run.used
             nonfinite[i] = run.nonfinite
             if run.best is not None:
@@ -100,6 +103,40 @@ class HopSkipJump(BoxAttack):
                 margins[i] = self.eps - distance if distance > 0 else 0.0
         # margin > 0 exactly when a misclassified point lies strictly within eps (eps - distance).
         return QueryAttackOutput(adversarial, margins, margins[None].clone(), nonfinite, queries)
+
+
+def _lockstep(attack: HopSkipJump, runs: list[_Run]) -> None:
+    """Drive every example's search together: each step, the points all unfinished examples
+    want labelled go to the model in one call (a black box's overhead is per call), and each
+    example gets its own answers back. Every example keeps its own random stream and budget,
+    so the result is the one of attacking it alone."""
+    pending: dict[int, torch.Tensor] = {}
+    steps: dict[int, Ask] = {}
+    for k, run in enumerate(runs):
+        steps[k] = run.attack()
+        _advance(pending, steps, k, None)
+    while pending:
+        order = list(pending)
+        points = torch.cat([pending[k] for k in order])
+        with torch.no_grad():
+            scores = attack.get_logits(points).float()
+        start = 0
+        for k in order:
+            count = len(pending[k])
+            answer = scores[start : start + count]
+            start += count
+            _advance(pending, steps, k, answer)
+
+
+def _advance(pending: dict[int, torch.Tensor], steps: dict[int, Ask], k: int,
+             answer: torch.Tensor | None) -> None:
+    """Resume example ``k``'s search with ``answer`` until it asks again (or ends)."""
+    try:
+        points = steps[k].send(answer) if answer is not None else next(steps[k])
+    except (StopIteration, _Budget):
+        pending.pop(k, None)
+        return
+    pending[k] = points
 
 
 class _Run:
@@ -123,14 +160,14 @@ class _Run:
         return draw(*shape, generator=self.stream, device=self.stream.device).to(self.x0.device)
 
     # --- the model, asked about a batch of candidates ------------------------------------
-    def fooled(self, points: torch.Tensor) -> torch.Tensor:
+    def fooled(self, points: torch.Tensor) -> Generator[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Ask the model (``yield``: the driver batches all examples' questions)."""
         if self.used + len(points) > self.a.queries:
             points = points[: self.a.queries - self.used]
             if not len(points):
                 raise _Budget
         self.used += len(points)
-        with torch.no_grad():
-            scores = self.a.get_logits(points).float()
+        scores = yield points
         bad = ~torch.isfinite(scores).all(dim=1)
         self.nonfinite = self.nonfinite or bool(bad.any())
         # A NaN answer is never the right answer.
@@ -144,34 +181,34 @@ class _Run:
             self.best = point.clone()
 
     # --- the algorithm --------------------------------------------------------------------
-    def attack(self) -> None:
-        start = self.initial()
+    def attack(self) -> Ask:
+        start = yield from self.initial()
         if start is None:
             return
         self._keep(start)
-        boundary = self.binary_search(start)
+        boundary = yield from self.binary_search(start)
         self._keep(boundary)
         for iteration in range(1, 10_000):
             distance = self.distance(boundary)
             if distance <= self.a.eps:
                 return
-            grad = self.gradient_direction(boundary, distance, iteration)
+            grad = yield from self.gradient_direction(boundary, distance, iteration)
             step = distance / math.sqrt(iteration)
             while True:
                 trial = self.project(boundary + step * grad)
-                if bool(self.fooled(trial[None])[0]):
+                if bool((yield from self.fooled(trial[None]))[0]):
                     break
                 step /= 2
                 if step < 1e-8:
                     return
-            boundary = self.binary_search(trial)
+            boundary = yield from self.binary_search(trial)
             self._keep(boundary)
 
     def project(self, point: torch.Tensor) -> torch.Tensor:
         delta = self.limits.masked(point - self.x0)
         return self.limits.clamp(self.x0 + delta)
 
-    def initial(self) -> torch.Tensor | None:
+    def initial(self) -> Generator[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """A misclassified point: uniform noise inside the limits (or wide Gaussian noise
         around the input where there are none), a batch of tries at a time."""
         x0, lim = self.x0, self.limits
@@ -182,7 +219,7 @@ class _Run:
             else:
                 noise = x0 + 3.0 * self._rand(10, *x0.shape, normal=True)
             points = self.project(noise)
-            hit = self.fooled(points)
+            hit = yield from self.fooled(points)
             if hit.any():
                 return points[hit.nonzero()[0, 0]]
         return None
@@ -190,7 +227,8 @@ class _Run:
     def _like(self, n: int) -> torch.Tensor:
         return self._rand(n, *self.x0.shape)
 
-    def binary_search(self, adversarial: torch.Tensor) -> torch.Tensor:
+    def binary_search(self, adversarial: torch.Tensor
+                      ) -> Generator[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The point nearest to the input on the segment (L2) or shrinking cube (L∞) towards
         ``adversarial`` that is still misclassified."""
         low, high = 0.0, 1.0
@@ -205,14 +243,14 @@ class _Run:
 
         while high - low > threshold:
             middle = (low + high) / 2
-            if bool(self.fooled(blend(middle)[None])[0]):
+            if bool((yield from self.fooled(blend(middle)[None]))[0]):
                 high = middle
             else:
                 low = middle
         return blend(high)
 
     def gradient_direction(self, boundary: torch.Tensor, distance: float,
-                           iteration: int) -> torch.Tensor:
+                           iteration: int) -> Generator[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Monte Carlo estimate of the boundary's normal from the labels of random probes."""
         evals = min(int(self.a.init_evals * math.sqrt(iteration)), self.a.max_evals)
         if self.a.norm == "L2":
@@ -226,7 +264,7 @@ class _Run:
         probes = probes / probes.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * boundary.dim())
         points = self.limits.clamp(boundary + radius * probes)
         probes = (points - boundary) / radius
-        signs = self.fooled(points).float() * 2 - 1
+        signs = (yield from self.fooled(points)).float() * 2 - 1
         probes = probes[: len(signs)]
         mean = signs.mean()
         if abs(float(mean)) == 1.0:

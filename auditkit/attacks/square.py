@@ -23,6 +23,7 @@ Differences from the paper, on purpose:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 import torch
@@ -159,6 +160,12 @@ class Square(BoxAttack):
         return self._on_sphere(delta + step)
 
     def perturb(self, images: torch.Tensor, labels: torch.Tensor) -> QueryAttackOutput:
+        return drive([self.search(images, labels)], self.get_logits)[0]
+
+    def search(self, images: torch.Tensor, labels: torch.Tensor
+               ) -> Generator[torch.Tensor, torch.Tensor, QueryAttackOutput]:
+        """The attack as a conversation: yields each batch it wants scored, is sent the scores
+        (``drive`` asks the model; several searches can share its calls)."""
         x = images.detach().to(self.device)
         y = labels.detach().to(self.device)
         limits = self.limits.to(self.device)
@@ -171,12 +178,14 @@ class Square(BoxAttack):
         )
         queries = torch.ones(len(x), device=self.device)
         if self.eps == 0 or not movable.any():
-            best_margin, bad = self._margin(x, y)
+            scores = yield x
+            best_margin, bad = margin(scores.float(), y), nonfinite_rows(scores)
             return QueryAttackOutput(x.clone(), best_margin, best_margin[None], bad, queries)
         delta = limits.masked(self._start(x))
         best = limits.clamp(x + delta)
         delta = best - x
-        best_margin, nonfinite = self._margin(best, y)
+        scores = (yield best).float()
+        best_margin, nonfinite = margin(scores, y), nonfinite_rows(scores)
         for iteration in range(1, self.queries):
             p = window_fraction(p_init, iteration)
             window = self._window(x, p, movable)
@@ -189,8 +198,7 @@ class Square(BoxAttack):
                 break
             index = active.nonzero().squeeze(1)
             candidate = limits.clamp(x[index] + limits.masked(proposal[index]))
-            with torch.no_grad():
-                scores = self.get_logits(candidate).float()
+            scores = (yield candidate).float()
             current = margin(scores, y[index])
             nonfinite[index] |= nonfinite_rows(scores)
             queries[index] += 1
@@ -200,3 +208,32 @@ class Square(BoxAttack):
             delta[keep] = best[keep] - x[keep]
             best_margin[keep] = current[better]
         return QueryAttackOutput(best, best_margin, best_margin[None].clone(), nonfinite, queries)
+
+
+def drive(searches: list[Generator[torch.Tensor, torch.Tensor, QueryAttackOutput]],
+          answer: Callable[[torch.Tensor], torch.Tensor]) -> list[QueryAttackOutput]:
+    """Run several searches together: each step, what every unfinished one asks goes to
+    ``answer`` in one call (a black box's overhead is per call); each gets its own rows back,
+    so each result is the one it gets alone."""
+    results: list[QueryAttackOutput | None] = [None] * len(searches)
+    asks: dict[int, torch.Tensor] = {}
+
+    def resume(k: int, scores: torch.Tensor | None) -> None:
+        try:
+            asks[k] = next(searches[k]) if scores is None else searches[k].send(scores)
+        except StopIteration as done:
+            asks.pop(k, None)
+            results[k] = done.value
+
+    for k in range(len(searches)):
+        resume(k, None)
+    while asks:
+        order = list(asks)
+        with torch.no_grad():
+            scores = answer(torch.cat([asks[k] for k in order]))
+        start = 0
+        for k in order:
+            count = len(asks[k])
+            resume(k, scores[start : start + count])
+            start += count
+    return results  # type: ignore[return-value]

@@ -86,3 +86,51 @@ def test_more_queries_check_fails_when_half_the_budget_left_many_more_correct():
     assert checks["converged_in_steps"].status == "failed"
     assert "more queries" in checks["converged_in_steps"].detail
     assert checks["attack_beats_random_noise"].status == "passed"
+
+
+def _counting_black_box(labels_only: bool = False):
+    """A linear black box that records how many rows each call asks about."""
+    g = torch.Generator().manual_seed(0)
+    weights = torch.randn(6, 3, generator=g)
+    x = torch.randn(96, 6, generator=g)
+    sizes: list[int] = []
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        sizes.append(len(batch))
+        scores = torch.from_numpy(batch).float() @ weights
+        return scores.argmax(1).numpy() if labels_only else torch.softmax(scores, 1).numpy()
+
+    adapter = CallableAdapter(predict, input_shape=(6,), num_classes=3, input_range=None)
+    adapter.diagnose(x[:32])
+    sizes.clear()
+    return adapter, x, (x @ weights).argmax(1), sizes
+
+
+def test_square_on_a_black_box_asks_once_per_iteration_for_all_examples():
+    # A black box costs a fixed overhead per call (a DataFrame for a scikit-learn pipeline):
+    # every unbroken example of the attacked set goes into the same call, whatever the batch.
+    adapter, x, y, sizes = _counting_black_box()
+    queries = 40
+    plan = GradientFreePlan(SQUARE, "Linf", eps=0.05, queries=queries, batch_size=8)
+    m = measure(adapter, x, y, np.ones(len(x), dtype=bool), plan, _generators, baselines=False)
+    assert 1 < len(sizes) <= queries  # one call per iteration, not one per batch of 8
+    assert sizes[0] == len(x)  # the random start of all 96 examples in one call
+    assert sum(sizes) == m.queries.sum()  # each example's queries still counted on its own
+    assert m.attack_accuracy > 0  # some examples stay unbroken and cost every query
+    # The sweep's radii and the unbounded run share those calls; the noise draws take one.
+    sizes.clear()
+    plan = GradientFreePlan(SQUARE, "Linf", eps=0.05, queries=queries, sweep=(0.02, 0.1),
+                            batch_size=8)
+    swept = measure(adapter, x, y, np.ones(len(x), dtype=bool), plan, _generators)
+    assert len(sizes) <= queries + 1
+    assert swept.attack_accuracy == m.attack_accuracy  # the headline run is the same run
+
+
+def test_hopskipjump_asks_about_all_examples_together():
+    adapter, x, y, sizes = _counting_black_box(labels_only=True)
+    plan = GradientFreePlan(DECISION, "L2", eps=0.05, queries=100, batch_size=8)
+    m = measure(adapter, x, y, np.ones(len(x), dtype=bool), plan, _generators, baselines=False)
+    assert sum(sizes) == m.queries.sum()
+    # Per example a binary search asks one point at a time; together the 96 examples ask
+    # many points per call.
+    assert len(sizes) < m.queries.sum() / 20
