@@ -144,3 +144,29 @@ def release_cached_memory(device: torch.device) -> None:
     """Return cached blocks to the device after an out-of-memory error."""
     if device.type == "cuda":
         torch.cuda.empty_cache()
+
+
+def class_indices(labels: Any, class_names: Any, *, owner: str = "") -> list[int]:
+    """For each class label a model answers with, the data's class index.
+
+    Non-negative integer labels are indices already; other labels (strings) are looked up in
+    the data's class names, or in their own sorted order when the data names none. Shared by
+    every adapter whose model names its own classes (scikit-learn ``classes_``, ONNX ZipMap keys
+    and label outputs). ``owner`` prefixes the one-line error, e.g. the model file's path.
+    """
+    import numpy as np
+
+    from auditkit.errors import AuditkitInputError
+
+    labels = list(labels)
+    if all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) and c >= 0 for c in labels):
+        return [int(c) for c in labels]
+    names = list(class_names) if class_names else sorted(str(c) for c in labels)
+    lookup = {str(name): i for i, name in enumerate(names)}
+    missing = [str(c) for c in labels if str(c) not in lookup]
+    if missing:
+        raise AuditkitInputError(
+            f"{owner + ': ' if owner else ''}the model's class labels {', '.join(missing[:5])} "
+            f"are not among the data's classes ({', '.join(map(str, names[:10]))}); check --target"
+        )
+    return [lookup[str(c)] for c in labels]

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from auditkit.adapters.base import Diagnostics, ModelAdapter
+from auditkit.adapters.base import Diagnostics, ModelAdapter, class_indices
 from auditkit.adapters.torch_adapter import TorchModelAdapter, _normalization, output_kind
 from auditkit.errors import AuditkitInputError, one_line
 from auditkit.formats.onnx_file import GraphFacts, graph_facts, make_session
@@ -196,17 +196,7 @@ class OnnxModelAdapter(ModelAdapter):
         return torch.from_numpy(np.concatenate(parts))
 
     def _class_index(self, keys: Sequence[Any]) -> list[int]:
-        if all(isinstance(k, (int, np.integer)) for k in keys):
-            return [int(k) for k in keys]
-        names = self.class_names or sorted(str(k) for k in keys)
-        lookup = {name: i for i, name in enumerate(names)}
-        missing = [str(k) for k in keys if str(k) not in lookup]
-        if missing:
-            raise AuditkitInputError(
-                f"{self.onnx_model.path}: the model's class labels {', '.join(missing[:5])} are not "
-                f"among the data's classes ({', '.join(names[:10])})"
-            )
-        return [lookup[str(k)] for k in keys]
+        return class_indices(keys, self.class_names, owner=str(self.onnx_model.path))
 
     def _from_zipmap(self, rows: list[dict[Any, float]]) -> np.ndarray:
         keys = list(rows[0]) if rows else []

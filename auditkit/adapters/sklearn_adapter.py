@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from auditkit.adapters.base import Diagnostics, ModelAdapter
+from auditkit.adapters.base import Diagnostics, ModelAdapter, class_indices
 from auditkit.errors import AuditkitInputError, one_line
 
 #: Transformers whose input columns are categories, not quantities.
@@ -181,18 +181,7 @@ class SklearnAdapter(ModelAdapter):
 
     def _class_columns(self) -> list[int]:
         """For each entry of the estimator's ``classes_``, the data's class index."""
-        classes = list(self.estimator.classes_)
-        if all(isinstance(c, (int, np.integer)) and int(c) >= 0 for c in classes):
-            return [int(c) for c in classes]
-        names = self.class_names or sorted(str(c) for c in classes)
-        lookup = {name: i for i, name in enumerate(names)}
-        missing = [str(c) for c in classes if str(c) not in lookup]
-        if missing:
-            raise AuditkitInputError(
-                f"the model's classes {', '.join(missing[:5])} are not among the data's classes "
-                f"({', '.join(names[:10])}); check --target"
-            )
-        return [lookup[str(c)] for c in classes]
+        return class_indices(self.estimator.classes_, self.class_names)
 
     def _outputs(self) -> str:
         if hasattr(self.estimator, "predict_proba"):
