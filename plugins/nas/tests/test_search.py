@@ -86,22 +86,20 @@ def test_search_writes_every_output_and_a_rerun_repeats_nothing(tmp_path):
 
 def test_interrupted_search_resumes_without_repeating(tmp_path):
     out = tmp_path / "nas"
+    # A budget far larger than what runs before the kill: on a fast machine a 4-trial search can
+    # finish between two polls, and then there is nothing left to interrupt.
     command = [sys.executable, "-c", "import sys; from auditkit_nas.cli import main; sys.exit(main(sys.argv[1:]))",
-               *CHEAP, "--out", str(out), "--trials", "4", "--strategy", "random"]
+               *CHEAP, "--out", str(out), "--trials", "200", "--strategy", "random"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 240
-        while time.time() < deadline:
-            if (out / "nas.db").exists():
-                try:
-                    states = [s for s, _ in finished(out).values()]
-                except sqlite3.OperationalError:
-                    states = []
-                if "COMPLETE" in states and "RUNNING" in states:
-                    break
-            time.sleep(0.3)
+        while time.time() < deadline and process.poll() is None:
+            states = _states(out) if (out / "nas.db").exists() else []
+            if "COMPLETE" in states and "RUNNING" in states:
+                break
+            time.sleep(0.05)
         else:
-            pytest.fail("the search never got going")
+            pytest.fail(f"the search never got going (exit code {process.poll()})")
     finally:
         process.kill()  # no clean-up, like a crash or a lost machine
         process.wait()
@@ -109,34 +107,37 @@ def test_interrupted_search_resumes_without_repeating(tmp_path):
     done = {n: v for n, v in first.items() if v[0] == "COMPLETE"}
     assert done and any(v[0] == "RUNNING" for v in first.values())
 
-    assert nas(out, "--trials", "4", "--strategy", "random") == 0
+    total = len(done) + 2  # resume and finish two more
+    assert nas(out, "--trials", str(total), "--strategy", "random") == 0
     doc = document(out)
     numbers = [t["number"] for t in doc["trials"]]
     assert len(numbers) == len(set(numbers))  # every trial once
     after = finished(out)
     assert {n: after[n] for n in done} == done  # finished trials were not repeated
     states = [t["state"] for t in doc["trials"]]
-    assert states.count("complete") == 4  # the budget counts finished trials only
+    assert states.count("complete") == total  # the budget counts finished trials only
     assert states.count("interrupted") == 1 and "running" not in states
 
 
 def test_ctrl_c_marks_the_running_trial_interrupted(tmp_path):
     out = tmp_path / "nas"
     command = [sys.executable, "-c", "import sys; from auditkit_nas.cli import main; sys.exit(main(sys.argv[1:]))",
-               *CHEAP, "--out", str(out), "--trials", "3", "--strategy", "random"]
+               *CHEAP, "--out", str(out), "--trials", "200", "--strategy", "random"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
-    while time.time() < deadline and not (
+    while time.time() < deadline and process.poll() is None and not (
         (out / "nas.db").exists() and "RUNNING" in _states(out)
     ):
-        time.sleep(0.2)
+        time.sleep(0.05)
+    assert process.poll() is None, "the search ended before it could be interrupted"
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130 and "rerun the same command to resume" in err
     assert "Traceback" not in err
-    assert nas(out, "--trials", "3", "--strategy", "random") == 0
+    total = sum(state == "COMPLETE" for state in _states(out)) + 1
+    assert nas(out, "--trials", str(total), "--strategy", "random") == 0
     states = [t["state"] for t in document(out)["trials"]]
-    assert states.count("complete") == 3 and states.count("interrupted") <= 1
+    assert states.count("complete") == total and states.count("interrupted") <= 1
     assert "running" not in states
 
 
