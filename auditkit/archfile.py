@@ -280,8 +280,7 @@ def header_metadata(header: Mapping[str, Any]) -> dict[str, Any]:
 
 def data_from_spec(spec: Mapping[str, Any]) -> AuditData:
     """The audit data an architecture file names (``extra["data"]``), built by its plugin."""
-    from auditkit.data.core import AuditData
-    from auditkit.data.loaders import builtin_datasets
+    from auditkit.data.loaders import build_registered, builtin_datasets
 
     name, params = spec["name"], dict(spec.get("params") or {})
     builders = builtin_datasets()
@@ -290,18 +289,9 @@ def data_from_spec(spec: Mapping[str, Any]) -> AuditData:
             f"the model file names data set {name!r}, which is not installed "
             f"(available: {', '.join(sorted(builders))}); pass --data or install its plugin"
         )
-    try:
-        data = builders[name](**params)
-    except AuditkitInputError:
-        raise
-    except Exception as exc:  # a plugin's data set failing to build is bad input, not a crash
-        raise AuditkitInputError(
-            f"data set {name!r} named by the model file failed to build "
-            f"({type(exc).__name__}: {_reason(exc)}); pass --data"
-        ) from None
-    if not isinstance(data, AuditData):
-        raise AuditkitInputError(f"data set {name!r}: the plugin returned a {type(data).__name__}, not AuditData")
-    return data
+    return build_registered(
+        builders[name], f"data set {name!r} named by the model file", fix="; pass --data", **params
+    )
 
 
 def adapter_from_spec(

@@ -20,6 +20,28 @@ TABLE_SUFFIXES = {".csv", ".parquet", ".pq"}
 DATASET_GROUP = "auditkit.datasets"
 
 
+def build_registered(
+    builder: Callable[..., Any], label: str, *, fix: str = "", **params: Any
+) -> AuditData:
+    """Call a registered data set builder (a built-in or a plugin's ``auditkit.datasets`` entry)
+    with ``params``; a failure or a return value that is not ``AuditData`` is one line of bad
+    input starting with ``label`` and ending with ``fix``, never a crash."""
+    try:
+        data = builder(**params)
+    except AuditkitInputError:
+        raise
+    except Exception as exc:  # a plugin's data set failing to build is bad input, not a crash
+        raise AuditkitInputError(
+            f"{label}: the data set failed to build ({type(exc).__name__}: "
+            f"{one_line(str(exc) or type(exc).__name__, 200)}){fix}"
+        ) from None
+    if not isinstance(data, AuditData):
+        raise AuditkitInputError(
+            f"{label}: the data set plugin returned a {type(data).__name__}, not AuditData{fix}"
+        )
+    return data
+
+
 def builtin_datasets() -> dict[str, Callable[..., AuditData]]:
     """Built-in data sets plus those plugins register under the ``auditkit.datasets`` group."""
     from auditkit.data import builtin
@@ -76,19 +98,7 @@ def load_data(
     sensitive = list(sensitive or [])
     builtins = builtin_datasets()
     if isinstance(spec, str) and spec in builtins:
-        try:
-            data = builtins[spec]()
-        except AuditkitInputError:
-            raise
-        except Exception as exc:  # a plugin's data set failing to build is bad input, not a crash
-            raise AuditkitInputError(
-                f"--data {spec}: the data set failed to build ({type(exc).__name__}: "
-                f"{one_line(exc, 200)})"
-            ) from None
-        if not isinstance(data, AuditData):
-            raise AuditkitInputError(
-                f"--data {spec}: the data set plugin returned a {type(data).__name__}, not AuditData"
-            )
+        data = build_registered(builtins[spec], f"--data {spec}")
         return _keep_sensitive(data, sensitive)
     path = Path(spec)
     if not path.exists():
