@@ -17,6 +17,19 @@ from auditkit.data.core import AuditData
 from auditkit.progress import Progress
 from auditkit.results import ProbeResult
 
+#: Examples the checks on the first examples use (output kind, randomness, gradients): 64 of
+#: a small input, fewer of a large one, so the check costs about as much as 64 CIFAR images
+#: (a ResNet-50 at 224×224 is checked on 8, not on 64 × 2 s of passes).
+DIAGNOSTIC_SAMPLE = 64
+_DIAGNOSTIC_ELEMENTS = 64 * 3 * 32 * 32
+_DIAGNOSTIC_MIN = 8
+
+
+def diagnostic_sample_size(input_shape: tuple[int, ...] | torch.Size) -> int:
+    """How many examples the diagnostic checks run on, for inputs of ``input_shape``."""
+    elements = max(1, int(np.prod(tuple(input_shape) or (1,))))
+    return int(max(_DIAGNOSTIC_MIN, min(DIAGNOSTIC_SAMPLE, _DIAGNOSTIC_ELEMENTS // elements)))
+
 
 def derive_seed(seed: int, name: str) -> int:
     """A stable per-probe seed, so a probe's numbers do not depend on which others ran."""

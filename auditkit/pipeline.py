@@ -19,7 +19,7 @@ import torch
 from auditkit import errors
 from auditkit._version import __version__
 from auditkit.adapters.base import ModelAdapter
-from auditkit.context import AuditContext, derive_seed
+from auditkit.context import AuditContext, derive_seed, diagnostic_sample_size
 from auditkit.data.core import AuditData, make_splits
 from auditkit.errors import AuditkitInputError
 from auditkit.probes.base import Probe, check_budget
@@ -28,8 +28,6 @@ from auditkit.registry import discover_probes
 from auditkit.results import AuditResult, ProbeResult, compute_verdict
 
 DEFAULT_SEED = 0
-# build_context diagnoses the adapter on the first examples (output kind, randomness, gradients).
-DIAGNOSTIC_SAMPLE = 64
 
 
 def describe_splits(splits: Mapping[str, np.ndarray], seed: int) -> dict[str, Any]:
@@ -512,7 +510,8 @@ def build_context(
             f"data {data.name} has label {int(data.y.max())} but the model has only "
             f"{adapter.num_classes} outputs; check --data and the model's classes"
         )
-    sample = data.x[: min(len(data), DIAGNOSTIC_SAMPLE)]
+    # The adapter is diagnosed on the first examples (output kind, randomness, gradients).
+    sample = data.x[: min(len(data), diagnostic_sample_size(data.input_shape))]
     if hasattr(adapter, "diagnose"):
         adapter.diagnose(sample, data.y[: len(sample)])
 

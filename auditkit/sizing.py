@@ -44,26 +44,37 @@ _MIN_BATCH_SECONDS = 0.2
 _MAX_MEASURE_BATCH = 64
 _ONE_TIMING_SECONDS = 0.5
 
-LADDER_EXAMPLES = (50, 100, 200, 500, 1000, 2000, 5000)
-LADDER_TRAIN = (32, 64, 128, 256, 512, 1000, 2000, 5000)
+LADDER_EXAMPLES = (20, 50, 100, 200, 500, 1000, 2000, 5000)
+LADDER_TRAIN = (8, 16, 32, 64, 128, 256, 512, 1000, 2000, 5000)
 LADDER_BOOT = (50, 100, 200, 500)
 LADDER_SAMPLES = (4, 8, 16, 20, 32, 50)
+LADDER_OOD = (64, 128, 256, 500, 1000, 2000)
 
 #: Floors: below them the experiment stops meaning what its name says.
 MIN_ATTACKED = 50
+#: A model too costly to attack 50 examples within the limit even with the curves and
+#: checks at their smallest: this many (a small sample, said as such in the plan).
+MIN_ATTACKED_COSTLY = 20
+MIN_EOT_SAMPLES = 2
 MIN_STEPS = 10
-MIN_TRAIN = 32
-#: Memorization keeps every corruption level down to this subset size.
+MIN_TRAIN = 8
+#: Memorization keeps every corruption level down to this subset size, and the true-label
+#: reference beside the random labels down to the next.
 MEMORIZATION_KEEP_LEVELS_TRAIN = 64
+MEMORIZATION_KEEP_REFERENCE_TRAIN = 32
 MIN_BOOT = 50
 MIN_MC_SAMPLES = 4
-#: Share of its epoch cap a memorization level is expected to train for (planning only).
-EXPECTED_EPOCH_SHARE = 0.4
+#: Examples per generated OOD set (AUROC against the audit data stays meaningful).
+MIN_OOD = 64
+#: Share of its epoch cap a memorization level is expected to train for (planning only; a
+#: ResNet-50 from scratch fit 8 or 16 random labels in 64–67 of its 100 epochs).
+EXPECTED_EPOCH_SHARE = 0.6
 #: What the probes' bookkeeping (best iterates, EOT transformations, margins; the training
-#: loop's mode switches and accuracy passes) adds to the bare passes, measured on a
-#: CIFAR-shaped ResNet-18 on 2 CPU cores (README, "Scale and speed").
-ADVERSARIAL_OVERHEAD = 3.0
-MEMORIZATION_OVERHEAD = 1.5
+#: loop's mode switches and accuracy passes) adds to the bare passes: attack by attack, a
+#: ResNet-50 at 224×224 on 2 idle CPU cores took 0.9–1.4× its passes at the measured cost
+#: (EOT's transformations the most), its training 1.0×.
+ADVERSARIAL_OVERHEAD = 1.4
+MEMORIZATION_OVERHEAD = 1.1
 #: Memorization's time limit per level: this multiple of what its whole epoch cap takes at the
 #: recorded cost, so the clock never ends a level that would finish at the measured speed.
 TIME_LIMIT_SAFETY = 1.5
@@ -269,8 +280,10 @@ def _probe_defaults(
             "eot_samples": opts.eot_samples,
             "eval_samples": opts.eval_samples,
             "noise_draws": opts.noise_draws,
-            "sweep_points": len(opts.sweep) if opts.sweep is not None else len(sweeps["sweep"]),
-            "l2_points": len(sweeps["l2_sweep"]),
+            "radii": _attacked_radii(opts.sweep, sweeps["sweep"]),
+            "l2_radii": (
+                _attacked_radii(opts.l2_sweep, sweeps["l2_sweep"]) if opts.norm == "Linf" else 0
+            ),
             "autoattack": bool(opts.autoattack),
         }
     if name == "memorization":
@@ -284,28 +297,56 @@ def _probe_defaults(
             "batch_size": int(opts.batch_size),
         }
     if name == "calibration":
-        return {"num_samples": opts.num_samples, "max_examples": opts.max_examples}
+        return {
+            "num_samples": opts.num_samples,
+            "max_examples": opts.max_examples,
+            # Three generated sets, or the user's (at most ood_size examples).
+            "ood_examples": opts.ood_size * (3 if opts.ood is None else 1),
+            "ood_size": opts.ood_size,
+        }
     return {"n_boot": opts.n_boot}
+
+
+def _attacked_radii(given: Sequence[float] | None, multiples: Sequence[float]) -> int:
+    """Radii the gradient attacks run at: the curve's nonzero radii and the headline (a
+    radius of 0 changes no input and is not attacked). Explicit radii may not include the
+    headline, which is then one more."""
+    if given is not None:
+        return len({float(v) for v in given if v > 0}) + 1
+    return len({float(m) for m in multiples if m > 0} | {1.0})
+
+
+def _adversarial_passes(s: Mapping[str, Any]) -> tuple[float, float]:
+    """Gradient and forward passes per attacked example, at worst (a model no attack fools:
+    PGD stops an example at its first fooling iterate, so a model that is easily fooled costs
+    far less)."""
+    steps = int(s["steps"])
+    restarts = int(s["restarts"])
+    radii = int(s["radii"]) + int(s["l2_radii"])
+    gradients = (
+        radii * (1 + steps)  # FGSM and PGD at every radius, both norms
+        + (restarts * steps if restarts > 1 else 0)  # the restarts at the headline eps
+        + 2 * steps  # the doubled-steps check
+        + int(s["eot_samples"]) * steps  # EOT-PGD
+        + 2 * steps  # the unbounded attack (and its retries on the few survivors)
+        + 2  # input-gradient statistics
+    )
+    if s.get("autoattack"):
+        gradients += 4 * 100
+    forwards = radii * (int(s["noise_draws"]) + 1)
+    return gradients, forwards
 
 
 def _adversarial_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
     # Only the examples the model gets right are attacked (``attacked_share``: the clean
-    # accuracy, known before the probes run).
-    n = min(int(s["n_examples"]), n_data) * float(s.get("attacked_share", 1.0))
-    steps = int(s["steps"])
-    points = int(s["sweep_points"]) + 1
-    l2 = int(s["l2_points"]) + (1 if s["l2_points"] else 0)
-    gradients = (
-        (points + l2) * (1 + steps)  # FGSM and PGD at every sweep point, both norms
-        + (int(s["restarts"]) - 1) * steps  # further restarts at the headline eps
-        + 2 * steps * (2 if l2 else 1)  # the doubled-steps check
-        + int(s["eot_samples"]) * steps  # EOT-PGD
-        + 2 * steps  # the unbounded attack (and its retries on the few survivors)
+    # accuracy, known before the probes run); the EOT verdicts judge every example.
+    n = min(int(s["n_examples"]), n_data)
+    gradients, forwards = _adversarial_passes(s)
+    attacked = n * float(s.get("attacked_share", 1.0))
+    judged = n * 2 * int(s["eval_samples"]) * cost.forward_s
+    return ADVERSARIAL_OVERHEAD * (
+        attacked * (gradients * cost.backward_s + forwards * cost.forward_s) + judged
     )
-    if s.get("autoattack"):
-        gradients += 4 * 100
-    forwards = (points + l2) * int(s["noise_draws"]) + 2 * int(s["eval_samples"])
-    return ADVERSARIAL_OVERHEAD * n * (gradients * cost.backward_s + forwards * cost.forward_s)
 
 
 def _memorization_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
@@ -316,8 +357,13 @@ def _memorization_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> floa
     return int(s["levels"]) * epochs * _epoch_seconds(s, n_data, cost)
 
 
+def _trainable(n_data: int) -> int:
+    """Examples memorization may train on: at most half the audit data (the rest is held out)."""
+    return max(1, n_data // 2)
+
+
 def _epoch_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
-    n = min(int(s["train_size"]), n_data)
+    n = min(int(s["train_size"]), _trainable(n_data))
     steps = math.ceil(n / int(s.get("batch_size", 32)))
     # Training steps (passes plus one optimizer step per batch), then the accuracy pass.
     passes = n * (cost.train_step_s + cost.forward_s) + steps * cost.optimizer_step_s
@@ -327,7 +373,8 @@ def _epoch_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
 def _calibration_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
     limit = s["max_examples"]
     n = n_data if limit is None else min(int(limit), n_data)
-    return (int(s["num_samples"]) * 2 + 2) * n * cost.forward_s
+    ood = int(s.get("ood_examples", 0))
+    return ((int(s["num_samples"]) * 2 + 2) * n + ood) * cost.forward_s
 
 
 def _bias_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
@@ -351,35 +398,63 @@ def _ladder_at_most(ladder: Sequence[int], value: float, floor: int, default: in
 
 
 def _shrink_adversarial(s: dict[str, Any], target: float, n_data: int, cost: Cost) -> list[str]:
+    """In order, each step only while the estimate is above the target: fewer examples
+    attacked (down to 50), one restart, 4 EOT draws, the curves at the headline radii only,
+    PGD-10; then, for a model too costly even so, down to 20 examples attacked and 2 EOT
+    draws (a small sample: the report's interval says how wide)."""
     reasons = []
     default_n = min(int(s["n_examples"]), n_data)
-    per_example = _adversarial_seconds({**s, "n_examples": 1}, n_data, cost)
-    if per_example * default_n > target and default_n > MIN_ATTACKED:
-        s["n_examples"] = _ladder_at_most(
-            LADDER_EXAMPLES, target / per_example, MIN_ATTACKED, default_n
-        )
-        reasons.append(f"examples attacked {default_n} → {s['n_examples']}")
-    if _adversarial_seconds(s, n_data, cost) > target and s["restarts"] > 1:
+    default_eot = int(s["eot_samples"])
+
+    def over() -> bool:
+        return _adversarial_seconds(s, n_data, cost) > target
+
+    def examples(floor: int) -> None:
+        current = min(int(s["n_examples"]), n_data)
+        per_example = _adversarial_seconds({**s, "n_examples": 1}, n_data, cost)
+        if per_example * current > target and current > floor:
+            s["n_examples"] = _ladder_at_most(
+                LADDER_EXAMPLES, target / per_example, floor, current
+            )
+
+    examples(MIN_ATTACKED)
+    if over() and s["restarts"] > 1:
         reasons.append(f"PGD restarts {s['restarts']} → 1")
         s["restarts"] = 1
-    if _adversarial_seconds(s, n_data, cost) > target and s["eot_samples"] > 4:
-        reasons.append(f"EOT draws {s['eot_samples']} → 4")
+    if over() and s["eot_samples"] > 4:
         s["eot_samples"] = 4
-    if _adversarial_seconds(s, n_data, cost) > target and s["steps"] > MIN_STEPS:
+    if over() and s["radii"] + s["l2_radii"] > (2 if s["l2_radii"] else 1):
+        reasons.append(
+            f"accuracy-vs-eps curves: {s['radii'] + s['l2_radii']} attacked radii → the "
+            "headline radii only"
+        )
+        s["sweep"], s["radii"] = (0.0,), 1
+        if s["l2_radii"]:
+            s["l2_sweep"], s["l2_radii"] = (0.0,), 1
+    if over() and s["steps"] > MIN_STEPS:
         reasons.append(f"PGD steps {s['steps']} → {MIN_STEPS}")
         s["steps"] = MIN_STEPS
+    examples(MIN_ATTACKED_COSTLY)
+    if over() and s["eot_samples"] > MIN_EOT_SAMPLES:
+        s["eot_samples"] = MIN_EOT_SAMPLES
+    if s["eot_samples"] < default_eot:
+        reasons.append(f"EOT draws {default_eot} → {s['eot_samples']}")
+    if min(int(s["n_examples"]), n_data) < default_n:
+        reasons.insert(0, f"examples attacked {default_n} → {s['n_examples']}")
     return reasons
 
 
 def _shrink_memorization(s: dict[str, Any], target: float, n_data: int, cost: Cost) -> list[str]:
     """Smaller subset first (down to ``MEMORIZATION_KEEP_LEVELS_TRAIN``), then only the two ends
-    of the corruption scale (true and random labels: the random-label test itself), then the
-    subset down to its floor."""
+    of the corruption scale (true and random labels), then the subset down to
+    ``MEMORIZATION_KEEP_REFERENCE_TRAIN``, then random labels alone (the random-label test
+    itself, without the true-label reference), then the subset down to its floor."""
     reasons = []
-    default_n = min(int(s["train_size"]), n_data)
+    default_n = min(int(s["train_size"]), _trainable(n_data))
+    default_levels = tuple(s.get("corruption_levels") or ())
 
     def subset(floor: int) -> None:
-        current = min(int(s["train_size"]), n_data)
+        current = min(int(s["train_size"]), _trainable(n_data))
         per_example = _memorization_seconds({**s, "train_size": 1}, n_data, cost)
         if per_example * current > target and current > floor:
             s["train_size"] = _ladder_at_most(LADDER_TRAIN, target / per_example, floor, current)
@@ -388,14 +463,26 @@ def _shrink_memorization(s: dict[str, Any], target: float, n_data: int, cost: Co
     levels = tuple(s.get("corruption_levels") or ())
     if _memorization_seconds(s, n_data, cost) > target and len(levels) > 2:
         ends = (min(levels), max(levels))
-        reasons.append(
-            f"corruption levels {', '.join(f'{p:g}' for p in levels)} → "
-            f"{', '.join(f'{p:g}' for p in ends)} (true and random labels)"
-        )
         s["corruption_levels"] = ends
-        s["levels"] = 2
+        s["levels"] = 2 + (int(s["levels"]) - len(levels))
+        levels = ends
+    subset(max(MEMORIZATION_KEEP_REFERENCE_TRAIN, MIN_TRAIN))
+    if _memorization_seconds(s, n_data, cost) > target and len(levels) > 1 and max(levels) == 1:
+        s["levels"] = 1 + (int(s["levels"]) - len(levels))
+        s["corruption_levels"] = (1.0,)
     subset(MIN_TRAIN)
-    if min(int(s["train_size"]), n_data) < default_n:
+    levels = tuple(s.get("corruption_levels") or ())
+    if levels != default_levels:
+        why = (
+            "random labels alone: the test itself, without the true-label reference"
+            if len(levels) == 1
+            else "true and random labels"
+        )
+        reasons.append(
+            f"corruption levels {', '.join(f'{p:g}' for p in default_levels)} → "
+            f"{', '.join(f'{p:g}' for p in levels)} ({why})"
+        )
+    if min(int(s["train_size"]), _trainable(n_data)) < default_n:
         reasons.insert(
             0,
             f"training subset {default_n} → {s['train_size']} examples (still the random-label "
@@ -405,14 +492,25 @@ def _shrink_memorization(s: dict[str, Any], target: float, n_data: int, cost: Co
 
 
 def _shrink_calibration(s: dict[str, Any], target: float, n_data: int, cost: Cost) -> list[str]:
+    """Fewer uncertainty samples (down to 4), then smaller generated OOD sets (down to 64)."""
     reasons = []
-    per_sample = _calibration_seconds({**s, "num_samples": 1}, n_data, cost) / 2.0
+    per_sample = _calibration_seconds({**s, "num_samples": 1, "ood_examples": 0}, n_data,
+                                      cost) / 2.0
     if _calibration_seconds(s, n_data, cost) > target and s["num_samples"] > MIN_MC_SAMPLES:
-        wanted = _ladder_at_most(LADDER_SAMPLES, target / max(per_sample, 1e-12) / 2,
+        room = target - _calibration_seconds({**s, "num_samples": 0}, n_data, cost)
+        wanted = _ladder_at_most(LADDER_SAMPLES, room / max(per_sample, 1e-12) / 2,
                                  MIN_MC_SAMPLES, int(s["num_samples"]))
         if wanted < s["num_samples"]:
             reasons.append(f"MC-dropout / TTA samples {s['num_samples']} → {wanted}")
             s["num_samples"] = wanted
+    sets = max(1, int(s["ood_examples"]) // max(int(s["ood_size"]), 1))
+    if _calibration_seconds(s, n_data, cost) > target and s["ood_size"] > MIN_OOD:
+        room = target - _calibration_seconds({**s, "ood_examples": 0}, n_data, cost)
+        wanted = _ladder_at_most(LADDER_OOD, room / (sets * cost.forward_s), MIN_OOD,
+                                 int(s["ood_size"]))
+        if wanted < s["ood_size"]:
+            reasons.append(f"OOD examples per set {s['ood_size']} → {wanted}")
+            s["ood_size"], s["ood_examples"] = wanted, wanted * sets
     return reasons
 
 
@@ -435,9 +533,9 @@ SHRINKERS = {
 }
 #: Settings of the plan that become probe options (the rest only feed the estimates).
 _OPTION_KEYS = {
-    "adversarial": ("n_examples", "steps", "restarts", "eot_samples"),
+    "adversarial": ("n_examples", "steps", "restarts", "eot_samples", "sweep", "l2_sweep"),
     "memorization": ("train_size", "corruption_levels", "time_limit_s"),
-    "calibration": ("num_samples",),
+    "calibration": ("num_samples", "ood_size"),
     "bias": ("n_boot",),
 }
 
@@ -480,7 +578,8 @@ class WorkPlan:
         changes = "; ".join(f"{p}: {', '.join(r)}" for p, r in self.reasons.items() if r)
         text = (
             f"Sized to the {self.budget} budget's {limit} at the measured {per}: {changes} "
-            f"(estimated {_duration(total)})."
+            f"(estimated {_duration(total)}, counting every attack step; an attack stops "
+            "at the first step that fools an example)."
         )
         if self.unfit:
             text += (
@@ -577,9 +676,12 @@ def plan_work(
             changes = SHRINKERS[name](trial, target, n_examples, cost)
             # A setting the user chose is theirs: keep it, and drop the reason that changed it.
             kept = []
-            for key in list(trial):
-                if key in fixed or (key == "levels" and "corruption_levels" in fixed):
-                    trial[key] = s[key]
+            for key in fixed:
+                for k in (key, _DERIVED.get(key)):
+                    if k in s:
+                        trial[k] = s[k]
+                    elif k is not None:
+                        trial.pop(k, None)
             for reason in changes:
                 if not any(reason.startswith(_label(name, k)) for k in fixed):
                     kept.append(reason)
@@ -589,7 +691,12 @@ def plan_work(
     if limit is not None and total > limit and sum(estimates.values()) > 1.1 * limit:
         # Named: the probes still above their share at their smallest conclusive size.
         factor = limit / total
-        unfit = [n for n in planned if estimates[n] > 1.1 * defaults_cost[n] * factor]
+        unfit = [
+            n
+            for n in planned
+            if estimates[n] > 1.1 * defaults_cost[n] * factor
+            and estimates[n] - defaults_cost[n] * factor > 1.0
+        ]
     if (
         small_model is None
         and "memorization" in planned
@@ -622,6 +729,15 @@ def plan_work(
     )
 
 
+#: Estimator settings that follow from an option: kept with it when the user set it.
+_DERIVED = {
+    "corruption_levels": "levels",
+    "sweep": "radii",
+    "l2_sweep": "l2_radii",
+    "ood_size": "ood_examples",
+}
+
+
 def _label(name: str, key: str) -> str:
     return {
         "n_examples": "examples attacked",
@@ -631,6 +747,9 @@ def _label(name: str, key: str) -> str:
         "train_size": "training subset",
         "corruption_levels": "corruption levels",
         "num_samples": "MC-dropout",
+        "sweep": "accuracy-vs-eps curves",
+        "l2_sweep": "accuracy-vs-eps curves",
+        "ood_size": "OOD examples",
         "n_boot": "bootstrap rounds",
     }.get(key, key)
 

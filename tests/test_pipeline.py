@@ -11,11 +11,12 @@ import torch
 from torch import nn
 
 from auditkit.adapters import TorchModelAdapter
+from auditkit.context import DIAGNOSTIC_SAMPLE
 from auditkit.data import AuditData
 from auditkit.errors import AuditkitInputError
 from auditkit.gates import exit_code
 from auditkit.outputs import write_outputs
-from auditkit.pipeline import DIAGNOSTIC_SAMPLE, build_context, derive_seed, run_audit
+from auditkit.pipeline import build_context, derive_seed, run_audit
 from auditkit.probes.base import Probe
 from auditkit.results import AuditResult, ProbeResult
 

@@ -13,7 +13,7 @@ from auditkit.data import AuditData
 from auditkit.pipeline import run_audit
 from auditkit.sizing import (
     BUDGET_SECONDS,
-    MIN_ATTACKED,
+    MIN_ATTACKED_COSTLY,
     MIN_TRAIN,
     Cost,
     measure_cost,
@@ -72,7 +72,8 @@ def test_expensive_models_are_sized_down_to_conclusive_floors(cost):
     plan = plan_work(cost, budget="fast", n_examples=60, probes=PROBES)
     assert plan.reduced
     adversarial = plan.options["adversarial"]
-    assert adversarial["n_examples"] >= MIN_ATTACKED
+    assert adversarial["n_examples"] >= MIN_ATTACKED_COSTLY
+    assert "examples attacked 60 → " in plan.summary()
     assert plan.options["memorization"]["train_size"] >= MIN_TRAIN
     # Smaller than the defaults' estimate, and the reasons say what changed and why.
     assert sum(plan.estimates.values()) < sum(plan.default_estimates.values())
@@ -128,9 +129,15 @@ def test_the_plan_is_a_pure_function_of_the_recorded_cost():
 
 
 def test_sizes_snap_to_a_ladder_so_timing_noise_does_not_move_the_plan():
-    a = plan_work(_cost(2.0e-3), budget="fast", n_examples=5000, probes=PROBES)
-    b = plan_work(_cost(2.1e-3), budget="fast", n_examples=5000, probes=PROBES)
-    assert a.options == b.options
+    """Across a 4-fold range of costs in 3 % steps (timing noise), nearly every step leaves
+    the plan as it was: sizes move only where the cost crosses a rung of the ladder."""
+    costs = [1e-3 * 1.03**i for i in range(48)]
+    plans = [
+        plan_work(_cost(c), budget="fast", n_examples=5000, probes=PROBES).options for c in costs
+    ]
+    moved = sum(a != b for a, b in zip(plans, plans[1:]))
+    assert moved <= len(costs) // 4, moved
+    assert plans[0] != plans[-1]  # and the plan does follow the cost
 
 
 # --- wired into the pipeline -------------------------------------------------------------------
@@ -202,9 +209,14 @@ def test_sizing_can_be_turned_off(small_setup):
 
 
 def test_memorization_keeps_the_random_label_test_when_it_drops_levels():
+    # Costlier and costlier models: first only true and random labels, then random labels
+    # alone — always the random-label test.
+    medium = plan_work(_cost(0.005), budget="fast", n_examples=60, probes=["memorization"])
+    assert medium.options["memorization"]["corruption_levels"] == (0.0, 1.0)
+    assert "true and random labels" in medium.summary()
     plan = plan_work(RESNET50, budget="fast", n_examples=60, probes=["memorization"])
-    assert plan.options["memorization"]["corruption_levels"] == (0.0, 1.0)
-    assert "true and random labels" in plan.summary()
+    assert plan.options["memorization"]["corruption_levels"] == (1.0,)
+    assert "random labels alone" in plan.summary()
     kept = plan_work(RESNET50, budget="fast", n_examples=60, probes=["memorization"],
                      user_options={"memorization": {"corruption_levels": (0.0, 0.5, 1.0)}})
     assert "corruption_levels" not in kept.options.get("memorization", {})
@@ -247,6 +259,7 @@ def test_only_examples_the_model_gets_right_count_as_attack_work():
     full = plan_work(RESNET18, budget="fast", n_examples=60, probes=["adversarial"])
     tenth = plan_work(RESNET18, budget="fast", n_examples=60, probes=["adversarial"],
                       clean_accuracy=0.1)
-    assert tenth.default_estimates["adversarial"] == pytest.approx(
-        full.default_estimates["adversarial"] / 10
-    )
+    # The attacks scale with the examples attacked; only the EOT verdicts judge every one.
+    assert (full.default_estimates["adversarial"] / 10
+            < tenth.default_estimates["adversarial"]
+            < full.default_estimates["adversarial"] / 4)

@@ -220,3 +220,42 @@ def test_works_inside_torchattacks_multiattack(net, batch):
     with torch.no_grad():
         fooled = (net(adv).argmax(1) != y).float().mean()
     assert fooled > 0.2
+
+
+class _CountingNet(torch.nn.Module):
+    """Counts the examples that pass through the wrapped network."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.examples = net, 0
+
+    def forward(self, x):
+        self.examples += len(x)
+        return self.net(x)
+
+
+@pytest.mark.parametrize(("norm", "eps", "restarts"), [("Linf", 0.1, 1), ("Linf", 0.05, 3),
+                                                        ("L2", 0.5, 2)])
+def test_stopping_at_the_first_fooling_iterate_changes_no_verdict_and_saves_passes(
+    net, batch, norm, eps, restarts
+):
+    x, y = batch
+    counted = _CountingNet(net)
+    runs = {}
+    for stop in (False, True):
+        counted.examples = 0
+        out = PGD(counted, eps=eps, norm=norm, steps=10, restarts=restarts,
+                  generator=torch.Generator().manual_seed(3), stop_when_fooled=stop).perturb(x, y)
+        runs[stop] = (out, counted.examples)
+    (full, full_passes), (early, early_passes) = runs[False], runs[True]
+    assert torch.equal(full.margin > 0, early.margin > 0)
+    fooled = full.margin > 0
+    assert 0 < int(fooled.sum()) < len(y)  # the comparison means something on this batch
+    # Still standing: the full run's best margin (up to float round-off of smaller batches);
+    # fooled: a real adversarial example.
+    torch.testing.assert_close(early.margin[~fooled], full.margin[~fooled], atol=1e-4, rtol=1e-3)
+    with torch.no_grad():
+        assert bool((margin(net(early.adversarial), y)[fooled] > 0).all())
+    assert (early.adversarial - x).flatten(1).norm(
+        p=float("inf") if norm == "Linf" else 2, dim=1).max() <= eps + 1e-5
+    assert early_passes < full_passes

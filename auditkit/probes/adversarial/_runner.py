@@ -18,6 +18,7 @@ from torch import nn
 from auditkit import distributed
 from auditkit.attacks import EOTPGD, Transformations, margin
 from auditkit.attacks._base import BoxAttack
+from auditkit.context import diagnostic_sample_size
 
 
 class Standardized(nn.Module):
@@ -90,6 +91,14 @@ class AttackRunner:
     mixed_precision: bool = False
     autocast: Callable[[], Any] = contextlib.nullcontext
     progress: Any = None  # the context's Progress: each attack's batches are reported
+
+    @property
+    def stop_when_fooled(self) -> bool:
+        """Whether PGD may stop an example at its first fooling iterate: the verdict is the
+        attack's own margin (a deterministic model in float32), so stopping changes no verdict
+        (``PGD.stop_when_fooled``). A random model or a bf16 search is judged again
+        afterwards, where a barely fooling input could flip back: they run every step."""
+        return not self.stochastic and not self.mixed_precision
 
     @property
     def targets(self) -> np.ndarray:
@@ -302,7 +311,7 @@ def attack_space(adapter, data) -> AttackSpace:
 
 
 def detect_stochastic(adapter, space: AttackSpace, z: torch.Tensor) -> tuple[bool, float]:
-    sample = z[:64].to(adapter.device)
+    sample = z[: diagnostic_sample_size(tuple(z.shape[1:]))].to(adapter.device)
     with torch.inference_mode():
         first = space.module(sample).float()
         second = space.module(sample).float()

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from auditkit.attacks import EOTPGD, FGSM, PGD, AutoAttack, RandomNoise, Transformations
-from auditkit.context import AuditContext, derive_seed
+from auditkit.context import DIAGNOSTIC_SAMPLE, AuditContext, derive_seed
 from auditkit.probes.adversarial._runner import (
     AttackRunner,
     attack_space,
@@ -143,12 +143,15 @@ def make_plan(opts: AdversarialOptions, budget: str, context: Any, stochastic: b
     if norm == "Linf":
         l2_eps = opts.l2_eps if opts.l2_eps is not None else l2_default
         l2_limit = unbounded_eps("L2", box, adapter.input_shape)
-        l2_sweep = tuple(
-            sorted(
-                _multiples(l2_eps, sweeps["l2_sweep"], l2_limit)
-                | ({l2_eps} if sweeps["l2_sweep"] else set())
+        if opts.l2_sweep is not None:  # () : no curve, the attacks at l2_eps only
+            l2_sweep = tuple(sorted({*opts.l2_sweep, l2_eps})) if opts.l2_sweep else ()
+        else:
+            l2_sweep = tuple(
+                sorted(
+                    _multiples(l2_eps, sweeps["l2_sweep"], l2_limit)
+                    | ({l2_eps} if sweeps["l2_sweep"] else set())
+                )
             )
-        )
     use_transforms = opts.eot_transforms if opts.eot_transforms is not None else not stochastic
     cuda = adapter.device.type == "cuda"
     return Plan(
@@ -256,7 +259,7 @@ def _measure(
 ) -> AdversarialMeasurement:
     adapter, data = context.adapter, context.data
     space = attack_space(adapter, data)
-    stochastic, stochastic_diff = detect_stochastic(adapter, space, space.to_space(data.x[:64]))
+    stochastic, stochastic_diff = detect_stochastic(adapter, space, space.to_space(data.x[:DIAGNOSTIC_SAMPLE]))
     plan = make_plan(opts, budget, context, stochastic)
     n_total = len(data)
     if plan.n_examples < n_total:
@@ -391,6 +394,13 @@ def _attack_norm(
     points = tuple(sorted(set(sweep) | {eps}))
     curve, at_eps = [], {}
     for e in points:
+        if e == 0 and e != eps:
+            # A radius of 0 changes no input: every attack returns the clean input, whose
+            # verdict the runner already holds (the averaged one for a random model).
+            same = runner.clean_correct.copy()
+            curve.append({"eps": e, "fgsm": _mean(same), "pgd": _mean(same),
+                          "noise": _mean(same), "worst": _mean(same)})
+            continue
         fgsm, _ = runner.correct(f"fgsm/{norm}/{e:g}", FGSM, eps=e, norm=norm)
         pgd, adv = runner.correct(
             f"pgd/{norm}/{e:g}/r0",
@@ -400,6 +410,7 @@ def _attack_norm(
             steps=plan.steps,
             track_best=track_best,
             keep=headline and e == eps,
+            stop_when_fooled=runner.stop_when_fooled,
         )
         noise, _ = runner.correct(
             f"noise/{norm}/{e:g}", RandomNoise, eps=e, norm=norm, draws=plan.noise_draws
@@ -428,6 +439,7 @@ def _attack_norm(
             restarts=plan.restarts,
             track_best=track_best,
             keep=headline,
+            stop_when_fooled=runner.stop_when_fooled,
         )
         pgd_all = restarted & at_eps["pgd_r0"]
         used[1] = f"PGD-{plan.steps} × {plan.restarts + 1} restarts"
@@ -452,6 +464,7 @@ def _attack_norm(
             norm=norm,
             steps=2 * plan.steps,
             track_best=track_best,
+            stop_when_fooled=runner.stop_when_fooled,
         )
         result["pgd_double_steps"] = doubled
         robust &= doubled
@@ -462,9 +475,13 @@ def _attack_norm(
 
 
 def _eot(runner: AttackRunner, plan: Plan, track_best: bool, suffix: str = "") -> np.ndarray:
+    # Examples the transformations alone already break count as fooled (the attacker may
+    # choose δ = 0, see ``fooled_under_transformations``): only the others are attacked.
+    among = runner.clean_transformed_right(plan.transform) if plan.transform else None
     correct, _ = runner.correct(
         f"eot/{plan.norm}/{plan.eps:g}" + (f"/{suffix}" if suffix else ""),
         EOTPGD,
+        among=among,
         judge="eot",
         transform=plan.transform,
         eps=plan.eps,
@@ -474,7 +491,7 @@ def _eot(runner: AttackRunner, plan: Plan, track_best: bool, suffix: str = "") -
         samples=plan.eot_samples,
         input_scale=runner.space.scale_on(runner.device),
     )
-    return correct
+    return correct if among is None else correct & among
 
 
 def _unbounded(
@@ -508,6 +525,7 @@ def _unbounded(
             alpha=step,
             track_best=track_best,
             random_start=False,
+            stop_when_fooled=runner.stop_when_fooled,
         )
         still &= correct
         runs.append({"step_size": step, "attacked": attacked, "accuracy": _mean(still)})

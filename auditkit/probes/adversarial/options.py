@@ -35,6 +35,12 @@ class AdversarialOptions:
         minimum=0.0,
         # No warn_above: these are L2 radii under an L2 headline, where 2 or 4 is ordinary.
     )
+    l2_sweep: tuple[float, ...] | None = option(
+        None,
+        "radii of the L2 curve beside an L∞ headline (l2_eps is always added); none: the "
+        "budget's multiples of l2_eps",
+        minimum=0.0,
+    )
     l2_eps: float | None = option(
         None,
         "radius of the L2 attacks reported beside an L∞ headline; none: the data's default",

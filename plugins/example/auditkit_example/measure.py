@@ -34,11 +34,14 @@ def measure(context: AuditContext, opts: NoiseOptions) -> NoiseMeasurement:
     generator = context.generator("noise_robustness/noise")
     sigmas = tuple(sorted({*opts.sigmas, opts.headline_sigma}))
     accuracies = []
+    clean = float(context.clean_correct[index].float().mean())
     for sigma in context.progress.track(sigmas, total=len(sigmas), description="noise levels"):
+        if sigma == 0:  # no noise: the shared clean pass already has the answer
+            accuracies.append(clean)
+            continue
         right = 0.0
         for _ in range(opts.draws):
             noisy = adapter.clamp(x + sigma * width * torch.randn(x.shape, generator=generator))
             right += float((adapter.predict_logits(noisy).argmax(-1) == y).float().mean())
         accuracies.append(right / opts.draws)
-    clean = float(context.clean_correct[index].float().mean())
     return NoiseMeasurement(sigmas, tuple(accuracies), clean, opts.headline_sigma, n)
