@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +94,12 @@ class Cost:
     measured: str = "measured"
     #: One Adam step over the model's parameters (seconds), whatever the batch.
     optimizer_step_s: float = 0.0
+    #: What a batched pass costs whatever its size (seconds): kernel launches, thread
+    #: start-up and, on a CPU shared with other jobs, waiting for the scheduler. The
+    #: per-example costs above are the slope beyond it (timed at 2 examples and at
+    #: ``batch_size``), so a plan for busy cores is not charged that wait once per example.
+    forward_latency_s: float = 0.0
+    backward_latency_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,6 +112,8 @@ class Cost:
             "threads": self.threads,
             "measured": self.measured,
             "optimizer_step_s": self.optimizer_step_s,
+            "forward_latency_s": self.forward_latency_s,
+            "forward_backward_latency_s": self.backward_latency_s,
         }
 
     @classmethod
@@ -120,7 +128,20 @@ class Cost:
             threads=int(d.get("threads", 1)),
             measured=str(d.get("measured", "recorded")),
             optimizer_step_s=float(d.get("optimizer_step_s", 0.0)),
+            forward_latency_s=float(d.get("forward_latency_s", 0.0)),
+            backward_latency_s=float(d.get("forward_backward_latency_s", 0.0)),
         )
+
+    def forward_seconds(self, examples: float, batches: float) -> float:
+        return examples * self.forward_s + batches * self.forward_latency_s
+
+    def gradient_seconds(self, examples: float, batches: float) -> float:
+        return examples * self.backward_s + batches * self.backward_latency_s
+
+    def train_seconds(self, examples: float, batches: float) -> float:
+        """Weight gradients: the input gradient's latency (a training step has the same
+        launches) plus the per-example training cost."""
+        return examples * self.train_step_s + batches * self.backward_latency_s
 
 
 def _sync(device: torch.device) -> None:
@@ -173,14 +194,17 @@ def measure_cost(adapter, x: torch.Tensor, *, repeats: int = MEASURE_REPEATS) ->
                 break
             size = min(n, size * 4)
         forward = (took if took > _ONE_TIMING_SECONDS else timed(lambda: adapter.logits(sample)))
-    forward /= size
-    backward = forward * 2.0
+        two = sample[:2]
+        forward, forward_latency = _split_latency(
+            forward, timed(lambda: adapter.logits(two)), size
+        )
+    backward, backward_latency = forward * 2.0, forward_latency * 2.0
     train = forward * 3.0
     if module is not None:
         params = [p for p in module.parameters() if p.requires_grad]
 
-        def input_gradient() -> None:
-            z = sample.detach().clone().requires_grad_(True)
+        def input_gradient(batch: torch.Tensor) -> None:
+            z = batch.detach().clone().requires_grad_(True)
             with torch.enable_grad():
                 logits = module(z).float()
                 loss = nn.functional.cross_entropy(logits, logits.argmax(-1))
@@ -196,16 +220,15 @@ def measure_cost(adapter, x: torch.Tensor, *, repeats: int = MEASURE_REPEATS) ->
 
         try:
             # Warm-up: the first backward allocates autograd's buffers and picks kernels.
-            first = sample
-            sample = sample[:2]
-            input_gradient()
-            sample = first
-            backward = timed(input_gradient) / size
+            input_gradient(two)
+            backward, backward_latency = _split_latency(
+                timed(lambda: input_gradient(sample)), timed(lambda: input_gradient(two)), size
+            )
             # Weight gradients cost about as much again as input gradients; time them only
             # when a pass is cheap.
             train = backward * 1.5
             if params and backward * size < _ONE_TIMING_SECONDS:
-                train = timed(training_step) / size
+                train = max(timed(training_step) - backward_latency, 0.0) / size
         except RuntimeError:
             pass  # no usable gradient: keep the forward-based estimate
     optimizer_step = _adam_step_seconds(module, device) if module is not None else 0.0
@@ -218,7 +241,19 @@ def measure_cost(adapter, x: torch.Tensor, *, repeats: int = MEASURE_REPEATS) ->
         batch_size=int(size),
         parameters=int(parameters),
         threads=int(torch.get_num_threads()),
+        forward_latency_s=float(forward_latency),
+        backward_latency_s=float(backward_latency),
     )
+
+
+def _split_latency(batch_seconds: float, two_seconds: float, size: int) -> tuple[float, float]:
+    """Per-example seconds and per-pass latency from a pass of ``size`` examples and one of 2
+    (a line through both). The slope is at least a tenth of the plain average, so timing
+    noise never makes examples free."""
+    if size <= 2:
+        return batch_seconds / max(size, 1), 0.0
+    slope = max((batch_seconds - two_seconds) / (size - 2), 0.1 * batch_seconds / size)
+    return slope, max(0.0, batch_seconds - slope * size)
 
 
 def _adam_step_seconds(module: nn.Module, device: torch.device) -> float:
@@ -316,36 +351,49 @@ def _attacked_radii(given: Sequence[float] | None, multiples: Sequence[float]) -
     return len({float(m) for m in multiples if m > 0} | {1.0})
 
 
-def _adversarial_passes(s: Mapping[str, Any]) -> tuple[float, float]:
-    """Gradient and forward passes per attacked example, at worst (a model no attack fools:
-    PGD stops an example at its first fooling iterate, so a model that is easily fooled costs
-    far less)."""
+def _adversarial_passes(s: Mapping[str, Any]) -> tuple[float, float, float, float]:
+    """Per attacked example, at worst (a model no attack fools: PGD stops an example at its
+    first fooling iterate, so a model that is easily fooled costs far less): gradient
+    example-passes, the batched gradient passes they take per batch of examples (EOT's draws
+    of one step share a pass), forward example-passes and batched forward passes."""
     steps = int(s["steps"])
     restarts = int(s["restarts"])
     radii = int(s["radii"]) + int(s["l2_radii"])
-    gradients = (
+    eot = int(s["eot_samples"])
+    batched = (
         radii * (1 + steps)  # FGSM and PGD at every radius, both norms
         + (restarts * steps if restarts > 1 else 0)  # the restarts at the headline eps
         + 2 * steps  # the doubled-steps check
-        + int(s["eot_samples"]) * steps  # EOT-PGD
         + 2 * steps  # the unbounded attack (and its retries on the few survivors)
         + 2  # input-gradient statistics
     )
+    gradients = batched + eot * steps  # EOT-PGD: one pass of ``eot`` copies per step
+    batched += steps * eot  # ... in batches ``eot`` times smaller
     if s.get("autoattack"):
         gradients += 4 * 100
+        batched += 4 * 100
     forwards = radii * (int(s["noise_draws"]) + 1)
-    return gradients, forwards
+    return gradients, batched, forwards, forwards
+
+
+#: Examples per attack batch the estimates assume (the CPU default; a GPU's are larger).
+_ATTACK_BATCH = 256
 
 
 def _adversarial_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
     # Only the examples the model gets right are attacked (``attacked_share``: the clean
     # accuracy, known before the probes run); the EOT verdicts judge every example.
     n = min(int(s["n_examples"]), n_data)
-    gradients, forwards = _adversarial_passes(s)
+    gradients, gradient_batches, forwards, forward_batches = _adversarial_passes(s)
     attacked = n * float(s.get("attacked_share", 1.0))
-    judged = n * 2 * int(s["eval_samples"]) * cost.forward_s
+    batches = math.ceil(attacked / _ATTACK_BATCH)
+    judged = cost.forward_seconds(
+        n * 2 * int(s["eval_samples"]), 2 * math.ceil(n * int(s["eval_samples"]) / _ATTACK_BATCH)
+    )
     return ADVERSARIAL_OVERHEAD * (
-        attacked * (gradients * cost.backward_s + forwards * cost.forward_s) + judged
+        cost.gradient_seconds(attacked * gradients, batches * gradient_batches)
+        + cost.forward_seconds(attacked * forwards, batches * forward_batches)
+        + judged
     )
 
 
@@ -366,15 +414,27 @@ def _epoch_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
     n = min(int(s["train_size"]), _trainable(n_data))
     steps = math.ceil(n / int(s.get("batch_size", 32)))
     # Training steps (passes plus one optimizer step per batch), then the accuracy pass.
-    passes = n * (cost.train_step_s + cost.forward_s) + steps * cost.optimizer_step_s
+    passes = (
+        cost.train_seconds(n, steps)
+        + steps * cost.optimizer_step_s
+        + cost.forward_seconds(n, math.ceil(n / _EVAL_BATCH))
+    )
     return MEMORIZATION_OVERHEAD * passes
+
+
+#: Examples per batch of memorization's accuracy passes and of the calibration passes.
+_EVAL_BATCH = 512
 
 
 def _calibration_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
     limit = s["max_examples"]
     n = n_data if limit is None else min(int(limit), n_data)
     ood = int(s.get("ood_examples", 0))
-    return ((int(s["num_samples"]) * 2 + 2) * n + ood) * cost.forward_s
+    sets = max(1, ood // max(int(s.get("ood_size", ood) or 1), 1)) if ood else 0
+    passes = int(s["num_samples"]) * 2 + 2
+    return cost.forward_seconds(
+        passes * n + ood, passes * math.ceil(n / _EVAL_BATCH) + sets
+    )
 
 
 def _bias_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
@@ -391,10 +451,19 @@ ESTIMATORS = {
 }
 
 
-def _ladder_at_most(ladder: Sequence[int], value: float, floor: int, default: int) -> int:
-    """The largest ladder step ≤ ``value``, within [floor, default]."""
-    fitting = [v for v in ladder if floor <= v <= min(value, default)]
-    return max(fitting) if fitting else min(max(floor, 1), default)
+def _ladder_fit(
+    ladder: Sequence[int], seconds: Callable[[int], float], target: float, floor: int,
+    default: int,
+) -> int:
+    """The largest size within [floor, default] (a ladder step, or ``default`` itself) whose
+    estimate fits ``target``; when none does, the largest that costs at most a tenth more
+    than the floor, so work that costs little — examples that share a latency-bound pass — is
+    not given up for a small saving. Estimates are searched, not divided: a pass's latency makes
+    them affine, not proportional, in the size."""
+    floor = min(max(floor, 1), default)
+    limit = max(target, 1.1 * seconds(floor))
+    steps = {v for v in ladder if floor <= v <= default} | {floor, default}
+    return max(v for v in steps if v == floor or seconds(v) <= limit)
 
 
 def _shrink_adversarial(s: dict[str, Any], target: float, n_data: int, cost: Cost) -> list[str]:
@@ -411,10 +480,11 @@ def _shrink_adversarial(s: dict[str, Any], target: float, n_data: int, cost: Cos
 
     def examples(floor: int) -> None:
         current = min(int(s["n_examples"]), n_data)
-        per_example = _adversarial_seconds({**s, "n_examples": 1}, n_data, cost)
-        if per_example * current > target and current > floor:
-            s["n_examples"] = _ladder_at_most(
-                LADDER_EXAMPLES, target / per_example, floor, current
+        if over() and current > floor:
+            s["n_examples"] = _ladder_fit(
+                LADDER_EXAMPLES,
+                lambda v: _adversarial_seconds({**s, "n_examples": v}, n_data, cost),
+                target, floor, current,
             )
 
     examples(MIN_ATTACKED)
@@ -455,9 +525,12 @@ def _shrink_memorization(s: dict[str, Any], target: float, n_data: int, cost: Co
 
     def subset(floor: int) -> None:
         current = min(int(s["train_size"]), _trainable(n_data))
-        per_example = _memorization_seconds({**s, "train_size": 1}, n_data, cost)
-        if per_example * current > target and current > floor:
-            s["train_size"] = _ladder_at_most(LADDER_TRAIN, target / per_example, floor, current)
+        if _memorization_seconds(s, n_data, cost) > target and current > floor:
+            s["train_size"] = _ladder_fit(
+                LADDER_TRAIN,
+                lambda v: _memorization_seconds({**s, "train_size": v}, n_data, cost),
+                target, floor, current,
+            )
 
     subset(max(MEMORIZATION_KEEP_LEVELS_TRAIN, MIN_TRAIN))
     levels = tuple(s.get("corruption_levels") or ())
@@ -494,20 +567,23 @@ def _shrink_memorization(s: dict[str, Any], target: float, n_data: int, cost: Co
 def _shrink_calibration(s: dict[str, Any], target: float, n_data: int, cost: Cost) -> list[str]:
     """Fewer uncertainty samples (down to 4), then smaller generated OOD sets (down to 64)."""
     reasons = []
-    per_sample = _calibration_seconds({**s, "num_samples": 1, "ood_examples": 0}, n_data,
-                                      cost) / 2.0
     if _calibration_seconds(s, n_data, cost) > target and s["num_samples"] > MIN_MC_SAMPLES:
-        room = target - _calibration_seconds({**s, "num_samples": 0}, n_data, cost)
-        wanted = _ladder_at_most(LADDER_SAMPLES, room / max(per_sample, 1e-12) / 2,
-                                 MIN_MC_SAMPLES, int(s["num_samples"]))
+        wanted = _ladder_fit(
+            LADDER_SAMPLES,
+            lambda v: _calibration_seconds({**s, "num_samples": v}, n_data, cost),
+            target, MIN_MC_SAMPLES, int(s["num_samples"]),
+        )
         if wanted < s["num_samples"]:
             reasons.append(f"MC-dropout / TTA samples {s['num_samples']} → {wanted}")
             s["num_samples"] = wanted
     sets = max(1, int(s["ood_examples"]) // max(int(s["ood_size"]), 1))
     if _calibration_seconds(s, n_data, cost) > target and s["ood_size"] > MIN_OOD:
-        room = target - _calibration_seconds({**s, "ood_examples": 0}, n_data, cost)
-        wanted = _ladder_at_most(LADDER_OOD, room / (sets * cost.forward_s), MIN_OOD,
-                                 int(s["ood_size"]))
+        wanted = _ladder_fit(
+            LADDER_OOD,
+            lambda v: _calibration_seconds({**s, "ood_size": v, "ood_examples": v * sets},
+                                           n_data, cost),
+            target, MIN_OOD, int(s["ood_size"]),
+        )
         if wanted < s["ood_size"]:
             reasons.append(f"OOD examples per set {s['ood_size']} → {wanted}")
             s["ood_size"], s["ood_examples"] = wanted, wanted * sets
@@ -515,9 +591,11 @@ def _shrink_calibration(s: dict[str, Any], target: float, n_data: int, cost: Cos
 
 
 def _shrink_bias(s: dict[str, Any], target: float, n_data: int, cost: Cost) -> list[str]:
-    per_boot = _bias_seconds({"n_boot": 1}, n_data, cost)
-    if per_boot * s["n_boot"] > target and s["n_boot"] > MIN_BOOT:
-        wanted = _ladder_at_most(LADDER_BOOT, target / per_boot, MIN_BOOT, int(s["n_boot"]))
+    if _bias_seconds(s, n_data, cost) > target and s["n_boot"] > MIN_BOOT:
+        wanted = _ladder_fit(
+            LADDER_BOOT, lambda v: _bias_seconds({"n_boot": v}, n_data, cost), target,
+            MIN_BOOT, int(s["n_boot"]),
+        )
         if wanted < s["n_boot"]:
             reason = f"bootstrap rounds {s['n_boot']} → {wanted}"
             s["n_boot"] = wanted
@@ -614,10 +692,13 @@ def _per_example_text(cost: Cost) -> str:
     def ms(v: float) -> str:
         return f"{v * 1e3:.3g} ms"
 
-    return (
+    text = (
         f"{ms(cost.forward_s)} forward and {ms(cost.backward_s)} forward+backward per example "
         f"on {cost.device}"
     )
+    if cost.backward_latency_s >= 1e-3:
+        text += f" (plus {ms(cost.backward_latency_s)} per batched gradient pass)"
+    return text
 
 
 def plan_work(

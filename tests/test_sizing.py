@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -263,3 +264,44 @@ def test_only_examples_the_model_gets_right_count_as_attack_work():
     assert (full.default_estimates["adversarial"] / 10
             < tenth.default_estimates["adversarial"]
             < full.default_estimates["adversarial"] / 4)
+
+
+class _Waits(nn.Module):
+    """A tiny linear model that waits a fixed 40 ms per call, as a pass does on cores shared
+    with another job (the wait does not grow with the batch)."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(64, 10)
+
+    def forward(self, x):
+        import time
+
+        time.sleep(0.04)
+        return self.linear(x.flatten(1))
+
+
+def test_a_wait_per_pass_is_measured_as_latency_not_as_cost_per_example(digits_data):
+    adapter = TorchModelAdapter(_Waits(), input_shape=(1, 8, 8), device="cpu")
+    cost = measure_cost(adapter, digits_data.x[:64])
+    assert 0.03 < cost.forward_latency_s < 0.1, cost
+    assert cost.forward_s < 0.002, cost  # per example: the linear layer, not the wait
+    assert cost.backward_latency_s > 0.03, cost
+    recorded = Cost.from_dict(json.loads(json.dumps(cost.to_dict())))
+    assert recorded == cost
+
+
+def test_busy_cores_are_charged_their_wait_once_per_pass_not_once_per_example():
+    """Two readings of the same busy machine: a 16-example pass took 0.87 s. Charged per
+    example (no latency) the plan cuts everything; split into a wait per pass plus a small
+    per-example cost, it keeps more of the budget's work."""
+    per_example = _cost(0.119, 0.0545)
+    split = dataclasses.replace(
+        _cost(0.004, 0.002), forward_latency_s=0.84, backward_latency_s=1.84
+    )
+    a = plan_work(per_example, budget="fast", n_examples=60, probes=PROBES)
+    b = plan_work(split, budget="fast", n_examples=60, probes=PROBES)
+    assert sum(b.default_estimates.values()) < sum(a.default_estimates.values()) / 2
+    assert b.options.get("adversarial", {}).get("n_examples", 60) > a.options["adversarial"][
+        "n_examples"]
+    assert "per batched gradient pass" in b.summary()
