@@ -697,7 +697,7 @@ def _per_example_text(cost: Cost) -> str:
         f"on {cost.device}"
     )
     if cost.backward_latency_s >= 1e-3:
-        text += f" (plus {ms(cost.backward_latency_s)} per batched gradient pass)"
+        text += f", plus {ms(cost.backward_latency_s)} per batched gradient pass"
     return text
 
 

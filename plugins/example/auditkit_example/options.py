@@ -18,7 +18,7 @@ class NoiseOptions:
         minimum=0.0, warn_above=1.0,
     )
     draws: int = option(2, "noisy copies per example and level", minimum=1,
-                        budgets={"fast": 2, "standard": 4, "thorough": 8})
+                        budgets={"fast": 1, "standard": 4, "thorough": 8})
     n_examples: int = option(500, "audit examples used (a seeded random subset)", minimum=1,
                              budgets={"fast": 200, "standard": 500, "thorough": 2000})
     max_drop: float = option(0.2, "largest accepted accuracy drop at the headline level",

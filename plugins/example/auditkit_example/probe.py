@@ -27,7 +27,7 @@ class NoiseRobustnessProbe(Probe):
         "sigma": MetricSpec(None, "headline noise std, in box widths"),
     }
     budget_levels = {
-        "fast": "200 examples, 2 noisy copies per level",
+        "fast": "200 examples, 1 noisy copy per level",
         "standard": "500 examples, 4 noisy copies per level",
         "thorough": "2,000 examples, 8 noisy copies per level",
     }

@@ -61,7 +61,7 @@ def test_it_runs_in_a_scan_with_its_options_recorded(scanned):
     m = probe["metrics"]
     assert m["noise_accuracy"] <= m["clean_accuracy"] and m["sigma"] == 0.1
     assert probe["options"]["sigmas"] == [0.0, 0.3]  # the user's, parsed from "0,0.3"
-    assert probe["options"]["draws"] == 2  # the fast budget's default
+    assert probe["options"]["draws"] == 1  # the fast budget's default
     assert [p["sigma"] for p in probe["details"]["curve"]] == [0.0, 0.1, 0.3]
 
 
@@ -80,7 +80,7 @@ def test_probes_verbose_shows_its_option_schema():
     lines = [line for line in res.stdout.splitlines() if "--set noise_robustness." in line]
     assert len(lines) == 5
     draws = next(line for line in lines if ".draws=" in line)
-    assert "fast 2, standard 4, thorough 8" in draws and "whole number ≥ 1" in draws
+    assert "fast 1, standard 4, thorough 8" in draws and "whole number ≥ 1" in draws
 
 
 def test_a_bad_option_is_one_line_before_any_work(tmp_path):
