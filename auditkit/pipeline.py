@@ -654,55 +654,59 @@ def _run_selected(
     checkpoint = _Checkpoint(
         Path(checkpoint_dir) if checkpoint_dir else None, key, read=read_checkpoints
     )
-    plan = None
-    if sizing and sizing.get("enabled"):
-        from auditkit.sizing import size_probes
+    threads_before = torch.get_num_threads()
+    try:
+        plan = None
+        if sizing and sizing.get("enabled"):
+            from auditkit.sizing import size_probes
 
-        selected, plan = size_probes(
-            selected, context, budget=budget, options=options, checkpoint=checkpoint.directory,
-            reuse=read_checkpoints, **{k: sizing[k] for k in ("max_minutes", "cost", "given")},
-        )
+            selected, plan = size_probes(
+                selected, context, budget=budget, options=options, checkpoint=checkpoint.directory,
+                reuse=read_checkpoints, **{k: sizing[k] for k in ("max_minutes", "cost", "given")},
+            )
 
-    results: dict[str, ProbeResult] = {r.name: r for r in broken}
-    with progress.session():
-        for index, probe in enumerate(selected, 1):
-            progress.start_probe(probe.name, index, len(selected))
-            cached = checkpoint.load(probe, context)
-            artifacts = checkpoint.load_artifacts(probe) if cached is not None else None
-            if distributed.state().active:
-                # Every rank runs (or reuses) exactly what rank 0 does.
-                cached, artifacts = distributed.broadcast_object((cached, artifacts))
-            if cached is not None:
-                result = cached
-                if artifacts is not None:
-                    context.artifacts[probe.name] = artifacts
-            else:
-                with _watching_reads(context, probe.name) as reads:
-                    result = run_probe(probe, context, debug=debug)
+        results: dict[str, ProbeResult] = {r.name: r for r in broken}
+        with progress.session():
+            for index, probe in enumerate(selected, 1):
+                progress.start_probe(probe.name, index, len(selected))
+                cached = checkpoint.load(probe, context)
+                artifacts = checkpoint.load_artifacts(probe) if cached is not None else None
+                if distributed.state().active:
+                    # Every rank runs (or reuses) exactly what rank 0 does.
+                    cached, artifacts = distributed.broadcast_object((cached, artifacts))
+                if cached is not None:
+                    result = cached
+                    if artifacts is not None:
+                        context.artifacts[probe.name] = artifacts
+                else:
+                    with _watching_reads(context, probe.name) as reads:
+                        result = run_probe(probe, context, debug=debug)
+                    context.results[probe.name] = result
+                    checkpoint.save(
+                        probe, result, context.artifacts.get(probe.name), _upstream(context, reads)
+                    )
+                results[probe.name] = result
                 context.results[probe.name] = result
-                checkpoint.save(
-                    probe, result, context.artifacts.get(probe.name), _upstream(context, reads)
-                )
-            results[probe.name] = result
-            context.results[probe.name] = result
-            progress.end_probe(probe.name, result.status, reused=cached is not None)
+                progress.end_probe(probe.name, result.status, reused=cached is not None)
 
-    ordered = {name: results[name] for name in [*(p.name for p in selected), *(b.name for b in broken)]}
-    return AuditResult(
-        model=model,
-        data=data_info,
-        environment=_environment(adapter, seed),
-        probes=ordered,
-        gates=[],
-        verdict=compute_verdict(ordered, []),
-        settings={
-            "budget": budget,
-            "seed": seed,
-            "probes": list(ordered),
-            "options": {k: dict(v) for k, v in (options or {}).items()},
-            **({"sizing": plan.to_dict()} if plan is not None else {}),
-        },
-        started_at=started_at,
-        duration_seconds=round(time.perf_counter() - t0, 3),
-        auditkit_version=__version__,
-    )
+        ordered = {name: results[name] for name in [*(p.name for p in selected), *(b.name for b in broken)]}
+        return AuditResult(
+            model=model,
+            data=data_info,
+            environment=_environment(adapter, seed),
+            probes=ordered,
+            gates=[],
+            verdict=compute_verdict(ordered, []),
+            settings={
+                "budget": budget,
+                "seed": seed,
+                "probes": list(ordered),
+                "options": {k: dict(v) for k, v in (options or {}).items()},
+                **({"sizing": plan.to_dict()} if plan is not None else {}),
+            },
+            started_at=started_at,
+            duration_seconds=round(time.perf_counter() - t0, 3),
+            auditkit_version=__version__,
+        )
+    finally:
+        torch.set_num_threads(threads_before)  # sizing may have lowered them for this scan

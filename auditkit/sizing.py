@@ -631,13 +631,27 @@ class WorkPlan:
     reasons: dict[str, list[str]] = field(default_factory=dict)
     unfit: list[str] = field(default_factory=list)
     small_model: str | None = None
+    #: Set when the scan runs on fewer CPU threads than torch's default (``choose_threads``).
+    threads: dict[str, Any] | None = None
 
     @property
     def reduced(self) -> bool:
         return any(self.reasons.values())
 
     def summary(self) -> str:
-        """One sentence for the report and the console."""
+        """One sentence for the report and the console (two when the threads were cut)."""
+        text = self._work_summary()
+        if self.threads:
+            t = self.threads
+            text += (
+                f" Ran on {t['threads']} of {t['default']} CPU threads: a pass took "
+                f"{t['seconds'][str(t['default'])] * 1e3:.3g} ms on {t['default']} and "
+                f"{t['seconds'][str(t['threads'])] * 1e3:.3g} ms on {t['threads']} (the cores "
+                "are busy with other work)."
+            )
+        return text
+
+    def _work_summary(self) -> str:
         total = sum(self.estimates.values())
         per = _per_example_text(self.cost)
         if self.limit_seconds is None:
@@ -679,6 +693,7 @@ class WorkPlan:
             "reasons": {k: list(v) for k, v in self.reasons.items()},
             "unfit": list(self.unfit),
             "small_model": self.small_model,
+            "threads": dict(self.threads) if self.threads else None,
             "reduced": self.reduced,
             "summary": self.summary(),
         }
@@ -862,6 +877,46 @@ def small_model_reason(adapter) -> str | None:
     return None
 
 
+#: Fewer threads are used only when they are at least this much faster.
+_THREADS_GAIN = 0.8
+
+
+def choose_threads(adapter, x: torch.Tensor) -> dict[str, Any] | None:
+    """On CPU cores busy with other work, run on one thread when that is faster.
+
+    torch's threads wait for each other at every operation; when another job holds the cores
+    each wait lasts a scheduler slice, and a pass can take a hundred times longer than on one
+    thread (a CIFAR-shaped ResNet-18 scan beside a 2-thread training job on 2 cores: 226 s on
+    2 threads, 23 s on 1). A pass is timed both ways (fastest of 2); if one thread is faster by
+    a fifth, it is kept for the scan (``torch.set_num_threads``; the caller restores it) and
+    the times are returned for the record. Small models are never touched (their numbers stay
+    bit-identical whatever the machine does); nor is a GPU, or a process already on 1 thread.
+    """
+    default = torch.get_num_threads()
+    if adapter.device.type != "cpu" or default <= 1 or small_model_reason(adapter) is not None:
+        return None
+    from auditkit.context import diagnostic_sample_size
+
+    sample = x[: min(16, diagnostic_sample_size(tuple(x.shape[1:])))].to(adapter.device)
+    seconds = {}
+    try:
+        with torch.inference_mode():
+            for threads in (default, 1, default):
+                torch.set_num_threads(threads)
+                took = _best_seconds(lambda: adapter.logits(sample), adapter.device, 2)
+                seconds[threads] = min(took, seconds.get(threads, float("inf")))
+    finally:
+        torch.set_num_threads(default)
+    if seconds[1] >= _THREADS_GAIN * seconds[default]:
+        return None
+    torch.set_num_threads(1)
+    return {
+        "threads": 1,
+        "default": default,
+        "seconds": {str(k): round(v, 6) for k, v in seconds.items()},
+    }
+
+
 def size_probes(
     selected: list,
     context,
@@ -876,7 +931,8 @@ def size_probes(
 ) -> tuple[list, WorkPlan | None]:
     """The pipeline's hook: measure (or reuse) the cost, plan, and rebuild the probes to plan.
 
-    Probes the caller passed as instances are used as given (their options are theirs).
+    Probes the caller passed as instances are used as given (their options are theirs). May
+    lower torch's CPU threads for the scan (``choose_threads``): the caller restores them.
     Returns the probes to run and the plan (None when the cost could not be measured).
     """
     import json
@@ -895,6 +951,11 @@ def size_probes(
             recorded = None  # a damaged record is measured again
     from auditkit import distributed
 
+    threads = choose_threads(context.adapter, context.data.x) if distributed.is_main() else None
+    if distributed.state().active:
+        threads = distributed.broadcast_object(threads)
+        if threads:
+            torch.set_num_threads(int(threads["threads"]))
     if recorded is None and distributed.is_main():
         try:
             recorded = measure_cost(context.adapter, context.data.x[:_MAX_MEASURE_BATCH])
@@ -919,6 +980,10 @@ def size_probes(
         small_model=small_model_reason(context.adapter),
         clean_accuracy=float(context.clean_correct.float().mean()) if len(context.data) else 1.0,
     )
+    if threads:
+        import dataclasses
+
+        plan = dataclasses.replace(plan, threads=threads)
     sized = []
     for probe in selected:
         extra = plan.options.get(probe.name)

@@ -305,3 +305,40 @@ def test_busy_cores_are_charged_their_wait_once_per_pass_not_once_per_example():
     assert b.options.get("adversarial", {}).get("n_examples", 60) > a.options["adversarial"][
         "n_examples"]
     assert "per batched gradient pass" in b.summary()
+
+
+class _SlowerOnMoreThreads(nn.Module):
+    """Above the small-model size, and slower the more threads torch has — as every pass is
+    on cores another job keeps busy."""
+
+    def __init__(self):
+        super().__init__()
+        self.wide = nn.Linear(64, 20_000)  # 1.3 M parameters: not a small model
+        self.head = nn.Linear(20_000, 10)
+
+    def forward(self, x):
+        import time
+
+        time.sleep(0.02 * torch.get_num_threads())
+        return self.head(torch.relu(self.wide(x.flatten(1))))
+
+
+def test_busy_cores_run_on_one_thread_when_it_is_faster_and_the_threads_come_back(digits_data):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        adapter = TorchModelAdapter(_SlowerOnMoreThreads(), input_shape=(1, 8, 8), device="cpu")
+        data = AuditData(x=digits_data.x[:120], y=digits_data.y[:120], name="digits")
+        result = run_audit(adapter, data, probes=["performance"], budget="fast")
+        threads = result.settings["sizing"]["threads"]
+        assert threads["threads"] == 1 and threads["default"] == 2, threads
+        assert threads["seconds"]["1"] < threads["seconds"]["2"]
+        assert "Ran on 1 of 2 CPU threads" in result.settings["sizing"]["summary"]
+        assert torch.get_num_threads() == 2  # restored after the scan
+        # A small model is never switched, whatever the timings say.
+        small = TorchModelAdapter(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)),
+                                  input_shape=(1, 8, 8), device="cpu")
+        kept = run_audit(small, data, probes=["performance"], budget="fast")
+        assert kept.settings["sizing"]["threads"] is None
+    finally:
+        torch.set_num_threads(before)
