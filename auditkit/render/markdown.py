@@ -92,8 +92,9 @@ def render_markdown(result: AuditResult) -> str:
         "",
         " · ".join(facts),
         "",
-        *([text(sizing, 600), ""] if sizing and (result.settings.get("sizing") or {}).get("reduced")
-          else []),
+        # Said when the work or the threads were changed for the clock (else it is in the
+        # report's settings only).
+        *([text(sizing, 900), ""] if sizing and _sizing_changed(result) else []),
         "| probe | grade | headline | why |",
         "|---|---|---|---|",
     ]
@@ -156,3 +157,8 @@ def render_markdown(result: AuditResult) -> str:
             lines.append(f"- {text(name, 60)}: {text(finding.title)}{action}")
     lines += ["", "Full report: `report.html` (self-contained; open it in any browser).", ""]
     return "\n".join(lines)
+
+
+def _sizing_changed(result: AuditResult) -> bool:
+    plan = result.settings.get("sizing") or {}
+    return bool(plan.get("reduced") or plan.get("threads"))
