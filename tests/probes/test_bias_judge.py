@@ -227,3 +227,15 @@ def test_picking_the_extreme_pair_out_of_many_widens_the_interval():
     assert one["value"] == many["value"] == pytest.approx(0.06)
     assert one["significant"] and not many["significant"]
     assert many["ci"][1] - many["ci"][0] > one["ci"][1] - one["ci"][0]
+
+
+def test_a_gap_of_rates_never_has_an_interval_beyond_what_rates_can_differ():
+    # A tiny group at 100% beside one at 12.5%, with wide bootstrap errors and many comparisons:
+    # the normal approximation's upper end would pass 100 points.
+    d = disparity({"q4": 1.0, "q2": 0.125}, {"q4": 0.15, "q2": 0.12}, comparisons=96,
+                  measure="true positive rate", threshold=0.1, alpha=0.05)
+    assert d["ci"][1] == 1.0 and d["ci"][0] > 0
+    assert d["significant"] and d["exceeds"]
+    unclipped = disparity({"q4": 1.0, "q2": 0.125}, {"q4": 0.01, "q2": 0.01}, comparisons=1,
+                          measure="true positive rate", threshold=0.1, alpha=0.05)
+    assert unclipped["ci"][1] < 1.0  # narrow intervals are untouched

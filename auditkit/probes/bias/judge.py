@@ -223,6 +223,7 @@ def disparity(
     The interval is ``gap ± z · √(se_high² + se_low²)`` with each group's bootstrap standard
     error (disjoint groups resample nearly independently) and ``z`` Bonferroni-adjusted for
     ``comparisons``: picking the extreme pair out of many must not manufacture significance.
+    For rates (every value in [0, 1]) it is clipped to the attainable [-1, 1].
 
     Example:
         >>> d = disparity({"a": 0.9, "b": 0.6}, {"a": 0.01, "b": 0.01}, comparisons=1,
@@ -236,6 +237,12 @@ def disparity(
     se = math.sqrt(float(standard_errors[higher]) ** 2 + float(standard_errors[lower]) ** 2)
     z = float(NormalDist().inv_cdf(1 - alpha / (2 * comparisons)))
     ci = [_num(gap - z * se), _num(gap + z * se)]
+    if all(0.0 <= float(v) <= 1.0 for v in values.values()):
+        # Rates: a difference of two lies in [-1, 1], whatever the normal approximation says
+        # (a +131.8% upper end for a gap of true positive rates is no answer). Only the ends
+        # beyond the attainable range move; the decisions read the lower end, which a clip at
+        # -1 never changes.
+        ci = [None if c is None else min(max(c, -1.0), 1.0) for c in ci]
     significant = ci[0] is not None and ci[0] > 0
     limit = None if threshold is None else float(threshold)
     return {
