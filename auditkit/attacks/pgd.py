@@ -126,8 +126,6 @@ class PGD(BoxAttack):
     def perturb(self, images: torch.Tensor, labels: torch.Tensor) -> AttackOutput:
         images = images.detach().to(self.device)
         labels = labels.detach().to(self.device)
-        if self.stop_when_fooled:
-            return self._perturb_until_fooled(images, labels)
         best_adv = images.clone()
         best_margin = torch.full((len(images),), float("-inf"), device=self.device)
         nonfinite = torch.zeros(len(images), dtype=torch.bool, device=self.device)
@@ -136,53 +134,33 @@ class PGD(BoxAttack):
             adv = self._start(images)
             run_adv = adv
             run_margin = torch.full_like(best_margin, float("-inf"))
-            for _ in range(self.steps):
-                grad, current, bad = self._gradient(adv, labels)
-                nonfinite |= bad
-                if self.track_best:
-                    run_adv, run_margin = _keep_better(run_adv, run_margin, adv, current)
-                adv = self._step(adv.detach(), grad, images)
-            current, bad = self._final_margin(adv, labels)
-            nonfinite |= bad
-            if self.track_best:
-                run_adv, run_margin = _keep_better(run_adv, run_margin, adv, current)
-            else:
-                run_adv, run_margin = adv, current
-            restart_margins.append(run_margin)
-            best_adv, best_margin = _keep_better(best_adv, best_margin, run_adv, run_margin)
-        return AttackOutput(best_adv.detach(), best_margin, torch.stack(restart_margins),
-                            nonfinite)
-
-    def _perturb_until_fooled(self, images: torch.Tensor, labels: torch.Tensor) -> AttackOutput:
-        """``perturb`` with ``stop_when_fooled``: passes only for the examples still standing.
-
-        The random start is drawn for the whole batch, as the full run draws it, so every
-        example still standing meets exactly the full run's iterates."""
-        best_adv = images.clone()
-        best_margin = torch.full((len(images),), float("-inf"), device=self.device)
-        nonfinite = torch.zeros(len(images), dtype=torch.bool, device=self.device)
-        restart_margins = []
-        for _ in range(self.restarts):
-            adv = self._start(images).detach()
-            run_adv = adv.clone()
-            run_margin = torch.full_like(best_margin, float("-inf"))
-            # Examples an earlier restart fooled are not attacked again.
-            active = torch.nonzero(~(best_margin > 0)).squeeze(1)
-            for _ in range(self.steps + 1):
-                if not len(active):
+            # stop_when_fooled: the examples still standing (an earlier restart's are not
+            # attacked again). The random start above is drawn for the whole batch, as the
+            # full run draws it, so every example still standing meets the full run's iterates.
+            active = torch.nonzero(~(best_margin > 0)).squeeze(1) if self.stop_when_fooled else None
+            if active is not None:
+                adv, run_adv = adv.detach(), adv.detach().clone()
+            for step in range(self.steps + 1):
+                if active is not None and not len(active):
                     break
-                a = adv[active]
-                if _ < self.steps:
-                    grad, current, bad = self._gradient(a, labels[active])
-                else:  # past the last step: the final iterate's margin only
-                    current, bad = self._final_margin(a, labels[active])
-                nonfinite[active] |= bad
-                better = current > run_margin[active]
-                run_adv[active] = torch.where(_view(better, a), a, run_adv[active])
-                run_margin[active] = torch.where(better, current, run_margin[active])
-                if _ < self.steps:
-                    adv[active] = self._step(a, grad, images[active]).detach()
-                active = active[~(run_margin[active] > 0)]
+                a, y = _take(adv, active), _take(labels, active)
+                last = step == self.steps
+                if last:  # past the last step: the final iterate's margin only
+                    current, bad = self._final_margin(a, y)
+                else:
+                    grad, current, bad = self._gradient(a, y)
+                nonfinite = _put(nonfinite, active, _take(nonfinite, active) | bad)
+                if self.track_best:
+                    kept = _keep_better(_take(run_adv, active), _take(run_margin, active), a,
+                                        current)
+                    run_adv = _put(run_adv, active, kept[0])
+                    run_margin = _put(run_margin, active, kept[1])
+                elif last:
+                    run_adv, run_margin = a, current
+                if not last:
+                    adv = _put(adv, active, self._step(a.detach(), grad, _take(images, active)))
+                if active is not None:
+                    active = active[~(run_margin[active] > 0)]
             restart_margins.append(run_margin)
             best_adv, best_margin = _keep_better(best_adv, best_margin, run_adv, run_margin)
         return AttackOutput(best_adv.detach(), best_margin, torch.stack(restart_margins),
@@ -260,6 +238,19 @@ class RandomNoise(BoxAttack):
             margins.append(current)
             best_adv, best_margin = _keep_better(best_adv, best_margin, adv, current)
         return AttackOutput(best_adv, best_margin, torch.stack(margins), nonfinite)
+
+
+def _take(t: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+    """The rows ``index`` of ``t`` (all of ``t``, no copy, when ``index`` is None)."""
+    return t if index is None else t[index]
+
+
+def _put(t: torch.Tensor, index: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
+    """``t`` with rows ``index`` set to ``value`` in place (``value`` itself when None)."""
+    if index is None:
+        return value
+    t[index] = value
+    return t
 
 
 def _keep_better(
