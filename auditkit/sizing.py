@@ -336,7 +336,7 @@ def _probe_defaults(
             "num_samples": opts.num_samples,
             "max_examples": opts.max_examples,
             # Three generated sets, or the user's (at most ood_size examples).
-            "ood_examples": opts.ood_size * (3 if opts.ood is None else 1),
+            "ood_sets": 3 if opts.ood is None else 1,
             "ood_size": opts.ood_size,
         }
     return {"n_boot": opts.n_boot}
@@ -351,11 +351,11 @@ def _attacked_radii(given: Sequence[float] | None, multiples: Sequence[float]) -
     return len({float(m) for m in multiples if m > 0} | {1.0})
 
 
-def _adversarial_passes(s: Mapping[str, Any]) -> tuple[float, float, float, float]:
+def _adversarial_passes(s: Mapping[str, Any]) -> tuple[float, float, float]:
     """Per attacked example, at worst (a model no attack fools: PGD stops an example at its
     first fooling iterate, so a model that is easily fooled costs far less): gradient
     example-passes, the batched gradient passes they take per batch of examples (EOT's draws
-    of one step share a pass), forward example-passes and batched forward passes."""
+    of one step share a pass), and forward passes (one batched pass each)."""
     steps = int(s["steps"])
     restarts = int(s["restarts"])
     radii = int(s["radii"]) + int(s["l2_radii"])
@@ -373,18 +373,21 @@ def _adversarial_passes(s: Mapping[str, Any]) -> tuple[float, float, float, floa
         gradients += 4 * 100
         batched += 4 * 100
     forwards = radii * (int(s["noise_draws"]) + 1)
-    return gradients, batched, forwards, forwards
+    return gradients, batched, forwards
 
 
 #: Examples per attack batch the estimates assume (the CPU default; a GPU's are larger).
 _ATTACK_BATCH = 256
+#: Examples per batch of the calibration passes the estimates assume (they go through the
+#: adapter's automatic batches).
+_CALIBRATION_BATCH = 512
 
 
 def _adversarial_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
     # Only the examples the model gets right are attacked (``attacked_share``: the clean
     # accuracy, known before the probes run); the EOT verdicts judge every example.
     n = min(int(s["n_examples"]), n_data)
-    gradients, gradient_batches, forwards, forward_batches = _adversarial_passes(s)
+    gradients, gradient_batches, forwards = _adversarial_passes(s)
     attacked = n * float(s.get("attacked_share", 1.0))
     batches = math.ceil(attacked / _ATTACK_BATCH)
     judged = cost.forward_seconds(
@@ -392,7 +395,7 @@ def _adversarial_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float
     )
     return ADVERSARIAL_OVERHEAD * (
         cost.gradient_seconds(attacked * gradients, batches * gradient_batches)
-        + cost.forward_seconds(attacked * forwards, batches * forward_batches)
+        + cost.forward_seconds(attacked * forwards, batches * forwards)
         + judged
     )
 
@@ -411,6 +414,8 @@ def _trainable(n_data: int) -> int:
 
 
 def _epoch_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
+    from auditkit.probes.memorization.measure import _EVAL_BATCH  # its accuracy passes
+
     n = min(int(s["train_size"]), _trainable(n_data))
     steps = math.ceil(n / int(s.get("batch_size", 32)))
     # Training steps (passes plus one optimizer step per batch), then the accuracy pass.
@@ -422,18 +427,13 @@ def _epoch_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
     return MEMORIZATION_OVERHEAD * passes
 
 
-#: Examples per batch of memorization's accuracy passes and of the calibration passes.
-_EVAL_BATCH = 512
-
-
 def _calibration_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
     limit = s["max_examples"]
     n = n_data if limit is None else min(int(limit), n_data)
-    ood = int(s.get("ood_examples", 0))
-    sets = max(1, ood // max(int(s.get("ood_size", ood) or 1), 1)) if ood else 0
+    sets = int(s.get("ood_sets", 0))
     passes = int(s["num_samples"]) * 2 + 2
     return cost.forward_seconds(
-        passes * n + ood, passes * math.ceil(n / _EVAL_BATCH) + sets
+        passes * n + sets * int(s.get("ood_size", 0)), passes * math.ceil(n / _CALIBRATION_BATCH) + sets
     )
 
 
@@ -576,17 +576,15 @@ def _shrink_calibration(s: dict[str, Any], target: float, n_data: int, cost: Cos
         if wanted < s["num_samples"]:
             reasons.append(f"MC-dropout / TTA samples {s['num_samples']} → {wanted}")
             s["num_samples"] = wanted
-    sets = max(1, int(s["ood_examples"]) // max(int(s["ood_size"]), 1))
     if _calibration_seconds(s, n_data, cost) > target and s["ood_size"] > MIN_OOD:
         wanted = _ladder_fit(
             LADDER_OOD,
-            lambda v: _calibration_seconds({**s, "ood_size": v, "ood_examples": v * sets},
-                                           n_data, cost),
+            lambda v: _calibration_seconds({**s, "ood_size": v}, n_data, cost),
             target, MIN_OOD, int(s["ood_size"]),
         )
         if wanted < s["ood_size"]:
             reasons.append(f"OOD examples per set {s['ood_size']} → {wanted}")
-            s["ood_size"], s["ood_examples"] = wanted, wanted * sets
+            s["ood_size"] = wanted
     return reasons
 
 
@@ -830,7 +828,6 @@ _DERIVED = {
     "corruption_levels": "levels",
     "sweep": "radii",
     "l2_sweep": "l2_radii",
-    "ood_size": "ood_examples",
 }
 
 
@@ -881,7 +878,7 @@ def small_model_reason(adapter) -> str | None:
 _THREADS_GAIN = 0.8
 
 
-def choose_threads(adapter, x: torch.Tensor) -> dict[str, Any] | None:
+def choose_threads(adapter, x: torch.Tensor, *, small: bool) -> dict[str, Any] | None:
     """On CPU cores busy with other work, run on one thread when that is faster.
 
     torch's threads wait for each other at every operation; when another job holds the cores
@@ -890,10 +887,11 @@ def choose_threads(adapter, x: torch.Tensor) -> dict[str, Any] | None:
     2 threads, 23 s on 1). A pass is timed both ways (fastest of 2); if one thread is faster by
     a fifth, it is kept for the scan (``torch.set_num_threads``; the caller restores it) and
     the times are returned for the record. Small models are never touched (their numbers stay
-    bit-identical whatever the machine does); nor is a GPU, or a process already on 1 thread.
+    bit-identical whatever the machine does: ``small``, from ``small_model_reason``); nor is a
+    GPU, or a process already on 1 thread.
     """
     default = torch.get_num_threads()
-    if adapter.device.type != "cpu" or default <= 1 or small_model_reason(adapter) is not None:
+    if adapter.device.type != "cpu" or default <= 1 or small:
         return None
     from auditkit.context import diagnostic_sample_size
 
@@ -951,7 +949,12 @@ def size_probes(
             recorded = None  # a damaged record is measured again
     from auditkit import distributed
 
-    threads = choose_threads(context.adapter, context.data.x) if distributed.is_main() else None
+    small = small_model_reason(context.adapter)
+    threads = (
+        choose_threads(context.adapter, context.data.x, small=small is not None)
+        if distributed.is_main()
+        else None
+    )
     if distributed.state().active:
         threads = distributed.broadcast_object(threads)
         if threads:
@@ -977,7 +980,7 @@ def size_probes(
         probes=[p.name for p in selected if not any(p is g for g in given)],
         max_minutes=max_minutes,
         user_options=options,
-        small_model=small_model_reason(context.adapter),
+        small_model=small,
         clean_accuracy=float(context.clean_correct.float().mean()) if len(context.data) else 1.0,
     )
     if threads:

@@ -18,7 +18,6 @@ from torch import nn
 from auditkit import distributed
 from auditkit.attacks import EOTPGD, Transformations, margin
 from auditkit.attacks._base import BoxAttack
-from auditkit.context import diagnostic_sample_size
 
 
 class Standardized(nn.Module):
@@ -311,7 +310,8 @@ def attack_space(adapter, data) -> AttackSpace:
 
 
 def detect_stochastic(adapter, space: AttackSpace, z: torch.Tensor) -> tuple[bool, float]:
-    sample = z[: diagnostic_sample_size(tuple(z.shape[1:]))].to(adapter.device)
+    """Whether two passes over ``z`` (attack-space inputs: the diagnostic sample) differ."""
+    sample = z.to(adapter.device)
     with torch.inference_mode():
         first = space.module(sample).float()
         second = space.module(sample).float()

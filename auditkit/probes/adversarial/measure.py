@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from auditkit.attacks import EOTPGD, FGSM, PGD, AutoAttack, RandomNoise, Transformations
-from auditkit.context import DIAGNOSTIC_SAMPLE, AuditContext, derive_seed
+from auditkit.context import AuditContext, derive_seed, diagnostic_sample_size
 from auditkit.probes.adversarial._runner import (
     AttackRunner,
     attack_space,
@@ -259,7 +259,8 @@ def _measure(
 ) -> AdversarialMeasurement:
     adapter, data = context.adapter, context.data
     space = attack_space(adapter, data)
-    stochastic, stochastic_diff = detect_stochastic(adapter, space, space.to_space(data.x[:DIAGNOSTIC_SAMPLE]))
+    sample = data.x[: diagnostic_sample_size(data.input_shape)]
+    stochastic, stochastic_diff = detect_stochastic(adapter, space, space.to_space(sample))
     plan = make_plan(opts, budget, context, stochastic)
     n_total = len(data)
     if plan.n_examples < n_total:
@@ -397,24 +398,22 @@ def _attack_norm(
         if e == 0 and e != eps:
             # A radius of 0 changes no input: every attack returns the clean input, whose
             # verdict the runner already holds (the averaged one for a random model).
-            same = runner.clean_correct.copy()
-            curve.append({"eps": e, "fgsm": _mean(same), "pgd": _mean(same),
-                          "noise": _mean(same), "worst": _mean(same)})
-            continue
-        fgsm, _ = runner.correct(f"fgsm/{norm}/{e:g}", FGSM, eps=e, norm=norm)
-        pgd, adv = runner.correct(
-            f"pgd/{norm}/{e:g}/r0",
-            PGD,
-            eps=e,
-            norm=norm,
-            steps=plan.steps,
-            track_best=track_best,
-            keep=headline and e == eps,
-            stop_when_fooled=runner.stop_when_fooled,
-        )
-        noise, _ = runner.correct(
-            f"noise/{norm}/{e:g}", RandomNoise, eps=e, norm=norm, draws=plan.noise_draws
-        )
+            fgsm = pgd = noise = runner.clean_correct.copy()
+        else:
+            fgsm, _ = runner.correct(f"fgsm/{norm}/{e:g}", FGSM, eps=e, norm=norm)
+            pgd, adv = runner.correct(
+                f"pgd/{norm}/{e:g}/r0",
+                PGD,
+                eps=e,
+                norm=norm,
+                steps=plan.steps,
+                track_best=track_best,
+                keep=headline and e == eps,
+                stop_when_fooled=runner.stop_when_fooled,
+            )
+            noise, _ = runner.correct(
+                f"noise/{norm}/{e:g}", RandomNoise, eps=e, norm=norm, draws=plan.noise_draws
+            )
         if e == eps:
             at_eps = {"fgsm": fgsm, "pgd_r0": pgd, "noise": noise, "adversarial": adv}
         if e in sweep:
