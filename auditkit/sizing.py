@@ -7,8 +7,10 @@ subset, MC samples, bootstrap rounds — so that ``fast`` takes about a minute o
 ``standard`` about ten (``max_minutes`` sets another limit).
 
 Decisions:
-- A probe's work is estimated from its settings and the measured cost (gradient passes ×
-  backward seconds + forward passes × forward seconds). When the estimate of the budget's
+- Each probe declares how its work is sized (``Probe.sizing``, a ``ProbeSizing``: built-in
+  probes in their own packages, plugins the same way). A probe's work is estimated from its
+  settings and the measured cost (gradient passes × backward seconds + forward passes ×
+  forward seconds). When the estimate of the budget's
   defaults fits the limit, nothing changes: small models (the demo) keep exactly their budget's
   work, so their numbers never depend on the machine's speed.
 - Otherwise every probe's share shrinks in proportion to its estimate, and each probe gives up
@@ -26,9 +28,8 @@ Decisions:
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,36 +50,6 @@ LADDER_TRAIN = (8, 16, 32, 64, 128, 256, 512, 1000, 2000, 5000)
 LADDER_BOOT = (50, 100, 200, 500)
 LADDER_SAMPLES = (4, 8, 16, 20, 32, 50)
 LADDER_OOD = (64, 128, 256, 500, 1000, 2000)
-
-#: Floors: below them the experiment stops meaning what its name says.
-MIN_ATTACKED = 50
-#: A model too costly to attack 50 examples within the limit even with the curves and
-#: checks at their smallest: this many (a small sample, said as such in the plan).
-MIN_ATTACKED_COSTLY = 20
-MIN_EOT_SAMPLES = 2
-MIN_STEPS = 10
-MIN_TRAIN = 8
-#: Memorization keeps every corruption level down to this subset size, and the true-label
-#: reference beside the random labels down to the next.
-MEMORIZATION_KEEP_LEVELS_TRAIN = 64
-MEMORIZATION_KEEP_REFERENCE_TRAIN = 32
-MIN_BOOT = 50
-MIN_MC_SAMPLES = 4
-#: Examples per generated OOD set (AUROC against the audit data stays meaningful).
-MIN_OOD = 64
-#: Share of its epoch cap a memorization level is expected to train for (planning only; a
-#: ResNet-50 from scratch fit 8 or 16 random labels in 64–67 of its 100 epochs).
-EXPECTED_EPOCH_SHARE = 0.6
-#: What the probes' bookkeeping (best iterates, EOT transformations, margins; the training
-#: loop's mode switches and accuracy passes) adds to the bare passes: attack by attack, a
-#: ResNet-50 at 224×224 on 2 idle CPU cores took 0.9–1.4× its passes at the measured cost
-#: (EOT's transformations the most), its training 1.0×.
-ADVERSARIAL_OVERHEAD = 1.4
-MEMORIZATION_OVERHEAD = 1.1
-#: Memorization's time limit per level: this multiple of what its whole epoch cap takes at the
-#: recorded cost, so the clock never ends a level that would finish at the measured speed.
-TIME_LIMIT_SAFETY = 1.5
-
 
 @dataclass(frozen=True)
 class Cost:
@@ -278,180 +249,72 @@ def _adam_step_seconds(module: nn.Module, device: torch.device) -> float:
         return 0.0
 
 
-# --- what each built-in probe's work costs -------------------------------------------------
-def _probe_classes() -> dict[str, type]:
-    from auditkit.probes.adversarial import AdversarialProbe
-    from auditkit.probes.bias import BiasProbe
-    from auditkit.probes.calibration import CalibrationProbe
-    from auditkit.probes.memorization import MemorizationProbe
+# --- the probes' side: what their work costs, and how it shrinks ---------------------------
+class ProbeSizing:
+    """How a probe's work is sized to the clock: set an instance as the probe class's
+    ``sizing`` attribute (built-in probes and plugins alike; a probe without one runs its
+    budget's work as declared, and is listed under ``not_sized`` in the plan).
 
-    return {
-        "adversarial": AdversarialProbe,
-        "memorization": MemorizationProbe,
-        "calibration": CalibrationProbe,
-        "bias": BiasProbe,
-    }
+    The planner asks ``settings`` for the estimator's inputs (from the probe's options for the
+    budget, the user's included), estimates them with ``seconds``, and, when the whole scan's
+    estimate exceeds the limit, calls ``shrink`` with the probe's share of the limit (its
+    estimate times limit / total). Settings named in ``option_keys`` that the plan changed are
+    handed to the probe as options; an option the user set is restored after shrinking (with
+    the settings ``derived`` from it), and the reasons that start with its ``labels`` entry are
+    dropped. Estimates and shrinkers must be pure functions of their arguments: the plan is
+    recorded, and ``--resume`` and diffs rely on the same cost giving the same plan.
 
+    Example (a probe that makes ``draws`` noisy passes over at most ``n_examples``)::
 
-def _probe_defaults(
-    name: str, budget: str, given: Mapping[str, Any] | None = None
-) -> dict[str, Any] | None:
-    """A built-in probe's settings for the budget, with the options the user gave (parsed as
-    the probe parses them), as the estimators read them (None: not sized)."""
-    cls = _probe_classes().get(name)
-    if cls is None:
-        return None
-    from auditkit.options import parse_options
+        class NoiseSizing(ProbeSizing):
+            option_keys = ("draws",)
+            labels = {"draws": "noisy copies"}
 
-    opts = parse_options(cls, dict(given or {}), budget)
-    if name == "adversarial":
-        from auditkit.probes.adversarial.options import BUDGET_SWEEPS
+            def settings(self, opts, *, budget, clean_accuracy):
+                return {"draws": opts.draws, "n_examples": opts.n_examples}
 
-        sweeps = BUDGET_SWEEPS[budget]
-        return {
-            "n_examples": opts.n_examples,
-            "steps": opts.steps,
-            "restarts": opts.restarts,
-            "eot_samples": opts.eot_samples,
-            "eval_samples": opts.eval_samples,
-            "noise_draws": opts.noise_draws,
-            "radii": _attacked_radii(opts.sweep, sweeps["sweep"]),
-            "l2_radii": (
-                _attacked_radii(opts.l2_sweep, sweeps["l2_sweep"]) if opts.norm == "Linf" else 0
-            ),
-            "autoattack": bool(opts.autoattack),
-        }
-    if name == "memorization":
-        levels = tuple(sorted(set(opts.corruption_levels)))
-        return {
-            "train_size": int(opts.train_size),
-            "max_epochs": int(opts.max_epochs),
-            "time_limit_s": float(opts.time_limit_s),
-            "corruption_levels": levels,
-            "levels": len(levels) + bool(opts.random_pixels),
-            "batch_size": int(opts.batch_size),
-        }
-    if name == "calibration":
-        return {
-            "num_samples": opts.num_samples,
-            "max_examples": opts.max_examples,
-            # Three generated sets, or the user's (at most ood_size examples).
-            "ood_sets": 3 if opts.ood is None else 1,
-            "ood_size": opts.ood_size,
-        }
-    return {"n_boot": opts.n_boot}
+            def seconds(self, s, n_data, cost):
+                n = min(s["n_examples"], n_data)
+                return cost.forward_seconds(s["draws"] * n, s["draws"])
 
+            def shrink(self, s, target, n_data, cost):
+                if self.seconds(s, n_data, cost) > target and s["draws"] > 1:
+                    reason = f"noisy copies {s['draws']} → 1"
+                    s["draws"] = 1
+                    return [reason]
+                return []
+    """
 
-def _attacked_radii(given: Sequence[float] | None, multiples: Sequence[float]) -> int:
-    """Radii the gradient attacks run at: the curve's nonzero radii and the headline (a
-    radius of 0 changes no input and is not attacked). Explicit radii may not include the
-    headline, which is then one more."""
-    if given is not None:
-        return len({float(v) for v in given if v > 0}) + 1
-    return len({float(m) for m in multiples if m > 0} | {1.0})
+    #: Settings that are the probe's options (changed ones are passed to the probe).
+    option_keys: tuple[str, ...] = ()
+    #: Option → the start of the reason that changes it (to drop it when the user set it).
+    labels: Mapping[str, str] = {}
+    #: Option → an estimator setting that follows from it (kept with it when the user set it).
+    derived: Mapping[str, str] = {}
+
+    def settings(self, opts: Any, *, budget: str, clean_accuracy: float) -> dict[str, Any]:
+        """The estimator's inputs from the parsed options (default: the ``option_keys``).
+        ``clean_accuracy`` is the share of the audit data the model gets right."""
+        return {k: getattr(opts, k) for k in self.option_keys}
+
+    def seconds(self, s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
+        """Estimated seconds of the work ``s`` on ``n_data`` audit examples at ``cost``."""
+        raise NotImplementedError
+
+    def shrink(self, s: dict[str, Any], target: float, n_data: int, cost: Cost) -> list[str]:
+        """Give up work in ``s`` (in place), in a fixed order and down to floors that keep the
+        experiment conclusive, while the estimate exceeds ``target``; one reason per changed
+        setting ("EOT draws 8 → 2")."""
+        return []
+
+    def finish(
+        self, s: dict[str, Any], n_data: int, cost: Cost, fixed: Collection[str]
+    ) -> None:
+        """Settings that follow from the final plan (``fixed``: the options the user set);
+        called for every model that is sized (not for a small one)."""
 
 
-def _adversarial_passes(s: Mapping[str, Any]) -> tuple[float, float, float]:
-    """Per attacked example, at worst (a model no attack fools: PGD stops an example at its
-    first fooling iterate, so a model that is easily fooled costs far less): gradient
-    example-passes, the batched gradient passes they take per batch of examples (EOT's draws
-    of one step share a pass), and forward passes (one batched pass each)."""
-    steps = int(s["steps"])
-    restarts = int(s["restarts"])
-    radii = int(s["radii"]) + int(s["l2_radii"])
-    eot = int(s["eot_samples"])
-    batched = (
-        radii * (1 + steps)  # FGSM and PGD at every radius, both norms
-        + (restarts * steps if restarts > 1 else 0)  # the restarts at the headline eps
-        + 2 * steps  # the doubled-steps check
-        + 2 * steps  # the unbounded attack (and its retries on the few survivors)
-        + 2  # input-gradient statistics
-    )
-    gradients = batched + eot * steps  # EOT-PGD: one pass of ``eot`` copies per step
-    batched += steps * eot  # ... in batches ``eot`` times smaller
-    if s.get("autoattack"):
-        gradients += 4 * 100
-        batched += 4 * 100
-    forwards = radii * (int(s["noise_draws"]) + 1)
-    return gradients, batched, forwards
-
-
-#: Examples per attack batch the estimates assume (the CPU default; a GPU's are larger).
-_ATTACK_BATCH = 256
-#: Examples per batch of the calibration passes the estimates assume (they go through the
-#: adapter's automatic batches).
-_CALIBRATION_BATCH = 512
-
-
-def _adversarial_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
-    # Only the examples the model gets right are attacked (``attacked_share``: the clean
-    # accuracy, known before the probes run); the EOT verdicts judge every example.
-    n = min(int(s["n_examples"]), n_data)
-    gradients, gradient_batches, forwards = _adversarial_passes(s)
-    attacked = n * float(s.get("attacked_share", 1.0))
-    batches = math.ceil(attacked / _ATTACK_BATCH)
-    judged = cost.forward_seconds(
-        n * 2 * int(s["eval_samples"]), 2 * math.ceil(n * int(s["eval_samples"]) / _ATTACK_BATCH)
-    )
-    return ADVERSARIAL_OVERHEAD * (
-        cost.gradient_seconds(attacked * gradients, batches * gradient_batches)
-        + cost.forward_seconds(attacked * forwards, batches * forwards)
-        + judged
-    )
-
-
-def _memorization_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
-    """Expected: each level trains for ``EXPECTED_EPOCH_SHARE`` of its epoch cap (fitting
-    stops early at the target accuracy; random labels take a small constant factor longer
-    than true ones). The clock limit covers the whole cap, see ``plan_work``."""
-    epochs = max(1.0, EXPECTED_EPOCH_SHARE * int(s["max_epochs"]))
-    return int(s["levels"]) * epochs * _epoch_seconds(s, n_data, cost)
-
-
-def _trainable(n_data: int) -> int:
-    """Examples memorization may train on: at most half the audit data (the rest is held out)."""
-    return max(1, n_data // 2)
-
-
-def _epoch_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
-    from auditkit.probes.memorization.measure import _EVAL_BATCH  # its accuracy passes
-
-    n = min(int(s["train_size"]), _trainable(n_data))
-    steps = math.ceil(n / int(s.get("batch_size", 32)))
-    # Training steps (passes plus one optimizer step per batch), then the accuracy pass.
-    passes = (
-        cost.train_seconds(n, steps)
-        + steps * cost.optimizer_step_s
-        + cost.forward_seconds(n, math.ceil(n / _EVAL_BATCH))
-    )
-    return MEMORIZATION_OVERHEAD * passes
-
-
-def _calibration_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
-    limit = s["max_examples"]
-    n = n_data if limit is None else min(int(limit), n_data)
-    sets = int(s.get("ood_sets", 0))
-    passes = int(s["num_samples"]) * 2 + 2
-    return cost.forward_seconds(
-        passes * n + sets * int(s.get("ood_size", 0)), passes * math.ceil(n / _CALIBRATION_BATCH) + sets
-    )
-
-
-def _bias_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
-    # Vectorized bootstrap: ~30 ns per resampled row, a handful of slicings and cross-probe
-    # frames; no model passes.
-    return int(s["n_boot"]) * n_data * 8 * 30e-9
-
-
-ESTIMATORS = {
-    "adversarial": _adversarial_seconds,
-    "memorization": _memorization_seconds,
-    "calibration": _calibration_seconds,
-    "bias": _bias_seconds,
-}
-
-
-def _ladder_fit(
+def ladder_fit(
     ladder: Sequence[int], seconds: Callable[[int], float], target: float, floor: int,
     default: int,
 ) -> int:
@@ -466,154 +329,31 @@ def _ladder_fit(
     return max(v for v in steps if v == floor or seconds(v) <= limit)
 
 
-def _shrink_adversarial(s: dict[str, Any], target: float, n_data: int, cost: Cost) -> list[str]:
-    """In order, each step only while the estimate is above the target: fewer examples
-    attacked (down to 50), one restart, 4 EOT draws, the curves at the headline radii only,
-    PGD-10; then, for a model too costly even so, down to 20 examples attacked and 2 EOT
-    draws (a small sample: the report's interval says how wide)."""
-    reasons = []
-    default_n = min(int(s["n_examples"]), n_data)
-    default_eot = int(s["eot_samples"])
-
-    def over() -> bool:
-        return _adversarial_seconds(s, n_data, cost) > target
-
-    def examples(floor: int) -> None:
-        current = min(int(s["n_examples"]), n_data)
-        if over() and current > floor:
-            s["n_examples"] = _ladder_fit(
-                LADDER_EXAMPLES,
-                lambda v: _adversarial_seconds({**s, "n_examples": v}, n_data, cost),
-                target, floor, current,
-            )
-
-    examples(MIN_ATTACKED)
-    if over() and s["restarts"] > 1:
-        reasons.append(f"PGD restarts {s['restarts']} → 1")
-        s["restarts"] = 1
-    if over() and s["eot_samples"] > 4:
-        s["eot_samples"] = 4
-    if over() and s["radii"] + s["l2_radii"] > (2 if s["l2_radii"] else 1):
-        reasons.append(
-            f"accuracy-vs-eps curves: {s['radii'] + s['l2_radii']} attacked radii → the "
-            "headline radii only"
-        )
-        s["sweep"], s["radii"] = (0.0,), 1
-        if s["l2_radii"]:
-            s["l2_sweep"], s["l2_radii"] = (0.0,), 1
-    if over() and s["steps"] > MIN_STEPS:
-        reasons.append(f"PGD steps {s['steps']} → {MIN_STEPS}")
-        s["steps"] = MIN_STEPS
-    examples(MIN_ATTACKED_COSTLY)
-    if over() and s["eot_samples"] > MIN_EOT_SAMPLES:
-        s["eot_samples"] = MIN_EOT_SAMPLES
-    if s["eot_samples"] < default_eot:
-        reasons.append(f"EOT draws {default_eot} → {s['eot_samples']}")
-    if min(int(s["n_examples"]), n_data) < default_n:
-        reasons.insert(0, f"examples attacked {default_n} → {s['n_examples']}")
-    return reasons
+def sizing_of(probe: Any) -> ProbeSizing | None:
+    """A probe's (class's or instance's) ``sizing``, or None."""
+    sizing = getattr(probe, "sizing", None)
+    return sizing if isinstance(sizing, ProbeSizing) else None
 
 
-def _shrink_memorization(s: dict[str, Any], target: float, n_data: int, cost: Cost) -> list[str]:
-    """Smaller subset first (down to ``MEMORIZATION_KEEP_LEVELS_TRAIN``), then only the two ends
-    of the corruption scale (true and random labels), then the subset down to
-    ``MEMORIZATION_KEEP_REFERENCE_TRAIN``, then random labels alone (the random-label test
-    itself, without the true-label reference), then the subset down to its floor."""
-    reasons = []
-    default_n = min(int(s["train_size"]), _trainable(n_data))
-    default_levels = tuple(s.get("corruption_levels") or ())
+def _probe_class(probe: str | type | Any) -> type | None:
+    """A probe class from a registered name, a class or an instance (None: unknown name)."""
+    if isinstance(probe, str):
+        from auditkit.registry import discover_probes
 
-    def subset(floor: int) -> None:
-        current = min(int(s["train_size"]), _trainable(n_data))
-        if _memorization_seconds(s, n_data, cost) > target and current > floor:
-            s["train_size"] = _ladder_fit(
-                LADDER_TRAIN,
-                lambda v: _memorization_seconds({**s, "train_size": v}, n_data, cost),
-                target, floor, current,
-            )
-
-    subset(max(MEMORIZATION_KEEP_LEVELS_TRAIN, MIN_TRAIN))
-    levels = tuple(s.get("corruption_levels") or ())
-    if _memorization_seconds(s, n_data, cost) > target and len(levels) > 2:
-        ends = (min(levels), max(levels))
-        s["corruption_levels"] = ends
-        s["levels"] = 2 + (int(s["levels"]) - len(levels))
-        levels = ends
-    subset(max(MEMORIZATION_KEEP_REFERENCE_TRAIN, MIN_TRAIN))
-    if _memorization_seconds(s, n_data, cost) > target and len(levels) > 1 and max(levels) == 1:
-        s["levels"] = 1 + (int(s["levels"]) - len(levels))
-        s["corruption_levels"] = (1.0,)
-    subset(MIN_TRAIN)
-    levels = tuple(s.get("corruption_levels") or ())
-    if levels != default_levels:
-        why = (
-            "random labels alone: the test itself, without the true-label reference"
-            if len(levels) == 1
-            else "true and random labels"
-        )
-        reasons.append(
-            f"corruption levels {', '.join(f'{p:g}' for p in default_levels)} → "
-            f"{', '.join(f'{p:g}' for p in levels)} ({why})"
-        )
-    if min(int(s["train_size"]), _trainable(n_data)) < default_n:
-        reasons.insert(
-            0,
-            f"training subset {default_n} → {s['train_size']} examples (still the random-label "
-            "test, on fewer examples)",
-        )
-    return reasons
+        entry = discover_probes().get(probe)
+        return entry.obj if entry is not None and entry.loaded else None
+    return probe if isinstance(probe, type) else type(probe)
 
 
-def _shrink_calibration(s: dict[str, Any], target: float, n_data: int, cost: Cost) -> list[str]:
-    """Fewer uncertainty samples (down to 4), then smaller generated OOD sets (down to 64)."""
-    reasons = []
-    if _calibration_seconds(s, n_data, cost) > target and s["num_samples"] > MIN_MC_SAMPLES:
-        wanted = _ladder_fit(
-            LADDER_SAMPLES,
-            lambda v: _calibration_seconds({**s, "num_samples": v}, n_data, cost),
-            target, MIN_MC_SAMPLES, int(s["num_samples"]),
-        )
-        if wanted < s["num_samples"]:
-            reasons.append(f"MC-dropout / TTA samples {s['num_samples']} → {wanted}")
-            s["num_samples"] = wanted
-    if _calibration_seconds(s, n_data, cost) > target and s["ood_size"] > MIN_OOD:
-        wanted = _ladder_fit(
-            LADDER_OOD,
-            lambda v: _calibration_seconds({**s, "ood_size": v}, n_data, cost),
-            target, MIN_OOD, int(s["ood_size"]),
-        )
-        if wanted < s["ood_size"]:
-            reasons.append(f"OOD examples per set {s['ood_size']} → {wanted}")
-            s["ood_size"] = wanted
-    return reasons
+def _settings_of(
+    cls: type, sizing: ProbeSizing, budget: str, given: Mapping[str, Any], clean_accuracy: float
+) -> dict[str, Any]:
+    """The estimator's inputs: the probe's options for the budget, with the user's (parsed as
+    the probe parses them)."""
+    from auditkit.options import parse_options
 
-
-def _shrink_bias(s: dict[str, Any], target: float, n_data: int, cost: Cost) -> list[str]:
-    if _bias_seconds(s, n_data, cost) > target and s["n_boot"] > MIN_BOOT:
-        wanted = _ladder_fit(
-            LADDER_BOOT, lambda v: _bias_seconds({"n_boot": v}, n_data, cost), target,
-            MIN_BOOT, int(s["n_boot"]),
-        )
-        if wanted < s["n_boot"]:
-            reason = f"bootstrap rounds {s['n_boot']} → {wanted}"
-            s["n_boot"] = wanted
-            return [reason]
-    return []
-
-
-SHRINKERS = {
-    "adversarial": _shrink_adversarial,
-    "memorization": _shrink_memorization,
-    "calibration": _shrink_calibration,
-    "bias": _shrink_bias,
-}
-#: Settings of the plan that become probe options (the rest only feed the estimates).
-_OPTION_KEYS = {
-    "adversarial": ("n_examples", "steps", "restarts", "eot_samples", "sweep", "l2_sweep"),
-    "memorization": ("train_size", "corruption_levels", "time_limit_s"),
-    "calibration": ("num_samples", "ood_size"),
-    "bias": ("n_boot",),
-}
+    opts = parse_options(cls, dict(given), budget) if getattr(cls, "Options", None) else None
+    return sizing.settings(opts, budget=budget, clean_accuracy=clean_accuracy)
 
 
 @dataclass(frozen=True)
@@ -629,6 +369,8 @@ class WorkPlan:
     reasons: dict[str, list[str]] = field(default_factory=dict)
     unfit: list[str] = field(default_factory=list)
     small_model: str | None = None
+    #: Probes that declare no ``sizing``: they run their budget's work as declared.
+    not_sized: list[str] = field(default_factory=list)
     #: Set when the scan runs on fewer CPU threads than torch's default (``choose_threads``).
     threads: dict[str, Any] | None = None
 
@@ -690,6 +432,7 @@ class WorkPlan:
             },
             "reasons": {k: list(v) for k, v in self.reasons.items()},
             "unfit": list(self.unfit),
+            "not_sized": list(self.not_sized),
             "small_model": self.small_model,
             "threads": dict(self.threads) if self.threads else None,
             "reduced": self.reduced,
@@ -719,7 +462,7 @@ def plan_work(
     *,
     budget: str,
     n_examples: int,
-    probes: Sequence[str],
+    probes: Sequence[str | type | Any],
     max_minutes: float | None = None,
     user_options: Mapping[str, Mapping[str, Any]] | None = None,
     small_model: str | None = None,
@@ -731,7 +474,9 @@ def plan_work(
         cost: the recorded per-example cost (``measure_cost`` or ``Cost.from_dict``).
         budget: ``fast`` | ``standard`` | ``thorough``.
         n_examples: audit examples.
-        probes: names of the probes that will run (others are not sized).
+        probes: the probes that will run: registered names, probe classes or instances. Those
+            that declare a ``sizing`` (``ProbeSizing``) are sized; the others are listed in
+            ``not_sized``.
         max_minutes: a limit on probe time replacing the budget's (None: the budget's).
         user_options: options the user set; they are used as given and never changed.
         clean_accuracy: share of the audit data the model gets right (only those are
@@ -746,42 +491,49 @@ def plan_work(
     """
     limit = BUDGET_SECONDS[budget] if max_minutes is None else float(max_minutes) * 60.0
     user_options = user_options or {}
+    sizings: dict[str, ProbeSizing] = {}
     settings: dict[str, dict[str, Any]] = {}
-    for name in probes:
+    not_sized: list[str] = []
+    for probe in probes:
+        cls = _probe_class(probe)
+        name = probe if isinstance(probe, str) else getattr(cls, "name", "")
+        sizing = sizing_of(cls)
+        if cls is None or sizing is None:
+            not_sized.append(name)
+            continue
         given = {k: v for k, v in dict(user_options.get(name, {})).items() if v is not None}
-        defaults = _probe_defaults(name, budget, given)
-        if defaults is not None:
-            settings[name] = defaults
-    if "adversarial" in settings:
-        settings["adversarial"]["attacked_share"] = min(1.0, max(float(clean_accuracy), 0.02))
+        sizings[name] = sizing
+        settings[name] = _settings_of(cls, sizing, budget, given, clean_accuracy)
     defaults_cost = {
-        name: ESTIMATORS[name](s, n_examples, cost) for name, s in settings.items()
+        name: sizings[name].seconds(s, n_examples, cost) for name, s in settings.items()
     }
     total = sum(defaults_cost.values())
     reasons: dict[str, list[str]] = {name: [] for name in settings}
     unfit: list[str] = []
     planned = {name: dict(s) for name, s in settings.items()}
+    fixed = {name: set(dict(user_options.get(name, {}))) for name in settings}
     if limit is not None and total > limit and small_model is None:
         factor = limit / total
         for name, s in planned.items():
-            target = defaults_cost[name] * factor
-            fixed = set(dict(user_options.get(name, {})))
+            sizing = sizings[name]
             trial = dict(s)
-            changes = SHRINKERS[name](trial, target, n_examples, cost)
+            changes = sizing.shrink(trial, defaults_cost[name] * factor, n_examples, cost)
             # A setting the user chose is theirs: keep it, and drop the reason that changed it.
-            kept = []
-            for key in fixed:
-                for k in (key, _DERIVED.get(key)):
+            for key in fixed[name]:
+                for k in (key, sizing.derived.get(key)):
                     if k in s:
                         trial[k] = s[k]
                     elif k is not None:
                         trial.pop(k, None)
-            for reason in changes:
-                if not any(reason.startswith(_label(name, k)) for k in fixed):
-                    kept.append(reason)
             planned[name] = trial
-            reasons[name] = kept
-    estimates = {name: ESTIMATORS[name](s, n_examples, cost) for name, s in planned.items()}
+            reasons[name] = [
+                reason
+                for reason in changes
+                if not any(reason.startswith(sizing.labels.get(k, k)) for k in fixed[name])
+            ]
+    estimates = {
+        name: sizings[name].seconds(s, n_examples, cost) for name, s in planned.items()
+    }
     if limit is not None and total > limit and sum(estimates.values()) > 1.1 * limit:
         # Named: the probes still above their share at their smallest conclusive size.
         factor = limit / total
@@ -791,22 +543,15 @@ def plan_work(
             if estimates[n] > 1.1 * defaults_cost[n] * factor
             and estimates[n] - defaults_cost[n] * factor > 1.0
         ]
-    if (
-        small_model is None
-        and "memorization" in planned
-        and not dict(user_options.get("memorization", {})).get("time_limit_s")
-    ):
-        # The clock is a safety net above what the whole epoch cap takes, never the
-        # experiment: a level that needs every epoch still finishes.
-        s = planned["memorization"]
-        cap = int(s["max_epochs"]) * _epoch_seconds(s, n_examples, cost)
-        s["time_limit_s"] = float(max(s["time_limit_s"], math.ceil(TIME_LIMIT_SAFETY * cap)))
+    if small_model is None:
+        for name, s in planned.items():
+            sizings[name].finish(s, n_examples, cost, fixed[name])
     options = {}
     for name, s in planned.items():
         changed = {
             k: s[k]
-            for k in _OPTION_KEYS[name]
-            if k in s and s[k] != settings[name].get(k) and k not in dict(user_options.get(name, {}))
+            for k in sizings[name].option_keys
+            if k in s and s[k] != settings[name].get(k) and k not in fixed[name]
         }
         if changed:
             options[name] = changed
@@ -820,31 +565,8 @@ def plan_work(
         default_estimates=defaults_cost,
         reasons={k: v for k, v in reasons.items() if v},
         unfit=unfit,
+        not_sized=not_sized,
     )
-
-
-#: Estimator settings that follow from an option: kept with it when the user set it.
-_DERIVED = {
-    "corruption_levels": "levels",
-    "sweep": "radii",
-    "l2_sweep": "l2_radii",
-}
-
-
-def _label(name: str, key: str) -> str:
-    return {
-        "n_examples": "examples attacked",
-        "restarts": "PGD restarts",
-        "eot_samples": "EOT draws",
-        "steps": "PGD steps",
-        "train_size": "training subset",
-        "corruption_levels": "corruption levels",
-        "num_samples": "MC-dropout",
-        "sweep": "accuracy-vs-eps curves",
-        "l2_sweep": "accuracy-vs-eps curves",
-        "ood_size": "OOD examples",
-        "n_boot": "bootstrap rounds",
-    }.get(key, key)
 
 
 COST_FILE = "cost.json"
@@ -977,7 +699,7 @@ def size_probes(
         recorded,
         budget=budget,
         n_examples=len(context.data),
-        probes=[p.name for p in selected if not any(p is g for g in given)],
+        probes=[type(p) for p in selected if not any(p is g for g in given)],
         max_minutes=max_minutes,
         user_options=options,
         small_model=small,

@@ -11,12 +11,15 @@ from torch import nn
 
 from auditkit.adapters import TorchModelAdapter
 from auditkit.data import AuditData
+from auditkit.options import option
 from auditkit.pipeline import run_audit
+from auditkit.probes.adversarial.sizing import MIN_ATTACKED_COSTLY, MIN_EVAL_SAMPLES
+from auditkit.probes.base import Probe
+from auditkit.probes.memorization.sizing import MIN_TRAIN
 from auditkit.sizing import (
     BUDGET_SECONDS,
-    MIN_ATTACKED_COSTLY,
-    MIN_TRAIN,
     Cost,
+    ProbeSizing,
     measure_cost,
     plan_work,
     small_model_reason,
@@ -84,6 +87,70 @@ def test_expensive_models_are_sized_down_to_conclusive_floors(cost):
     train = plan.options["memorization"]["train_size"]
     cap = 100 * train * (cost.train_step_s + cost.forward_s)
     assert plan.options["memorization"]["time_limit_s"] >= cap
+
+
+def test_a_model_too_costly_even_at_the_floors_judges_eot_on_fewer_draws():
+    plan = plan_work(RESNET50, budget="fast", n_examples=60, probes=PROBES)
+    assert plan.options["adversarial"]["eval_samples"] == MIN_EVAL_SAMPLES
+    assert any(r.startswith("verdict draws 8 → 4") for r in plan.reasons["adversarial"])
+    # A model whose work fits at a larger sample keeps every verdict draw.
+    assert "eval_samples" not in plan_work(
+        _cost(1e-3), budget="fast", n_examples=5000, probes=PROBES
+    ).options.get("adversarial", {})
+
+
+class _Passes(ProbeSizing):
+    """A plugin's sizing: ``repeats`` forward passes over the audit data."""
+
+    option_keys = ("repeats",)
+    labels = {"repeats": "repeats"}
+
+    def seconds(self, s, n_data, cost):
+        return cost.forward_seconds(s["repeats"] * n_data, s["repeats"])
+
+    def shrink(self, s, target, n_data, cost):
+        wanted = max(1, int(target // self.seconds({"repeats": 1}, n_data, cost)))
+        if wanted < s["repeats"]:
+            reason = f"repeats {s['repeats']} → {wanted}"
+            s["repeats"] = wanted
+            return [reason]
+        return []
+
+
+def _plugin_probe(with_sizing: bool) -> type[Probe]:
+    @dataclasses.dataclass(frozen=True)
+    class RepeatOptions:
+        repeats: int = option(10, "passes over the data", minimum=1)
+
+    class Repeats(Probe):
+        name = "repeats"
+        Options = RepeatOptions
+        sizing = _Passes() if with_sizing else None
+
+        def run(self, context):  # pragma: no cover - only planned here
+            raise AssertionError
+
+    return Repeats
+
+
+def test_a_plugin_probe_is_sized_through_the_sizing_it_declares():
+    """A probe that declares a ``ProbeSizing`` shares the limit with the built-ins and gives up
+    its own work in its own terms; the options the user set stay theirs; a probe without one
+    runs as declared and is named as unsized."""
+    plan = plan_work(RESNET18, budget="fast", n_examples=2000,
+                     probes=[*PROBES, _plugin_probe(True)])
+    assert plan.options["repeats"]["repeats"] < 10
+    assert plan.reasons["repeats"] == [f"repeats 10 → {plan.options['repeats']['repeats']}"]
+    assert "repeats" in plan.estimates and plan.not_sized == []
+    assert "repeats: repeats 10 → " in plan.summary()
+    kept = plan_work(RESNET18, budget="fast", n_examples=2000,
+                     probes=[*PROBES, _plugin_probe(True)],
+                     user_options={"repeats": {"repeats": 10}})
+    assert "repeats" not in kept.options and "repeats" not in kept.reasons
+    unsized = plan_work(RESNET18, budget="fast", n_examples=2000,
+                        probes=[*PROBES, _plugin_probe(False)])
+    assert unsized.not_sized == ["repeats"] and "repeats" not in unsized.estimates
+    assert unsized.to_dict()["not_sized"] == ["repeats"]
 
 
 def test_plan_fits_the_limit_when_the_floors_allow_it():

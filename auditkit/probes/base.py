@@ -12,6 +12,7 @@ from auditkit.results import ProbeResult, jsonable
 
 if TYPE_CHECKING:
     from auditkit.context import AuditContext
+    from auditkit.sizing import ProbeSizing
 
 
 def check_budget(budget: str) -> str:
@@ -51,6 +52,9 @@ class Probe(ABC):
             constructor parses keyword options into ``self.opts``, an instance of it, with the
             budget's defaults filled in. Unknown or invalid options raise the one-line
             ``AuditkitInputError`` before any work.
+        sizing: a ``auditkit.sizing.ProbeSizing`` that estimates this probe's work from its
+            options and the measured model cost, and shrinks it when the scan would exceed
+            its budget's time (None: the budget's work runs as declared).
         report_template: ``"package:relative/path.html.j2"``, a Jinja partial the HTML report
             renders inside this probe's section (variables ``probe``: the probe's audit.json
             entry, ``view``: its view dict); ``None`` for the generic section only.
@@ -68,6 +72,7 @@ class Probe(ABC):
     budget_levels: ClassVar[dict[str, str]] = {}
     Options: ClassVar[type | None] = None
     report_template: ClassVar[str | None] = None
+    sizing: ClassVar[ProbeSizing | None] = None
     options: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, *, budget: str = "standard", **options: Any) -> None:

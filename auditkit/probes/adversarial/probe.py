@@ -19,6 +19,7 @@ from auditkit.probes.adversarial.judge import judge
 from auditkit.probes.adversarial.measure import measure
 from auditkit.probes.adversarial.options import AdversarialOptions
 from auditkit.probes.adversarial.present import present
+from auditkit.probes.adversarial.sizing import AdversarialSizing
 from auditkit.probes.base import MetricSpec, Probe
 from auditkit.results import ProbeResult
 
@@ -42,6 +43,7 @@ class AdversarialProbe(Probe):
     # Models without gradients get gradient-free attacks (gradient_free=never skips them).
     needs_gradients = False
     Options: ClassVar[type] = AdversarialOptions
+    sizing = AdversarialSizing()
     opts: AdversarialOptions
     metrics = {
         "clean_accuracy": MetricSpec("higher", "accuracy on the attacked examples, unperturbed"),

@@ -8,6 +8,7 @@ from auditkit.probes.bias.judge import judge
 from auditkit.probes.bias.measure import NothingToCompare, measure
 from auditkit.probes.bias.options import N_BOOT, BiasOptions
 from auditkit.probes.bias.present import present
+from auditkit.probes.bias.sizing import BiasSizing
 from auditkit.results import ProbeResult
 
 
@@ -92,6 +93,7 @@ class BiasProbe(Probe):
         "thorough": f"{N_BOOT['thorough']} bootstrap resamples",
     }
     Options = BiasOptions
+    sizing = BiasSizing()
     opts: BiasOptions
 
     def skip_reason(self, context) -> str | None:

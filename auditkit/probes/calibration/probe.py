@@ -7,6 +7,7 @@ from auditkit.probes.calibration.judge import judge
 from auditkit.probes.calibration.measure import measure
 from auditkit.probes.calibration.options import CalibrationOptions
 from auditkit.probes.calibration.present import present
+from auditkit.probes.calibration.sizing import CalibrationSizing
 from auditkit.results import ProbeResult
 
 
@@ -85,6 +86,7 @@ class CalibrationProbe(Probe):
         "thorough": "50 uncertainty samples on every evaluation example; 2,000 per OOD set",
     }
     Options = CalibrationOptions
+    sizing = CalibrationSizing()
     opts: CalibrationOptions
 
     def run(self, context) -> ProbeResult:

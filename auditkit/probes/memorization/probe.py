@@ -11,6 +11,7 @@ from auditkit.probes.memorization.measure import MIN_EXAMPLES, CannotCopy, measu
 from auditkit.probes.memorization.options import MemorizationOptions
 from auditkit.probes.memorization.present import present
 from auditkit.probes.memorization.refit import can_refit, measure_refit, refit_summary
+from auditkit.probes.memorization.sizing import MemorizationSizing
 from auditkit.reinit import training_problem
 from auditkit.results import ProbeResult
 
@@ -34,6 +35,7 @@ class MemorizationProbe(Probe):
     order = 60
     needs_training = True
     Options: ClassVar[type] = MemorizationOptions
+    sizing = MemorizationSizing()
     opts: MemorizationOptions
     metrics = {
         "true_label_train_accuracy": MetricSpec(

@@ -1,0 +1,133 @@
+"""What the memorization probe's training costs, and how it shrinks to fit the clock."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from auditkit.sizing import LADDER_TRAIN, Cost, ProbeSizing, ladder_fit
+
+#: The smallest training subset: below it the random-label test stops meaning anything.
+MIN_TRAIN = 8
+#: Memorization keeps every corruption level down to this subset size, and the true-label
+#: reference beside the random labels down to the next.
+KEEP_LEVELS_TRAIN = 64
+KEEP_REFERENCE_TRAIN = 32
+#: Share of its epoch cap a level is expected to train for (planning only; a ResNet-50 from
+#: scratch fit 8 or 16 random labels in 64–67 of its 100 epochs).
+EXPECTED_EPOCH_SHARE = 0.6
+#: What the training loop's mode switches and accuracy passes add to the bare passes (a
+#: ResNet-50 at 224×224 on 2 idle CPU cores: 1.0×).
+MEMORIZATION_OVERHEAD = 1.1
+#: The time limit per level: this multiple of what its whole epoch cap takes at the recorded
+#: cost, so the clock never ends a level that would finish at the measured speed.
+TIME_LIMIT_SAFETY = 1.5
+
+
+def _trainable(n_data: int) -> int:
+    """Examples memorization may train on: at most half the audit data (the rest is held out)."""
+    return max(1, n_data // 2)
+
+
+class MemorizationSizing(ProbeSizing):
+    """Smaller subset first (down to ``KEEP_LEVELS_TRAIN``), then only the two ends of the
+    corruption scale (true and random labels), then the subset down to
+    ``KEEP_REFERENCE_TRAIN``, then random labels alone (the random-label test itself, without
+    the true-label reference), then the subset down to ``MIN_TRAIN``. A subset small enough to
+    fit is still the random-label test. The epoch cap is kept, and the time limit is set well
+    above the planned time so the clock is a safety net, not the experiment."""
+
+    option_keys = ("train_size", "corruption_levels", "time_limit_s")
+    labels = {"train_size": "training subset", "corruption_levels": "corruption levels"}
+    derived = {"corruption_levels": "levels"}
+
+    def settings(self, opts: Any, *, budget: str, clean_accuracy: float) -> dict[str, Any]:
+        levels = tuple(sorted(set(opts.corruption_levels)))
+        return {
+            "train_size": int(opts.train_size),
+            "max_epochs": int(opts.max_epochs),
+            "time_limit_s": float(opts.time_limit_s),
+            "corruption_levels": levels,
+            "levels": len(levels) + bool(opts.random_pixels),
+            "batch_size": int(opts.batch_size),
+        }
+
+    def seconds(self, s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
+        """Expected: each level trains for ``EXPECTED_EPOCH_SHARE`` of its epoch cap (fitting
+        stops early at the target accuracy; random labels take a small constant factor longer
+        than true ones). The clock limit covers the whole cap, see ``finish``."""
+        epochs = max(1.0, EXPECTED_EPOCH_SHARE * int(s["max_epochs"]))
+        return int(s["levels"]) * epochs * self.epoch_seconds(s, n_data, cost)
+
+    @staticmethod
+    def epoch_seconds(s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
+        from auditkit.probes.memorization.measure import _EVAL_BATCH  # its accuracy passes
+
+        n = min(int(s["train_size"]), _trainable(n_data))
+        steps = math.ceil(n / int(s.get("batch_size", 32)))
+        # Training steps (passes plus one optimizer step per batch), then the accuracy pass.
+        passes = (
+            cost.train_seconds(n, steps)
+            + steps * cost.optimizer_step_s
+            + cost.forward_seconds(n, math.ceil(n / _EVAL_BATCH))
+        )
+        return MEMORIZATION_OVERHEAD * passes
+
+    def shrink(self, s: dict[str, Any], target: float, n_data: int, cost: Cost) -> list[str]:
+        reasons = []
+        default_n = min(int(s["train_size"]), _trainable(n_data))
+        default_levels = tuple(s.get("corruption_levels") or ())
+
+        def over() -> bool:
+            return self.seconds(s, n_data, cost) > target
+
+        def subset(floor: int) -> None:
+            current = min(int(s["train_size"]), _trainable(n_data))
+            if over() and current > floor:
+                s["train_size"] = ladder_fit(
+                    LADDER_TRAIN,
+                    lambda v: self.seconds({**s, "train_size": v}, n_data, cost),
+                    target, floor, current,
+                )
+
+        subset(max(KEEP_LEVELS_TRAIN, MIN_TRAIN))
+        levels = tuple(s.get("corruption_levels") or ())
+        if over() and len(levels) > 2:
+            ends = (min(levels), max(levels))
+            s["corruption_levels"] = ends
+            s["levels"] = 2 + (int(s["levels"]) - len(levels))
+            levels = ends
+        subset(max(KEEP_REFERENCE_TRAIN, MIN_TRAIN))
+        if over() and len(levels) > 1 and max(levels) == 1:
+            s["levels"] = 1 + (int(s["levels"]) - len(levels))
+            s["corruption_levels"] = (1.0,)
+        subset(MIN_TRAIN)
+        levels = tuple(s.get("corruption_levels") or ())
+        if levels != default_levels:
+            why = (
+                "random labels alone: the test itself, without the true-label reference"
+                if len(levels) == 1
+                else "true and random labels"
+            )
+            reasons.append(
+                f"corruption levels {', '.join(f'{p:g}' for p in default_levels)} → "
+                f"{', '.join(f'{p:g}' for p in levels)} ({why})"
+            )
+        if min(int(s["train_size"]), _trainable(n_data)) < default_n:
+            reasons.insert(
+                0,
+                f"training subset {default_n} → {s['train_size']} examples (still the "
+                "random-label test, on fewer examples)",
+            )
+        return reasons
+
+    def finish(
+        self, s: dict[str, Any], n_data: int, cost: Cost, fixed: Collection[str]
+    ) -> None:
+        # The clock is a safety net above what the whole epoch cap takes, never the
+        # experiment: a level that needs every epoch still finishes.
+        if "time_limit_s" in fixed:
+            return
+        cap = int(s["max_epochs"]) * self.epoch_seconds(s, n_data, cost)
+        s["time_limit_s"] = float(max(s["time_limit_s"], math.ceil(TIME_LIMIT_SAFETY * cap)))
