@@ -11,6 +11,7 @@ from auditkit_example import judge
 from auditkit_example.measure import measure
 from auditkit_example.options import NoiseOptions
 from auditkit_example.present import present
+from auditkit_example.sizing import NoiseSizing
 
 
 class NoiseRobustnessProbe(Probe):
@@ -33,6 +34,7 @@ class NoiseRobustnessProbe(Probe):
     }
     Options: ClassVar[type] = NoiseOptions
     opts: NoiseOptions
+    sizing = NoiseSizing()
     report_template = "auditkit_example:templates/noise_robustness.html.j2"
 
     def run(self, context: AuditContext) -> ProbeResult:

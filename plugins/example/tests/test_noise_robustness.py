@@ -147,3 +147,59 @@ def test_without_the_plugin_the_core_still_works(scanned, tmp_path):
     # Asking for it is a clear input error, not a crash.
     missing = auditkit_cli("scan", str(tmp_path / "m.pt"), "--probes", "noise_robustness")
     assert missing.returncode == 2 and "unknown probe" in missing.stderr
+
+
+class _NotSmall(torch.nn.Module):
+    """The digits classifier plus 1.2M unused parameters: past auditkit's small-model line,
+    so the clock's plan applies to it (a small model always keeps its budget's full work)."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.spare = torch.nn.Parameter(torch.zeros(1_200_000))
+
+    def forward(self, x):
+        return self.inner(x) + 0 * self.spare[0]
+
+
+def _costly_scan(**options):
+    """A scan whose recorded model cost (1 s forward per example: a large network on a busy
+    CPU) makes the standard budget's noise work over 2 hours: the plan must shrink it."""
+    from auditkit.sizing import Cost
+
+    cost = Cost(device="cpu", forward_s=1.0, backward_s=3.0, train_step_s=4.5, batch_size=8,
+                parameters=1_200_650, threads=2)
+    return auditkit.scan(_NotSmall(digits_classifier()), "digits", probes=["noise_robustness"],
+                         budget="standard", cost=cost.to_dict(),
+                         options={"noise_robustness": options} if options else None,
+                         metadata=auditkit.ModelMetadata(input_shape=(1, 8, 8),
+                                                         input_range=(0.0, 1.0)))
+
+
+def test_the_clock_sizes_the_probe_through_its_declared_sizing():
+    result = _costly_scan()
+    sizing = result.settings["sizing"]
+    assert "noise_robustness" not in sizing["not_sized"]
+    planned = sizing["options"]["noise_robustness"]
+    assert planned["draws"] == 1 and list(planned["sigmas"]) == [0.0]
+    reasons = sizing["reasons"]["noise_robustness"]
+    assert reasons[0] == "noisy copies per level 4 → 1"
+    assert reasons[1].startswith("noise levels 0, 0.05, 0.1, 0.2, 0.4 → 0, 0.1")
+    assert "noise_robustness" in sizing["summary"]
+    # The probe ran the plan: the headline level (and the free clean level) only, on the
+    # planned examples, with one noisy copy; its metrics are all there.
+    probe = result.probes["noise_robustness"]
+    assert [p["sigma"] for p in probe.details["curve"]] == [0.0, 0.1]
+    assert probe.options["draws"] == 1
+    assert f"({planned.get('n_examples', probe.options['n_examples'])} examples)" in probe.summary
+    assert probe.metrics["noise_accuracy"] <= probe.metrics["clean_accuracy"]
+    assert sizing["estimated_seconds"]["noise_robustness"] < sizing[
+        "default_estimated_seconds"]["noise_robustness"] / 4
+
+
+def test_the_clock_never_changes_an_option_the_user_set():
+    result = _costly_scan(draws=3)
+    sizing = result.settings["sizing"]
+    assert "draws" not in sizing["options"]["noise_robustness"]
+    assert not any(r.startswith("noisy copies") for r in sizing["reasons"]["noise_robustness"])
+    assert result.probes["noise_robustness"].options["draws"] == 3
