@@ -330,6 +330,24 @@ def test_report_figures_are_small_and_follow_the_schema(demo_run):
     assert ProbeResult.from_dict(json.loads(text)).metrics == result.metrics
 
 
+def test_a_gallery_of_large_images_is_stored_as_png():
+    """224×224 RGB inputs: the gallery's cells are PNG data URIs, so the probe's record stays
+    a few MB instead of a hundred (number lists of every pixel)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 2, 16, stride=16), nn.Flatten(), nn.Linear(2 * 14 * 14, 3))
+    x = torch.rand(12, 3, 224, 224)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    adapter = TorchModelAdapter(model.eval(), input_shape=(3, 224, 224), input_range=(0.0, 1.0),
+                                device="cpu")
+    result, _ = run(adapter, AuditData(x=x, y=y, name="photos"), n_examples=12, steps=3,
+                    eot_samples=1, eval_samples=1, noise_draws=1, sweep=[1.0], l2_sweep=[1.0])
+    gallery = next(f for f in result.figures if f["kind"] == "images")
+    cells = [c for row in gallery["rows"] for c in row["cells"]]
+    assert cells and all(set(c) == {"label", "png"} for c in cells)
+    assert len(json.dumps(result.to_dict())) < 3 * len(cells) * 224 * 224 * 1.4
+
+
 def test_autoattack_runs_at_the_reference_settings(demo_model, digits_data):
     # A wide eps: APGD-CE fools everything, so FAB and Square have nothing left to attack.
     result, _ = run(digits_adapter(demo_model), digits_data, autoattack=True, eps=0.3,

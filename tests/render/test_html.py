@@ -11,7 +11,7 @@ import pytest
 
 from auditkit.outputs import write_outputs
 from auditkit.render import render_html, svg
-from auditkit.render.figures import png_bytes, render_figure
+from auditkit.render.figures import image_cell, png_bytes, render_figure
 from auditkit.render.html import CONTENT_SECURITY_POLICY, PALETTES
 from auditkit.results import AuditResult
 
@@ -460,6 +460,48 @@ def test_png_encoder_round_trips_through_pillow():
         np.testing.assert_array_equal(np.asarray(image), np.rint(expected * 255).astype(np.uint8))
     clipped = Image.open(io.BytesIO(png_bytes([[-1.0, None], [2.0, 0.5]])))
     assert np.asarray(clipped).tolist() == [[0, 0], [255, 128]]
+
+
+def test_large_images_travel_as_png_so_audit_json_stays_small():
+    """Six rows of 224×224 RGB gallery cells were 127 MB of number lists in audit.json (23 s
+    to write); as PNG data URIs they are the bytes the report embeds, lossless at 8 bits."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    small = rng.random((8, 8))
+    assert image_cell("digit", small) == {"label": "digit", "pixels": np.round(small, 3).tolist()}
+    large = rng.random((224, 224, 3))
+    cell = image_cell("photo", large)
+    assert set(cell) == {"label", "png"}
+    decoded = Image.open(io.BytesIO(__import__("base64").b64decode(cell["png"].split(",", 1)[1])))
+    np.testing.assert_array_equal(np.asarray(decoded), np.rint(large * 255).astype(np.uint8))
+    figure = {"kind": "images", "columns": ["x"], "rows": [{"cells": [cell] * 18}]}
+    assert len(json.dumps(figure)) < 18 * 224 * 224 * 3 * 1.4  # base64 of the raw bytes
+    markup = str(render_figure(figure, "g"))
+    assert markup.count('<img src="data:image/png;base64,') == 18
+    assert 'width="224" height="224"' in markup
+    # Too large for the report: averaged down by a whole factor.
+    huge = image_cell("scan", np.full((1030, 600), 0.5))
+    height, width = Image.open(io.BytesIO(__import__("base64").b64decode(
+        huge["png"].split(",", 1)[1]))).size[::-1]
+    assert (height, width) == (343, 200)
+
+
+def test_a_png_cell_from_an_untrusted_audit_never_reaches_the_report_unchecked():
+    import base64
+
+    bad = [
+        "javascript:alert(1)",
+        "data:text/html;base64,PHNjcmlwdD4=",
+        "data:image/png;base64,not base64!",
+        "data:image/png;base64," + base64.b64encode(b"GIF89a" + bytes(30)).decode(),
+        'data:image/png;base64,"onerror="alert(1)',
+        12,
+    ]
+    for uri in bad:
+        markup = str(render_figure({"kind": "images", "rows": [{"cells": [
+            {"label": "x", "png": uri}]}]}, "g"))
+        assert "image unreadable" in markup and "<img" not in markup, uri
 
 
 def test_malformed_figures_degrade_to_a_note_not_a_crash():

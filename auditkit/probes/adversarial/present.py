@@ -9,6 +9,7 @@ import torch
 
 from auditkit.probes.adversarial.judge import Judgement
 from auditkit.probes.adversarial.measure import AdversarialMeasurement, Plan
+from auditkit.render.figures import image_cell
 from auditkit.results import Check, ProbeResult
 
 
@@ -175,15 +176,15 @@ def _per_class_figure(
     }
 
 
-def _display(x: torch.Tensor, box: tuple[float, float] | None) -> list:
-    """One example as H×W (grey) or H×W×3 floats in [0, 1], rounded to keep the report small."""
+def _display(x: torch.Tensor, box: tuple[float, float] | None) -> np.ndarray:
+    """One example as H×W (grey) or H×W×3 floats in [0, 1] (``image_cell`` stores it)."""
     if box is not None:
         x = (x - box[0]) / (box[1] - box[0])
     else:
         x = (x - x.min()) / (x.max() - x.min()).clamp_min(1e-12)
     x = x.clamp(0, 1)
     image = x.permute(1, 2, 0) if x.shape[0] == 3 else x[0]
-    return np.round(image.numpy().astype(float), 3).tolist()
+    return image.numpy().astype(float)
 
 
 def _gallery(examples: list[dict[str, Any]], box: tuple[float, float] | None) -> dict[str, Any]:
@@ -200,12 +201,12 @@ def _gallery(examples: list[dict[str, Any]], box: tuple[float, float] | None) ->
             {
                 "caption": f"true class {example['true']}",
                 "cells": [
-                    {"label": f"original: {clean}", "pixels": _display(original, box)},
-                    {
-                        "label": f"perturbation ×{amplify:.1f} (max {peak:.3g})",
-                        "pixels": _display(shown, (0.0, 1.0)),
-                    },
-                    {"label": f"adversarial: {fooled}", "pixels": _display(perturbed, box)},
+                    image_cell(f"original: {clean}", _display(original, box)),
+                    image_cell(
+                        f"perturbation ×{amplify:.1f} (max {peak:.3g})",
+                        _display(shown, (0.0, 1.0)),
+                    ),
+                    image_cell(f"adversarial: {fooled}", _display(perturbed, box)),
                 ],
             }
         )
