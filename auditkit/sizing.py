@@ -277,8 +277,9 @@ class ProbeSizing:
                 n = min(s["n_examples"], n_data)
                 return cost.forward_seconds(s["draws"] * n, s["draws"])
 
-            def shrink(self, s, target, n_data, cost):
-                if self.seconds(s, n_data, cost) > target and s["draws"] > 1:
+            def shrink(self, s, target, n_data, cost, fixed):
+                if self.seconds(s, n_data, cost) > target and s["draws"] > 1 \
+                        and "draws" not in fixed:
                     reason = f"noisy copies {s['draws']} → 1"
                     s["draws"] = 1
                     return [reason]
@@ -301,17 +302,22 @@ class ProbeSizing:
         """Estimated seconds of the work ``s`` on ``n_data`` audit examples at ``cost``."""
         raise NotImplementedError
 
-    def shrink(self, s: dict[str, Any], target: float, n_data: int, cost: Cost) -> list[str]:
+    def shrink(
+        self, s: dict[str, Any], target: float, n_data: int, cost: Cost, fixed: Collection[str]
+    ) -> list[str]:
         """Give up work in ``s`` (in place), in a fixed order and down to floors that keep the
         experiment conclusive, while the estimate exceeds ``target``; one reason per changed
-        setting ("EOT draws 8 → 2")."""
+        setting ("EOT draws 8 → 2"). Leave the options in ``fixed`` (the user set them) as
+        they are and give up other work instead."""
         return []
 
     def finish(
         self, s: dict[str, Any], n_data: int, cost: Cost, fixed: Collection[str]
     ) -> None:
-        """Settings that follow from the final plan (``fixed``: the options the user set);
-        called for every model that is sized (not for a small one)."""
+        """Settings that follow from the final plan (``fixed``: the options the user set), such
+        as a safety limit derived from the planned work. Runs after the estimates, so what it
+        changes is not estimated; runs for every model that is not small, with or without a
+        time limit (``thorough``)."""
 
 
 def ladder_fit(
@@ -335,24 +341,27 @@ def sizing_of(probe: Any) -> ProbeSizing | None:
     return sizing if isinstance(sizing, ProbeSizing) else None
 
 
-def _probe_class(probe: str | type | Any) -> type | None:
+def _probe_class(probe: str | type | Any, registered: Mapping[str, Any]) -> type | None:
     """A probe class from a registered name, a class or an instance (None: unknown name)."""
     if isinstance(probe, str):
-        from auditkit.registry import discover_probes
-
-        entry = discover_probes().get(probe)
+        entry = registered.get(probe)
         return entry.obj if entry is not None and entry.loaded else None
     return probe if isinstance(probe, type) else type(probe)
 
 
 def _settings_of(
-    cls: type, sizing: ProbeSizing, budget: str, given: Mapping[str, Any], clean_accuracy: float
+    probe: Any, cls: type, sizing: ProbeSizing, budget: str, given: Mapping[str, Any],
+    clean_accuracy: float,
 ) -> dict[str, Any]:
-    """The estimator's inputs: the probe's options for the budget, with the user's (parsed as
-    the probe parses them)."""
-    from auditkit.options import parse_options
+    """The estimator's inputs: an instance's own options, else the probe's options for the
+    budget with the user's (parsed as the probe parses them)."""
+    opts = getattr(probe, "opts", None) if not isinstance(probe, (str, type)) else None
+    if opts is None and getattr(cls, "Options", None) is not None:
+        from auditkit.options import parse_options
 
-    opts = parse_options(cls, dict(given), budget) if getattr(cls, "Options", None) else None
+        opts = parse_options(cls, dict(given), budget)
+    if opts is None:
+        raise TypeError(f"probe {getattr(cls, 'name', cls)!r} declares a sizing but no Options")
     return sizing.settings(opts, budget=budget, clean_accuracy=clean_accuracy)
 
 
@@ -371,6 +380,8 @@ class WorkPlan:
     small_model: str | None = None
     #: Probes that declare no ``sizing``: they run their budget's work as declared.
     not_sized: list[str] = field(default_factory=list)
+    #: Probes whose sizing raised (``"Type: message"``): they run their budget's work.
+    errors: dict[str, str] = field(default_factory=dict)
     #: Set when the scan runs on fewer CPU threads than torch's default (``choose_threads``).
     threads: dict[str, Any] | None = None
 
@@ -392,6 +403,16 @@ class WorkPlan:
         return text
 
     def _work_summary(self) -> str:
+        text = self._plan_summary()
+        if self.errors:
+            text += (
+                f" Sizing failed for {', '.join(sorted(self.errors))} ("
+                + "; ".join(self.errors[n] for n in sorted(self.errors))
+                + "): run with their budget's work."
+            )
+        return text
+
+    def _plan_summary(self) -> str:
         total = sum(self.estimates.values())
         per = _per_example_text(self.cost)
         if self.limit_seconds is None:
@@ -401,6 +422,12 @@ class WorkPlan:
             return (
                 f"The {self.budget} budget's full work is kept: {self.small_model} (estimated "
                 f"{_duration(total)} of probe time at {per})."
+            )
+        if not self.reduced and total > 1.1 * self.limit_seconds:
+            return (
+                f"The {self.budget} budget's work is kept although it exceeds its {limit} "
+                f"(estimated {_duration(total)} of probe time at {per}): the options you set "
+                "are never changed, and nothing else could be reduced."
             )
         if not self.reduced:
             return (
@@ -433,6 +460,7 @@ class WorkPlan:
             "reasons": {k: list(v) for k, v in self.reasons.items()},
             "unfit": list(self.unfit),
             "not_sized": list(self.not_sized),
+            "errors": dict(self.errors),
             "small_model": self.small_model,
             "threads": dict(self.threads) if self.threads else None,
             "reduced": self.reduced,
@@ -491,40 +519,62 @@ def plan_work(
     """
     limit = BUDGET_SECONDS[budget] if max_minutes is None else float(max_minutes) * 60.0
     user_options = user_options or {}
+    registered: Mapping[str, Any] = {}
+    if any(isinstance(p, str) for p in probes):
+        from auditkit.registry import discover_probes
+
+        registered = discover_probes()
     sizings: dict[str, ProbeSizing] = {}
     settings: dict[str, dict[str, Any]] = {}
+    defaults_cost: dict[str, float] = {}
     not_sized: list[str] = []
+    errors: dict[str, str] = {}
     for probe in probes:
-        cls = _probe_class(probe)
-        name = probe if isinstance(probe, str) else getattr(cls, "name", "")
+        cls = _probe_class(probe, registered)
+        name = probe if isinstance(probe, str) else str(
+            getattr(cls, "name", "") or getattr(cls, "__name__", cls)
+        )
         sizing = sizing_of(cls)
         if cls is None or sizing is None:
             not_sized.append(name)
             continue
         given = {k: v for k, v in dict(user_options.get(name, {})).items() if v is not None}
-        sizings[name] = sizing
-        settings[name] = _settings_of(cls, sizing, budget, given, clean_accuracy)
-    defaults_cost = {
-        name: sizings[name].seconds(s, n_examples, cost) for name, s in settings.items()
-    }
+        try:
+            # A plugin's sizing code must never take the audit down: a probe whose sizing
+            # fails runs its budget's work, and the plan says why.
+            defaults = _settings_of(probe, cls, sizing, budget, given, clean_accuracy)
+            seconds = float(sizing.seconds(defaults, n_examples, cost))
+        except Exception as exc:
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            not_sized.append(name)
+            continue
+        sizings[name], settings[name], defaults_cost[name] = sizing, defaults, seconds
     total = sum(defaults_cost.values())
     reasons: dict[str, list[str]] = {name: [] for name in settings}
     unfit: list[str] = []
     planned = {name: dict(s) for name, s in settings.items()}
-    fixed = {name: set(dict(user_options.get(name, {}))) for name in settings}
+    fixed = {name: frozenset(dict(user_options.get(name, {}))) for name in settings}
     if limit is not None and total > limit and small_model is None:
         factor = limit / total
         for name, s in planned.items():
             sizing = sizings[name]
             trial = dict(s)
-            changes = sizing.shrink(trial, defaults_cost[name] * factor, n_examples, cost)
-            # A setting the user chose is theirs: keep it, and drop the reason that changed it.
-            for key in fixed[name]:
-                for k in (key, sizing.derived.get(key)):
-                    if k in s:
-                        trial[k] = s[k]
-                    elif k is not None:
-                        trial.pop(k, None)
+            try:
+                changes = sizing.shrink(
+                    trial, defaults_cost[name] * factor, n_examples, cost, fixed[name]
+                )
+                # A setting the user chose is theirs: keep it (should a shrinker have changed
+                # it), and drop the reason that changed it.
+                for key in fixed[name]:
+                    for k in (key, sizing.derived.get(key)):
+                        if k in s:
+                            trial[k] = s[k]
+                        elif k is not None:
+                            trial.pop(k, None)
+                sizing.seconds(trial, n_examples, cost)  # the plan must be estimable
+            except Exception as exc:
+                errors[name] = f"{type(exc).__name__}: {exc}"
+                trial, changes = dict(s), []
             planned[name] = trial
             reasons[name] = [
                 reason
@@ -532,7 +582,7 @@ def plan_work(
                 if not any(reason.startswith(sizing.labels.get(k, k)) for k in fixed[name])
             ]
     estimates = {
-        name: sizings[name].seconds(s, n_examples, cost) for name, s in planned.items()
+        name: float(sizings[name].seconds(s, n_examples, cost)) for name, s in planned.items()
     }
     if limit is not None and total > limit and sum(estimates.values()) > 1.1 * limit:
         # Named: the probes still above their share at their smallest conclusive size.
@@ -545,7 +595,12 @@ def plan_work(
         ]
     if small_model is None:
         for name, s in planned.items():
-            sizings[name].finish(s, n_examples, cost, fixed[name])
+            done = dict(s)
+            try:
+                sizings[name].finish(done, n_examples, cost, fixed[name])
+                planned[name] = done
+            except Exception as exc:
+                errors[name] = f"{type(exc).__name__}: {exc}"
     options = {}
     for name, s in planned.items():
         changed = {
@@ -566,6 +621,7 @@ def plan_work(
         reasons={k: v for k, v in reasons.items() if v},
         unfit=unfit,
         not_sized=not_sized,
+        errors=errors,
     )
 
 
@@ -699,15 +755,19 @@ def size_probes(
         recorded,
         budget=budget,
         n_examples=len(context.data),
-        probes=[type(p) for p in selected if not any(p is g for g in given)],
+        probes=[p for p in selected if not any(p is g for g in given)],
         max_minutes=max_minutes,
         user_options=options,
         small_model=small,
         clean_accuracy=float(context.clean_correct.float().mean()) if len(context.data) else 1.0,
     )
-    if threads:
-        import dataclasses
+    import dataclasses
 
+    passed = [p.name for p in selected if any(p is g for g in given)]
+    if passed:
+        # Probes the caller built run with their own options: not sized.
+        plan = dataclasses.replace(plan, not_sized=[*plan.not_sized, *passed])
+    if threads:
         plan = dataclasses.replace(plan, threads=threads)
     sized = []
     for probe in selected:

@@ -91,8 +91,11 @@ def test_expensive_models_are_sized_down_to_conclusive_floors(cost):
 
 def test_a_model_too_costly_even_at_the_floors_judges_eot_on_fewer_draws():
     plan = plan_work(RESNET50, budget="fast", n_examples=60, probes=PROBES)
-    assert plan.options["adversarial"]["eval_samples"] == MIN_EVAL_SAMPLES
-    assert any(r.startswith("verdict draws 8 → 4") for r in plan.reasons["adversarial"])
+    adversarial = plan.options["adversarial"]
+    # The last step, only once every other setting is at its floor.
+    assert adversarial["n_examples"] == MIN_ATTACKED_COSTLY and adversarial["eot_samples"] == 2
+    assert adversarial["eval_samples"] == MIN_EVAL_SAMPLES
+    assert plan.reasons["adversarial"][-1].startswith("verdict draws 8 → 4")
     # A model whose work fits at a larger sample keeps every verdict draw.
     assert "eval_samples" not in plan_work(
         _cost(1e-3), budget="fast", n_examples=5000, probes=PROBES
@@ -108,7 +111,8 @@ class _Passes(ProbeSizing):
     def seconds(self, s, n_data, cost):
         return cost.forward_seconds(s["repeats"] * n_data, s["repeats"])
 
-    def shrink(self, s, target, n_data, cost):
+    def shrink(self, s, target, n_data, cost, fixed):
+        # Deliberately ignores ``fixed``: the planner must restore the user's value anyway.
         wanted = max(1, int(target // self.seconds({"repeats": 1}, n_data, cost)))
         if wanted < s["repeats"]:
             reason = f"repeats {s['repeats']} → {wanted}"
@@ -117,7 +121,12 @@ class _Passes(ProbeSizing):
         return []
 
 
-def _plugin_probe(with_sizing: bool) -> type[Probe]:
+class _Broken(_Passes):
+    def seconds(self, s, n_data, cost):
+        raise ZeroDivisionError("the plugin's estimate divides by zero")
+
+
+def _plugin_probe(with_sizing: bool | ProbeSizing) -> type[Probe]:
     @dataclasses.dataclass(frozen=True)
     class RepeatOptions:
         repeats: int = option(10, "passes over the data", minimum=1)
@@ -125,7 +134,10 @@ def _plugin_probe(with_sizing: bool) -> type[Probe]:
     class Repeats(Probe):
         name = "repeats"
         Options = RepeatOptions
-        sizing = _Passes() if with_sizing else None
+        sizing = (
+            with_sizing if isinstance(with_sizing, ProbeSizing)
+            else _Passes() if with_sizing else None
+        )
 
         def run(self, context):  # pragma: no cover - only planned here
             raise AssertionError
@@ -145,12 +157,52 @@ def test_a_plugin_probe_is_sized_through_the_sizing_it_declares():
     assert "repeats: repeats 10 → " in plan.summary()
     kept = plan_work(RESNET18, budget="fast", n_examples=2000,
                      probes=[*PROBES, _plugin_probe(True)],
-                     user_options={"repeats": {"repeats": 10}})
+                     user_options={"repeats": {"repeats": 20}})
     assert "repeats" not in kept.options and "repeats" not in kept.reasons
+    assert kept.estimates["repeats"] == pytest.approx(2 * plan.default_estimates["repeats"])
+    # An instance is planned from its own options.
+    instance = plan_work(RESNET18, budget="fast", n_examples=2000,
+                         probes=[*PROBES, _plugin_probe(True)(repeats=20)])
+    assert instance.default_estimates["repeats"] == kept.default_estimates["repeats"]
     unsized = plan_work(RESNET18, budget="fast", n_examples=2000,
                         probes=[*PROBES, _plugin_probe(False)])
     assert unsized.not_sized == ["repeats"] and "repeats" not in unsized.estimates
     assert unsized.to_dict()["not_sized"] == ["repeats"]
+
+
+def test_a_plugins_failing_sizing_never_takes_the_audit_down():
+    plan = plan_work(RESNET50, budget="fast", n_examples=60,
+                     probes=[*PROBES, _plugin_probe(_Broken())])
+    assert "repeats" in plan.not_sized and "repeats" not in plan.estimates
+    assert plan.errors == {"repeats": "ZeroDivisionError: the plugin's estimate divides by zero"}
+    assert "Sizing failed for repeats" in plan.summary()
+    assert plan.options["adversarial"]  # the others are planned as usual
+
+
+def test_options_the_user_set_make_the_others_give_up_work_instead():
+    """The user's 1,000 attacked examples are kept; the other settings shrink in their place
+    (before, shrinking the user's setting first, then restoring it, left the plan at 8,100 s
+    of a 600 s limit with nothing reduced and a summary saying the work fit)."""
+    cost = _cost(0.01)
+    plan = plan_work(cost, budget="standard", n_examples=2000, probes=["adversarial"],
+                     user_options={"adversarial": {"n_examples": 1000}})
+    options = plan.options["adversarial"]
+    assert "n_examples" not in options and options["steps"] == 10
+    assert not any(r.startswith("examples attacked") for r in plan.reasons["adversarial"])
+    everything = {"n_examples": 1000, "steps": 20, "restarts": 2, "eot_samples": 8,
+                  "eval_samples": 16, "sweep": [0, 0.5, 1, 2], "l2_sweep": [0, 1]}
+    kept = plan_work(cost, budget="standard", n_examples=2000, probes=["adversarial"],
+                     user_options={"adversarial": everything})
+    assert kept.options == {} and not kept.reduced
+    assert "kept although it exceeds" in kept.summary() and "fits" not in kept.summary()
+
+
+def test_a_time_limit_the_user_set_is_kept():
+    plan = plan_work(RESNET50, budget="fast", n_examples=60, probes=PROBES,
+                     user_options={"memorization": {"time_limit_s": 7.0}})
+    assert "time_limit_s" not in plan.options["memorization"]
+    assert plan_work(RESNET50, budget="fast", n_examples=60,
+                     probes=PROBES).options["memorization"]["time_limit_s"] > 60
 
 
 def test_plan_fits_the_limit_when_the_floors_allow_it():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from auditkit.sizing import LADDER_EXAMPLES, Cost, ProbeSizing, ladder_fit
@@ -116,17 +116,20 @@ class AdversarialSizing(ProbeSizing):
             + judged
         )
 
-    def shrink(self, s: dict[str, Any], target: float, n_data: int, cost: Cost) -> list[str]:
+    def shrink(
+        self, s: dict[str, Any], target: float, n_data: int, cost: Cost, fixed: Collection[str]
+    ) -> list[str]:
         reasons = []
         default_n = min(int(s["n_examples"]), n_data)
         default_eot = int(s["eot_samples"])
 
-        def over() -> bool:
-            return self.seconds(s, n_data, cost) > target
+        def over(key: str) -> bool:
+            """Over the target, and ``key`` is not the user's to keep."""
+            return key not in fixed and self.seconds(s, n_data, cost) > target
 
         def examples(floor: int) -> None:
             current = min(int(s["n_examples"]), n_data)
-            if over() and current > floor:
+            if over("n_examples") and current > floor:
                 s["n_examples"] = ladder_fit(
                     LADDER_EXAMPLES,
                     lambda v: self.seconds({**s, "n_examples": v}, n_data, cost),
@@ -134,12 +137,13 @@ class AdversarialSizing(ProbeSizing):
                 )
 
         examples(MIN_ATTACKED)
-        if over() and s["restarts"] > 1:
+        if over("restarts") and s["restarts"] > 1:
             reasons.append(f"PGD restarts {s['restarts']} → 1")
             s["restarts"] = 1
-        if over() and s["eot_samples"] > 4:
+        if over("eot_samples") and s["eot_samples"] > 4:
             s["eot_samples"] = 4
-        if over() and s["radii"] + s["l2_radii"] > (2 if s["l2_radii"] else 1):
+        curves = not {"sweep", "l2_sweep"} & set(fixed)
+        if curves and over("sweep") and s["radii"] + s["l2_radii"] > (2 if s["l2_radii"] else 1):
             reasons.append(
                 f"accuracy-vs-eps curves: {s['radii'] + s['l2_radii']} attacked radii → the "
                 "headline radii only"
@@ -147,15 +151,15 @@ class AdversarialSizing(ProbeSizing):
             s["sweep"], s["radii"] = (0.0,), 1
             if s["l2_radii"]:
                 s["l2_sweep"], s["l2_radii"] = (0.0,), 1
-        if over() and s["steps"] > MIN_STEPS:
+        if over("steps") and s["steps"] > MIN_STEPS:
             reasons.append(f"PGD steps {s['steps']} → {MIN_STEPS}")
             s["steps"] = MIN_STEPS
         examples(MIN_ATTACKED_COSTLY)
-        if over() and s["eot_samples"] > MIN_EOT_SAMPLES:
+        if over("eot_samples") and s["eot_samples"] > MIN_EOT_SAMPLES:
             s["eot_samples"] = MIN_EOT_SAMPLES
         if s["eot_samples"] < default_eot:
             reasons.append(f"EOT draws {default_eot} → {s['eot_samples']}")
-        if over() and s["eval_samples"] > MIN_EVAL_SAMPLES:
+        if over("eval_samples") and s["eval_samples"] > MIN_EVAL_SAMPLES:
             # Their forward passes are a small part of the worst-case estimate but, for a model
             # that attacks fool within a few steps, a third of the probe's time.
             reasons.append(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from auditkit.sizing import LADDER_BOOT, Cost, ProbeSizing, ladder_fit
@@ -20,8 +20,10 @@ class BiasSizing(ProbeSizing):
     def seconds(self, s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
         return int(s["n_boot"]) * n_data * 8 * 30e-9
 
-    def shrink(self, s: dict[str, Any], target: float, n_data: int, cost: Cost) -> list[str]:
-        if self.seconds(s, n_data, cost) > target and s["n_boot"] > MIN_BOOT:
+    def shrink(
+        self, s: dict[str, Any], target: float, n_data: int, cost: Cost, fixed: Collection[str]
+    ) -> list[str]:
+        if "n_boot" not in fixed and self.seconds(s, n_data, cost) > target and s["n_boot"] > MIN_BOOT:
             wanted = ladder_fit(
                 LADDER_BOOT, lambda v: self.seconds({"n_boot": v}, n_data, cost), target,
                 MIN_BOOT, int(s["n_boot"]),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from auditkit.sizing import LADDER_OOD, LADDER_SAMPLES, Cost, ProbeSizing, ladder_fit
@@ -41,9 +41,15 @@ class CalibrationSizing(ProbeSizing):
             passes * math.ceil(n / _CALIBRATION_BATCH) + sets,
         )
 
-    def shrink(self, s: dict[str, Any], target: float, n_data: int, cost: Cost) -> list[str]:
+    def shrink(
+        self, s: dict[str, Any], target: float, n_data: int, cost: Cost, fixed: Collection[str]
+    ) -> list[str]:
         reasons = []
-        if self.seconds(s, n_data, cost) > target and s["num_samples"] > MIN_MC_SAMPLES:
+        if (
+            "num_samples" not in fixed
+            and self.seconds(s, n_data, cost) > target
+            and s["num_samples"] > MIN_MC_SAMPLES
+        ):
             wanted = ladder_fit(
                 LADDER_SAMPLES,
                 lambda v: self.seconds({**s, "num_samples": v}, n_data, cost),
@@ -52,7 +58,11 @@ class CalibrationSizing(ProbeSizing):
             if wanted < s["num_samples"]:
                 reasons.append(f"MC-dropout / TTA samples {s['num_samples']} → {wanted}")
                 s["num_samples"] = wanted
-        if self.seconds(s, n_data, cost) > target and s["ood_size"] > MIN_OOD:
+        if (
+            "ood_size" not in fixed
+            and self.seconds(s, n_data, cost) > target
+            and s["ood_size"] > MIN_OOD
+        ):
             wanted = ladder_fit(
                 LADDER_OOD,
                 lambda v: self.seconds({**s, "ood_size": v}, n_data, cost),

@@ -74,17 +74,20 @@ class MemorizationSizing(ProbeSizing):
         )
         return MEMORIZATION_OVERHEAD * passes
 
-    def shrink(self, s: dict[str, Any], target: float, n_data: int, cost: Cost) -> list[str]:
+    def shrink(
+        self, s: dict[str, Any], target: float, n_data: int, cost: Cost, fixed: Collection[str]
+    ) -> list[str]:
         reasons = []
         default_n = min(int(s["train_size"]), _trainable(n_data))
         default_levels = tuple(s.get("corruption_levels") or ())
 
-        def over() -> bool:
-            return self.seconds(s, n_data, cost) > target
+        def over(key: str) -> bool:
+            """Over the target, and ``key`` is not the user's to keep."""
+            return key not in fixed and self.seconds(s, n_data, cost) > target
 
         def subset(floor: int) -> None:
             current = min(int(s["train_size"]), _trainable(n_data))
-            if over() and current > floor:
+            if over("train_size") and current > floor:
                 s["train_size"] = ladder_fit(
                     LADDER_TRAIN,
                     lambda v: self.seconds({**s, "train_size": v}, n_data, cost),
@@ -93,13 +96,13 @@ class MemorizationSizing(ProbeSizing):
 
         subset(max(KEEP_LEVELS_TRAIN, MIN_TRAIN))
         levels = tuple(s.get("corruption_levels") or ())
-        if over() and len(levels) > 2:
+        if over("corruption_levels") and len(levels) > 2:
             ends = (min(levels), max(levels))
             s["corruption_levels"] = ends
             s["levels"] = 2 + (int(s["levels"]) - len(levels))
             levels = ends
         subset(max(KEEP_REFERENCE_TRAIN, MIN_TRAIN))
-        if over() and len(levels) > 1 and max(levels) == 1:
+        if over("corruption_levels") and len(levels) > 1 and max(levels) == 1:
             s["levels"] = 1 + (int(s["levels"]) - len(levels))
             s["corruption_levels"] = (1.0,)
         subset(MIN_TRAIN)

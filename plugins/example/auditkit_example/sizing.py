@@ -8,7 +8,7 @@ would exceed its budget's time, each probe gives up work in proportion. This pro
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from auditkit.sizing import LADDER_EXAMPLES, Cost, ProbeSizing, ladder_fit
@@ -36,20 +36,23 @@ class NoiseSizing(ProbeSizing):
         passes = levels * int(s["draws"])
         return cost.forward_seconds(passes * n, passes * math.ceil(n / _BATCH))
 
-    def shrink(self, s: dict[str, Any], target: float, n_data: int, cost: Cost) -> list[str]:
+    def shrink(self, s: dict[str, Any], target: float, n_data: int, cost: Cost,
+               fixed: Collection[str]) -> list[str]:
+        """Each step only while over the target, and never on an option the user set."""
         reasons = []
-        if self.seconds(s, n_data, cost) > target and s["draws"] > 1:
+        if "draws" not in fixed and self.seconds(s, n_data, cost) > target and s["draws"] > 1:
             reasons.append(f"noisy copies per level {s['draws']} → 1")
             s["draws"] = 1
         levels = sorted({*s["sigmas"], s["headline_sigma"]})
-        if self.seconds(s, n_data, cost) > target and len(set(levels) - {0.0}) > 1:
+        if ("sigmas" not in fixed and self.seconds(s, n_data, cost) > target
+                and len(set(levels) - {0.0}) > 1):
             reasons.append(
                 f"noise levels {', '.join(f'{v:g}' for v in levels)} → 0, "
                 f"{s['headline_sigma']:g} (the headline)"
             )
             s["sigmas"] = (0.0,)
         n = min(int(s["n_examples"]), n_data)
-        if self.seconds(s, n_data, cost) > target and n > MIN_EXAMPLES:
+        if "n_examples" not in fixed and self.seconds(s, n_data, cost) > target and n > MIN_EXAMPLES:
             # The largest size on auditkit's ladder (50, 100, 200, 500, …) that fits.
             wanted = ladder_fit(LADDER_EXAMPLES,
                                 lambda v: self.seconds({**s, "n_examples": v}, n_data, cost),
