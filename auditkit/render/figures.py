@@ -29,6 +29,7 @@ MAX_IMAGE_SIDE = 512
 PIXEL_LIST_MAX_VALUES = 1024
 _PNG_URI = "data:image/png;base64,"
 GALLERY_PX = 96  # images are scaled up by a whole factor to about this size, pixelated
+GALLERY_MAX_PX = 128  # larger images are shown at most this wide
 
 STATUS_WORDS = {
     "passed": ("pass", "PASS"),
@@ -372,7 +373,13 @@ def _gallery_cell(cell: Any, column: Any, row_caption: Any) -> Markup:
         return Markup(
             '<td><span class="note">image unreadable ({0})</span><div class="cell-label">{1}</div></td>'
         ).format(str(exc), label or "")
-    scale = max(1, GALLERY_PX // max(height, width))
+    side = max(height, width)
+    # Small images scale up by a whole factor to about GALLERY_PX; large ones are shown at most
+    # GALLERY_MAX_PX wide (the PNG keeps every pixel), so three columns fit a card.
+    scale = GALLERY_MAX_PX / side if side > GALLERY_MAX_PX else max(1, GALLERY_PX // side)
     return Markup(
         '<td><img src="{0}" alt="{1}" width="{2}" height="{3}"><div class="cell-label">{4}</div></td>'
-    ).format(uri, alt, width * scale, height * scale, label if label is not None else "")
+    ).format(
+        uri, alt, max(1, round(width * scale)), max(1, round(height * scale)),
+        label if label is not None else "",
+    )

@@ -444,9 +444,17 @@ def bar_chart(figure: Mapping[str, Any], uid: str) -> Markup:
         body.append(
             f'<line class="ref" x1="{_f(rx)}" x2="{_f(rx)}" y1="{_f(top - 4)}" y2="{_f(plot_bottom)}"/>'
         )
+        text = f"reference {format_number(reference, 3)}"
+        half = _text_px(text) / 2
+        # Centred on the line, but kept inside the plot and clear of the axis label that
+        # shares its row (a reference at 0 used to print over it).
+        start = left
+        if x_label:
+            start = max(start, 8 + _text_px(_short(" ".join(str(x_label).split()), 40)) + 8)
+        tx = min(max(rx, start + half), right - half)
         body.append(
-            f'<text class="tick" x="{_f(rx)}" y="{_f(top - 8)}" text-anchor="middle">'
-            f"reference {_t(format_number(reference, 3))}</text>"
+            f'<text class="tick" x="{_f(tx)}" y="{_f(top - 8)}" text-anchor="middle">'
+            f"{_t(text)}</text>"
         )
     height = plot_bottom + 44
     parts = _open_svg(uid, width, height, figure.get("title"), _bar_desc(figure, bars, reference))

@@ -479,7 +479,7 @@ def test_large_images_travel_as_png_so_audit_json_stays_small():
     assert len(json.dumps(figure)) < 18 * 224 * 224 * 3 * 1.4  # base64 of the raw bytes
     markup = str(render_figure(figure, "g"))
     assert markup.count('<img src="data:image/png;base64,') == 18
-    assert 'width="224" height="224"' in markup
+    assert 'width="128" height="128"' in markup  # shown at card size; the PNG keeps 224×224
     # Too large for the report: averaged down by a whole factor.
     huge = image_cell("scan", np.full((1030, 600), 0.5))
     height, width = Image.open(io.BytesIO(__import__("base64").b64decode(
@@ -522,6 +522,21 @@ def test_malformed_figures_degrade_to_a_note_not_a_crash():
         assert markup.startswith(("<figure", '<p class="note"'))
     assert "cannot draw figures of kind" in str(render_figure(odd[0], "t"))
     assert "image unreadable" in str(render_figure(odd[1], "t"))
+
+
+def test_a_reference_line_at_zero_keeps_its_label_clear_of_the_axis_label():
+    """The adversarial probe's per-class bars of a model fooled everywhere: reference 0.
+    Its label used to be centred on the line and printed over the "class" axis label."""
+    figure = {"kind": "bar", "x_label": "class", "y_label": "robust accuracy",
+              "bars": [{"label": str(i), "value": 0.0, "count": 10} for i in range(3)],
+              "reference": 0.0}
+    markup = str(render_figure(figure, "b"))
+    axis = re.search(r'<text class="label" x="8" y="16">class</text>', markup)
+    ref = re.search(r'<text class="tick" x="([\d.]+)" y="18.0" text-anchor="middle">'
+                    r"reference 0</text>", markup)
+    assert axis and ref
+    half = svg._text_px("reference 0") / 2
+    assert float(ref.group(1)) - half >= 8 + svg._text_px("class")
 
 
 def test_nice_ticks_cover_the_range_with_round_steps():
