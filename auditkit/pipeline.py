@@ -667,6 +667,9 @@ def _run_selected(
 
         results: dict[str, ProbeResult] = {r.name: r for r in broken}
         with progress.session():
+            if plan is not None and plan.noteworthy:
+                # Before the probes: what the clock changed, and how long the work will take.
+                progress.log(f"sizing: {plan.summary()}")
             for index, probe in enumerate(selected, 1):
                 progress.start_probe(probe.name, index, len(selected))
                 cached = checkpoint.load(probe, context)

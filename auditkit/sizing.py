@@ -389,6 +389,15 @@ class WorkPlan:
     def reduced(self) -> bool:
         return any(self.reasons.values())
 
+    @property
+    def noteworthy(self) -> bool:
+        """Worth saying before the probes run and in summary.md: work was reduced, the threads
+        switched, a sizing failed, or the work stays above the limit."""
+        over = self.limit_seconds is not None and self.small_model is None and (
+            sum(self.estimates.values()) > 1.1 * self.limit_seconds
+        )
+        return bool(self.reduced or self.threads or self.errors or over)
+
     def summary(self) -> str:
         """One sentence for the report and the console (two when the threads were cut)."""
         text = self._work_summary()
@@ -464,6 +473,7 @@ class WorkPlan:
             "small_model": self.small_model,
             "threads": dict(self.threads) if self.threads else None,
             "reduced": self.reduced,
+            "noteworthy": self.noteworthy,
             "summary": self.summary(),
         }
 

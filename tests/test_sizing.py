@@ -321,6 +321,27 @@ def test_the_report_and_summary_say_what_was_reduced_and_why(small_setup):
     assert "Work sized" in html and "examples attacked" in html
 
 
+def test_the_plan_is_said_before_the_probes_run(small_setup):
+    """A user facing a long scan learns what the clock changed, and the estimate, up front."""
+    import io
+
+    from auditkit.progress import Progress
+
+    adapter, data = small_setup
+    stream = io.StringIO()
+    result = run_audit(adapter, data, probes=["adversarial"], budget="fast",
+                       cost=RESNET50.to_dict(),
+                       progress=Progress(mode="lines", stream=stream, interval=0.0))
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == f"auditkit: sizing: {result.settings['sizing']['summary']}"
+    assert "examples attacked" in lines[0] and "started" in lines[1]
+    quiet = io.StringIO()
+    plain = run_audit(adapter, data, probes=["performance"], budget="fast",
+                      progress=Progress(mode="lines", stream=quiet, interval=0.0))
+    if not plain.settings["sizing"]["threads"]:  # (busy cores may switch the threads)
+        assert "sizing" not in quiet.getvalue()  # nothing changed: nothing to say
+
+
 def test_sizing_can_be_turned_off(small_setup):
     adapter, data = small_setup
     result = run_audit(adapter, data, probes=["performance"], budget="fast",

@@ -161,4 +161,4 @@ def render_markdown(result: AuditResult) -> str:
 
 def _sizing_changed(result: AuditResult) -> bool:
     plan = result.settings.get("sizing") or {}
-    return bool(plan.get("reduced") or plan.get("threads"))
+    return bool(plan.get("noteworthy") or plan.get("reduced") or plan.get("threads"))
