@@ -212,6 +212,14 @@ def test_plan_fits_the_limit_when_the_floors_allow_it():
     assert sum(plan.estimates.values()) <= plan.limit_seconds
 
 
+def test_work_that_costs_next_to_nothing_is_never_given_up():
+    """A ResNet-18 on 1,000 images at `standard`: the attacks and the training are sized down,
+    but 100 bootstrap rounds (milliseconds) are not halved for a share of a second."""
+    plan = plan_work(RESNET18, budget="standard", n_examples=1000, probes=PROBES)
+    assert plan.reduced and plan.default_estimates["bias"] < 0.02 * plan.limit_seconds
+    assert "bias" not in plan.options and "bias" not in plan.reasons
+
+
 def test_max_minutes_replaces_the_budgets_limit():
     tight = plan_work(RESNET18, budget="standard", n_examples=2000, probes=PROBES, max_minutes=1)
     loose = plan_work(RESNET18, budget="standard", n_examples=2000, probes=PROBES,
