@@ -74,6 +74,10 @@ class Cost:
     #: ``batch_size``), so a plan for busy cores is not charged that wait once per example.
     forward_latency_s: float = 0.0
     backward_latency_s: float = 0.0
+    #: What probes measured of their own work before planning (``ProbeSizing.pilot``), by
+    #: probe: e.g. the share of a sample one FGSM step fools. Recorded with the cost, so a
+    #: resumed or ``--cost-from`` scan plans from the same values.
+    pilots: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -88,6 +92,7 @@ class Cost:
             "optimizer_step_s": self.optimizer_step_s,
             "forward_latency_s": self.forward_latency_s,
             "forward_backward_latency_s": self.backward_latency_s,
+            "pilots": {k: dict(v) for k, v in self.pilots.items()},
         }
 
     @classmethod
@@ -104,6 +109,10 @@ class Cost:
             optimizer_step_s=float(d.get("optimizer_step_s", 0.0)),
             forward_latency_s=float(d.get("forward_latency_s", 0.0)),
             backward_latency_s=float(d.get("forward_backward_latency_s", 0.0)),
+            pilots={
+                str(k): {str(m): float(x) for m, x in dict(v).items()}
+                for k, v in dict(d.get("pilots") or {}).items()
+            },
         )
 
     def forward_seconds(self, examples: float, batches: float) -> float:
@@ -301,6 +310,13 @@ class ProbeSizing:
         ``clean_accuracy`` is the share of the audit data the model gets right."""
         return {k: getattr(opts, k) for k in self.option_keys}
 
+    def pilot(self, probe: Any, context: Any) -> dict[str, float]:
+        """Optional: a few passes that tell how this model behaves under the probe's work (the
+        adversarial probe: the share of a sample one FGSM step fools), measured once before
+        planning, recorded with the cost and merged into ``settings``. Deterministic, and
+        cheap: a pass or two over the diagnostic sample."""
+        return {}
+
     def seconds(self, s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
         """Estimated seconds of the work ``s`` on ``n_data`` audit examples at ``cost``."""
         raise NotImplementedError
@@ -449,8 +465,7 @@ class WorkPlan:
         changes = "; ".join(f"{p}: {', '.join(r)}" for p, r in self.reasons.items() if r)
         text = (
             f"Sized to the {self.budget} budget's {limit} at the measured {per}: {changes} "
-            f"(estimated {_duration(total)}, counting every attack step; an attack stops "
-            "at the first step that fools an example)."
+            f"(estimated {_duration(total)}, {self._attack_basis()})."
         )
         if self.unfit:
             text += (
@@ -458,6 +473,18 @@ class WorkPlan:
                 "their share of the limit."
             )
         return text
+
+    def _attack_basis(self) -> str:
+        fooled = self.cost.pilots.get("adversarial", {}).get("fgsm_fooled")
+        if fooled is None:
+            return (
+                "counting every attack step; an attack stops at the first step that fools an "
+                "example"
+            )
+        return (
+            f"one FGSM step fooled {fooled:.0%} of a sample, so attacks on those are expected "
+            "to stop early; every other example is counted at every step"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -556,6 +583,7 @@ def plan_work(
             # A plugin's sizing code must never take the audit down: a probe whose sizing
             # fails runs its budget's work, and the plan says why.
             defaults = _settings_of(probe, cls, sizing, budget, given, clean_accuracy)
+            defaults.update(cost.pilots.get(name, {}))
             seconds = float(sizing.seconds(defaults, n_examples, cost))
         except Exception as exc:
             errors[name] = f"{type(exc).__name__}: {exc}"
@@ -710,6 +738,22 @@ def choose_threads(adapter, x: torch.Tensor, *, small: bool) -> dict[str, Any] |
     }
 
 
+def _pilots(probes: Sequence[Any], context: Any) -> dict[str, dict[str, float]]:
+    """Each sized probe's ``pilot`` (one that raises gives nothing: it is planned without)."""
+    found: dict[str, dict[str, float]] = {}
+    for probe in probes:
+        sizing = sizing_of(probe)
+        if sizing is None or getattr(probe, "opts", None) is None:
+            continue
+        try:
+            values = {str(k): float(v) for k, v in dict(sizing.pilot(probe, context)).items()}
+        except Exception:
+            continue
+        if values:
+            found[probe.name] = values
+    return found
+
+
 def size_probes(
     selected: list,
     context,
@@ -759,6 +803,12 @@ def size_probes(
             recorded = measure_cost(context.adapter, context.data.x[:_MAX_MEASURE_BATCH])
         except Exception:  # sizing must never take the audit down: run the budget as declared
             recorded = None
+        if recorded is not None and small is None:
+            # A small model is never resized: its pilots would change nothing.
+            import dataclasses
+
+            sized = [p for p in selected if not any(p is g for g in given)]
+            recorded = dataclasses.replace(recorded, pilots=_pilots(sized, context))
     if distributed.state().active:
         # Rank 0's cost for everyone: every rank must plan exactly the same work.
         shared = distributed.broadcast_object(recorded.to_dict() if recorded else None)

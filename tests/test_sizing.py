@@ -350,6 +350,42 @@ def test_the_plan_is_said_before_the_probes_run(small_setup):
         assert "sizing" not in quiet.getvalue()  # nothing changed: nothing to say
 
 
+def test_a_pilot_fgsm_step_tells_how_early_the_attacks_stop(small_setup):
+    """Before planning, one FGSM step at the headline eps on the diagnostic sample: the share
+    it fools is recorded with the cost, and those examples are charged the few PGD steps that
+    go as far instead of every step."""
+    from auditkit.attacks.pgd import FGSM
+    from auditkit.context import diagnostic_sample_size
+
+    adapter, data = small_setup
+    result = run_audit(adapter, data, probes=["adversarial"], budget="fast")
+    sizing = result.settings["sizing"]
+    fooled = sizing["cost"]["pilots"]["adversarial"]["fgsm_fooled"]
+    n = diagnostic_sample_size(tuple(data.input_shape))
+    logits = adapter.logits(data.x[:n])
+    right = logits.argmax(-1) == data.y[:n]
+    out = FGSM(adapter.as_module(), eps=result.probes["adversarial"].metrics["eps"],
+               box=(0.0, 1.0)).perturb(data.x[:n][right], data.y[:n][right])
+    assert fooled == pytest.approx(float((out.margin > 0).float().mean()), abs=1e-4)
+    # The estimate falls with the share fooled, and a share of 0 is the worst case exactly.
+    estimates = []
+    for share in (0.0, 0.5, 1.0):
+        cost = dataclasses.replace(RESNET50, pilots={"adversarial": {"fgsm_fooled": share}})
+        estimates.append(plan_work(cost, budget="standard", n_examples=1000,
+                                   probes=["adversarial"]).default_estimates["adversarial"])
+    worst = plan_work(RESNET50, budget="standard", n_examples=1000, probes=["adversarial"])
+    assert estimates[0] == pytest.approx(worst.default_estimates["adversarial"])
+    assert estimates[0] > estimates[1] > estimates[2]
+    assert "counting every attack step" in worst.summary()
+    piloted = plan_work(dataclasses.replace(RESNET50, pilots={"adversarial": {"fgsm_fooled": 0.9}}),
+                        budget="fast", n_examples=60, probes=PROBES)
+    assert "one FGSM step fooled 90% of a sample" in piloted.summary()
+    # Recorded with the cost: the same plan comes back from audit.json.
+    again = plan_work(Cost.from_dict(json.loads(json.dumps(piloted.cost.to_dict()))),
+                      budget="fast", n_examples=60, probes=PROBES)
+    assert again.to_dict() == piloted.to_dict()
+
+
 def test_sizing_can_be_turned_off(small_setup):
     adapter, data = small_setup
     result = run_audit(adapter, data, probes=["performance"], budget="fast",

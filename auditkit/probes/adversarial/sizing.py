@@ -35,14 +35,26 @@ def attacked_radii(given: Sequence[float] | None, multiples: Sequence[float]) ->
 
 
 def _passes(s: Mapping[str, Any]) -> tuple[float, float, float]:
-    """Per attacked example, at worst (a model no attack fools: PGD stops an example at its
-    first fooling iterate, so a model that is easily fooled costs far less): gradient
-    example-passes, the batched gradient passes they take per batch of examples (EOT's draws
-    of one step share a pass), and forward passes (one batched pass each)."""
+    """Per attacked example: gradient example-passes, the batched gradient passes they take per
+    batch of examples (EOT's draws of one step share a pass), and forward passes (one batched
+    pass each).
+
+    PGD stops an example at its first fooling iterate. Without a pilot (``fgsm_fooled``
+    absent) every example is charged every step: a model no attack fools. With one, the share
+    ``f`` that one FGSM step at the headline eps fooled is charged the steps PGD's step size
+    (2.5·eps/steps) needs to go as far, and only the others are charged every step and the
+    checks that attack survivors alone (restarts, doubled steps). A batch runs as long as its
+    slowest example, so the batched passes stay the worst case."""
     steps = int(s["steps"])
     restarts = int(s["restarts"])
     radii = int(s["radii"]) + int(s["l2_radii"])
     eot = int(s["eot_samples"])
+    fooled = min(max(float(s.get("fgsm_fooled", 0.0)), 0.0), 1.0)
+    survivors = 1.0 - fooled
+
+    def pgd(n: int) -> float:
+        return fooled * min(n, math.ceil(n / 2.5) + 1) + survivors * n
+
     batched = (
         radii * (1 + steps)  # FGSM and PGD at every radius, both norms
         + (restarts * steps if restarts > 1 else 0)  # the restarts at the headline eps
@@ -50,7 +62,14 @@ def _passes(s: Mapping[str, Any]) -> tuple[float, float, float]:
         + 2 * steps  # the unbounded attack (and its retries on the few survivors)
         + 2  # input-gradient statistics
     )
-    gradients = batched + eot * steps  # EOT-PGD: one pass of ``eot`` copies per step
+    gradients = (
+        radii * (1 + pgd(steps))
+        + (restarts * steps * survivors if restarts > 1 else 0)
+        + 2 * steps * survivors
+        + 2 * pgd(steps)
+        + 2
+        + eot * steps  # EOT-PGD: one pass of ``eot`` copies per step, every step
+    )
     batched += steps * eot  # ... in batches ``eot`` times smaller
     if s.get("autoattack"):
         gradients += 4 * 100
@@ -99,6 +118,32 @@ class AdversarialSizing(ProbeSizing):
             # known before the probes run).
             "attacked_share": min(1.0, max(float(clean_accuracy), 0.02)),
         }
+
+    def pilot(self, probe: Any, context: Any) -> dict[str, float]:
+        """One FGSM step at the headline eps on the correctly classified examples of the
+        diagnostic sample: the share it fools (deterministic; for a deterministic float32
+        model only — a random model or a bf16 search runs every PGD step)."""
+        from auditkit.attacks.pgd import FGSM
+        from auditkit.context import diagnostic_sample_size
+        from auditkit.probes.adversarial._runner import attack_space, detect_stochastic
+        from auditkit.probes.adversarial.measure import make_plan
+
+        adapter, data = context.adapter, context.data
+        if not adapter.supports_gradients or probe.opts.mixed_precision:
+            return {}
+        n = min(len(data), diagnostic_sample_size(tuple(data.input_shape)))
+        right = context.clean_correct[:n].bool()
+        if not bool(right.any()):
+            return {}
+        space = attack_space(adapter, data)
+        z = space.to_space(data.x[:n][right])
+        if detect_stochastic(adapter, space, z)[0]:
+            return {}
+        plan = make_plan(probe.opts, probe.budget, context, False)
+        out = FGSM(space.module, eps=plan.eps, norm=plan.norm, box=space.box).perturb(
+            z.to(adapter.device), data.y[:n][right].to(adapter.device)
+        )
+        return {"fgsm_fooled": round(float((out.margin > 0).float().mean()), 4)}
 
     def seconds(self, s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
         # The EOT verdicts judge every example, clean and attacked, on ``eval_samples`` draws.
