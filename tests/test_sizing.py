@@ -71,6 +71,23 @@ def test_small_models_keep_the_budgets_full_work(budget, digits_data):
     assert spiked.options == {} and "kept" in spiked.summary()
 
 
+def test_an_exported_program_is_as_small_as_its_source(tmp_path):
+    """A torch.export graph calls its operators directly, so no module hook fires: the adapter
+    counts the graph's operator outputs instead. The demo's exported CNN was not "small" and
+    its plan could follow a slow machine's timings; now it is never resized, like its source."""
+    from auditkit.demo import DigitsCNN
+
+    torch.manual_seed(0)
+    eager = DigitsCNN().eval()
+    from auditkit.loading import load_model, save_model
+
+    path = save_model(eager, tmp_path / "cnn.pt2", example_input=torch.zeros(2, 1, 8, 8))
+    exported = TorchModelAdapter(load_model(path).module, input_shape=(1, 8, 8), device="cpu")
+    source = TorchModelAdapter(eager, input_shape=(1, 8, 8), device="cpu")
+    assert exported._activation_bytes() == source._activation_bytes() > 0
+    assert small_model_reason(exported) == small_model_reason(source) is not None
+
+
 @pytest.mark.parametrize("cost", [RESNET18, RESNET50], ids=["resnet18", "resnet50"])
 def test_expensive_models_are_sized_down_to_conclusive_floors(cost):
     plan = plan_work(cost, budget="fast", n_examples=60, probes=PROBES)

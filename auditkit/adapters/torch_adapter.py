@@ -255,6 +255,12 @@ class TorchModelAdapter(ModelAdapter):
             with self._counting_activations(1):
                 with torch.inference_mode():
                     self.network(torch.zeros(1, *self.input_shape, device=self.device))
+        if not self._example_bytes and isinstance(self.model, torch.fx.GraphModule):
+            # An exported program's graph calls its operators directly: no module hook fires.
+            # Count the output of every operator of its graph instead, on one example.
+            self._example_bytes = _graph_activation_bytes(
+                self.model, torch.zeros(1, *self.input_shape, device=self.device)
+            )
         return self._example_bytes or 0
 
     @contextmanager
@@ -567,3 +573,26 @@ class CallableAdapter(ModelAdapter):
         if self.diagnostics.stochastic:
             notes.append(f"two calls on the same inputs differ (max |Δ| = {diff:.3g})")
         return self.diagnostics
+
+
+def _graph_activation_bytes(graph_module: torch.fx.GraphModule, example: torch.Tensor) -> int:
+    """Bytes every operator of an fx graph outputs for ``example`` (0 if it cannot be run
+    operator by operator)."""
+    total = 0
+
+    class Counting(torch.fx.Interpreter):
+        def run_node(self, node):
+            nonlocal total
+            out = super().run_node(node)
+            if node.op in ("call_function", "call_method", "call_module"):
+                for t in out if isinstance(out, (tuple, list)) else (out,):
+                    if isinstance(t, torch.Tensor):
+                        total += t.numel() * t.element_size()
+            return out
+
+    try:
+        with torch.inference_mode():
+            Counting(graph_module).run(example)
+    except Exception:
+        return 0
+    return int(total // max(len(example), 1))
