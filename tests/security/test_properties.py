@@ -23,7 +23,9 @@ from auditkit.errors import AuditkitInputError
 from auditkit.loading import FORMAT_LOADERS, inspect_file, load_model, sniff_format
 from auditkit.safety import LoadLimits, check_safetensors, validate_zip
 
-FAST = settings(max_examples=60, deadline=None,
+# derandomize: the same examples in every run, so a CI gate never fails by chance (a random
+# draw once found '\x00', see below); new examples come from widening the strategies.
+FAST = settings(max_examples=60, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
 LIMITS = LoadLimits(timeout_s=3.0, memory_bytes=64 << 20)
@@ -156,7 +158,7 @@ def test_arbitrary_arrays_in_an_npz_load_or_refuse(tmp_path, x, labels, width):
     assert len(data.x) == len(data.y)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)
 @given(n=st.integers(0, 500), seed=st.integers(0, 2**63 - 1),
        fraction=st.floats(0.0, 1.0))
 def test_splits_partition_the_data_and_depend_only_on_n_and_seed(n, seed, fraction):
@@ -195,7 +197,7 @@ def test_arbitrary_policy_files_are_bad_input_never_a_crash(tmp_path, text):
         assert "\n" not in str(exc).strip()
 
 
-@settings(max_examples=15, deadline=None,
+@settings(max_examples=15, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(text=toml_text)
 def test_arbitrary_policies_through_the_cli_exit_2_never_3(tmp_path, monkeypatch, text):
@@ -212,7 +214,7 @@ def test_arbitrary_policies_through_the_cli_exit_2_never_3(tmp_path, monkeypatch
     assert len(res.output.strip().splitlines()) == 1, res.output
 
 
-@settings(max_examples=20, deadline=None,
+@settings(max_examples=20, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(prefix=st.sampled_from([b"PK\x03\x04", b"(", b"}", b"\x08" + b"\x00" * 7 + b"{", b""]),
        body=st.binary(max_size=300))
