@@ -28,6 +28,7 @@ Decisions:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -329,6 +330,20 @@ class ProbeSizing:
         setting ("EOT draws 8 → 2"). Leave the options in ``fixed`` (the user set them) as
         they are and give up other work instead."""
         return []
+
+    def fit_to_ladder(
+        self, s: dict[str, Any], key: str, ladder: Sequence[int], floor: int, *, current: int,
+        target: float, n_data: int, cost: Cost, fixed: Collection[str],
+    ) -> bool:
+        """One step of a shrinker: unless the user set ``key`` or ``s`` already fits ``target``
+        or ``current`` (what ``s[key]`` amounts to on this data) is at ``floor``, set ``s[key]``
+        to ``ladder_fit``'s size between ``floor`` and ``current``. Returns whether it did."""
+        if key in fixed or current <= floor or self.seconds(s, n_data, cost) <= target:
+            return False
+        s[key] = ladder_fit(
+            ladder, lambda v: self.seconds({**s, key: v}, n_data, cost), target, floor, current
+        )
+        return True
 
     def finish(
         self, s: dict[str, Any], n_data: int, cost: Cost, fixed: Collection[str]
@@ -805,8 +820,6 @@ def size_probes(
             recorded = None
         if recorded is not None and small is None:
             # A small model is never resized: its pilots would change nothing.
-            import dataclasses
-
             sized = [p for p in selected if not any(p is g for g in given)]
             recorded = dataclasses.replace(recorded, pilots=_pilots(sized, context))
     if distributed.state().active:
@@ -828,8 +841,6 @@ def size_probes(
         small_model=small,
         clean_accuracy=float(context.clean_correct.float().mean()) if len(context.data) else 1.0,
     )
-    import dataclasses
-
     passed = [p.name for p in selected if any(p is g for g in given)]
     if passed:
         # Probes the caller built run with their own options: not sized.

@@ -6,7 +6,7 @@ import math
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from auditkit.sizing import LADDER_EXAMPLES, Cost, ProbeSizing, ladder_fit
+from auditkit.sizing import LADDER_EXAMPLES, Cost, ProbeSizing
 
 #: Floors: below them the experiment stops meaning what its name says.
 MIN_ATTACKED = 50
@@ -173,13 +173,10 @@ class AdversarialSizing(ProbeSizing):
             return key not in fixed and self.seconds(s, n_data, cost) > target
 
         def examples(floor: int) -> None:
-            current = min(int(s["n_examples"]), n_data)
-            if over("n_examples") and current > floor:
-                s["n_examples"] = ladder_fit(
-                    LADDER_EXAMPLES,
-                    lambda v: self.seconds({**s, "n_examples": v}, n_data, cost),
-                    target, floor, current,
-                )
+            self.fit_to_ladder(
+                s, "n_examples", LADDER_EXAMPLES, floor, current=min(int(s["n_examples"]), n_data),
+                target=target, n_data=n_data, cost=cost, fixed=fixed,
+            )
 
         examples(MIN_ATTACKED)
         if over("restarts") and s["restarts"] > 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from auditkit.sizing import LADDER_BOOT, Cost, ProbeSizing, ladder_fit
+from auditkit.sizing import LADDER_BOOT, Cost, ProbeSizing
 
 MIN_BOOT = 50
 
@@ -23,13 +23,10 @@ class BiasSizing(ProbeSizing):
     def shrink(
         self, s: dict[str, Any], target: float, n_data: int, cost: Cost, fixed: Collection[str]
     ) -> list[str]:
-        if "n_boot" not in fixed and self.seconds(s, n_data, cost) > target and s["n_boot"] > MIN_BOOT:
-            wanted = ladder_fit(
-                LADDER_BOOT, lambda v: self.seconds({"n_boot": v}, n_data, cost), target,
-                MIN_BOOT, int(s["n_boot"]),
-            )
-            if wanted < s["n_boot"]:
-                reason = f"bootstrap rounds {s['n_boot']} → {wanted}"
-                s["n_boot"] = wanted
-                return [reason]
+        before = int(s["n_boot"])
+        if self.fit_to_ladder(
+            s, "n_boot", LADDER_BOOT, MIN_BOOT, current=before, target=target, n_data=n_data,
+            cost=cost, fixed=fixed,
+        ) and s["n_boot"] < before:
+            return [f"bootstrap rounds {before} → {s['n_boot']}"]
         return []

@@ -6,7 +6,7 @@ import math
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from auditkit.sizing import LADDER_OOD, LADDER_SAMPLES, Cost, ProbeSizing, ladder_fit
+from auditkit.sizing import LADDER_OOD, LADDER_SAMPLES, Cost, ProbeSizing
 
 MIN_MC_SAMPLES = 4
 #: Examples per generated OOD set (AUROC against the audit data stays meaningful).
@@ -45,30 +45,14 @@ class CalibrationSizing(ProbeSizing):
         self, s: dict[str, Any], target: float, n_data: int, cost: Cost, fixed: Collection[str]
     ) -> list[str]:
         reasons = []
-        if (
-            "num_samples" not in fixed
-            and self.seconds(s, n_data, cost) > target
-            and s["num_samples"] > MIN_MC_SAMPLES
+        for key, ladder, floor, label in (
+            ("num_samples", LADDER_SAMPLES, MIN_MC_SAMPLES, "MC-dropout / TTA samples"),
+            ("ood_size", LADDER_OOD, MIN_OOD, "OOD examples per set"),
         ):
-            wanted = ladder_fit(
-                LADDER_SAMPLES,
-                lambda v: self.seconds({**s, "num_samples": v}, n_data, cost),
-                target, MIN_MC_SAMPLES, int(s["num_samples"]),
-            )
-            if wanted < s["num_samples"]:
-                reasons.append(f"MC-dropout / TTA samples {s['num_samples']} → {wanted}")
-                s["num_samples"] = wanted
-        if (
-            "ood_size" not in fixed
-            and self.seconds(s, n_data, cost) > target
-            and s["ood_size"] > MIN_OOD
-        ):
-            wanted = ladder_fit(
-                LADDER_OOD,
-                lambda v: self.seconds({**s, "ood_size": v}, n_data, cost),
-                target, MIN_OOD, int(s["ood_size"]),
-            )
-            if wanted < s["ood_size"]:
-                reasons.append(f"OOD examples per set {s['ood_size']} → {wanted}")
-                s["ood_size"] = wanted
+            before = int(s[key])
+            if self.fit_to_ladder(
+                s, key, ladder, floor, current=before, target=target, n_data=n_data, cost=cost,
+                fixed=fixed,
+            ) and s[key] < before:
+                reasons.append(f"{label} {before} → {s[key]}")
         return reasons

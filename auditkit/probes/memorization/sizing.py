@@ -6,7 +6,7 @@ import math
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from auditkit.sizing import LADDER_TRAIN, Cost, ProbeSizing, ladder_fit
+from auditkit.sizing import LADDER_TRAIN, Cost, ProbeSizing
 
 #: The smallest training subset: below it the random-label test stops meaning anything.
 MIN_TRAIN = 8
@@ -89,13 +89,11 @@ class MemorizationSizing(ProbeSizing):
             return key not in fixed and self.seconds(s, n_data, cost) > target
 
         def subset(floor: int) -> None:
-            current = min(int(s["train_size"]), _trainable(n_data))
-            if over("train_size") and current > floor:
-                s["train_size"] = ladder_fit(
-                    LADDER_TRAIN,
-                    lambda v: self.seconds({**s, "train_size": v}, n_data, cost),
-                    target, floor, current,
-                )
+            self.fit_to_ladder(
+                s, "train_size", LADDER_TRAIN, floor,
+                current=min(int(s["train_size"]), _trainable(n_data)),
+                target=target, n_data=n_data, cost=cost, fixed=fixed,
+            )
 
         subset(max(KEEP_LEVELS_TRAIN, MIN_TRAIN))
         levels = tuple(s.get("corruption_levels") or ())
