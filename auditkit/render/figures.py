@@ -367,8 +367,9 @@ def _gallery_cell(cell: Any, column: Any, row_caption: Any) -> Markup:
             uri = cell["png"]
             height, width = png_size(uri)
         else:
-            uri = png_data_uri(cell.get("pixels"))
-            height, width = image_array(cell.get("pixels")).shape[:2]
+            array = image_array(cell.get("pixels"))  # once: old audits hold 224×224 lists
+            uri = png_data_uri(array)
+            height, width = array.shape[:2]
     except (TypeError, ValueError) as exc:
         return Markup(
             '<td><span class="note">image unreadable ({0})</span><div class="cell-label">{1}</div></td>'
