@@ -127,7 +127,7 @@ def finish(settings: Settings, objectives: Sequence[Objective], search_seconds: 
     """Write every output of the search from the study alone (safe to run again)."""
     out = Path(settings.out)
     study = open_study(settings, objectives)
-    mark_interrupted(study)
+    mark_interrupted(study, settings)
     recorded = {**asdict(settings), "storage": settings.storage_url()}
     recorded.pop("quiet", None)
     document = summarize(study, objectives, recorded)

@@ -313,17 +313,37 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def mark_interrupted(study: Any) -> int:
-    """Fail the RUNNING trials of dead processes on this machine (a killed run leaves them)."""
+# A live worker writes its ``worker`` attribute within milliseconds of asking for a trial.
+ORPHAN_AFTER_SECONDS = 60
+
+
+def mark_interrupted(study: Any, settings: Settings) -> int:
+    """Fail the RUNNING trials of dead processes (a killed run leaves them); returns how many.
+
+    A trial names its worker right after it is asked for, inside the claim lock. A process killed
+    in between leaves a RUNNING trial with no worker: holding the lock, no live worker can be in
+    that gap, so such a trial is an orphan when every writer shares this lock (the default SQLite
+    study in ``--out``). With a ``--storage`` shared by several machines it is one once it is older
+    than a minute.
+    """
+    import datetime
+
     from optuna.trial import TrialState
 
     host, count = socket.gethostname(), 0
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = trial.user_attrs.get("worker") or {}
-        if worker.get("host") == host and not _alive(int(worker.get("pid", -1))):
-            study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
-            study.tell(trial.number, state=TrialState.FAIL)
-            count += 1
+    now = datetime.datetime.now()
+    with claim_lock(Path(settings.out)):
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            worker = trial.user_attrs.get("worker")
+            if worker is None:
+                started = trial.datetime_start or now
+                dead = settings.storage is None or (now - started).total_seconds() > ORPHAN_AFTER_SECONDS
+            else:
+                dead = worker.get("host") == host and not _alive(int(worker.get("pid", -1)))
+            if dead:
+                study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+                study.tell(trial.number, state=TrialState.FAIL)
+                count += 1
     return count
 
 
@@ -426,7 +446,7 @@ def run_search(settings: Settings) -> dict[str, Any]:
     prepare_data(settings)  # bad data is exit 2 before any worker starts
     study = open_study(settings, objectives)
     check_same_search(study, settings)
-    mark_interrupted(study)
+    mark_interrupted(study, settings)
     start = time.time()
     deadline = start + 60 * settings.minutes if settings.minutes else None
     already = counted(study)

@@ -141,6 +141,37 @@ def test_ctrl_c_marks_the_running_trial_interrupted(tmp_path):
     assert "running" not in states
 
 
+def test_a_trial_killed_before_it_named_its_worker_is_interrupted_not_running_forever(tmp_path):
+    # A kill between ``study.ask()`` and the next write leaves a RUNNING trial with no worker (CI
+    # hit this gap twice). Such a trial must not stay "running" and hold a place in the budget.
+    import optuna
+
+    out = tmp_path / "nas"
+    assert nas(out, "--trials", "1", "--strategy", "random") == 0
+    study = optuna.load_study(study_name=search.STUDY_NAME, storage=f"sqlite:///{out / 'nas.db'}")
+    study.ask()  # the killed process got no further
+    assert _states(out) == ["COMPLETE", "RUNNING"]
+
+    assert nas(out, "--trials", "2", "--strategy", "random") == 0
+    states = [t["state"] for t in document(out)["trials"]]
+    assert states == ["complete", "interrupted", "complete"]
+
+
+def test_on_a_shared_storage_an_unnamed_running_trial_is_left_to_its_owner_for_a_minute(tmp_path, monkeypatch):
+    # Another machine's worker may be between asking and naming itself; only age proves it dead.
+    import optuna
+
+    out, url = tmp_path / "nas", f"sqlite:///{tmp_path / 'shared.db'}"
+    assert nas(out, "--storage", url, "--trials", "1", "--strategy", "random") == 0
+    optuna.load_study(study_name=search.STUDY_NAME, storage=url).ask()
+    assert nas(out, "--storage", url, "--trials", "2", "--strategy", "random") == 0
+    assert [t["state"] for t in document(out)["trials"]] == ["complete", "running"]
+
+    monkeypatch.setattr(search, "ORPHAN_AFTER_SECONDS", 0)
+    assert nas(out, "--storage", url, "--trials", "2", "--strategy", "random") == 0
+    assert [t["state"] for t in document(out)["trials"]] == ["complete", "interrupted", "complete"]
+
+
 def _states(out: Path) -> list[str]:
     try:
         return [state for state, _ in finished(out).values()]
