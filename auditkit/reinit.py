@@ -53,6 +53,18 @@ def model_kind(model: nn.Module) -> str:
     return KIND_MODULE
 
 
+def batch_norm_layers(model: nn.Module) -> list[nn.Module]:
+    """The batch-norm layers whose running statistics an eval-mode pass of ``model`` uses and
+    that a training pass can recompute: those of an ``nn.Module``. An exported program keeps
+    its mode fixed and a TorchScript module hides its layers' types, so both give none."""
+    if model_kind(model) != KIND_MODULE:
+        return []
+    return [
+        m for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
+
+
 def training_problem(model: Any) -> str | None:
     """Why a fresh copy of ``model`` cannot be trained, or None when it can."""
     if not isinstance(model, nn.Module):

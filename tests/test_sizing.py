@@ -424,6 +424,35 @@ def test_memorization_keeps_the_random_label_test_when_it_drops_levels():
     assert "corruption_levels" not in kept.options.get("memorization", {})
 
 
+def test_batch_norm_models_are_charged_the_statistics_pass():
+    """Memorization recomputes batch-norm statistics before each accuracy check (one more
+    forward pass over the subset per epoch): the pilot counts the layers, the plan charges it."""
+    import types
+
+    import torchvision
+
+    from auditkit.probes.memorization.sizing import MemorizationSizing
+
+    def layers(model):
+        context = types.SimpleNamespace(adapter=types.SimpleNamespace(model=model))
+        return MemorizationSizing().pilot(None, context)["batch_norm_layers"]
+
+    assert layers(torchvision.models.resnet18(num_classes=10)) == 20
+    assert layers(nn.Sequential(nn.Linear(4, 4), nn.ReLU())) == 0
+    plain = plan_work(RESNET50, budget="fast", n_examples=60, probes=["memorization"],
+                      user_options={"memorization": {"train_size": 8, "corruption_levels": (1.0,)}})
+    bn = plan_work(dataclasses.replace(RESNET50, pilots={"memorization": {"batch_norm_layers": 53}}),
+                   budget="fast", n_examples=60, probes=["memorization"],
+                   user_options={"memorization": {"train_size": 8, "corruption_levels": (1.0,)}})
+    extra = bn.default_estimates["memorization"] - plain.default_estimates["memorization"]
+    assert extra > 0
+    # One forward pass over the 8 examples per planned epoch (plus the loop's overhead).
+    from auditkit.probes.memorization.sizing import EXPECTED_EPOCHS, MEMORIZATION_OVERHEAD
+
+    per_epoch = RESNET50.forward_seconds(8, 1)
+    assert extra == pytest.approx(EXPECTED_EPOCHS * MEMORIZATION_OVERHEAD * per_epoch)
+
+
 @pytest.fixture(scope="module")
 def linear_file(tmp_path_factory, digits_data):
     from auditkit.loading import ModelMetadata, save_model

@@ -285,6 +285,58 @@ def test_model_with_batch_norm_and_dropout_is_left_exactly_as_it_was():
     assert result.metrics["random_label_train_accuracy"] >= 0.95
 
 
+def test_batch_norm_statistics_are_recomputed_exactly_on_the_training_set():
+    from auditkit.probes.memorization.measure import _precise_batch_norm
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(20, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 10))
+    x = torch.randn(48, 20) * 3 + 1
+    weights = weights_hash(nn.ParameterList(net.parameters()))
+    net.train()
+    _precise_batch_norm(net, x, batch_size=16)  # three equal batches, as in training
+    inputs = net[0](x).detach()
+    bn = net[1]
+    assert torch.allclose(bn.running_mean, inputs.mean(0), atol=1e-5)
+    per_batch_var = torch.stack([c.var(0) for c in inputs.split(16)]).mean(0)  # unbiased, averaged
+    assert torch.allclose(bn.running_var, per_batch_var, atol=1e-4)
+    assert bn.momentum == 0.1 and net.training  # momentum and mode restored
+    assert weights_hash(nn.ParameterList(net.parameters())) == weights
+
+
+def _noise_images(n: int = 32, side: int = 16) -> AuditData:
+    g = torch.Generator().manual_seed(0)
+    return AuditData(name="noise", x=torch.rand(n, 3, side, side, generator=g),
+                     y=torch.arange(n) % NUM_CLASSES, modality="image", input_range=(0.0, 1.0),
+                     synthetic=True, class_names=[str(i) for i in range(NUM_CLASSES)])
+
+
+def test_a_batch_norm_network_is_judged_fitted_when_its_weights_fit_not_when_averages_catch_up(
+    monkeypatch,
+):
+    """Eval-mode accuracy read through running averages trails the weights by ~1/momentum steps:
+    a ResNet-18 that fits 16 random labels in 2 epochs was reported at 51. The fit is judged with
+    statistics recomputed at the current weights (precise BN), and the recipe says so."""
+    import torchvision
+
+    import auditkit.probes.memorization.measure as measure
+
+    def epochs() -> int | None:
+        torch.manual_seed(0)
+        model = torchvision.models.resnet18(num_classes=NUM_CLASSES).eval()
+        probe = MemorizationProbe(budget="fast", corruption_levels=[1], train_size=16,
+                                  max_epochs=100, time_limit_s=120)
+        result = probe.run(context_for(model, _noise_images()))
+        assert "precise BN" in result.details["recipe"]["batch_norm_statistics"]
+        assert result.details["reinitialization"]["precise_batch_norm_layers"] == 20
+        return result.metrics["fit_epochs_random"]
+
+    precise = epochs()
+    monkeypatch.setattr(measure, "_precise_batch_norm", lambda *args, **kwargs: None)
+    trailing = epochs()
+    assert precise is not None and precise <= 5
+    assert trailing is None or trailing >= 5 * precise
+
+
 def test_random_pixels_and_probability_outputs():
     torch.manual_seed(0)
     model = nn.Sequential(wide_mlp(), nn.Softmax(dim=-1)).eval()

@@ -15,10 +15,12 @@ MIN_TRAIN = 8
 KEEP_LEVELS_TRAIN = 64
 KEEP_REFERENCE_TRAIN = 32
 #: Epochs a level is expected to train for, at most its cap (planning only). Fitting stops at
-#: the target accuracy, and the epochs it takes do not grow with the cap: a ResNet-50 from
-#: scratch fit 8 or 16 random labels in 64–67 epochs, a ResNet-18 256 of them in far fewer.
-#: (Planning for 60 % of the cap instead charged a ResNet-18 `standard` scan 263 s for 16 s of
-#: training.)
+#: the target accuracy, and the epochs it takes do not grow with the cap. Random labels took
+#: the demo CNN (no batch norm) 52 epochs on 256 digits, a ResNet-18 25 epochs on 256 digits
+#: upscaled to 32×32 and 6 on 32 of them, a ResNet-50 2–3 epochs on 8–16 noise images at
+#: 224×224 (batch norm judged with recomputed statistics; read through running averages the
+#: same ResNet-50 needed 64–67). (Planning for 60 % of the cap instead charged a ResNet-18
+#: `standard` scan 263 s for 16 s of training.)
 EXPECTED_EPOCHS = 64
 #: What the training loop's mode switches and accuracy passes add to the bare passes (a
 #: ResNet-50 at 224×224 on 2 idle CPU cores: 1.0×).
@@ -56,6 +58,14 @@ class MemorizationSizing(ProbeSizing):
             "batch_size": int(opts.batch_size),
         }
 
+    def pilot(self, probe: Any, context: Any) -> dict[str, float]:
+        """How many batch-norm layers get their statistics recomputed before each accuracy
+        check (one more forward pass over the subset per epoch)."""
+        from auditkit.reinit import batch_norm_layers
+
+        model = getattr(context.adapter, "model", None)
+        return {"batch_norm_layers": len(batch_norm_layers(model))} if model is not None else {}
+
     def seconds(self, s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
         """Expected: each level trains for ``EXPECTED_EPOCHS``, at most its cap (fitting stops
         early at the target accuracy; random labels take a small constant factor longer than
@@ -69,10 +79,12 @@ class MemorizationSizing(ProbeSizing):
 
         n = min(int(s["train_size"]), _trainable(n_data))
         steps = math.ceil(n / int(s.get("batch_size", 32)))
-        # Training steps (passes plus one optimizer step per batch), then the accuracy pass.
+        # Training steps (passes plus one optimizer step per batch), the batch-norm statistics
+        # pass where the model has batch norm, then the accuracy pass.
         passes = (
             cost.train_seconds(n, steps)
             + steps * cost.optimizer_step_s
+            + (cost.forward_seconds(n, steps) if s.get("batch_norm_layers") else 0.0)
             + cost.forward_seconds(n, math.ceil(n / _EVAL_BATCH))
         )
         return MEMORIZATION_OVERHEAD * passes
