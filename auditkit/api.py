@@ -268,15 +268,25 @@ def scan(
         from auditkit.verdict import check_fail_on
 
         check_fail_on(fail_on)
+    selected = None if probes is None else {_spec_name(s) for s in probes}
     if loaded_policy is not None and loaded_policy.options:
         from auditkit.gates import merged_options
 
-        selected = None if probes is None else {_spec_name(s) for s in probes}
         options = {
             probe: values
             for probe, values in merged_options(loaded_policy, options).items()
             if selected is None or probe in selected
         }
+    if loaded_policy is not None and size_to_clock:
+        from auditkit.sizing import options_for_gates
+
+        # What a gate reads is measured whatever the clock (e.g. the L2 attacks for a gate on
+        # adversarial.pgd_l2_accuracy): set as if the user had, so the plan keeps it.
+        gated = [
+            r.target for r in loaded_policy.rules
+            if r.kind == "metric" and (selected is None or r.target.partition(".")[0] in selected)
+        ]
+        options = options_for_gates(gated, options) if gated else options
     model_info: dict[str, Any]
     loaded: LoadedModel | None = None
     if isinstance(model, (str, Path)):

@@ -305,6 +305,9 @@ class ProbeSizing:
     labels: Mapping[str, str] = {}
     #: Option → an estimator setting that follows from it (kept with it when the user set it).
     derived: Mapping[str, str] = {}
+    #: Metric → the options it exists only with. A policy that gates the metric sets them, as
+    #: if the user had (``options_for_gates``): the plan never drops what a gate reads.
+    gated: Mapping[str, Mapping[str, Any]] = {}
 
     def settings(self, opts: Any, *, budget: str, clean_accuracy: float) -> dict[str, Any]:
         """The estimator's inputs from the parsed options (default: the ``option_keys``).
@@ -373,6 +376,23 @@ def sizing_of(probe: Any) -> ProbeSizing | None:
     """A probe's (class's or instance's) ``sizing``, or None."""
     sizing = getattr(probe, "sizing", None)
     return sizing if isinstance(sizing, ProbeSizing) else None
+
+
+def options_for_gates(
+    targets: Sequence[str], options: Mapping[str, Mapping[str, Any]] | None
+) -> dict[str, dict[str, Any]]:
+    """``options`` plus the options the gated metrics ``targets`` ("probe.metric") exist only
+    with, as each probe's sizing declares them in ``gated``; a value already set wins."""
+    from auditkit.registry import discover_probes
+
+    merged = {p: dict(o) for p, o in (options or {}).items()}
+    registered = discover_probes()
+    for target in targets:
+        probe, _, metric = str(target).partition(".")
+        sizing = sizing_of(_probe_class(probe, registered)) if probe in registered else None
+        for key, value in dict(getattr(sizing, "gated", {}) or {}).get(metric, {}).items():
+            merged.setdefault(probe, {}).setdefault(key, value)
+    return merged
 
 
 def _probe_class(probe: str | type | Any, registered: Mapping[str, Any]) -> type | None:

@@ -109,10 +109,12 @@ def test_expensive_models_are_sized_down_to_conclusive_floors(cost):
 def test_a_model_too_costly_even_at_the_floors_judges_eot_on_fewer_draws():
     plan = plan_work(RESNET50, budget="fast", n_examples=60, probes=PROBES)
     adversarial = plan.options["adversarial"]
-    # The last step, only once every other setting is at its floor.
+    # The last steps, only once every other setting is at its floor: fewer verdict draws,
+    # then no L2 attacks beside the headline.
     assert adversarial["n_examples"] == MIN_ATTACKED_COSTLY and adversarial["eot_samples"] == 2
     assert adversarial["eval_samples"] == MIN_EVAL_SAMPLES
-    assert plan.reasons["adversarial"][-1].startswith("verdict draws 8 → 4")
+    assert plan.reasons["adversarial"][-2].startswith("verdict draws 8 → 4")
+    assert plan.reasons["adversarial"][-1].startswith("L2 attacks beside the L∞ headline")
     # A model whose work fits at a larger sample keeps every verdict draw.
     assert "eval_samples" not in plan_work(
         _cost(1e-3), budget="fast", n_examples=5000, probes=PROBES
@@ -401,6 +403,39 @@ def test_a_pilot_fgsm_step_tells_how_early_the_attacks_stop(small_setup):
     again = plan_work(Cost.from_dict(json.loads(json.dumps(piloted.cost.to_dict()))),
                       budget="fast", n_examples=60, probes=PROBES)
     assert again.to_dict() == piloted.to_dict()
+
+
+def test_l2_attacks_go_last_and_a_gate_on_an_l2_metric_keeps_them(small_setup):
+    """The L2 attacks beside an L∞ headline are the plan's last reduction (a ResNet-50's PGD at
+    L2 0.5 ran every step: a third of the probe). A policy that gates an L2 metric keeps them:
+    the plan never drops what a gate reads."""
+    import auditkit
+
+    plan = plan_work(RESNET50, budget="fast", n_examples=60, probes=PROBES)
+    assert plan.options["adversarial"]["l2_attacks"] is False
+    assert "L2 attacks beside the L∞ headline → not run" in plan.summary()
+    cheaper = plan_work(_cost(0.008), budget="fast", n_examples=60, probes=PROBES)
+    assert cheaper.options["adversarial"]["n_examples"] == 20  # reduced, yet L2 kept
+    assert "l2_attacks" not in cheaper.options["adversarial"]
+    for asked in ({"l2_attacks": True}, {"l2_eps": 1.0}, {"l2_sweep": [0, 1]}):  # asked for L2
+        kept = plan_work(RESNET50, budget="fast", n_examples=60, probes=PROBES,
+                         user_options={"adversarial": asked})
+        assert "l2_attacks" not in kept.options.get("adversarial", {}), asked
+        assert "L2 attacks" not in kept.summary()
+
+    adapter, data = small_setup
+    dropped = auditkit.scan(adapter.model, (data.x, data.y), probes=["adversarial"], budget="fast",
+                            cost=RESNET50.to_dict(),
+                            policy={"gates": {"adversarial.robust_accuracy": ">= 0"}})
+    assert "pgd_l2_accuracy" not in dropped.probes["adversarial"].metrics
+    assert dropped.verdict == "passed"
+    gated = auditkit.scan(adapter.model, (data.x, data.y), probes=["adversarial"], budget="fast",
+                          cost=RESNET50.to_dict(),
+                          policy={"gates": {"adversarial.pgd_l2_accuracy": ">= 0"}})
+    metrics = gated.probes["adversarial"].metrics
+    assert metrics["pgd_l2_accuracy"] is not None and metrics["l2_eps"] > 0
+    assert gated.verdict == "passed"
+    assert "L2 attacks" not in gated.settings["sizing"]["summary"]
 
 
 def test_sizing_can_be_turned_off(small_setup):

@@ -140,7 +140,7 @@ def make_plan(opts: AdversarialOptions, budget: str, context: Any, stochastic: b
     else:
         sweep = tuple(sorted(_multiples(eps, sweeps["sweep"], limit) | {eps}))
     l2_eps, l2_sweep = None, ()
-    if norm == "Linf":
+    if norm == "Linf" and opts.l2_attacks:
         l2_eps = opts.l2_eps if opts.l2_eps is not None else l2_default
         l2_limit = unbounded_eps("L2", box, adapter.input_shape)
         if opts.l2_sweep is not None:  # () : no curve, the attacks at l2_eps only

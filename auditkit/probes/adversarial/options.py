@@ -41,6 +41,11 @@ class AdversarialOptions:
         "budget's multiples of l2_eps",
         minimum=0.0,
     )
+    l2_attacks: bool = option(
+        True,
+        "also attack under L2 at l2_eps beside an L∞ headline (FGSM, PGD, noise); the "
+        "time-aware plan drops them last, never when a policy gates an L2 metric",
+    )
     l2_eps: float | None = option(
         None,
         "radius of the L2 attacks reported beside an L∞ headline; none: the data's default",
