@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import json
 import platform
@@ -300,6 +301,42 @@ def _same_upstream(context: AuditContext, owner: str, stored: Mapping[str, Any])
     return all(_upstream_identity(context, n) == v for n, v in identities.items())
 
 
+@functools.cache
+def _source_digest(location: str) -> str:
+    """A hash of a Python file, or of every Python file under a package folder (names and
+    bytes, in a fixed order)."""
+    digest = hashlib.sha256()
+    root = Path(location)
+    files = sorted(root.rglob("*.py")) if root.is_dir() else [root]
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode() if root.is_dir() else b"")
+        try:
+            digest.update(path.read_bytes())
+        except OSError:
+            digest.update(b"?")
+    return digest.hexdigest()[:16]
+
+
+def _code_key(probe: Probe) -> list[str]:
+    """The code that computed a probe's result: auditkit's own source and, for a probe from
+    elsewhere, its top-level package's (a plugin) or its module file's. The version string stays
+    the same across development builds, so a checkpoint written by other code is never reused
+    as if this code had computed it."""
+    import sys
+
+    keys = [_source_digest(str(Path(__file__).resolve().parent))]
+    module = sys.modules.get(type(probe).__module__)
+    top = (getattr(module, "__package__", None) or "").split(".")[0]
+    if top == "auditkit":
+        return keys
+    owner = sys.modules.get(top) if top else module
+    file = getattr(owner, "__file__", None)
+    if file:
+        path = Path(file).resolve()
+        keys.append(_source_digest(str(path.parent if top else path)))
+    return keys
+
+
 class _Checkpoint:
     """Finished probe results kept on disk so ``--resume`` never recomputes them.
 
@@ -319,7 +356,7 @@ class _Checkpoint:
     @staticmethod
     def _config_key(probe: Probe) -> str:
         text = json.dumps(
-            [getattr(probe, "budget", None), getattr(probe, "config", {})],
+            [getattr(probe, "budget", None), getattr(probe, "config", {}), _code_key(probe)],
             sort_keys=True, default=repr,
         )
         return hashlib.sha256(text.encode()).hexdigest()[:16]

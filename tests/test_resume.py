@@ -109,6 +109,12 @@ def test_key_covers_output_kind_version_and_clean_logits(tmp_path, monkeypatch):
     monkeypatch.setattr("auditkit.pipeline.__version__", "999.0")
     audit(_adapter(net))
     assert Counted.calls == 4
+    audit(_adapter(net))
+    assert Counted.calls == 4
+    # So may other code under the same version (a development build, an edited plugin).
+    monkeypatch.setattr("auditkit.pipeline._source_digest", lambda location: "other code")
+    audit(_adapter(net))
+    assert Counted.calls == 5
 
 
 # --- (b) cross-probe consumers ----------------------------------------------------------------
