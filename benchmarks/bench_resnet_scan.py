@@ -8,14 +8,17 @@ the clock-sized plan runs in the same process for a side-by-side ratio. Targets 
 cores): ResNet-18 ≤ 90 s, ResNet-50 ≤ 3 min for the whole scan.
 
     python benchmarks/bench_resnet_scan.py                       # both models
+    python benchmarks/bench_resnet_scan.py --busy 2              # beside a job holding 2 cores
     python benchmarks/bench_resnet_scan.py --models resnet18 --budget fast --device cpu
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
+import subprocess
 import sys
 import time
 
@@ -87,8 +90,35 @@ def scan_once(name: str, *, n: int, budget: str, device: str, seed: int, sized: 
         "estimated_seconds": sizing.get("estimated_seconds"),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "load_average": list(__import__("os").getloadavg()),
-        "threads": torch.get_num_threads(),
+        # The threads the scan ran on (the plan may switch to 1 on busy cores; torch's setting
+        # is restored afterwards).
+        "threads": (sizing.get("threads") or {}).get("threads", torch.get_num_threads()),
     }
+
+
+#: Another job on the same cores: a training-like torch matmul loop on K threads.
+_COMPETITOR = (
+    "import sys, torch\n"
+    "torch.set_num_threads(int(sys.argv[1]))\n"
+    "a = torch.randn(1024, 1024)\n"
+    "while True:\n"
+    "    a = torch.tanh(a @ a / 32)\n"
+)
+
+
+@contextlib.contextmanager
+def competing_job(threads: int):
+    """Run the scans beside another job holding ``threads`` cores (0: an idle machine)."""
+    if threads <= 0:
+        yield
+        return
+    job = subprocess.Popen([sys.executable, "-c", _COMPETITOR, str(threads)])
+    try:
+        time.sleep(3)  # let it take the cores before anything is timed
+        yield
+    finally:
+        job.kill()
+        job.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,7 +130,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-minutes", type=float, default=None)
     parser.add_argument("--compare-unsized", action="store_true")
+    parser.add_argument("--busy", type=int, default=0, metavar="K",
+                        help="run beside another job: a K-thread torch matmul loop (2 holds "
+                             "both cores of a 2-core machine)")
     args = parser.parse_args(argv)
+    with competing_job(args.busy):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     rows = []
     for name in args.models.split(","):
         row = scan_once(name, n=args.n, budget=args.budget, device=args.device, seed=args.seed,
@@ -110,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                               seed=args.seed, sized=False, max_minutes=None)
             row["unsized"] = plain
             row["unsized_over_sized"] = round(plain["scan_seconds"] / row["scan_seconds"], 2)
+        row["busy_threads"] = args.busy
         rows.append(row)
         print(json.dumps(row), flush=True)
     return 0
