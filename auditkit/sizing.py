@@ -506,6 +506,9 @@ class WorkPlan:
             text += (
                 f" Even at their smallest conclusive size {', '.join(self.unfit)} exceed "
                 "their share of the limit."
+                if len(self.unfit) > 1
+                else f" Even at its smallest conclusive size {self.unfit[0]} exceeds its share "
+                "of the limit."
             )
         return text
 

@@ -414,6 +414,9 @@ def test_l2_attacks_go_last_and_a_gate_on_an_l2_metric_keeps_them(small_setup):
     plan = plan_work(RESNET50, budget="fast", n_examples=60, probes=PROBES)
     assert plan.options["adversarial"]["l2_attacks"] is False
     assert "L2 attacks beside the L∞ headline → not run" in plan.summary()
+    assert "their smallest conclusive size adversarial, " in plan.summary()
+    alone = plan_work(RESNET50, budget="fast", n_examples=60, probes=["adversarial"])
+    assert "its smallest conclusive size adversarial exceeds its share" in alone.summary()
     cheaper = plan_work(_cost(0.008), budget="fast", n_examples=60, probes=PROBES)
     assert cheaper.options["adversarial"]["n_examples"] == 20  # reduced, yet L2 kept
     assert "l2_attacks" not in cheaper.options["adversarial"]
