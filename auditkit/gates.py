@@ -299,6 +299,10 @@ def unmeasured_reason(probe_name: str, metric: str, probe: ProbeResult | None) -
             "the data has no sensitive columns, so the bias probe audited proxy slices only "
             f"(pass --sensitive or group columns{alternative})"
         )
+    told = probe.details.get("unmeasured") if isinstance(probe.details, Mapping) else None
+    if isinstance(told, Mapping) and told.get(metric):
+        # The probe's own words: e.g. memorization without a true-label run.
+        return f"the {probe_name} probe ran ({probe.status}) but did not measure it: {told[metric]}"
     summary = f": {one_line(probe.summary, 200)}" if probe.summary else ""
     return f"the {probe_name} probe ran ({probe.status}) but did not report it{summary}"
 

@@ -270,3 +270,51 @@ def test_an_audit_json_from_before_fail_on_keeps_its_gate_only_verdict():
     assert reread.fail_on == "never" and reread.verdict == "passed"
     assert reread.verdict_text == "passed with warnings"
     assert [r.decides for r in reread.verdict_reasons] == [False]
+
+
+def test_a_metric_a_probe_left_out_is_explained_in_its_own_words_in_gates_and_report():
+    """Memorization on random labels alone (as the time-aware plan runs it on a costly model)
+    has no true-label numbers, and no training data means no generalization gap: the gate and
+    the report say which is which, instead of quoting the probe's summary. The same for the L2
+    metrics when the L2 attacks did not run."""
+    import re
+
+    import torch
+    from torch import nn
+
+    import auditkit
+    from auditkit.render.html import render_html
+
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(120, 8, generator=g)
+    y = x[:, :4].argmax(1)  # the model below is right on every example
+    model = nn.Linear(8, 4).eval()
+    with torch.no_grad():
+        model.weight.zero_()
+        model.weight[:, :4] = 5 * torch.eye(4)
+        model.bias.zero_()
+    result = auditkit.scan(
+        model, (x, y), probes=["memorization", "adversarial"], budget="fast",
+        options={"memorization": {"corruption_levels": [1.0], "train_size": 32},
+                 "adversarial": {"l2_attacks": False, "n_examples": 20}},
+        policy={"gates": {"memorization.fit_epochs_true": "<= 100",
+                          "memorization.generalization_gap": "<= 0.1",
+                          "adversarial.pgd_l2_accuracy": ">= 0"}},
+    )
+    true, gap, l2 = (gate.detail for gate in result.gates)
+    assert "no true-label run: the corruption levels were 1, without p = 0" in true
+    assert "no training data of the model (pass --train-data)" in gap
+    assert "no L2 attacks beside the L∞ headline (l2_attacks = false" in l2
+    assert result.verdict == "failed"  # fail closed all the same
+
+    html = render_html(result)
+    notes = re.findall(r'<p class="note unmeasured">(.*?)</p>', html, re.S)
+    memorization = [n for n in notes if "memorization." in n]
+    assert len(memorization) == 3  # one sentence per reason
+    assert any("memorization.fit_epochs_random" in n and "did not reach the 95% target in" in n
+               for n in memorization)  # a linear model cannot fit random labels
+    assert any("memorization.true_label_train_accuracy" in n and "no true-label run" in n
+               for n in memorization)
+    assert any("memorization.generalization_gap" in n and "--train-data" in n
+               for n in memorization)

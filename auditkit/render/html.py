@@ -289,20 +289,23 @@ def _look_first(probe_view: Mapping[str, Any], probe: Mapping[str, Any]) -> list
     return items
 
 
-def _unmeasured(name: str, probe: Mapping[str, Any]) -> dict[str, Any] | None:
-    """All of a probe's unmeasured metrics as one sentence instead of rows of dashes."""
+def _unmeasured(name: str, probe: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A probe's unmeasured metrics as one sentence per reason instead of rows of dashes."""
     metrics = probe.get("metrics") or {}
     missing = [m for m, v in metrics.items() if as_number(v) is None]
     if not missing:
-        return None
+        return []
     from auditkit.gates import unmeasured_reason
     from auditkit.results import ProbeResult
 
+    groups: dict[str, list[str]] = {}
     try:
-        why = unmeasured_reason(name, missing[0], ProbeResult.from_dict({"name": name, **probe}))
+        result = ProbeResult.from_dict({"name": name, **probe})
+        for metric in missing:
+            groups.setdefault(unmeasured_reason(name, metric, result), []).append(metric)
     except (KeyError, TypeError, ValueError):
-        why = ""
-    return {"names": [f"{name}.{m}" for m in missing], "why": why}
+        groups = {"": missing}
+    return [{"names": [f"{name}.{m}" for m in names], "why": why} for why, names in groups.items()]
 
 
 def _checks(probe: Mapping[str, Any]) -> list[dict[str, Any]]:

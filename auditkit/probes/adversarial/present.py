@@ -55,6 +55,16 @@ def present(
             "autoattack_note": m.autoattack_note,
             "seconds_per_attack": m.timings,
             "worst_case_over": worst_case_over(m),
+            "unmeasured": (
+                dict.fromkeys(
+                    ("fgsm_l2_accuracy", "pgd_l2_accuracy", "l2_eps"),
+                    "no L2 attacks beside the L∞ headline (l2_attacks = false: set by you, or by "
+                    "the time-aware plan as its last reduction; a policy gate on an L2 metric "
+                    "keeps them)",
+                )
+                if plan.norm == "Linf" and plan.l2_eps is None
+                else {}
+            ),
         },
         seconds=seconds,
     )

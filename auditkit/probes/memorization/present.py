@@ -78,7 +78,35 @@ def details(m: MemorizationMeasurement, j: Judgement) -> dict[str, Any]:
         "(supply it to compare training and audit accuracy)",
         "citation": "Zhang, Bengio, Hardt, Recht, Vinyals. Understanding deep learning "
         "requires rethinking generalization. ICLR 2017",
+        "unmeasured": unmeasured(m, j),
     }
+
+
+def unmeasured(m: MemorizationMeasurement, j: Judgement) -> dict[str, str]:
+    """Why each metric without a value has none (the report and the gates quote it)."""
+    levels = ", ".join(f"{p:g}" for p in m.opts.levels)
+    why: dict[str, str] = {}
+    for key, run, labels in (("true", m.true_run, "true"), ("random", m.random_run, "random")):
+        p = 0 if key == "true" else 1
+        if run is None:
+            missing = f"no {labels}-label run: the corruption levels were {levels}, without p = {p}"
+            why[f"{key}_label_train_accuracy"] = why[f"fit_epochs_{key}"] = missing
+            why[f"held_out_accuracy_{key}"] = missing
+        elif run.epochs_to_target is None:
+            why[f"fit_epochs_{key}"] = (
+                f"the {labels}-label run did not reach the {m.opts.target_accuracy:.0%} target "
+                + (f"in {len(run.train_accuracy)} epochs" if run.stopped_by == "epochs"
+                   else f"(stopped by: {run.stopped_by})")
+            )
+    if j.metrics.get("fit_time_ratio") is None:
+        why["fit_time_ratio"] = why.get("fit_epochs_true") or why.get("fit_epochs_random") or (
+            "it needs both the true- and the random-label run to reach the target"
+        )
+    if m.gap is None:
+        why["generalization_gap"] = why["audited_model_train_accuracy"] = (
+            "the audit data carries no training data of the model (pass --train-data)"
+        )
+    return {k: v for k, v in why.items() if j.metrics.get(k) is None}
 
 
 def summary(m: MemorizationMeasurement, j: Judgement) -> str:
