@@ -293,14 +293,48 @@ def test_batch_norm_statistics_are_recomputed_exactly_on_the_training_set():
     x = torch.randn(48, 20) * 3 + 1
     weights = weights_hash(nn.ParameterList(net.parameters()))
     net.train()
-    _precise_batch_norm(net, x, batch_size=16)  # three equal batches, as in training
-    inputs = net[0](x).detach()
     bn = net[1]
+    _precise_batch_norm(net, x, 16, [bn])  # three equal batches, as in training
+    inputs = net[0](x).detach()
     assert torch.allclose(bn.running_mean, inputs.mean(0), atol=1e-5)
     per_batch_var = torch.stack([c.var(0) for c in inputs.split(16)]).mean(0)  # unbiased, averaged
     assert torch.allclose(bn.running_var, per_batch_var, atol=1e-4)
-    assert bn.momentum == 0.1 and net.training  # momentum and mode restored
+    assert bn.momentum == 0.1 and all(m.training for m in net.modules())  # restored
     assert weights_hash(nn.ParameterList(net.parameters())) == weights
+
+
+def test_recomputing_batch_norm_statistics_leaves_the_training_run_exactly_as_it_was(monkeypatch):
+    """Only the batch-norm layers run in train mode for the statistics: dropout draws no random
+    numbers, spectral norm does no power iteration and other layers keep their statistics, so
+    the weights trained are the same with or without the recomputation."""
+    import auditkit.probes.memorization.measure as measure
+    from auditkit.options import parse_options
+
+    opts = parse_options(MemorizationProbe, {"max_epochs": 3, "target_accuracy": 1.0}, "fast")
+    torch.manual_seed(0)
+    x, y = torch.randn(48, 20), torch.randint(0, 4, (48,))
+    net = nn.Sequential(
+        nn.utils.parametrizations.spectral_norm(nn.Linear(20, 16)), nn.Dropout(0.5),
+        nn.BatchNorm1d(16), nn.ReLU(), nn.Unflatten(1, (4, 4)),
+        nn.InstanceNorm1d(4, track_running_stats=True), nn.Flatten(), nn.Linear(16, 4),
+    ).eval()
+    trained = []
+    monkeypatch.setattr(measure, "fresh_copy", lambda m, seed, real=measure.fresh_copy: (
+        trained.append(real(m, seed=seed)) or trained[-1]))
+
+    def state(precise: bool) -> dict[str, torch.Tensor]:
+        if not precise:
+            monkeypatch.setattr(measure, "_precise_batch_norm", lambda *args: None)
+        measure._train(opts, net, 1, lambda m: m, x, y, x[:8], y[:8],
+                       LevelRun(name="random", corruption=1.0), shuffle_seed=5)
+        module = trained[-1].module
+        return {k: v.clone() for k, v in module.state_dict().items()
+                if not k.startswith("2.")}  # everything but the batch norm's statistics
+
+    with_stats, without = state(True), state(False)
+    assert with_stats.keys() == without.keys()
+    assert all(torch.equal(with_stats[k], without[k]) for k in with_stats), [
+        k for k in with_stats if not torch.equal(with_stats[k], without[k])]
 
 
 def _noise_images(n: int = 32, side: int = 16) -> AuditData:

@@ -282,7 +282,7 @@ def _train(
     """Train one fresh copy with the fixed recipe until the target, the epochs or the time."""
     fresh = fresh_copy(model, seed=init_seed)
     network = wrap(fresh.module)
-    precise_bn = bool(batch_norm_layers(fresh.module))
+    precise_bn = batch_norm_layers(fresh.module)
     optimizer = torch.optim.Adam(fresh.module.parameters(), lr=opts.learning_rate)
     shuffle = torch.Generator().manual_seed(shuffle_seed)
     device = x.device
@@ -304,7 +304,7 @@ def _train(
                 loss.backward()
                 optimizer.step()
             if precise_bn:
-                _precise_batch_norm(network, x, opts.batch_size)
+                _precise_batch_norm(network, x, opts.batch_size, precise_bn)
             fresh.set_training(False)
             run.train_accuracy.append(_accuracy(network, x, y))
             if progress is not None:
@@ -367,17 +367,36 @@ def corrupt_labels(
     return torch.where(torch.as_tensor(draw < corruption), random_labels, y)
 
 
-def _precise_batch_norm(network: nn.Module, x: torch.Tensor, batch_size: int) -> None:
-    """Recompute every batch-norm layer's running statistics on the training set at the current
-    weights ("precise BN", torch's ``swa_utils.update_bn``: a cumulative average over the same
-    batch sizes as training; no gradient, weights untouched).
+def _precise_batch_norm(
+    network: nn.Module, x: torch.Tensor, batch_size: int, layers: list[nn.Module]
+) -> None:
+    """Recompute the running statistics of the batch-norm ``layers`` on the training set at the
+    current weights ("precise BN": a cumulative average over the same batch sizes as
+    training, as torch's ``swa_utils.update_bn`` computes it).
 
-    Without it the eval-mode accuracy reads statistics that trail the weights by about
-    1/momentum = 10 steps of exponential averaging: a ResNet-50 fitting 8 random labels was
-    right on all 8 in train mode by step 15 but reached the target in eval mode only at step 58.
-    Recomputing makes "training accuracy" the accuracy of the weights as trained."""
-    chunks = torch.tensor_split(x, max(1, math.ceil(len(x) / batch_size)))
-    torch.optim.swa_utils.update_bn(chunks, network)
+    Only those layers run in train mode; everything else runs as it does at evaluation
+    (dropout off, spectral norm's power iteration and other layers' running statistics left
+    alone), without gradients, so the training run itself is exactly what it would be without
+    this pass. Without it the eval-mode accuracy reads statistics that trail the weights by
+    about 1/momentum = 10 steps of exponential averaging: a ResNet-50 fitting 8 random labels
+    was right on all 8 in train mode by step 15 but reached the target in eval mode only at
+    step 58."""
+    modes = [(m, m.training) for m in network.modules()]
+    momenta = [(bn, bn.momentum) for bn in layers]
+    try:
+        network.eval()
+        for bn, _ in momenta:
+            bn.reset_running_stats()
+            bn.momentum = None  # a cumulative average over the batches below
+            bn.train()
+        with torch.no_grad():
+            for chunk in torch.tensor_split(x, max(1, math.ceil(len(x) / batch_size))):
+                network(chunk)
+    finally:
+        for bn, momentum in momenta:
+            bn.momentum = momentum
+        for module, training in modes:
+            module.training = training
 
 
 def _accuracy(network: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:

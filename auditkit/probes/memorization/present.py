@@ -52,7 +52,9 @@ def details(m: MemorizationMeasurement, j: Judgement) -> dict[str, Any]:
             "time_limit_s_per_level": opts.time_limit_s,
             "early_stop": "stop as soon as training accuracy reaches the target",
             "batch_norm_statistics": "recomputed on the training subset before each accuracy "
-            "check (precise BN, torch.optim.swa_utils.update_bn); training itself is unchanged"
+            "check (precise BN: a cumulative average over the training batches, batch norm in "
+            "train mode and every other layer in eval mode, no gradient); training itself is "
+            "unchanged"
             if reinitialization.get("precise_batch_norm_layers")
             else None,
             "same_initialization_every_level": True,
