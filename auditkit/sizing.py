@@ -29,6 +29,7 @@ Decisions:
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -133,9 +134,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _best_seconds(fn, device: torch.device, repeats: int) -> float:
-    """The fastest of ``repeats`` timings: a load spike only ever slows a pass down, while a
-    machine that stays busy slows every timing (and the plan adapts to that)."""
+def _timings(fn, device: torch.device, repeats: int) -> list[float]:
     times = []
     for _ in range(repeats):
         _sync(device)
@@ -143,7 +142,13 @@ def _best_seconds(fn, device: torch.device, repeats: int) -> float:
         fn()
         _sync(device)
         times.append(time.perf_counter() - started)
-    return min(times)
+    return times
+
+
+def _best_seconds(fn, device: torch.device, repeats: int) -> float:
+    """The fastest of ``repeats`` timings: a load spike only ever slows a pass down, while a
+    machine that stays busy slows every timing (and the plan adapts to that)."""
+    return min(_timings(fn, device, repeats))
 
 
 def measure_cost(adapter, x: torch.Tensor, *, repeats: int = MEASURE_REPEATS) -> Cost:
@@ -306,7 +311,8 @@ class ProbeSizing:
     #: Option → an estimator setting that follows from it (kept with it when the user set it).
     derived: Mapping[str, str] = {}
     #: Metric → the options it exists only with. A policy that gates the metric sets them, as
-    #: if the user had (``options_for_gates``): the plan never drops what a gate reads.
+    #: if the user had (``options_for_gates``), so the plan keeps them (the adversarial probe's
+    #: L2 metrics: the L2 attacks). A metric a plan may still drop says why when unmeasured.
     gated: Mapping[str, Mapping[str, Any]] = {}
 
     def settings(self, opts: Any, *, budget: str, clean_accuracy: float) -> dict[str, Any]:
@@ -390,7 +396,11 @@ def options_for_gates(
     for target in targets:
         probe, _, metric = str(target).partition(".")
         sizing = sizing_of(_probe_class(probe, registered)) if probe in registered else None
-        for key, value in dict(getattr(sizing, "gated", {}) or {}).get(metric, {}).items():
+        try:
+            needed = dict(dict(getattr(sizing, "gated", {}) or {}).get(metric) or {})
+        except (TypeError, ValueError):  # a plugin's malformed declaration: nothing is kept
+            continue
+        for key, value in needed.items():
             merged.setdefault(probe, {}).setdefault(key, value)
     return merged
 
@@ -456,14 +466,21 @@ class WorkPlan:
         """One sentence for the report and the console (two when the threads were cut)."""
         text = self._work_summary()
         if self.threads:
-            t = self.threads
-            text += (
-                f" Ran on {t['threads']} of {t['default']} CPU threads: a pass took "
-                f"{t['seconds'][str(t['default'])] * 1e3:.3g} ms on {t['default']} and "
-                f"{t['seconds'][str(t['threads'])] * 1e3:.3g} ms on {t['threads']} (the cores "
-                "are busy with other work)."
-            )
+            text += " " + self.threads_summary()
         return text
+
+    def threads_summary(self) -> str:
+        """The sentence on the CPU threads the scan switched to ("" when it kept them)."""
+        t = self.threads
+        if not t:
+            return ""
+        since = f" from the {t['from_probe']} probe on" if t.get("from_probe") else ""
+        return (
+            f"Ran on {t['threads']} of {t['default']} CPU threads{since}: a pass took "
+            f"{t['seconds'][str(t['default'])] * 1e3:.3g} ms on {t['default']} and "
+            f"{t['seconds'][str(t['threads'])] * 1e3:.3g} ms on {t['threads']} (the cores "
+            "are busy with other work)."
+        )
 
     def _work_summary(self) -> str:
         text = self._plan_summary()
@@ -739,14 +756,29 @@ def small_model_reason(adapter) -> str | None:
 _THREADS_GAIN = 0.8
 
 
-def choose_threads(adapter, x: torch.Tensor, *, small: bool) -> dict[str, Any] | None:
+def recheck_threads(adapter, x: torch.Tensor, plan: WorkPlan | None, probe: str) -> WorkPlan | None:
+    """Before a later probe: cores that turned busy (or whose other job was quiet when the scan
+    began) are noticed too. Only ever lowers the threads, once, and records from which probe;
+    never for small models, a GPU, torchrun ranks or a scan without a plan."""
+    from auditkit import distributed
+
+    if (plan is None or plan.small_model or plan.threads or adapter.device.type != "cpu"
+            or distributed.state().active):
+        return plan
+    found = choose_threads(adapter, x, small=False, size=2)
+    return dataclasses.replace(plan, threads={**found, "from_probe": probe}) if found else plan
+
+
+def choose_threads(
+    adapter, x: torch.Tensor, *, small: bool, size: int = 16
+) -> dict[str, Any] | None:
     """On CPU cores busy with other work, run on one thread when that is faster.
 
     torch's threads wait for each other at every operation; when another job holds the cores
     each wait lasts a scheduler slice, and a pass can take a hundred times longer than on one
     thread (a CIFAR-shaped ResNet-18 scan beside a 2-thread training job on 2 cores: 226 s on
-    2 threads, 23 s on 1). A pass is timed both ways (fastest of 2); if one thread is faster by
-    a fifth, it is kept for the scan (``torch.set_num_threads``; the caller restores it) and
+    2 threads, 23 s on 1). A pass is timed both ways (the median of 4 timings on the default
+    threads, of 2 on one); if one thread is faster by a fifth, it is kept for the scan (``torch.set_num_threads``; the caller restores it) and
     the times are returned for the record. Small models are never touched (their numbers stay
     bit-identical whatever the machine does: ``small``, from ``small_model_reason``); nor is a
     GPU, or a process already on 1 thread.
@@ -756,16 +788,20 @@ def choose_threads(adapter, x: torch.Tensor, *, small: bool) -> dict[str, Any] |
         return None
     from auditkit.context import diagnostic_sample_size
 
-    sample = x[: min(16, diagnostic_sample_size(tuple(x.shape[1:])))].to(adapter.device)
-    seconds = {}
+    sample = x[: min(size, diagnostic_sample_size(tuple(x.shape[1:])))].to(adapter.device)
+    times: dict[int, list[float]] = {default: [], 1: []}
     try:
         with torch.inference_mode():
             for threads in (default, 1, default):
                 torch.set_num_threads(threads)
-                took = _best_seconds(lambda: adapter.logits(sample), adapter.device, 2)
-                seconds[threads] = min(took, seconds.get(threads, float("inf")))
+                times[threads] += _timings(lambda: adapter.logits(sample), adapter.device, 2)
     finally:
         torch.set_num_threads(default)
+    # Medians, not the fastest: on shared cores a pass on several threads is fast whenever the
+    # other job happens to leave them all free at once and very slow otherwise, and the scan
+    # pays the typical pass (a ResNet-18 kept on 2 threads by one lucky timing took 95 s of a
+    # busy scan, 20 s on 1 thread).
+    seconds = {k: statistics.median(v) for k, v in times.items()}
     if seconds[1] >= _THREADS_GAIN * seconds[default]:
         return None
     torch.set_num_threads(1)

@@ -98,7 +98,9 @@ class AdversarialSizing(ProbeSizing):
         "l2_sweep": "accuracy-vs-eps curves",
         "l2_attacks": "L2 attacks",
     }
-    derived = {"sweep": "radii", "l2_sweep": "l2_radii", "l2_attacks": "l2_radii"}
+    # (Not l2_attacks: the shrinker never changes it when the user set it, and restoring
+    # l2_radii with it would undo the curve step's cut in the estimate.)
+    derived = {"sweep": "radii", "l2_sweep": "l2_radii"}
     #: A policy gate on an L2 metric keeps the L2 attacks whatever the clock.
     gated = {m: {"l2_attacks": True} for m in ("fgsm_l2_accuracy", "pgd_l2_accuracy", "l2_eps")}
 
