@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import hashlib
 import json
 import platform
@@ -301,39 +300,62 @@ def _same_upstream(context: AuditContext, owner: str, stored: Mapping[str, Any])
     return all(_upstream_identity(context, n) == v for n, v in identities.items())
 
 
-@functools.cache
+_DIGESTS: dict[tuple, str] = {}
+
+
 def _source_digest(location: str) -> str:
-    """A hash of a Python file, or of every Python file under a package folder (names and
-    bytes, in a fixed order)."""
-    digest = hashlib.sha256()
+    """A hash of a Python file, or of every Python file under a folder (names and bytes, in a
+    fixed order). Computed again only when a file's size or modification time changed."""
     root = Path(location)
     files = sorted(root.rglob("*.py")) if root.is_dir() else [root]
+    stamp = []
     for path in files:
-        digest.update(path.relative_to(root).as_posix().encode() if root.is_dir() else b"")
         try:
-            digest.update(path.read_bytes())
+            info = path.stat()
+            stamp.append((str(path), info.st_mtime_ns, info.st_size))
         except OSError:
-            digest.update(b"?")
-    return digest.hexdigest()[:16]
+            stamp.append((str(path), 0, -1))
+    key = (location, tuple(stamp))
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        for path in files:
+            digest.update(path.relative_to(root).as_posix().encode() if root.is_dir() else b"")
+            try:
+                digest.update(path.read_bytes())
+            except OSError:
+                digest.update(b"?")
+        _DIGESTS[key] = digest.hexdigest()[:16]
+    return _DIGESTS[key]
 
 
 def _code_key(probe: Probe) -> list[str]:
     """The code that computed a probe's result: auditkit's own source and, for a probe from
-    elsewhere, its top-level package's (a plugin) or its module file's. The version string stays
-    the same across development builds, so a checkpoint written by other code is never reused
-    as if this code had computed it."""
+    elsewhere, its top-level package's (a plugin; every folder of a namespace package), else
+    its module file's, else its class's source. The version string stays the same across
+    development builds, so a checkpoint written by other code is never reused as if this code
+    had computed it."""
+    import inspect
     import sys
 
     keys = [_source_digest(str(Path(__file__).resolve().parent))]
-    module = sys.modules.get(type(probe).__module__)
+    cls = type(probe) if not isinstance(probe, type) else probe
+    module = sys.modules.get(cls.__module__)
     top = (getattr(module, "__package__", None) or "").split(".")[0]
     if top == "auditkit":
         return keys
-    owner = sys.modules.get(top) if top else module
-    file = getattr(owner, "__file__", None)
-    if file:
-        path = Path(file).resolve()
-        keys.append(_source_digest(str(path.parent if top else path)))
+    owner = sys.modules.get(top) if top else None
+    if getattr(owner, "__file__", None):
+        places = [str(Path(owner.__file__).resolve().parent)]
+    else:
+        places = [str(Path(p).resolve()) for p in getattr(owner, "__path__", None) or []]
+    if not places and getattr(module, "__file__", None):
+        places = [str(Path(module.__file__).resolve())]
+    keys += [_source_digest(place) for place in places]
+    if not places:  # python -c, a notebook: the class's own source where it can be read
+        try:
+            keys.append(hashlib.sha256(inspect.getsource(cls).encode()).hexdigest()[:16])
+        except (OSError, TypeError):
+            keys.append(f"{cls.__module__}.{cls.__qualname__}")
     return keys
 
 
@@ -719,6 +741,13 @@ def _run_selected(
                     if artifacts is not None:
                         context.artifacts[probe.name] = artifacts
                 else:
+                    if index > 1 and plan is not None:
+                        from auditkit.sizing import recheck_threads
+
+                        switched = recheck_threads(adapter, data.x, plan, probe.name)
+                        if switched is not plan:
+                            plan = switched
+                            progress.log(f"sizing: {plan.threads_summary()}")
                     with _watching_reads(context, probe.name) as reads:
                         result = run_probe(probe, context, debug=debug)
                     context.results[probe.name] = result

@@ -101,6 +101,7 @@ _COMPETITOR = (
     "import sys, torch\n"
     "torch.set_num_threads(int(sys.argv[1]))\n"
     "a = torch.randn(1024, 1024)\n"
+    "print('ready', flush=True)\n"
     "while True:\n"
     "    a = torch.tanh(a @ a / 32)\n"
 )
@@ -112,9 +113,11 @@ def competing_job(threads: int):
     if threads <= 0:
         yield
         return
-    job = subprocess.Popen([sys.executable, "-c", _COMPETITOR, str(threads)])
+    job = subprocess.Popen([sys.executable, "-c", _COMPETITOR, str(threads)],
+                           stdout=subprocess.PIPE, text=True)
     try:
-        time.sleep(3)  # let it take the cores before anything is timed
+        job.stdout.readline()  # torch imported: it is about to take the cores
+        time.sleep(1)
         yield
     finally:
         job.kill()

@@ -234,3 +234,38 @@ def test_resume_default_reads_when_a_checkpoint_dir_is_given(tmp_path):
     assert Counted.calls == 1
     with pytest.raises(AuditkitInputError, match="checkpoint"):
         run_audit(_adapter(net), data, probes=[Counted], resume=True)
+
+
+def test_the_code_key_follows_a_plugins_source_wherever_it_lives(tmp_path, monkeypatch):
+    """A checkpoint is reused only for the code that wrote it: an edited plugin module is
+    noticed in a regular package, a namespace package (no ``__init__.py`` at the top) and a
+    single module file alike."""
+    import importlib
+    import os
+    import sys
+    import time
+
+    from auditkit.pipeline import _code_key
+
+    probe_source = (
+        "from auditkit.probes.base import Probe\n"
+        "class P(Probe):\n    name = 'p'\n    def run(self, context):\n        return {}\n"
+    )
+    layouts = {"regpkg/__init__.py": "", "regpkg/mod.py": probe_source,
+               "nspkg/sub/__init__.py": "", "nspkg/sub/mod.py": probe_source,
+               "single_mod.py": probe_source}
+    for rel, text in layouts.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name, rel in (("regpkg.mod", "regpkg/mod.py"), ("nspkg.sub.mod", "nspkg/sub/mod.py"),
+                      ("single_mod", "single_mod.py")):
+        module = importlib.import_module(name)
+        before = _code_key(module.P(budget="fast"))
+        assert len(before) == 2, (name, before)  # auditkit's source and the plugin's
+        path = tmp_path / rel
+        path.write_text(probe_source.replace("return {}", "return {'edited': True}"))
+        stamp = time.time_ns() + 10**9
+        os.utime(path, ns=(stamp, stamp))
+        assert _code_key(module.P(budget="fast")) != before, name
+        sys.modules.pop(name, None)

@@ -313,8 +313,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
-# A live worker writes its ``worker`` attribute within milliseconds of asking for a trial.
-ORPHAN_AFTER_SECONDS = 60
+# A live worker writes its ``worker`` attribute right after asking for a trial: milliseconds,
+# or up to SQLite's busy timeout (120 s, ``open_study``) on a contended file. Older than this,
+# an unnamed RUNNING trial on a shared ``--storage`` is an orphan.
+ORPHAN_AFTER_SECONDS = 600
 
 
 def mark_interrupted(study: Any, settings: Settings) -> int:
@@ -324,7 +326,8 @@ def mark_interrupted(study: Any, settings: Settings) -> int:
     in between leaves a RUNNING trial with no worker: holding the lock, no live worker can be in
     that gap, so such a trial is an orphan when every writer shares this lock (the default SQLite
     study in ``--out``). With a ``--storage`` shared by several machines it is one once it is older
-    than a minute.
+    than ``ORPHAN_AFTER_SECONDS``. Takes the claim lock: never call it while holding it (flock
+    is per open file, so a second ``claim_lock`` in the same process would wait forever).
     """
     import datetime
 

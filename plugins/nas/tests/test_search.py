@@ -157,7 +157,7 @@ def test_a_trial_killed_before_it_named_its_worker_is_interrupted_not_running_fo
     assert states == ["complete", "interrupted", "complete"]
 
 
-def test_on_a_shared_storage_an_unnamed_running_trial_is_left_to_its_owner_for_a_minute(tmp_path, monkeypatch):
+def test_on_a_shared_storage_an_unnamed_running_trial_is_left_to_its_owner_for_a_while(tmp_path, monkeypatch):
     # Another machine's worker may be between asking and naming itself; only age proves it dead.
     import optuna
 
