@@ -260,6 +260,12 @@ def comparability(base: AuditResult, new: AuditResult) -> list[Fact]:
 
         return json.dumps(audit.settings.get("options") or {}, sort_keys=True)
 
+    def sized(audit: AuditResult) -> str:
+        import json
+
+        plan = audit.settings.get("sizing") or {}
+        return json.dumps(plan.get("options") or {}, sort_keys=True, default=str)
+
     return [
         Fact("data", f"{base.data.get('name') or 'unnamed'} {_short_hash(base.data.get('fingerprint'))}",
              f"{new.data.get('name') or 'unnamed'} {_short_hash(new.data.get('fingerprint'))}",
@@ -278,6 +284,9 @@ def comparability(base: AuditResult, new: AuditResult) -> list[Fact]:
              "different budget: attack strength, bootstrap rounds and epochs differ"),
         Fact("options", options(base), options(new), False,
              "different probe options (--set): the probes measured different things"),
+        Fact("work sized", sized(base), sized(new), False,
+             "the time-aware plan cut different work (other machine speed or load); to plan "
+             "the base's work, rerun with --cost-from BASE/audit.json"),
         Fact("auditkit version", base.auditkit_version or "unknown",
              new.auditkit_version or "unknown", False,
              "different auditkit versions: a probe's method may have changed"),

@@ -222,3 +222,21 @@ def test_a_probe_not_run_before_that_now_fails_is_a_regression(tmp_path):
     fine = ProbeResult(name="bias", status="passed", metrics={})
     res, md = _cli_diff(tmp_path, _identified(), _identified(probes={"performance": perf, "bias": fine}))
     assert res.exit_code == 0 and "| `bias` | not run | passed | ➕ not run before |" in md
+
+
+def test_different_work_sizing_is_stated_with_the_way_to_plan_the_same_work(tmp_path):
+    """The time-aware plan depends on the machine's measured speed: an audit from a busier
+    machine may have dropped work (here the L2 attacks). The diff says so before the vanished
+    metric, and how to plan exactly the base's work."""
+    base, new = _identified(), _identified()
+    base.settings["sizing"] = {"options": {}}
+    new.settings["sizing"] = {"options": {"adversarial": {"l2_attacks": False}}}
+    base.probes["performance"].metrics["pgd_l2_accuracy"] = 0.5
+    base.probes["performance"].metric_info["pgd_l2_accuracy"] = {"direction": "higher"}
+    res, md = _cli_diff(tmp_path, base, new)
+    assert res.exit_code == 1, res.output  # a vanished number still counts
+    note = md.index("| work sized |")
+    assert note < md.index("pgd_l2_accuracy")
+    assert re.search(r"\\?-\\?-cost\\?-from BASE/audit\.json", md), md
+    same, md_same = _cli_diff(tmp_path, _identified(), _identified())
+    assert "work sized" not in md_same
