@@ -318,3 +318,22 @@ def test_a_metric_a_probe_left_out_is_explained_in_its_own_words_in_gates_and_re
                for n in memorization)
     assert any("memorization.generalization_gap" in n and "--train-data" in n
                for n in memorization)
+
+
+def test_unmeasured_metrics_without_a_reason_of_their_own_share_one_sentence():
+    """The bias probe on data without sensitive columns leaves a dozen metrics unmeasured for
+    one reason: the report says it once, not once per metric."""
+    import re
+
+    from auditkit.render.html import render_html
+
+    bias = ProbeResult(
+        name="bias", status="passed",
+        metrics={"worst_group_accuracy": None, "accuracy_difference": None,
+                 "demographic_parity_difference": None, "proxy_accuracy_difference": 0.02,
+                 "proxy_worst_slice_accuracy": 0.9},
+        details={"slice_kind": "proxy"}, summary="PROXY slices, not demographics",
+    )
+    html = render_html(AuditResult(model={}, data={}, environment={}, probes={"bias": bias}))
+    notes = re.findall(r'<p class="note unmeasured">(.*?)</p>', html, re.S)
+    assert len(notes) == 1 and "3 metrics" in notes[0] and "no sensitive columns" in notes[0]

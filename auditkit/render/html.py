@@ -298,11 +298,19 @@ def _unmeasured(name: str, probe: Mapping[str, Any]) -> list[dict[str, Any]]:
     from auditkit.gates import unmeasured_reason
     from auditkit.results import ProbeResult
 
+    details = probe.get("details") if isinstance(probe.get("details"), Mapping) else {}
+    told = details.get("unmeasured") if isinstance(details.get("unmeasured"), Mapping) else {}
     groups: dict[str, list[str]] = {}
     try:
         result = ProbeResult.from_dict({"name": name, **probe})
+        # One sentence per reason the probe gave in its own words, and one for all the rest
+        # (the first of them speaks for all: e.g. the bias probe's "no sensitive columns").
+        rest = [m for m in missing if not told.get(m)]
         for metric in missing:
-            groups.setdefault(unmeasured_reason(name, metric, result), []).append(metric)
+            if told.get(metric):
+                groups.setdefault(unmeasured_reason(name, metric, result), []).append(metric)
+            elif metric == rest[0]:
+                groups.setdefault(unmeasured_reason(name, metric, result), []).extend(rest)
     except (KeyError, TypeError, ValueError):
         groups = {"": missing}
     return [{"names": [f"{name}.{m}" for m in names], "why": why} for why, names in groups.items()]
