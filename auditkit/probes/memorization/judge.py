@@ -32,6 +32,12 @@ INCONCLUSIVE = {
     "time": "inconclusive: the time limit stopped training before the epoch budget",
     "diverged": "inconclusive: training diverged (non-finite loss) before the epoch budget",
 }
+#: What ended a run that missed the target, in words.
+STOPPED_BY = {
+    "epochs": "the epoch budget ran out",
+    "time": "the time limit stopped it",
+    "diverged": "training diverged",
+}
 
 
 @dataclass(frozen=True)
@@ -131,7 +137,8 @@ def checks(m: MemorizationMeasurement) -> list[Check]:
                 f"the fixed recipe fits the true labels in {true_run.epochs_to_target} epochs"
                 if fitted
                 else f"the fixed recipe reached only {true_run.final_train_accuracy:.1%} on the true "
-                f"labels ({true_run.stopped_by}); the random-label result is inconclusive",
+                f"labels ({STOPPED_BY.get(true_run.stopped_by, true_run.stopped_by)}); the "
+                "random-label result is inconclusive",
                 {
                     "epochs": true_run.epochs_to_target,
                     "train_accuracy": true_run.final_train_accuracy,

@@ -6,6 +6,7 @@ from typing import Any
 
 from auditkit.probes.memorization.judge import (
     INCONCLUSIVE,
+    STOPPED_BY,
     VERDICT_CANNOT,
     VERDICT_MEMORIZES,
     Judgement,
@@ -97,8 +98,8 @@ def unmeasured(m: MemorizationMeasurement, j: Judgement) -> dict[str, str]:
         elif run.epochs_to_target is None:
             why[f"fit_epochs_{key}"] = (
                 f"the {labels}-label run did not reach the {m.opts.target_accuracy:.0%} target "
-                + (f"in {len(run.train_accuracy)} epochs" if run.stopped_by == "epochs"
-                   else f"(stopped by: {run.stopped_by})")
+                f"in {len(run.train_accuracy)} epochs "
+                f"({STOPPED_BY.get(run.stopped_by, run.stopped_by)})"
             )
     if j.metrics.get("fit_time_ratio") is None:
         why["fit_time_ratio"] = why.get("fit_epochs_true") or why.get("fit_epochs_random") or (
