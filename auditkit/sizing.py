@@ -778,8 +778,9 @@ def choose_threads(
     each wait lasts a scheduler slice, and a pass can take a hundred times longer than on one
     thread (a CIFAR-shaped ResNet-18 scan beside a 2-thread training job on 2 cores: 226 s on
     2 threads, 23 s on 1). A pass is timed both ways (the median of 4 timings on the default
-    threads, of 2 on one); if one thread is faster by a fifth, it is kept for the scan (``torch.set_num_threads``; the caller restores it) and
-    the times are returned for the record. Small models are never touched (their numbers stay
+    threads, of 2 on one); if one thread is faster by a fifth, it is kept for the scan
+    (``torch.set_num_threads``; the caller restores it) and the times are returned for the
+    record. Small models are never touched (their numbers stay
     bit-identical whatever the machine does: ``small``, from ``small_model_reason``); nor is a
     GPU, or a process already on 1 thread.
     """
@@ -862,6 +863,8 @@ def size_probes(
             recorded = None  # a damaged record is measured again
     from auditkit import distributed
 
+    # Probes the caller built are run with their own options: neither piloted nor sized.
+    ours = [p for p in selected if not any(p is g for g in given)]
     small = small_model_reason(context.adapter)
     threads = (
         choose_threads(context.adapter, context.data.x, small=small is not None)
@@ -879,8 +882,7 @@ def size_probes(
             recorded = None
         if recorded is not None and small is None:
             # A small model is never resized: its pilots would change nothing.
-            sized = [p for p in selected if not any(p is g for g in given)]
-            recorded = dataclasses.replace(recorded, pilots=_pilots(sized, context))
+            recorded = dataclasses.replace(recorded, pilots=_pilots(ours, context))
     if distributed.state().active:
         # Rank 0's cost for everyone: every rank must plan exactly the same work.
         shared = distributed.broadcast_object(recorded.to_dict() if recorded else None)
@@ -894,22 +896,21 @@ def size_probes(
         recorded,
         budget=budget,
         n_examples=len(context.data),
-        probes=[p for p in selected if not any(p is g for g in given)],
+        probes=ours,
         max_minutes=max_minutes,
         user_options=options,
         small_model=small,
         clean_accuracy=float(context.clean_correct.float().mean()) if len(context.data) else 1.0,
     )
-    passed = [p.name for p in selected if any(p is g for g in given)]
+    passed = [p.name for p in selected if not any(p is o for o in ours)]
     if passed:
-        # Probes the caller built run with their own options: not sized.
         plan = dataclasses.replace(plan, not_sized=[*plan.not_sized, *passed])
     if threads:
         plan = dataclasses.replace(plan, threads=threads)
     sized = []
     for probe in selected:
         extra = plan.options.get(probe.name)
-        if extra and not any(probe is g for g in given):
+        if extra and any(probe is o for o in ours):
             user = dict((options or {}).get(probe.name, {}))
             probe = type(probe)(budget=budget, **{**extra, **user})
         sized.append(probe)
