@@ -714,6 +714,7 @@ def _run_selected(
         Path(checkpoint_dir) if checkpoint_dir else None, key, read=read_checkpoints
     )
     threads_before = torch.get_num_threads()
+    layout_before = getattr(adapter, "channels_last", None)
     try:
         plan = None
         if sizing and sizing.get("enabled"):
@@ -778,4 +779,8 @@ def _run_selected(
             auditkit_version=__version__,
         )
     finally:
-        torch.set_num_threads(threads_before)  # sizing may have lowered them for this scan
+        # Sizing may have lowered the threads or changed the layout for this scan.
+        torch.set_num_threads(threads_before)
+        from auditkit.sizing import restore_layout
+
+        restore_layout(adapter, layout_before)

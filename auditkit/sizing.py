@@ -80,6 +80,10 @@ class Cost:
     #: probe: e.g. the share of a sample one FGSM step fools. Recorded with the cost, so a
     #: resumed or ``--cost-from`` scan plans from the same values.
     pilots: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    #: The CPU memory layout the scan ran in, when it was measured (``choose_layout``):
+    #: ``{"channels_last": bool, "seconds": {layout: seconds}}``. Recorded with the cost, so a
+    #: resumed or ``--cost-from`` scan runs in the same layout.
+    layout: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +99,7 @@ class Cost:
             "forward_latency_s": self.forward_latency_s,
             "forward_backward_latency_s": self.backward_latency_s,
             "pilots": {k: dict(v) for k, v in self.pilots.items()},
+            "layout": _layout_record(self.layout),
         }
 
     @classmethod
@@ -115,6 +120,7 @@ class Cost:
                 str(k): {str(m): float(x) for m, x in dict(v).items()}
                 for k, v in dict(d.get("pilots") or {}).items()
             },
+            layout=_layout_record(d.get("layout")),
         )
 
     def forward_seconds(self, examples: float, batches: float) -> float:
@@ -463,11 +469,25 @@ class WorkPlan:
         return bool(self.reduced or self.threads or self.errors or over)
 
     def summary(self) -> str:
-        """One sentence for the report and the console (two when the threads were cut)."""
+        """One sentence for the report and the console, and one each when the scan switched its
+        CPU memory layout or threads."""
         text = self._work_summary()
-        if self.threads:
-            text += " " + self.threads_summary()
+        for extra in (self.layout_summary(), self.threads_summary()):
+            if extra:
+                text += " " + extra
         return text
+
+    def layout_summary(self) -> str:
+        """The sentence on the CPU memory layout the scan switched to ("" when it kept it)."""
+        layout = self.cost.layout
+        if not layout or not layout["channels_last"]:
+            return ""
+        seconds = layout["seconds"]
+        return (
+            "Ran in the channels_last memory layout: a forward and gradient pass took "
+            f"{seconds['channels_last'] * 1e3:.3g} ms in it and {seconds['default'] * 1e3:.3g} "
+            "ms in the default layout."
+        )
 
     def threads_summary(self) -> str:
         """The sentence on the CPU threads the scan switched to ("" when it kept them)."""
@@ -478,8 +498,9 @@ class WorkPlan:
         return (
             f"Ran on {t['threads']} of {t['default']} CPU threads{since}: a pass took "
             f"{t['seconds'][str(t['default'])] * 1e3:.3g} ms on {t['default']} and "
-            f"{t['seconds'][str(t['threads'])] * 1e3:.3g} ms on {t['threads']} (the cores "
-            "are busy with other work)."
+            f"{t['seconds'][str(t['threads'])] * 1e3:.3g} ms on {t['threads']} (more threads "
+            f"are kept only when {_THREADS_WORTH:g}× faster: on cores busy with other work they "
+            "stall)."
         )
 
     def _work_summary(self) -> str:
@@ -752,8 +773,14 @@ def small_model_reason(adapter) -> str | None:
     return None
 
 
-#: Fewer threads are used only when they are at least this much faster.
-_THREADS_GAIN = 0.8
+#: The default threads are kept only when a pass on them is at least this much faster than
+#: on one: beside another job they gain little and sometimes stall for seconds.
+_THREADS_WORTH = 1.25
+#: Passes of one thread check (``choose_threads``: 4 on the default threads, 2 on one).
+_RECHECK_PASSES = 6
+#: A model whose forward pass takes this long per example is checked on this many examples.
+_THREADS_COSTLY_SECONDS = 0.01
+_THREADS_COSTLY_EXAMPLES = 4
 
 
 def recheck_threads(adapter, x: torch.Tensor, plan: WorkPlan | None, probe: str) -> WorkPlan | None:
@@ -765,6 +792,11 @@ def recheck_threads(adapter, x: torch.Tensor, plan: WorkPlan | None, probe: str)
     if (plan is None or plan.small_model or plan.threads or adapter.device.type != "cpu"
             or distributed.state().active):
         return plan
+    # The check is 6 passes of 2 examples: worth it only before a probe that costs ten times
+    # that (not before the bias probe, which reads the clean pass, nor a plugin's few passes).
+    check = _RECHECK_PASSES * plan.cost.forward_seconds(2, 1)
+    if plan.estimates.get(probe, 0.0) < 10 * check:
+        return plan
     found = choose_threads(adapter, x, small=False, size=2)
     return dataclasses.replace(plan, threads={**found, "from_probe": probe}) if found else plan
 
@@ -772,15 +804,18 @@ def recheck_threads(adapter, x: torch.Tensor, plan: WorkPlan | None, probe: str)
 def choose_threads(
     adapter, x: torch.Tensor, *, small: bool, size: int = 16
 ) -> dict[str, Any] | None:
-    """On CPU cores busy with other work, run on one thread when that is faster.
+    """On CPU cores busy with other work, run on one thread unless more are clearly faster.
 
     torch's threads wait for each other at every operation; when another job holds the cores
     each wait lasts a scheduler slice, and a pass can take a hundred times longer than on one
     thread (a CIFAR-shaped ResNet-18 scan beside a 2-thread training job on 2 cores: 226 s on
-    2 threads, 23 s on 1). A pass is timed both ways (the median of 4 timings on the default
-    threads, of 2 on one); if one thread is faster by a fifth, it is kept for the scan
-    (``torch.set_num_threads``; the caller restores it) and the times are returned for the
-    record. Small models are never touched (their numbers stay
+    2 threads, 23 s on 1). A larger model's passes beside such a job take about as long on 2
+    threads as on 1, except when they stall (a ResNet-50 at 224 px: 0.4 s, or 2.7 s). A pass
+    is timed both ways (the mean of 4 timings on the default threads, of 2 on one); unless the
+    default threads are ``_THREADS_WORTH`` times faster (an idle 2-core VM: a ResNet-18 at
+    32 px 1.6×, a ResNet-50 at 224 px 2.5×; a VGG-11 at 32 px 1.1× loses a tenth on one
+    thread), one thread is kept for the scan (``torch.set_num_threads``; the caller restores
+    it) and the times are returned for the record. Small models are never touched (their numbers stay
     bit-identical whatever the machine does: ``small``, from ``small_model_reason``); nor is a
     GPU, or a process already on 1 thread.
     """
@@ -793,17 +828,25 @@ def choose_threads(
     times: dict[int, list[float]] = {default: [], 1: []}
     try:
         with torch.inference_mode():
+            if len(sample) > _THREADS_COSTLY_EXAMPLES:
+                # A costly pass (a ResNet-50 at 224×224) is timed on a few examples: waits at
+                # every operation show as well on 4 as on 16, and the check costs a quarter.
+                (two,) = _timings(lambda: adapter.logits(sample[:2]), adapter.device, 1)
+                if two > 2 * _THREADS_COSTLY_SECONDS:
+                    sample = sample[:_THREADS_COSTLY_EXAMPLES]
             for threads in (default, 1, default):
                 torch.set_num_threads(threads)
                 times[threads] += _timings(lambda: adapter.logits(sample), adapter.device, 2)
     finally:
         torch.set_num_threads(default)
-    # Medians, not the fastest: on shared cores a pass on several threads is fast whenever the
-    # other job happens to leave them all free at once and very slow otherwise, and the scan
-    # pays the typical pass (a ResNet-18 kept on 2 threads by one lucky timing took 95 s of a
-    # busy scan, 20 s on 1 thread).
-    seconds = {k: statistics.median(v) for k, v in times.items()}
-    if seconds[1] >= _THREADS_GAIN * seconds[default]:
+    # Means, not the fastest nor the median: on shared cores a pass on several threads is fast
+    # whenever the other job happens to leave them all free at once, and otherwise stalls, and
+    # the scan pays the average pass. A ResNet-18 kept on 2 threads by one lucky timing took
+    # 95 s of a busy scan, 20 s on 1 thread; a ResNet-50 at 224 px beside a 2-thread job ran
+    # 4-example passes on 2 threads in 0.4 s or in 2.7 s, on 1 thread in 0.4 s every time, and
+    # the median kept 2 threads through the cost measurement (80 s of a 200 s scan).
+    seconds = {k: statistics.fmean(v) for k, v in times.items()}
+    if seconds[1] >= _THREADS_WORTH * seconds[default]:
         return None
     torch.set_num_threads(1)
     return {
@@ -811,6 +854,94 @@ def choose_threads(
         "default": default,
         "seconds": {str(k): round(v, 6) for k, v in seconds.items()},
     }
+
+
+#: channels_last is kept on a CPU only when a pass in it is at least this much faster.
+_LAYOUT_GAIN = 0.9
+_LAYOUT_EXAMPLES = 4
+_LAYOUT_REPEATS = 3
+
+
+def _layout_record(value: Any) -> dict[str, Any] | None:
+    if not value:
+        return None
+    return {
+        "channels_last": bool(value["channels_last"]),
+        "seconds": {str(k): float(v) for k, v in dict(value.get("seconds") or {}).items()},
+    }
+
+
+def choose_layout(adapter, x: torch.Tensor, *, small: bool) -> dict[str, Any] | None:
+    """On a CPU, run a conv net in channels_last when a pass is faster in it.
+
+    oneDNN's NHWC convolutions pay on some shapes and not on others: on this project's 2-core
+    VM a ResNet-50 at 224×224 ran its forward pass 1.6–2.3× and its gradient pass 1.1–1.3×
+    faster, a ResNet-18 at 32×32 at 0.93–1.01×, a ResNet-50 at 64–128 px at 0.87–0.96×. So it
+    is measured, not ruled: a forward and an input-gradient pass on a few examples, in both
+    layouts, interleaved, the median of 3 each; channels_last is kept when it takes at most
+    ``_LAYOUT_GAIN`` of the default's time. The layout changes no weight, only the last bits
+    of some outputs (as a different thread count may), so small models are never touched (their
+    numbers stay bit-identical) and the choice is recorded with the cost: a resumed or
+    ``--cost-from`` scan applies it instead of measuring (``apply_layout``). Plain modules with
+    2-d convolutions on image inputs only; a GPU already runs them in channels_last.
+    Returns the record (``{"channels_last", "seconds"}``), or None when nothing was measured.
+    """
+    from auditkit.adapters.torch_adapter import layout_can_change
+
+    switch = getattr(adapter, "use_channels_last", None)
+    if adapter.device.type != "cpu" or small or not callable(switch):
+        return None
+    if not layout_can_change(adapter.model, tuple(adapter.input_shape)):
+        return None
+    sample = x[: min(len(x), _LAYOUT_EXAMPLES)].to(adapter.device)
+    gradients = bool(getattr(adapter, "supports_gradients", False))
+
+    def passes() -> None:
+        with torch.inference_mode():
+            adapter.logits(sample)
+        if gradients:
+            z = sample.detach().clone().requires_grad_(True)
+            with torch.enable_grad():
+                logits = adapter.as_module()(z).float()
+                torch.autograd.grad(nn.functional.cross_entropy(logits, logits.argmax(-1)), z)
+
+    before = bool(adapter.channels_last)
+    times: dict[bool, list[float]] = {False: [], True: []}
+    try:
+        for on in (False, True):  # warm-up: each layout picks its kernels on first use
+            switch(on)
+            passes()
+        for _ in range(_LAYOUT_REPEATS):  # interleaved: a change of load meets both layouts
+            for on in (False, True):
+                switch(on)
+                times[on] += _timings(passes, adapter.device, 1)
+    except RuntimeError:
+        switch(before)
+        return None
+    seconds = {on: statistics.median(v) for on, v in times.items()}
+    chosen = seconds[True] <= _LAYOUT_GAIN * seconds[False]
+    switch(chosen)
+    return {
+        "channels_last": chosen,
+        "seconds": {
+            "default": round(seconds[False], 6),
+            "channels_last": round(seconds[True], 6),
+        },
+    }
+
+
+def apply_layout(adapter, layout: Mapping[str, Any] | None) -> None:
+    """A recorded layout choice, applied as it was made (nothing when none was recorded)."""
+    switch = getattr(adapter, "use_channels_last", None)
+    if layout and callable(switch) and adapter.device.type == "cpu":
+        switch(bool(layout["channels_last"]))
+
+
+def restore_layout(adapter, before: bool | None) -> None:
+    """The layout the adapter had before the scan (the user's module is converted in place)."""
+    switch = getattr(adapter, "use_channels_last", None)
+    if before is not None and callable(switch) and adapter.channels_last != before:
+        switch(before)
 
 
 def _pilots(probes: Sequence[Any], context: Any) -> dict[str, dict[str, float]]:
@@ -877,7 +1008,10 @@ def size_probes(
             torch.set_num_threads(int(threads["threads"]))
     if recorded is None and distributed.is_main():
         try:
+            # The layout first: the cost is measured in the layout the probes will run in.
+            layout = choose_layout(context.adapter, context.data.x, small=small is not None)
             recorded = measure_cost(context.adapter, context.data.x[:_MAX_MEASURE_BATCH])
+            recorded = dataclasses.replace(recorded, layout=layout)
         except Exception:  # sizing must never take the audit down: run the budget as declared
             recorded = None
         if recorded is not None and small is None:
@@ -889,6 +1023,8 @@ def size_probes(
         recorded = Cost.from_dict(shared) if shared is not None else None
     if recorded is None:
         return selected, None
+    # A recorded cost's layout (resume, --cost-from, or rank 0's choice on every rank).
+    apply_layout(context.adapter, recorded.layout)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(recorded.to_dict()), encoding="utf-8")

@@ -620,8 +620,9 @@ def test_busy_cores_run_on_one_thread_when_it_is_faster_and_the_threads_come_bac
 
 def test_busy_cores_are_judged_by_the_typical_pass_not_the_luckiest(monkeypatch):
     """On shared cores a multi-threaded pass is sometimes fast (the other job left every core
-    free for a moment) and usually slow; the scan pays the usual pass, so the choice of threads
-    compares medians: one lucky timing must not keep the scan on threads that stall."""
+    free for a moment) and otherwise stalls; the scan pays the average pass, so the choice of
+    threads compares means: neither one lucky timing nor a stall in one pass out of four may keep
+    the scan on threads that stall."""
     import types
 
     from auditkit import sizing
@@ -641,12 +642,24 @@ def test_busy_cores_are_judged_by_the_typical_pass_not_the_luckiest(monkeypatch)
         choice = sizing.choose_threads(adapter, torch.rand(8, 1, 4, 4), small=False)
         assert choice is not None and choice["threads"] == 1  # min() would have kept 2 (1 ms)
         assert torch.get_num_threads() == 1
-        steady = iter([0.004] * 8)
+        steady = iter([0.004] * 9)  # the first: the 2-example pass that sizes the check
         adapter.logits = lambda batch: clock.__setitem__(
             "t", clock["t"] + (next(steady) if torch.get_num_threads() > 1 else 0.01))
         torch.set_num_threads(2)
         assert sizing.choose_threads(adapter, torch.rand(8, 1, 4, 4), small=False) is None
         assert torch.get_num_threads() == 2  # an idle machine keeps its threads
+        # One stall in four passes: the median (4 ms) would keep 2 threads, the mean does not.
+        stalls = iter([0.004, 0.004, 0.004, 0.05, 0.004])
+        adapter.logits = lambda batch: clock.__setitem__(
+            "t", clock["t"] + (next(stalls) if torch.get_num_threads() > 1 else 0.01))
+        choice = sizing.choose_threads(adapter, torch.rand(8, 1, 4, 4), small=False)
+        assert choice is not None and choice["threads"] == 1
+        # Steady, but 2 threads only a tenth faster: not worth their stalls beside another job.
+        torch.set_num_threads(2)
+        adapter.logits = lambda batch: clock.__setitem__(
+            "t", clock["t"] + (0.009 if torch.get_num_threads() > 1 else 0.01))
+        choice = sizing.choose_threads(adapter, torch.rand(8, 1, 4, 4), small=False)
+        assert choice is not None and choice["threads"] == 1
     finally:
         torch.set_num_threads(before)
 
@@ -678,3 +691,150 @@ def test_cores_that_turn_busy_during_the_scan_switch_the_threads_before_the_next
     assert "Ran on 1 of 2 CPU threads from the calibration probe on" in (
         result.settings["sizing"]["summary"])
     assert torch.get_num_threads() == before  # restored after the scan
+
+
+def test_the_thread_check_is_repeated_only_before_probes_that_cost_ten_times_it(
+    small_setup, monkeypatch,
+):
+    """Six passes of 2 examples before a probe that reads the clean pass (bias) would cost more
+    than the probe: the check is skipped there, and made before a costly one."""
+    from auditkit import sizing
+
+    adapter, data = small_setup
+    calls = []
+
+    def choose(adapter, x, *, small, size=16):
+        calls.append(size)
+        return None  # the cores stay quiet
+
+    monkeypatch.setattr(sizing, "choose_threads", choose)
+    result = run_audit(adapter, data, probes=["performance", "calibration", "bias"],
+                       budget="fast", cost=RESNET50.to_dict())
+    estimates = result.settings["sizing"]["estimated_seconds"]
+    assert estimates["calibration"] > 10 * 6 * RESNET50.forward_seconds(2, 1) > estimates["bias"]
+    assert calls == [16, 2]  # at the start, before calibration; not before bias
+
+
+def test_a_costly_model_is_checked_for_threads_on_a_few_examples(monkeypatch):
+    """A ResNet-50 at 224×224 is timed on 4 examples, not 16: waits between threads show as
+    well, at a quarter of the check's cost."""
+    import types
+
+    from auditkit import sizing
+
+    clock = {"t": 0.0}
+    sizes = []
+
+    def logits(batch):
+        sizes.append(len(batch))
+        # 30 ms per example on 2 threads, as a ResNet-50 at 224 px on an idle machine
+        clock["t"] += 0.06 * len(batch) / torch.get_num_threads()
+        return torch.zeros(len(batch), 3)
+
+    monkeypatch.setattr(sizing.time, "perf_counter", lambda: clock["t"])
+    adapter = types.SimpleNamespace(device=torch.device("cpu"), logits=logits)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert sizing.choose_threads(adapter, torch.rand(32, 3, 8, 8), small=False) is None
+        assert sizes == [2] + [4] * 6
+        sizes.clear()
+        adapter.logits = lambda batch: (sizes.append(len(batch)), torch.zeros(len(batch), 3))[1]
+        sizing.choose_threads(adapter, torch.rand(32, 3, 8, 8), small=False)  # a cheap model
+        assert sizes == [2] + [16] * 6
+    finally:
+        torch.set_num_threads(before)
+
+
+class _Convs(nn.Module):
+    """A conv net past the small-model line (1.2M parameters)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.head = nn.Linear(8 * 8 * 8, 3)
+        self.spare = nn.Parameter(torch.zeros(1_200_000))
+
+    def forward(self, x):
+        return self.head(torch.relu(self.conv(x)).flatten(1)) + 0 * self.spare[0]
+
+
+def _fake_layout_timings(monkeypatch, adapter, seconds: dict[bool, float]) -> list[bool]:
+    """``_timings`` that runs the pass and reports ``seconds`` by the adapter's layout."""
+    from auditkit import sizing
+
+    seen = []
+
+    def timings(fn, device, repeats):
+        fn()
+        seen.append(adapter.channels_last)
+        return [seconds[adapter.channels_last]] * repeats
+
+    monkeypatch.setattr(sizing, "_timings", timings)
+    return seen
+
+
+@pytest.mark.parametrize("faster", [True, False])
+def test_a_conv_net_on_a_cpu_runs_in_channels_last_only_where_it_measured_faster(
+    monkeypatch, faster,
+):
+    from auditkit import sizing
+
+    torch.manual_seed(0)
+    net = _Convs()
+    adapter = TorchModelAdapter(net, input_shape=(3, 8, 8), device="cpu")
+    x = torch.rand(16, 3, 8, 8)
+    default = adapter.predict_logits(x)
+    seen = _fake_layout_timings(monkeypatch, adapter, {False: 1.0, True: 0.5 if faster else 0.95})
+    record = sizing.choose_layout(adapter, x, small=False)
+    assert seen == [False, True] * 3  # interleaved, so a change of load meets both layouts
+    assert record == {
+        "channels_last": faster,
+        "seconds": {"default": 1.0, "channels_last": 0.5 if faster else 0.95},
+    }
+    assert adapter.channels_last is faster
+    layout = torch.channels_last if faster else torch.contiguous_format
+    assert net.conv.weight.is_contiguous(memory_format=layout)
+    # The same weights, the same answers up to float round-off.
+    assert torch.allclose(adapter.predict_logits(x), default, atol=1e-5)
+    # Kept as they are: a small model (bit-identical numbers), an MLP, a scripted module.
+    assert sizing.choose_layout(adapter, x, small=True) is None
+    mlp = TorchModelAdapter(nn.Sequential(nn.Flatten(), nn.Linear(192, 3)),
+                            input_shape=(3, 8, 8), device="cpu")
+    assert sizing.choose_layout(mlp, x, small=False) is None
+
+
+def test_the_layout_is_recorded_reused_on_resume_and_given_back_after_the_scan(
+    monkeypatch, tmp_path,
+):
+    from auditkit import sizing
+
+    torch.manual_seed(0)
+    net = _Convs()
+    x = torch.rand(120, 3, 8, 8)
+    adapter = TorchModelAdapter(net, input_shape=(3, 8, 8), device="cpu")
+    data = AuditData(x=x, y=adapter.predict_logits(x).argmax(-1), name="tiny")
+    switched = []
+    real = adapter.use_channels_last
+
+    def logged(on):
+        switched.append(on)
+        real(on)
+
+    monkeypatch.setattr(adapter, "use_channels_last", logged)
+    _fake_layout_timings(monkeypatch, adapter, {False: 1.0, True: 0.5})
+    result = run_audit(adapter, data, probes=["performance", "calibration"], budget="fast",
+                       checkpoint_dir=tmp_path)
+    sizing_record = result.settings["sizing"]
+    assert sizing_record["cost"]["layout"]["channels_last"] is True
+    assert "channels_last memory layout" in sizing_record["summary"]
+    assert switched[-2:] == [True, False]  # chosen (and applied) for the scan, then given back
+    assert not adapter.channels_last and net.conv.weight.is_contiguous()
+    # Resume: the recorded choice is applied, not measured again.
+    switched.clear()
+    monkeypatch.setattr(sizing, "choose_layout", lambda *a, **k: pytest.fail("measured again"))
+    resumed = run_audit(adapter, data, probes=["performance", "calibration"], budget="fast",
+                        checkpoint_dir=tmp_path, resume=True)
+    assert resumed.settings["sizing"]["cost"] == sizing_record["cost"]
+    assert switched == [True, False]
+    assert resumed.probes["calibration"].metrics == result.probes["calibration"].metrics

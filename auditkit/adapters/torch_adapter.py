@@ -231,6 +231,18 @@ class TorchModelAdapter(ModelAdapter):
             num_classes = int(out.shape[-1])
         self.num_classes = int(num_classes)
 
+    def use_channels_last(self, on: bool) -> None:
+        """Run the network in channels_last (``on``) or the default layout. The weights keep
+        their values (the user's module is converted in place, as on a GPU); outputs may
+        differ in the last bits, as between thread counts."""
+        if bool(on) == self.channels_last:
+            return
+        if on and not layout_can_change(self.model, self.input_shape):
+            raise ValueError("channels_last needs a plain nn.Module with 2-d convolutions")
+        layout = torch.channels_last if on else torch.contiguous_format
+        self.network = self.network.to(memory_format=layout)
+        self.channels_last = bool(on)
+
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
         if self.channels_last and x.ndim == 4:
@@ -400,11 +412,15 @@ def free_memory_bytes(device: torch.device) -> int:
 
 
 def _use_channels_last(model: nn.Module, device: torch.device, shape: tuple[int, ...]) -> bool:
-    """channels_last for 2-d conv nets on a GPU (plain modules only: scripted and exported
-    graphs keep the layout they were traced with)."""
-    if device.type != "cuda" or len(shape) != 3:
-        return False
-    if isinstance(model, (torch.jit.ScriptModule, torch.fx.GraphModule)):
+    """channels_last for 2-d conv nets on a GPU (on a CPU the scan measures whether it pays:
+    ``auditkit.sizing.choose_layout``)."""
+    return device.type == "cuda" and layout_can_change(model, shape)
+
+
+def layout_can_change(model: nn.Module, shape: tuple[int, ...]) -> bool:
+    """Whether the network may run in channels_last: a plain module with 2-d convolutions on
+    image inputs (scripted and exported graphs keep the layout they were traced with)."""
+    if len(shape) != 3 or isinstance(model, (torch.jit.ScriptModule, torch.fx.GraphModule)):
         return False
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
