@@ -266,6 +266,11 @@ def comparability(base: AuditResult, new: AuditResult) -> list[Fact]:
         plan = audit.settings.get("sizing") or {}
         return json.dumps(plan.get("options") or {}, sort_keys=True, default=str)
 
+    def layout(audit: AuditResult) -> str:
+        # A CPU scan measures whether channels_last pays (``sizing.choose_layout``).
+        return "channels_last" if (audit.settings.get("sizing") or {}).get("channels_last") \
+            else "default"
+
     return [
         Fact("data", f"{base.data.get('name') or 'unnamed'} {_short_hash(base.data.get('fingerprint'))}",
              f"{new.data.get('name') or 'unnamed'} {_short_hash(new.data.get('fingerprint'))}",
@@ -287,6 +292,9 @@ def comparability(base: AuditResult, new: AuditResult) -> list[Fact]:
         Fact("work sized", sized(base), sized(new), False,
              "the time-aware plan cut different work (other machine speed or load); to plan "
              "the base's work, rerun with --cost-from BASE/audit.json"),
+        Fact("memory layout", layout(base), layout(new), False,
+             "a CPU layout chosen by speed: numbers may differ in their last bits; to run "
+             "the base's layout, rerun with --cost-from BASE/audit.json"),
         Fact("auditkit version", base.auditkit_version or "unknown",
              new.auditkit_version or "unknown", False,
              "different auditkit versions: a probe's method may have changed"),

@@ -189,7 +189,11 @@ def reinit_by_shape(
                 continue
             leaf = name.rpartition(".")[2]
             if tensor.ndim >= 2:
-                nn.init.kaiming_uniform_(tensor, a=math.sqrt(5))
+                # Drawn in the default layout and copied: a tensor in channels_last (a CPU scan
+                # may run a conv net in it) would get the same draws in other places.
+                fresh = torch.empty(tensor.shape, dtype=tensor.dtype, device=tensor.device)
+                nn.init.kaiming_uniform_(fresh, a=math.sqrt(5))
+                tensor.copy_(fresh)
                 applied[name] = "kaiming_uniform(a=√5)"
             elif tensor.ndim == 1 and leaf.startswith("bias"):
                 weight = _sibling_weight(name, params)

@@ -454,6 +454,8 @@ class WorkPlan:
     errors: dict[str, str] = field(default_factory=dict)
     #: Set when the scan runs on fewer CPU threads than torch's default (``choose_threads``).
     threads: dict[str, Any] | None = None
+    #: Whether a CPU scan ran the network in channels_last (``choose_layout``; None on a GPU).
+    channels_last: bool | None = None
 
     @property
     def reduced(self) -> bool:
@@ -462,11 +464,11 @@ class WorkPlan:
     @property
     def noteworthy(self) -> bool:
         """Worth saying before the probes run and in summary.md: work was reduced, the threads
-        switched, a sizing failed, or the work stays above the limit."""
+        or the memory layout switched, a sizing failed, or the work stays above the limit."""
         over = self.limit_seconds is not None and self.small_model is None and (
             sum(self.estimates.values()) > 1.1 * self.limit_seconds
         )
-        return bool(self.reduced or self.threads or self.errors or over)
+        return bool(self.reduced or self.threads or self.errors or over or self.layout_summary())
 
     def summary(self) -> str:
         """One sentence for the report and the console, and one each when the scan switched its
@@ -482,6 +484,11 @@ class WorkPlan:
         layout = self.cost.layout
         if not layout or not layout["channels_last"]:
             return ""
+        if not self.channels_last:
+            return (
+                "The recorded cost's channels_last layout does not apply to this model (not a "
+                "plain conv net, a small one, or already in its own layout): it ran in its own."
+            )
         seconds = layout["seconds"]
         return (
             "Ran in the channels_last memory layout: a forward and gradient pass took "
@@ -578,6 +585,7 @@ class WorkPlan:
             "errors": dict(self.errors),
             "small_model": self.small_model,
             "threads": dict(self.threads) if self.threads else None,
+            "channels_last": self.channels_last,
             "reduced": self.reduced,
             "noteworthy": self.noteworthy,
             "summary": self.summary(),
@@ -795,7 +803,8 @@ def recheck_threads(adapter, x: torch.Tensor, plan: WorkPlan | None, probe: str)
     # The check is 6 passes of 2 examples: worth it only before a probe that costs ten times
     # that (not before the bias probe, which reads the clean pass, nor a plugin's few passes).
     check = _RECHECK_PASSES * plan.cost.forward_seconds(2, 1)
-    if plan.estimates.get(probe, 0.0) < 10 * check:
+    estimate = plan.estimates.get(probe)  # none for a probe the caller passed in
+    if estimate is not None and estimate < 10 * check:
         return plan
     found = choose_threads(adapter, x, small=False, size=2)
     return dataclasses.replace(plan, threads={**found, "from_probe": probe}) if found else plan
@@ -871,6 +880,22 @@ def _layout_record(value: Any) -> dict[str, Any] | None:
     }
 
 
+def layout_switchable(adapter, *, small: bool) -> bool:
+    """Whether a CPU scan may run the adapter's network in another memory layout: a plain conv
+    net on image inputs (``layout_can_change``), not a small model (its numbers stay
+    bit-identical), whose convolution weights are in the default layout (a model the user put in
+    channels_last keeps it)."""
+    from auditkit.adapters.torch_adapter import layout_can_change
+
+    model = getattr(adapter, "model", None)
+    if (adapter.device.type != "cpu" or small or adapter.channels_last
+            or not callable(getattr(adapter, "use_channels_last", None))
+            or not isinstance(model, nn.Module)
+            or not layout_can_change(model, tuple(adapter.input_shape))):
+        return False
+    return all(m.weight.is_contiguous() for m in model.modules() if isinstance(m, nn.Conv2d))
+
+
 def choose_layout(adapter, x: torch.Tensor, *, small: bool) -> dict[str, Any] | None:
     """On a CPU, run a conv net in channels_last when a pass is faster in it.
 
@@ -879,48 +904,56 @@ def choose_layout(adapter, x: torch.Tensor, *, small: bool) -> dict[str, Any] | 
     faster, a ResNet-18 at 32×32 at 0.93–1.01×, a ResNet-50 at 64–128 px at 0.87–0.96×. So it
     is measured, not ruled: a forward and an input-gradient pass on a few examples, in both
     layouts, interleaved, the median of 3 each; channels_last is kept when it takes at most
-    ``_LAYOUT_GAIN`` of the default's time. The layout changes no weight, only the last bits
-    of some outputs (as a different thread count may), so small models are never touched (their
-    numbers stay bit-identical) and the choice is recorded with the cost: a resumed or
-    ``--cost-from`` scan applies it instead of measuring (``apply_layout``). Plain modules with
-    2-d convolutions on image inputs only; a GPU already runs them in channels_last.
-    Returns the record (``{"channels_last", "seconds"}``), or None when nothing was measured.
+    ``_LAYOUT_GAIN`` of the default's time, and only when both layouts give the same answers
+    (the same predicted classes, logits equal up to float round-off: a model whose code reads
+    memory directly could differ without raising). A model that fails in channels_last, however
+    it fails, keeps its layout. The layout changes no weight, only the last bits of some
+    outputs (as a different thread count may), so small models are never touched
+    (``layout_switchable``) and the choice is recorded with the cost: a resumed or
+    ``--cost-from`` scan applies it instead of measuring (``apply_layout``). A GPU already runs
+    conv nets in channels_last. Returns the record (``{"channels_last", "seconds"}``), or None
+    when nothing was measured.
     """
-    from auditkit.adapters.torch_adapter import layout_can_change
-
-    switch = getattr(adapter, "use_channels_last", None)
-    if adapter.device.type != "cpu" or small or not callable(switch):
+    if not layout_switchable(adapter, small=small):
         return None
-    if not layout_can_change(adapter.model, tuple(adapter.input_shape)):
-        return None
+    switch = adapter.use_channels_last
     sample = x[: min(len(x), _LAYOUT_EXAMPLES)].to(adapter.device)
     gradients = bool(getattr(adapter, "supports_gradients", False))
 
-    def passes() -> None:
+    def passes() -> torch.Tensor:
         with torch.inference_mode():
-            adapter.logits(sample)
+            out = adapter.logits(sample).float()
         if gradients:
             z = sample.detach().clone().requires_grad_(True)
             with torch.enable_grad():
                 logits = adapter.as_module()(z).float()
                 torch.autograd.grad(nn.functional.cross_entropy(logits, logits.argmax(-1)), z)
+        return out
 
-    before = bool(adapter.channels_last)
+    chosen = False
     times: dict[bool, list[float]] = {False: [], True: []}
     try:
-        for on in (False, True):  # warm-up: each layout picks its kernels on first use
+        # Warm-up (each layout picks its kernels on first use), and the answers compared.
+        outputs = {}
+        for on in (False, True):
             switch(on)
-            passes()
+            outputs[on] = passes()
+        scale = max(1.0, float(outputs[False].abs().max()))
+        if not (
+            torch.equal(outputs[False].argmax(-1), outputs[True].argmax(-1))
+            and torch.allclose(outputs[False], outputs[True], rtol=1e-3, atol=1e-3 * scale)
+        ):
+            return None
         for _ in range(_LAYOUT_REPEATS):  # interleaved: a change of load meets both layouts
             for on in (False, True):
                 switch(on)
                 times[on] += _timings(passes, adapter.device, 1)
-    except RuntimeError:
-        switch(before)
+        seconds = {on: statistics.median(v) for on, v in times.items()}
+        chosen = seconds[True] <= _LAYOUT_GAIN * seconds[False]
+    except Exception:  # a model that breaks in channels_last keeps its own layout
         return None
-    seconds = {on: statistics.median(v) for on, v in times.items()}
-    chosen = seconds[True] <= _LAYOUT_GAIN * seconds[False]
-    switch(chosen)
+    finally:
+        switch(chosen)
     return {
         "channels_last": chosen,
         "seconds": {
@@ -930,11 +963,17 @@ def choose_layout(adapter, x: torch.Tensor, *, small: bool) -> dict[str, Any] | 
     }
 
 
-def apply_layout(adapter, layout: Mapping[str, Any] | None) -> None:
-    """A recorded layout choice, applied as it was made (nothing when none was recorded)."""
-    switch = getattr(adapter, "use_channels_last", None)
-    if layout and callable(switch) and adapter.device.type == "cpu":
-        switch(bool(layout["channels_last"]))
+def apply_layout(adapter, layout: Mapping[str, Any] | None, *, small: bool) -> bool:
+    """A recorded layout choice, applied as it was made where it can be (a recorded cost may
+    come from another model: ``--cost-from``). Returns whether the scan runs in channels_last."""
+    current = bool(getattr(adapter, "channels_last", False))
+    wanted = bool(layout and layout["channels_last"])
+    if adapter.device.type != "cpu" or wanted == current:
+        return current
+    if wanted and not layout_switchable(adapter, small=small):
+        return current
+    adapter.use_channels_last(wanted)
+    return wanted
 
 
 def restore_layout(adapter, before: bool | None) -> None:
@@ -1006,6 +1045,7 @@ def size_probes(
         threads = distributed.broadcast_object(threads)
         if threads:
             torch.set_num_threads(int(threads["threads"]))
+    layout_before = getattr(context.adapter, "channels_last", None)
     if recorded is None and distributed.is_main():
         try:
             # The layout first: the cost is measured in the layout the probes will run in.
@@ -1013,6 +1053,7 @@ def size_probes(
             recorded = measure_cost(context.adapter, context.data.x[:_MAX_MEASURE_BATCH])
             recorded = dataclasses.replace(recorded, layout=layout)
         except Exception:  # sizing must never take the audit down: run the budget as declared
+            restore_layout(context.adapter, layout_before)
             recorded = None
         if recorded is not None and small is None:
             # A small model is never resized: its pilots would change nothing.
@@ -1024,7 +1065,7 @@ def size_probes(
     if recorded is None:
         return selected, None
     # A recorded cost's layout (resume, --cost-from, or rank 0's choice on every rank).
-    apply_layout(context.adapter, recorded.layout)
+    channels_last = apply_layout(context.adapter, recorded.layout, small=small is not None)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(recorded.to_dict()), encoding="utf-8")
@@ -1043,6 +1084,8 @@ def size_probes(
         plan = dataclasses.replace(plan, not_sized=[*plan.not_sized, *passed])
     if threads:
         plan = dataclasses.replace(plan, threads=threads)
+    if context.adapter.device.type == "cpu":
+        plan = dataclasses.replace(plan, channels_last=channels_last)
     sized = []
     for probe in selected:
         extra = plan.options.get(probe.name)

@@ -239,4 +239,10 @@ def test_different_work_sizing_is_stated_with_the_way_to_plan_the_same_work(tmp_
     assert note < md.index("pgd_l2_accuracy")
     assert re.search(r"\\?-\\?-cost\\?-from BASE/audit\.json", md), md
     same, md_same = _cli_diff(tmp_path, _identified(), _identified())
-    assert "work sized" not in md_same
+    assert "work sized" not in md_same and "memory layout" not in md_same
+    # A CPU scan that ran in channels_last: stated, with the same way to run the base's layout.
+    nhwc = _identified()
+    nhwc.settings["sizing"] = {"options": {}, "channels_last": True}
+    res, md = _cli_diff(tmp_path, _identified(), nhwc)
+    assert res.exit_code == 0, res.output
+    assert re.search(r"\| memory layout \| default \| channels\\?_last \| .*cost\\?-from", md), md

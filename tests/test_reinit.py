@@ -213,3 +213,24 @@ def test_untrainable_models_are_named():
     assert training_problem(DigitsCNN()) is None
     with pytest.raises(ValueError, match="no parameters"):
         fresh_copy(NoParams(), seed=0)
+
+
+def test_the_memory_layout_does_not_change_the_fresh_weights():
+    """A CPU scan may run a conv net in channels_last: memorization's fresh copy must get the
+    same weights as in the default layout, custom 4-d parameters included."""
+
+    class Custom(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3)
+            self.kernel = nn.Parameter(torch.zeros(8, 3, 3, 3))  # no reset_parameters
+
+        def forward(self, x):
+            return self.conv(x) + nn.functional.conv2d(x, self.kernel)
+
+    model = Custom()
+    default = fresh_copy(model, seed=0)
+    nhwc = fresh_copy(model.to(memory_format=torch.channels_last), seed=0)
+    assert model.kernel.is_contiguous(memory_format=torch.channels_last)
+    assert default.by_shape == nhwc.by_shape == {"kernel": "kaiming_uniform(a=√5)"}
+    assert_same_state(digest(default.module), digest(nhwc.module))

@@ -853,12 +853,108 @@ class _Views(_Convs):
         return self.head(torch.relu(self.conv(x)).view(len(x), -1)) + 0 * self.spare[0]
 
 
-def test_a_model_that_breaks_in_channels_last_keeps_its_layout(monkeypatch):
+class _Asserts(_Convs):
+    """Refuses channels_last with an assertion, not a RuntimeError."""
+
+    def forward(self, x):
+        h = self.conv(x)
+        assert h.is_contiguous(), "needs NCHW"
+        return self.head(torch.relu(h).flatten(1)) + 0 * self.spare[0]
+
+
+class _ReadsMemory(_Convs):
+    """Reads its activations in memory order: no error in channels_last, other answers."""
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x))
+        flat = torch.as_strided(h, (len(h), h[0].numel()), (h[0].numel(), 1))
+        return self.head(flat) + 0 * self.spare[0]
+
+
+@pytest.mark.parametrize("net", [_Views, _Asserts, _ReadsMemory])
+def test_a_model_that_breaks_or_changes_in_channels_last_keeps_its_layout(monkeypatch, net):
     from auditkit import sizing
 
-    adapter = TorchModelAdapter(_Views(), input_shape=(3, 8, 8), device="cpu")
-    _fake_layout_timings(monkeypatch, adapter, {False: 1.0, True: 0.5})  # faster, were it to run
+    torch.manual_seed(0)
+    adapter = TorchModelAdapter(net(), input_shape=(3, 8, 8), device="cpu")
     x = torch.rand(8, 3, 8, 8)
+    before = adapter.predict_logits(x)
+    _fake_layout_timings(monkeypatch, adapter, {False: 1.0, True: 0.5})  # faster, were it to run
     assert sizing.choose_layout(adapter, x, small=False) is None
     assert not adapter.channels_last and adapter.model.conv.weight.is_contiguous()
-    assert adapter.predict_logits(x).shape == (8, 3)
+    assert torch.equal(adapter.predict_logits(x), before)
+
+
+def test_a_failure_after_the_layout_switch_gives_the_layout_back(monkeypatch):
+    """Sizing that fails after choosing channels_last (here: the cost measurement) runs the
+    budget as declared, in the model's own layout."""
+    from auditkit import sizing
+
+    torch.manual_seed(0)
+    net = _Convs()
+    x = torch.rand(60, 3, 8, 8)
+    adapter = TorchModelAdapter(net, input_shape=(3, 8, 8), device="cpu")
+    data = AuditData(x=x, y=adapter.predict_logits(x).argmax(-1), name="tiny")
+    _fake_layout_timings(monkeypatch, adapter, {False: 1.0, True: 0.5})
+
+    def broken(*args, **kwargs):
+        assert adapter.channels_last  # measured in the layout just chosen
+        raise ValueError("no cost")
+
+    monkeypatch.setattr(sizing, "measure_cost", broken)
+    from auditkit import pipeline
+
+    layouts = []
+    real_run_probe = pipeline.run_probe
+
+    def run_probe(probe, context, **kwargs):
+        layouts.append(context.adapter.channels_last)
+        return real_run_probe(probe, context, **kwargs)
+
+    monkeypatch.setattr(pipeline, "run_probe", run_probe)
+    result = run_audit(adapter, data, probes=["performance"], budget="fast")
+    assert "sizing" not in result.settings
+    assert layouts == [False]  # the probes ran in the model's own layout
+    assert not adapter.channels_last and net.conv.weight.is_contiguous()
+
+
+def test_a_recorded_channels_last_layout_is_applied_only_where_it_can_be():
+    """``--cost-from`` may bring another model's cost: its channels_last choice is not forced
+    on a model that cannot take it (no 2-d convolution, scripted, small), nor on one the user put
+    in channels_last (given back as it came), and the plan says so."""
+    from auditkit.sizing import apply_layout
+
+    cost = dataclasses.replace(
+        RESNET50, layout={"channels_last": True, "seconds": {"default": 1.0, "channels_last": 0.5}}
+    ).to_dict()
+    x = torch.rand(60, 3, 8, 8)
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(192, 3_000), nn.Linear(3_000, 3))  # not small
+    users = _Convs().to(memory_format=torch.channels_last)
+    for net in (mlp, torch.jit.script(_Convs()), users):
+        adapter = TorchModelAdapter(net, input_shape=(3, 8, 8), device="cpu")
+        data = AuditData(x=x, y=adapter.predict_logits(x).argmax(-1), name="tiny")
+        result = run_audit(adapter, data, probes=["performance"], budget="fast", cost=cost)
+        sizing_record = result.settings["sizing"]
+        assert sizing_record["channels_last"] is False
+        assert "does not apply to this model" in sizing_record["summary"]
+    assert users.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    small = TorchModelAdapter(nn.Sequential(nn.Conv2d(3, 2, 3), nn.Flatten(), nn.Linear(72, 3)),
+                              input_shape=(3, 8, 8), device="cpu")
+    assert apply_layout(small, cost["layout"], small=True) is False
+    assert not small.channels_last
+
+
+def test_a_probe_the_caller_built_is_still_rechecked_for_threads(small_setup, monkeypatch):
+    """A probe passed as an instance has no estimate in the plan: the check is made."""
+    from auditkit import sizing
+
+    adapter, data = small_setup
+    calls = []
+    monkeypatch.setattr(sizing, "choose_threads",
+                        lambda adapter, x, *, small, size=16: calls.append(size))
+    plan = run_audit(adapter, data, probes=["performance"], budget="fast",
+                     cost=RESNET50.to_dict()).settings["sizing"]
+    assert "mine" not in plan["estimated_seconds"]
+    recorded = sizing.WorkPlan(budget="fast", limit_seconds=60.0, cost=RESNET50)
+    sizing.recheck_threads(adapter, data.x, recorded, "mine")
+    assert calls == [16, 2]
