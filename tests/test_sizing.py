@@ -660,6 +660,8 @@ def test_busy_cores_are_judged_by_the_typical_pass_not_the_luckiest(monkeypatch)
             "t", clock["t"] + (next(stalls) if torch.get_num_threads() > 1 else 0.01))
         choice = sizing.choose_threads(adapter, torch.rand(8, 1, 4, 4), small=False)
         assert choice is not None and choice["threads"] == 1
+        # Decided at the stall: the mean of 4 could no longer be 1.25× faster than one thread.
+        assert next(stalls) == 0.004
         # Steady, but 2 threads only a tenth faster: not worth their stalls beside another job.
         torch.set_num_threads(2)
         adapter.logits = lambda batch: clock.__setitem__(
