@@ -895,8 +895,9 @@ def layout_switchable(adapter, *, small: bool) -> bool:
     from auditkit.adapters.torch_adapter import layout_can_change
 
     model = getattr(adapter, "model", None)
-    if (adapter.device.type != "cpu" or small or adapter.channels_last
+    if (adapter.device.type != "cpu" or small
             or not callable(getattr(adapter, "use_channels_last", None))
+            or getattr(adapter, "channels_last", True)
             or not isinstance(model, nn.Module)
             or not layout_can_change(model, tuple(adapter.input_shape))):
         return False

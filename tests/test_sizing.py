@@ -944,6 +944,11 @@ def test_a_recorded_channels_last_layout_is_applied_only_where_it_can_be():
                               input_shape=(3, 8, 8), device="cpu")
     assert apply_layout(small, cost["layout"], small=True) is False
     assert not small.channels_last
+    # An adapter without layouts (ONNX, scikit-learn) meets a recorded choice without error.
+    import types
+
+    onnx_like = types.SimpleNamespace(device=torch.device("cpu"), model=None)
+    assert apply_layout(onnx_like, cost["layout"], small=False) is False
 
 
 def test_a_probe_the_caller_built_is_still_rechecked_for_threads(small_setup, monkeypatch):
