@@ -198,13 +198,6 @@ def measure_cost(adapter, x: torch.Tensor, *, repeats: int = MEASURE_REPEATS) ->
     if module is not None:
         params = [p for p in module.parameters() if p.requires_grad]
 
-        def input_gradient(batch: torch.Tensor) -> None:
-            z = batch.detach().clone().requires_grad_(True)
-            with torch.enable_grad():
-                logits = module(z).float()
-                loss = nn.functional.cross_entropy(logits, logits.argmax(-1))
-                torch.autograd.grad(loss, z)
-
         def training_step() -> None:
             # Gradients of every parameter, as one training step computes them (not stored:
             # the audited model is never modified).
@@ -215,9 +208,11 @@ def measure_cost(adapter, x: torch.Tensor, *, repeats: int = MEASURE_REPEATS) ->
 
         try:
             # Warm-up: the first backward allocates autograd's buffers and picks kernels.
-            input_gradient(two)
+            _input_gradient(module, two)
             backward, backward_latency = _split_latency(
-                timed(lambda: input_gradient(sample)), timed(lambda: input_gradient(two)), size
+                timed(lambda: _input_gradient(module, sample)),
+                timed(lambda: _input_gradient(module, two)),
+                size,
             )
             # Weight gradients cost about as much again as input gradients; time them only
             # when a pass is cheap.
@@ -239,6 +234,16 @@ def measure_cost(adapter, x: torch.Tensor, *, repeats: int = MEASURE_REPEATS) ->
         forward_latency_s=float(forward_latency),
         backward_latency_s=float(backward_latency),
     )
+
+
+def _input_gradient(module: nn.Module, batch: torch.Tensor) -> None:
+    """One input-gradient pass, the attacks' unit of work: the cross-entropy against the
+    model's own predictions, differentiated with respect to the input."""
+    z = batch.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        logits = module(z).float()
+        loss = nn.functional.cross_entropy(logits, logits.argmax(-1))
+        torch.autograd.grad(loss, z)
 
 
 def _split_latency(batch_seconds: float, two_seconds: float, size: int) -> tuple[float, float]:
@@ -932,10 +937,7 @@ def choose_layout(adapter, x: torch.Tensor, *, small: bool) -> dict[str, Any] | 
         with torch.inference_mode():
             out = adapter.logits(sample).float()
         if gradients:
-            z = sample.detach().clone().requires_grad_(True)
-            with torch.enable_grad():
-                logits = adapter.as_module()(z).float()
-                torch.autograd.grad(nn.functional.cross_entropy(logits, logits.argmax(-1)), z)
+            _input_gradient(adapter.as_module(), sample)
         return out
 
     chosen = False

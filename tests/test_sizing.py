@@ -624,52 +624,65 @@ def test_busy_cores_run_on_one_thread_when_it_is_faster_and_the_threads_come_bac
         torch.set_num_threads(before)
 
 
-def test_busy_cores_are_judged_by_the_typical_pass_not_the_luckiest(monkeypatch):
-    """On shared cores a multi-threaded pass is sometimes fast (the other job left every core
-    free for a moment) and otherwise stalls; the scan pays the average pass, so the choice of
-    threads compares means: neither one lucky timing nor a stall in one pass out of four may keep
-    the scan on threads that stall."""
+@pytest.fixture()
+def clocked():
+    """``clocked(took)``: a CPU adapter whose passes take ``took(batch)`` seconds of a fake clock,
+    with torch on 2 threads (given back after the test)."""
     import types
 
     from auditkit import sizing
 
     clock = {"t": 0.0}
-    erratic = iter([0.001, 0.05, 0.001, 0.05] * 4)
 
-    def logits(batch):
-        clock["t"] += next(erratic) if torch.get_num_threads() > 1 else 0.01
-        return torch.zeros(len(batch), 3)
+    def adapter(took):
+        def logits(batch):
+            clock["t"] += took(batch)
+            return torch.zeros(len(batch), 3)
 
-    monkeypatch.setattr(sizing.time, "perf_counter", lambda: clock["t"])
-    adapter = types.SimpleNamespace(device=torch.device("cpu"), logits=logits)
+        return types.SimpleNamespace(device=torch.device("cpu"), logits=logits)
+
     before = torch.get_num_threads()
     torch.set_num_threads(2)
-    try:
-        choice = sizing.choose_threads(adapter, torch.rand(8, 1, 4, 4), small=False)
-        assert choice is not None and choice["threads"] == 1  # min() would have kept 2 (1 ms)
-        assert torch.get_num_threads() == 1
-        steady = iter([0.004] * 9)  # the first: the 2-example pass that sizes the check
-        adapter.logits = lambda batch: clock.__setitem__(
-            "t", clock["t"] + (next(steady) if torch.get_num_threads() > 1 else 0.01))
-        torch.set_num_threads(2)
-        assert sizing.choose_threads(adapter, torch.rand(8, 1, 4, 4), small=False) is None
-        assert torch.get_num_threads() == 2  # an idle machine keeps its threads
-        # One stall in four passes: the median (4 ms) would keep 2 threads, the mean does not.
-        stalls = iter([0.004, 0.004, 0.004, 0.05, 0.004])
-        adapter.logits = lambda batch: clock.__setitem__(
-            "t", clock["t"] + (next(stalls) if torch.get_num_threads() > 1 else 0.01))
-        choice = sizing.choose_threads(adapter, torch.rand(8, 1, 4, 4), small=False)
-        assert choice is not None and choice["threads"] == 1
-        # Decided at the stall: the mean of 4 could no longer be 1.25× faster than one thread.
-        assert next(stalls) == 0.004
-        # Steady, but 2 threads only a tenth faster: not worth their stalls beside another job.
-        torch.set_num_threads(2)
-        adapter.logits = lambda batch: clock.__setitem__(
-            "t", clock["t"] + (0.009 if torch.get_num_threads() > 1 else 0.01))
-        choice = sizing.choose_threads(adapter, torch.rand(8, 1, 4, 4), small=False)
-        assert choice is not None and choice["threads"] == 1
-    finally:
-        torch.set_num_threads(before)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sizing.time, "perf_counter", lambda: clock["t"])
+        yield adapter
+    torch.set_num_threads(before)
+
+
+def _on_threads(two_or_more, one=0.01):
+    """Seconds per pass: ``two_or_more()`` on several threads, ``one`` on one."""
+    return lambda batch: two_or_more() if torch.get_num_threads() > 1 else one
+
+
+def test_busy_cores_are_judged_by_the_typical_pass_not_the_luckiest(clocked):
+    """On shared cores a multi-threaded pass is sometimes fast (the other job left every core
+    free for a moment) and otherwise stalls; the scan pays the average pass, so the choice of
+    threads compares means: neither one lucky timing nor a stall in one pass out of four may keep
+    the scan on threads that stall."""
+    from auditkit import sizing
+
+    erratic = iter([0.001, 0.05, 0.001, 0.05] * 4)
+    adapter = clocked(_on_threads(lambda: next(erratic)))
+    choice = sizing.choose_threads(adapter, torch.rand(8, 1, 4, 4), small=False)
+    assert choice is not None and choice["threads"] == 1  # min() would have kept 2 (1 ms)
+    assert torch.get_num_threads() == 1
+    steady = iter([0.004] * 9)  # the first: the 2-example pass that sizes the check
+    adapter = clocked(_on_threads(lambda: next(steady)))
+    torch.set_num_threads(2)
+    assert sizing.choose_threads(adapter, torch.rand(8, 1, 4, 4), small=False) is None
+    assert torch.get_num_threads() == 2  # an idle machine keeps its threads
+    # One stall in four passes: the median (4 ms) would keep 2 threads, the mean does not.
+    stalls = iter([0.004, 0.004, 0.004, 0.05, 0.004])
+    adapter = clocked(_on_threads(lambda: next(stalls)))
+    choice = sizing.choose_threads(adapter, torch.rand(8, 1, 4, 4), small=False)
+    assert choice is not None and choice["threads"] == 1
+    # Decided at the stall: the mean of 4 could no longer be 1.25× faster than one thread.
+    assert next(stalls) == 0.004
+    # Steady, but 2 threads only a tenth faster: not worth their stalls beside another job.
+    torch.set_num_threads(2)
+    adapter = clocked(_on_threads(lambda: 0.009))
+    choice = sizing.choose_threads(adapter, torch.rand(8, 1, 4, 4), small=False)
+    assert choice is not None and choice["threads"] == 1
 
 
 def test_cores_that_turn_busy_during_the_scan_switch_the_threads_before_the_next_probe(
@@ -723,35 +736,25 @@ def test_the_thread_check_is_repeated_only_before_probes_that_cost_ten_times_it(
     assert calls == [16, 2]  # at the start, before calibration; not before bias
 
 
-def test_a_costly_model_is_checked_for_threads_on_a_few_examples(monkeypatch):
+def test_a_costly_model_is_checked_for_threads_on_a_few_examples(clocked):
     """A ResNet-50 at 224×224 is timed on 4 examples, not 16: waits between threads show as
     well, at a quarter of the check's cost."""
-    import types
-
     from auditkit import sizing
 
-    clock = {"t": 0.0}
     sizes = []
 
-    def logits(batch):
+    def resnet50(batch):
         sizes.append(len(batch))
         # 30 ms per example on 2 threads, as a ResNet-50 at 224 px on an idle machine
-        clock["t"] += 0.06 * len(batch) / torch.get_num_threads()
-        return torch.zeros(len(batch), 3)
+        return 0.06 * len(batch) / torch.get_num_threads()
 
-    monkeypatch.setattr(sizing.time, "perf_counter", lambda: clock["t"])
-    adapter = types.SimpleNamespace(device=torch.device("cpu"), logits=logits)
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        assert sizing.choose_threads(adapter, torch.rand(32, 3, 8, 8), small=False) is None
-        assert sizes == [2] + [4] * 6
-        sizes.clear()
-        adapter.logits = lambda batch: (sizes.append(len(batch)), torch.zeros(len(batch), 3))[1]
-        sizing.choose_threads(adapter, torch.rand(32, 3, 8, 8), small=False)  # a cheap model
-        assert sizes == [2] + [16] * 6
-    finally:
-        torch.set_num_threads(before)
+    adapter = clocked(resnet50)
+    assert sizing.choose_threads(adapter, torch.rand(32, 3, 8, 8), small=False) is None
+    assert sizes == [2] + [4] * 6
+    sizes.clear()
+    adapter = clocked(lambda batch: sizes.append(len(batch)) or 0.0)  # a cheap model
+    sizing.choose_threads(adapter, torch.rand(32, 3, 8, 8), small=False)
+    assert sizes == [2] + [16] * 6
 
 
 class _Convs(nn.Module):
