@@ -13,8 +13,10 @@ from torch import nn
 
 from auditkit.adapters import CallableAdapter, ModelAdapter, TorchModelAdapter, resolve_device
 from auditkit.adapters.sklearn_adapter import is_estimator
+from auditkit.bounds.data import metadata_dataset
+from auditkit.bounds.data import using as data_bounds
 from auditkit.data import AuditData, from_dataloader, from_tensors, load_data
-from auditkit.data.loaders import check_input_box, complete_class_names
+from auditkit.data.loaders import builtin_datasets, check_input_box, complete_class_names
 from auditkit.errors import AuditkitInputError
 from auditkit.loading import LoadedModel, ModelMetadata, load_model, weights_sha256
 from auditkit.pipeline import DEFAULT_SEED, ProbeSpec, run_audit, select_probes
@@ -39,7 +41,8 @@ def resolve_data(data: DataLike, metadata: ModelMetadata | None = None, **load_k
 
             return data_from_spec(metadata.extra["data"])
         if metadata is not None and metadata.dataset:
-            return load_data(metadata.dataset, **load_kwargs)
+            # Built-in names only: a model file never chooses what is read from disk (#24).
+            return load_data(metadata_dataset(metadata.dataset, builtin_datasets()), **load_kwargs)
         raise AuditkitInputError(
             "no data: the model file names no data set; pass --data (a built-in name, .npz/.pt, "
             "an image folder or a CSV/parquet)"
@@ -313,12 +316,14 @@ def scan(
         "target": target, "sensitive": sensitive, "keep_sensitive_features": keep_sensitive_features,
         **_raw_table_model(module),
     }
-    audit_data = resolve_data(data, meta, groups_file=groups_file, **data_kwargs)
+    with data_bounds(load_limits):  # data files bounded by --load-memory too (#24)
+        audit_data = resolve_data(data, meta, groups_file=groups_file, **data_kwargs)
     if train_data is not None:
         if audit_data.categories:  # the same text, the same codes
             data_kwargs["categories"] = audit_data.categories
         try:
-            audit_data.train = resolve_data(train_data, meta, **data_kwargs)
+            with data_bounds(load_limits):
+                audit_data.train = resolve_data(train_data, meta, **data_kwargs)
             if audit_data.train.categories:  # a superset: the audit table's codes still hold
                 audit_data.categories = dict(audit_data.train.categories)
             for column, values in audit_data.train.exact_values.items():

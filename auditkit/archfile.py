@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from auditkit.bounds.jsontext import parse as bounded_json
 from auditkit.errors import AuditkitInputError, one_line
 from auditkit.registry import ADAPTER_GROUP, ARCHITECTURE_GROUP, iter_entry_points
 
@@ -162,7 +163,7 @@ def read_header(path: str | Path) -> dict[str, Any] | None:
     if text is None:
         return None
     try:
-        header = json.loads(text)
+        header = bounded_json(text)  # depth/size/count bounded, no NaN (#24)
         if not isinstance(header, dict):
             raise ValueError("expected a JSON object")
         if header.get("auditkit_arch") != FORMAT_VERSION:

@@ -322,10 +322,10 @@ def _write_text(path: Path, content: str, flag: str) -> None:
 
 def _load_audit(path: Path):
     """Read an audit.json or exit 2 with one line saying what is wrong."""
-    from auditkit.results import AuditResult
+    from auditkit.bounds.auditfile import read_audit
 
     try:
-        return AuditResult.load(path)
+        return read_audit(path)  # bounded JSON, and an audit or refused (#24)
     except FileNotFoundError:
         _fail(f"{path}: no such file")
     except IsADirectoryError:

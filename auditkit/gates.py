@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from auditkit.bounds.jsontext import toml_loads
 from auditkit.errors import AuditkitInputError, one_line
 from auditkit.results import AuditResult, GateResult, ProbeResult
 from auditkit.verdict import DEFAULT_FAIL_ON, exit_code_for
@@ -196,7 +197,8 @@ def merged_options(
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return toml_loads(path.read_text(encoding="utf-8"), what=f"policy file {path}",
+                          fix="fix the file, or pass --policy FILE to use another one")
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise AuditkitInputError(
             f"policy file {path}: not valid TOML ({one_line(exc, 160)}); fix the file, or pass "

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from auditkit import errors, safety
+from auditkit.bounds.jsontext import parse as bounded_json
 from auditkit.errors import AuditkitInputError, one_line
 from auditkit.formats import FORMAT_ONNX, FORMAT_SKOPS
 from auditkit.safety import DEFAULT_LIMITS, LoadLimits
@@ -369,7 +370,7 @@ def _parse_metadata(
     if not text:
         return ModelMetadata()
     try:
-        raw = json.loads(text)
+        raw = bounded_json(text)  # depth/size/count bounded, no NaN (#24)
     except (ValueError, TypeError) as exc:
         raise AuditkitInputError(
             errors.BAD_METADATA.format(

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from auditkit.bounds.data import ImageBudget, check_data_file, check_groups_file, check_tensors
 from auditkit.data.core import AuditData, as_group_columns
 from auditkit.errors import AuditkitInputError, one_line
 
@@ -106,6 +107,7 @@ def load_data(
         raise AuditkitInputError(
             f"--data {spec}: no such file or folder, and not a built-in data set ({names})"
         )
+    check_groups_file(groups_file, path)  # refused where it cannot apply, never ignored (#24)
     if path.is_dir():
         return load_image_folder(path, groups_file=groups_file, sensitive=sensitive)
     suffix = path.suffix.lower()
@@ -167,6 +169,7 @@ def load_arrays(path: Path, *, sensitive: Sequence[str] = ()) -> AuditData:
             obj = torch.load(path, map_location="cpu", weights_only=True)
             if not isinstance(obj, dict):
                 raise AuditkitInputError(f"--data {path}: expected a dict with keys 'x' and 'y'")
+            check_tensors(obj, path)  # no stride-0 views that expand when copied (#24)
             arrays = {
                 k: v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
                 for k, v in obj.items()
@@ -216,20 +219,8 @@ def load_arrays(path: Path, *, sensitive: Sequence[str] = ()) -> AuditData:
 
 
 def _check_data_file(path: Path) -> None:
-    from auditkit import safety
-
-    try:
-        safety.check_regular_file(path)
-        with open(path, "rb") as fh:
-            is_zip = fh.read(4) == b"PK\x03\x04"
-        if is_zip:
-            safety.validate_zip(path)
-            safety.check_pickled_storages(path)
-    except AuditkitInputError as exc:
-        text = str(exc)
-        raise AuditkitInputError(
-            text if text.startswith("--data") else f"--data {text}"
-        ) from None
+    # Regular file, safe zip, declared sizes within --load-memory: auditkit.bounds.data (#24).
+    check_data_file(path)
 
 
 def _check_finite(x: np.ndarray, where: str) -> None:
@@ -315,9 +306,10 @@ def load_image_folder(
                 labels.append(label)
                 rel_paths.append(file.relative_to(root).as_posix())
     images, grey = [], True
+    budget = ImageBudget(root)  # Pillow's bomb limit per image, --load-memory per folder (#24)
     for file in files:
         try:
-            with image_module.open(file) as img:
+            with budget.open(image_module, file) as img:
                 grey = grey and img.mode in ("1", "L", "LA", "I", "I;16", "F")
                 images.append(img.convert("RGB"))
         except (OSError, ValueError) as exc:

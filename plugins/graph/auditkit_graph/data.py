@@ -132,6 +132,9 @@ GRAPH_FILE_KEYS = "x, edge_index, y, train_mask, test_mask (optional: groups, gr
 
 
 def _read_graph_file(path: Path) -> dict[str, Any]:
+    from auditkit.bounds.data import check_data_file, check_tensors
+
+    check_data_file(path)  # the same checks as scan --data: bombs, declared sizes (#24)
     if path.suffix.lower() == ".npz":
         try:
             with np.load(path, allow_pickle=False) as archive:
@@ -155,6 +158,7 @@ def _read_graph_file(path: Path) -> dict[str, Any]:
         raise AuditkitInputError(f"--data {path}: not a readable .pt file ({one_line(exc, 160)})") from None
     if not isinstance(obj, dict):
         raise AuditkitInputError(f"--data {path}: expected a dict of tensors with {GRAPH_FILE_KEYS}")
+    check_tensors(obj, path)  # no stride-0 views that expand when copied (#24)
     out = dict(obj)
     groups = out.pop("groups", None)
     if isinstance(groups, dict):

@@ -28,6 +28,25 @@ class _Parser(argparse.ArgumentParser):
         raise AuditkitInputError(f"{self.prog}: {message}")
 
 
+def _whole(low: int, high: int):
+    """An argparse type: a whole number in [low, high], checked before any work (exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high}")
+        return value
+
+    parse.__name__ = f"whole number in {low}..{high}"
+    return parse
+
+
+MAX_SEED = 2**63 - 1
+
+
 def train_gcn(graph, *, hidden: int = 16, epochs: int = 200, seed: int = 0, lr: float = 0.01) -> GCN:
     """Full-batch training on the graph's training nodes (Adam, weight decay 5e-4, dropout 0.5)."""
     torch.manual_seed(seed)
@@ -114,9 +133,9 @@ def gcn_main(argv: list[str]) -> int:
     parser = _Parser(prog="auditkit generate gcn", description="Train a GCN node classifier, save it, scan it.")
     parser.add_argument("--data", default="sbm", help="karate | sbm | a graph file (.pt / .npz)")
     parser.add_argument("--out", default="auditkit-out/gcn", help="output folder")
-    parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--hidden", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=_whole(1, 100_000), default=200)
+    parser.add_argument("--hidden", type=_whole(1, 4096), default=16)
+    parser.add_argument("--seed", type=_whole(0, MAX_SEED), default=0)
     args = parser.parse_args(argv)
     start = time.perf_counter()
     graph = load_graph(args.data, seed=args.seed)
@@ -134,11 +153,13 @@ def gcn_main(argv: list[str]) -> int:
 def dgcnn_main(argv: list[str]) -> int:
     parser = _Parser(prog="auditkit generate dgcnn", description="Train a DGCNN on synthetic shapes, save it, scan it.")
     parser.add_argument("--out", default="auditkit-out/dgcnn", help="output folder")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--points", type=int, default=SHAPE_POINTS)
-    parser.add_argument("--k", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=_whole(1, 100_000), default=20)
+    parser.add_argument("--points", type=_whole(2, 100_000), default=SHAPE_POINTS)
+    parser.add_argument("--k", type=_whole(1, 64), default=8)
+    parser.add_argument("--seed", type=_whole(0, MAX_SEED), default=0)
     args = parser.parse_args(argv)
+    if args.k >= args.points:
+        parser.error(f"argument --k: {args.k} must be below --points ({args.points})")
     start = time.perf_counter()
     data = shapes(points=args.points, seed=args.seed)
     model = train_dgcnn(data, epochs=args.epochs, seed=args.seed, k=args.k)
