@@ -31,6 +31,7 @@ from torch import nn
 
 from auditkit import errors, safety
 from auditkit.bounds.jsontext import parse as bounded_json
+from auditkit.bounds.trial import precheck as precheck_foreign
 from auditkit.errors import AuditkitInputError, one_line
 from auditkit.formats import FORMAT_ONNX, FORMAT_SKOPS
 from auditkit.safety import DEFAULT_LIMITS, LoadLimits
@@ -870,10 +871,12 @@ def load_model(
     arch_name = arch if isinstance(arch, str) else getattr(arch, "__name__", None)
     if fmt == FORMAT_LEGACY_PICKLE and not unsafe_pickle:
         _refuse_unsafe_pickle_early(path, limits)  # no child needed to refuse os.system
+    # ONNX/skops: declared sizes checked; control flow and tree walkers go to the child (#24).
+    steered = precheck_foreign(path, fmt, limits)
     # The child needs select, wait4 and process groups: POSIX. Elsewhere the checks still run.
     if (
-        os.name == "posix" and not _sandboxed and not unsafe_pickle
-        and fmt in (FORMAT_TORCHSCRIPT, FORMAT_LEGACY_PICKLE)
+        os.name == "posix" and not _sandboxed
+        and ((not unsafe_pickle and fmt in (FORMAT_TORCHSCRIPT, FORMAT_LEGACY_PICKLE)) or steered)
     ):
         from auditkit.sandbox import trial_load
 

@@ -184,8 +184,11 @@ def _child(spec_text: str) -> int:
     spec = json.loads(spec_text)
     import torch  # noqa: F401  (imports are not the file's cost: they come before the cap)
 
+    from auditkit.bounds.trial import first_call, warm_imports
     from auditkit.loading import load_model
     from auditkit.safety import LoadLimits
+
+    warm_imports(spec["format"])
 
     torch.set_num_threads(1)
     current = _address_space()
@@ -207,8 +210,9 @@ def _child(spec_text: str) -> int:
     sys.stdout.buffer.write(READY)
     sys.stdout.flush()
     try:
-        load_model(spec["path"], unsafe_pickle=bool(spec["unsafe_pickle"]), limits=limits,
-                   debug=bool(spec.get("debug")), _sandboxed=True)
+        loaded = load_model(spec["path"], unsafe_pickle=bool(spec["unsafe_pickle"]),
+                            limits=limits, debug=bool(spec.get("debug")), _sandboxed=True)
+        first_call(loaded.module)  # ONNX/skops: the first inference runs here (#24)
         result: dict = {"ok": True}
     except MemoryError:
         result = {"memory": True}

@@ -68,4 +68,7 @@ def load_foreign(
     from auditkit.formats.skops_file import read_skops
 
     estimator = read_skops(path, unsafe=unsafe_pickle)
+    from auditkit.bounds.skops import check_trees
+
+    check_trees(estimator, path)  # node arrays valid before any predict (#24)
     return SklearnModel(estimator), parse_metadata(None)
