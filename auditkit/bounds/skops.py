@@ -11,8 +11,9 @@ file steer memory and native code that auditkit trusts:
   out of bounds (a segfault), a node that is its own descendant loops forever. scikit-learn
   builds every tree with children after their parent, so ``check_trees`` requires exactly that
   (which rules out cycles), features in range and finite thresholds; the same for
-  histogram-gradient-boosting predictors. The first predict of a file holding such internals
-  is also trial-run in the sandbox child (``auditkit.bounds.trial``).
+  histogram-gradient-boosting predictors. The first predict of a file holding native walkers
+  that are not validated here (KD and ball trees of nearest-neighbour models) is trial-run
+  in the sandbox child (``auditkit.bounds.trial``).
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ SCHEMA_NAME = "schema.json"
 #: A pipeline of nested estimators stays well below this; JSON itself recurses per level.
 MAX_SCHEMA_DEPTH = 200
 MAX_SCHEMA_BYTES = 64 << 20
-#: Types whose predict walks arrays from the file in native code (trial-run in the child).
+#: Types whose predict walks arrays from the file in native code and that ``check_trees``
+#: does not validate: their first predict is trial-run in the child. Trees and
+#: histogram-boosting predictors are validated in full instead (no child: it costs seconds).
 NATIVE_WALKERS = frozenset({
-    "sklearn.tree._tree.Tree",
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.neighbors._kd_tree.KDTree",
     "sklearn.neighbors._ball_tree.BallTree",
 })

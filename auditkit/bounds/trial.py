@@ -30,6 +30,7 @@ def precheck(path: Path, fmt: str, limits: Any) -> bool:
 
         if path.stat().st_size > MAX_ONNX_BYTES:
             return False  # read_onnx says so, in its own words
+        onnx_bounds.check_file(path)  # node count from the raw bytes, before parsing
         try:
             proto = onnx.load(str(path), load_external_data=False)
         except Exception:  # read_onnx words the refusal of a damaged file
