@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from auditkit.bounds.jsontext import parse as bounded_json
+from auditkit.bounds.recipe import check_factory_args
 from auditkit.errors import AuditkitInputError, one_line
 from auditkit.registry import ADAPTER_GROUP, ARCHITECTURE_GROUP, iter_entry_points
 
@@ -232,6 +233,7 @@ def load_arch_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     arch = header["architecture"]
     name, params = arch["name"], arch["params"]
     factory = _load_entry(ARCHITECTURE_GROUP, name, path, UNKNOWN_ARCHITECTURE)
+    check_factory_args(path, name, params)  # bounded by the stored weights (#24)
     # Shapes first, on the meta device: nothing real is allocated for a tampered recipe.
     skeleton = _build(factory, params, name, path, "meta")
     expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items() if isinstance(v, torch.Tensor)}

@@ -393,3 +393,35 @@ def arch_header_file(folder: Path, header_text: str, name: str) -> Path:
     path = folder / name
     save_file({"w": torch.zeros(2)}, str(path), metadata={"auditkit": header_text})
     return path
+
+
+# --- architecture recipes ----------------------------------------------------------------------
+
+
+def recipe_files(folder: Path, graph_bomb: Path) -> dict[str, tuple[Path, str]]:
+    """Architecture files whose recipe asks for huge networks or names a bomb as its data."""
+    from auditkit_graph.data import SHAPE_POINTS, karate_graph
+    from auditkit_graph.generators import save_gcn, train_gcn
+    from auditkit_graph.models import point_mlp
+
+    from auditkit.archfile import save_arch_model
+
+    out: dict[str, tuple[Path, str]] = {}
+    net = point_mlp(num_points=SHAPE_POINTS, num_classes=4, hidden=8)
+    for name, params, needle in [
+        ("arch-huge-width.safetensors",
+         {"num_points": SHAPE_POINTS, "num_classes": 4, "hidden": 10**9}, "hidden=1000000000"),
+        ("arch-huge-points.safetensors",
+         {"num_points": 10**12, "num_classes": 4, "hidden": 8}, "num_points=1000000000000"),
+    ]:
+        path = folder / name
+        save_arch_model(net, path, architecture="point_mlp", params=params,
+                        metadata={"input_shape": [SHAPE_POINTS, 3], "modality": "point_cloud"},
+                        data={"name": "shapes", "params": {"points": SHAPE_POINTS}})
+        out[name] = (path, needle)
+    graph = karate_graph()
+    gnn = train_gcn(graph, epochs=1)
+    path = folder / "arch-data-bomb.safetensors"
+    save_gcn(graph, gnn, path, source=str(graph_bomb), seed=0, hidden=16)
+    out[path.name] = (path, "compression bomb")
+    return out

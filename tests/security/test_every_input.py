@@ -27,6 +27,7 @@ from .input_corpus import (
     data_files,
     graph_files,
     onnx_files,
+    recipe_files,
     skops_files,
     text_files,
 )
@@ -59,6 +60,7 @@ def _cases(root: Path, model_file: Path) -> dict[str, tuple[list[str], str, bool
         data = data_files(files)
         graphs = graph_files(files)
         texts = text_files(files)
+        recipes = recipe_files(files, graphs["graph-npz-bomb.npz"][0])
     for name, (path, needle, child) in foreign.items():
         cases[name] = (["scan", str(path), "--out", out, *SCAN], needle, child)
     for name, (path, needle) in data.items():
@@ -83,6 +85,8 @@ def _cases(root: Path, model_file: Path) -> dict[str, tuple[list[str], str, bool
         else:
             argv = ["report", str(path), "-o", str(root / "report.html")]
         cases[name] = (argv, needle, False)
+    for name, (path, needle) in recipes.items():
+        cases[name] = (["scan", str(path), "--out", out, *SCAN], needle, False)
     deep = '{"auditkit_arch": 1, "architecture": ' + "[" * 20_000 + "]" * 20_000 + "}"
     for name, text, needle in [
         ("arch-header-deep.safetensors", deep, "nested 20001 levels"),
@@ -118,6 +122,7 @@ NAMES = [
     "audit-empty.json", "audit-list.json", "audit-deep.json", "audit-nan.json",
     "audit-bad-probe.json", "policy-deep.toml", "policy-nan.toml",
     "arch-header-deep.safetensors", "arch-header-nan.safetensors",
+    "arch-huge-width.safetensors", "arch-huge-points.safetensors", "arch-data-bomb.safetensors",
 ]
 
 
