@@ -68,14 +68,13 @@ def check_data_file(path: Path, flag: str = "--data") -> None:
 
     limits = current_limits()
     try:
-        st = safety.check_regular_file(path)
+        safety.check_regular_file(path)  # a FIFO would block a reader, a device never end
     except AuditkitInputError as exc:
         text = str(exc)
         if path.is_file() and path.stat().st_size == 0:
             text = (f"{path}: the file is empty; pass a data file with a header row and "
                     "examples (or .npz/.pt arrays x, y)")
         raise AuditkitInputError(text if text.startswith(flag) else f"{flag} {text}") from None
-    del st
     try:
         with open(path, "rb") as fh:
             is_zip = fh.read(4) == b"PK\x03\x04"
@@ -143,7 +142,6 @@ def check_parquet(path: Path, limits: Any, flag: str = "--data") -> None:
     values = 0
     for g in range(meta.num_row_groups):
         group = meta.row_group(g)
-        rows = max(rows, 0)
         for c in range(group.num_columns):
             values += max(int(group.column(c).num_values), 0)
     need = max(rows * columns, values) * TABLE_BYTES_PER_CELL
