@@ -67,7 +67,9 @@ def _check_probe(name: str, probe: Any) -> None:
     _need(probe.get("name") == name, f"{where}.name", f"{name!r}")
     _need(probe.get("status") in PROBE_STATUSES, f"{where}.status", " | ".join(PROBE_STATUSES))
     for metric, value in _mapping(probe.get("metrics"), f"{where}.metrics").items():
-        _number(value, f"{where}.metrics.{metric}")
+        if not (value is None or isinstance(value, (int, float))):
+            # Worded as ``auditkit diff`` words it, so both commands say the same.
+            raise _Shape(f"metric {name}.{metric} = {value!r} is not a number")
     for i, check in enumerate(_items(probe.get("checks"), f"{where}.checks")):
         _need(isinstance(check, dict), f"{where}.checks[{i}]", "an object")
         _text(check.get("name"), f"{where}.checks[{i}].name", optional=False)

@@ -380,7 +380,7 @@ def text_files(folder: Path) -> dict[str, tuple[Path, str]]:
         "schema_version": "1", "model": {}, "data": {}, "verdict": "passed",
         "probes": {"performance": {"name": "performance", "status": "passed",
                                    "metrics": {"accuracy": "high"}}}}),
-        "probes.performance.metrics.accuracy should be a number")
+        "metric performance.accuracy = 'high' is not a number")
     put("policy-deep.toml", "x = " + "[" * 50_000 + "]" * 50_000 + "\n", "nested")
     put("policy-nan.toml", '[gates]\n"performance.accuracy" = nan\n', "not a number")
     return out
