@@ -31,6 +31,28 @@ class Case:
     files: list[Path] = field(default_factory=list)
 
 
+def peak_rss() -> int:
+    """This process's peak resident memory (VmHWM), 0 without /proc."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def reset_peak() -> bool:
+    """Reset VmHWM to the current size, so that a following peak is the case's own."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
 # --- ONNX ------------------------------------------------------------------------------------
 
 

@@ -27,11 +27,12 @@ from .input_corpus import (
     data_files,
     graph_files,
     onnx_files,
+    peak_rss,
     recipe_files,
+    reset_peak,
     skops_files,
     text_files,
 )
-from .test_hostile_files import _peak_rss, _reset_peak
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -150,13 +151,13 @@ def test_hostile_input_is_refused_in_one_line_within_the_limits(name, input_case
                                                                 private_tmp):
     root, cases = input_cases
     argv, needle, child = cases[name]
-    measured = _reset_peak()
-    base = _peak_rss()
+    measured = reset_peak()
+    base = peak_rss()
     sandbox.LAST_REPORT.clear()
     started = time.monotonic()
     res = CliRunner().invoke(app, argv)
     elapsed = time.monotonic() - started
-    grew = _peak_rss() - base
+    grew = peak_rss() - base
     assert res.exit_code == 2, (name, res.output)
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1, res.output
