@@ -290,7 +290,7 @@ def _out_lock(out: Path) -> Iterator[None]:
 
 
 def _load_limits(load_timeout: float, load_memory: float, allow_native_code: bool):
-    from auditkit.safety import GiB, LoadLimits
+    from auditkit.loading.safety import GiB, LoadLimits
 
     if not (math.isfinite(load_memory) and load_memory > 0):
         _fail(f"--load-memory {load_memory:g}: use a positive number of GB, e.g. 8")

@@ -21,7 +21,7 @@ from torch import nn
 from auditkit.adapters.base import Diagnostics, ModelAdapter, class_indices
 from auditkit.adapters.torch_adapter import TorchModelAdapter, _normalization, output_kind
 from auditkit.errors import AuditkitInputError, one_line
-from auditkit.formats.onnx_file import GraphFacts, graph_facts, make_session
+from auditkit.loading.onnx import GraphFacts, graph_facts, make_session
 
 #: The twin is used only when its outputs match onnxruntime's this closely (relative to their
 #: scale) on the audit's own inputs.

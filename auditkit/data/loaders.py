@@ -156,7 +156,7 @@ def load_arrays(path: Path, *, sensitive: Sequence[str] = ()) -> AuditData:
 
     A data file is as untrusted as a model file: it must be a regular file, and a zip (every
     ``.npz``, a modern ``.pt``) is validated before numpy or torch reads it (no bombs, no
-    declared sizes beyond what is stored; ``auditkit.safety``).
+    declared sizes beyond what is stored; ``auditkit.loading.safety``).
     """
     _check_data_file(path)
     try:
@@ -216,7 +216,7 @@ def load_arrays(path: Path, *, sensitive: Sequence[str] = ()) -> AuditData:
 
 
 def _check_data_file(path: Path) -> None:
-    from auditkit import safety
+    from auditkit.loading import safety
 
     try:
         safety.check_regular_file(path)

@@ -21,7 +21,7 @@ pytest.importorskip("onnxruntime")
 from auditkit.adapters.onnx_adapter import PATH_BLACK, PATH_WHITE  # noqa: E402
 from auditkit.attacks import HopSkipJump, QueryModel  # noqa: E402
 from auditkit.demo import DIGITS_MEAN, DIGITS_STD, Normalized, digits_metadata  # noqa: E402
-from auditkit.formats.onnx_file import embed_metadata  # noqa: E402
+from auditkit.loading.onnx import embed_metadata  # noqa: E402
 
 PROBES = ["performance", "calibration"]
 

@@ -90,7 +90,7 @@ def save_architecture_file(model: Any, path: Path, arch: Mapping[str, Any], meta
     """Also save the model as a core "architecture file" (safetensors weights + the recipe
     ``nas_network(**architecture)``, no pickle, no code) where the core has that format."""
     try:
-        from auditkit.archfile import save_arch_model
+        from auditkit.loading.archfile import save_arch_model
     except ImportError:  # a core without architecture files: the torch.export file is enough
         return None
     return save_arch_model(model, path, architecture="nas_network", params=dict(arch), metadata=metadata)

@@ -29,10 +29,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from auditkit import errors, safety
+from auditkit import errors
 from auditkit.errors import AuditkitInputError, one_line
-from auditkit.formats import FORMAT_ONNX, FORMAT_SKOPS
-from auditkit.safety import DEFAULT_LIMITS, LoadLimits
+from auditkit.loading import safety
+from auditkit.loading.foreign import FORMAT_ONNX, FORMAT_SKOPS
+from auditkit.loading.safety import DEFAULT_LIMITS, LoadLimits
 
 METADATA_NAME = "auditkit.json"
 
@@ -281,8 +282,8 @@ def sniff_format(path: str | Path, limits: LoadLimits | None = None) -> str:
 
 
 def _sniff_foreign(path: Path, head: bytes, zip_names: list[str] | None) -> str:
-    """ONNX and skops files (``auditkit.formats``); anything else is unknown."""
-    from auditkit.formats import sniff_foreign
+    """ONNX and skops files (``auditkit.loading.foreign``); anything else is unknown."""
+    from auditkit.loading.foreign import sniff_foreign
 
     fmt = sniff_foreign(head, zip_names)
     if fmt is None:
@@ -749,14 +750,14 @@ def _load_pickled_file(path: Path, req: _Request) -> tuple[nn.Module, ModelMetad
 def _unsafe_pickled_estimator(path: Path) -> Any:
     """With --unsafe-pickle only: a joblib/pickle file of a scikit-learn model (None when the
     pickle names no scikit-learn object)."""
-    from auditkit.formats.skops_file import read_pickled_estimator
+    from auditkit.loading.skops import read_pickled_estimator
 
     return read_pickled_estimator(path)
 
 
 def _load_foreign_file(path: Path, req: _Request) -> tuple[Any, ModelMetadata]:
-    """ONNX and skops files: a model object that builds its own adapter (``auditkit.formats``)."""
-    from auditkit.formats import load_foreign
+    """ONNX and skops files: a model object that builds its own adapter (``auditkit.loading.foreign``)."""
+    from auditkit.loading.foreign import load_foreign
 
     return load_foreign(req.format, path, unsafe_pickle=req.unsafe_pickle, parse_metadata=req.parse)
 
@@ -827,7 +828,7 @@ def load_model(
 ) -> LoadedModel:
     """Load a model file of any supported format without executing untrusted code.
 
-    The file is checked before torch reads it (``auditkit.safety``): a regular file, a zip whose
+    The file is checked before torch reads it (``auditkit.loading.safety``): a regular file, a zip whose
     entries are safe and bounded, sizes that match their records. torch then reads it with a
     private temp folder and captured output; TorchScript and raw pickles are first trial-loaded
     in a child process under ``limits`` (time and memory).
@@ -874,7 +875,7 @@ def load_model(
         os.name == "posix" and not _sandboxed and not unsafe_pickle
         and fmt in (FORMAT_TORCHSCRIPT, FORMAT_LEGACY_PICKLE)
     ):
-        from auditkit.sandbox import trial_load
+        from auditkit.loading.sandbox import trial_load
 
         with safety.private_tempdir():
             trial_load(path, fmt, limits, debug=debug)
@@ -894,8 +895,8 @@ def _load_arch_file(
     path: Path, parse: Callable[[str | None], ModelMetadata]
 ) -> tuple[nn.Module, ModelMetadata, str, str] | None:
     """Contract E: a safetensors file whose header names a registered architecture
-    (``auditkit.archfile``) rebuilds itself; None for any other safetensors file."""
-    from auditkit import archfile
+    (``auditkit.loading.archfile``) rebuilds itself; None for any other safetensors file."""
+    from auditkit.loading import archfile
 
     if archfile.read_header(path) is None:
         return None

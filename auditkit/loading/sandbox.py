@@ -2,7 +2,7 @@
 
 TorchScript runs ``__setstate__`` code from the file while loading, and a pre-1.6 pickle
 declares storage sizes nobody checks up front: either can hang or allocate without bound. The
-child (``python -m auditkit.sandbox``) imports torch, caps its own address space at its size
+child (``python -m auditkit.loading.sandbox``) imports torch, caps its own address space at its size
 after imports plus ``LoadLimits.memory_bytes``, says "ready", and loads the file exactly as the
 parent would. The parent kills it (its whole process group) when the time limit passes, and
 loads the file itself only if the child succeeded.
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from auditkit.errors import AuditkitInputError
-from auditkit.safety import (
+from auditkit.loading.safety import (
     LOAD_CRASHED,
     LOAD_MEMORY,
     LOAD_TIMEOUT,
@@ -67,7 +67,7 @@ def trial_load(
     started = time.monotonic()
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "auditkit.sandbox", spec],
+            [sys.executable, "-m", "auditkit.loading.sandbox", spec],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
             start_new_session=True, env=env,
         )
@@ -185,7 +185,7 @@ def _child(spec_text: str) -> int:
     import torch  # noqa: F401  (imports are not the file's cost: they come before the cap)
 
     from auditkit.loading import load_model
-    from auditkit.safety import LoadLimits
+    from auditkit.loading.safety import LoadLimits
 
     torch.set_num_threads(1)
     current = _address_space()

@@ -10,7 +10,7 @@ afterwards, also on error, Ctrl-C or SIGTERM) and captured output, so no torch w
 traceback reaches the terminal before auditkit's line. Formats whose loading can run code from
 the file (TorchScript ``__setstate__``) or whose sizes cannot be checked up front (pre-1.6
 pickles) are first loaded in a child process under a time and memory limit
-(``auditkit.sandbox``).
+(``auditkit.loading.sandbox``).
 """
 
 from __future__ import annotations

@@ -102,7 +102,7 @@ def read_pickled_estimator(path: Path) -> Any:
     """With ``--unsafe-pickle`` only: a scikit-learn model in a joblib/pickle file (this runs
     code from the file), wrapped for auditing; None when the pickle holds no scikit-learn
     object (the torch loader takes over)."""
-    from auditkit.loading import _pickle_globals
+    from auditkit.loading.torch_formats import _pickle_globals
 
     names = _pickle_globals(path.read_bytes()) or []
     if not any(n.startswith(("sklearn.", "joblib.")) for n in names):
@@ -118,6 +118,6 @@ def read_pickled_estimator(path: Path) -> Any:
         ) from None
     if not hasattr(estimator, "predict"):
         return None
-    from auditkit.formats import SklearnModel
+    from auditkit.loading.foreign import SklearnModel
 
     return SklearnModel(estimator, format="pickle (scikit-learn, --unsafe-pickle)")

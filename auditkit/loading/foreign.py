@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from auditkit.formats.onnx_file import FORMAT_ONNX, looks_like_onnx
-from auditkit.formats.skops_file import FORMAT_SKOPS, looks_like_skops
+from auditkit.loading.onnx import FORMAT_ONNX, looks_like_onnx
+from auditkit.loading.skops import FORMAT_SKOPS, looks_like_skops
 
 FOREIGN_FORMATS = (FORMAT_ONNX, FORMAT_SKOPS)
 
@@ -55,7 +55,7 @@ def load_foreign(
     """(model object with ``make_adapter``, embedded metadata) for an ONNX or skops file."""
     if fmt == FORMAT_ONNX:
         from auditkit.adapters.onnx_adapter import OnnxModel
-        from auditkit.formats.onnx_file import metadata_from_props, read_onnx
+        from auditkit.loading.onnx import metadata_from_props, read_onnx
 
         proto = read_onnx(path)
         metadata = parse_metadata(metadata_from_props(proto))
@@ -65,7 +65,7 @@ def load_foreign(
 
             metadata = dataclasses.replace(metadata, input_shape=model.facts.example_shape)
         return model, metadata
-    from auditkit.formats.skops_file import read_skops
+    from auditkit.loading.skops import read_skops
 
     estimator = read_skops(path, unsafe=unsafe_pickle)
     return SklearnModel(estimator), parse_metadata(None)
