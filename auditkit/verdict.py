@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from auditkit.results import GateResult, ProbeResult
+# ``ProbeResult`` / ``GateResult`` objects or their audit.json dictionaries (read with ``_get``):
+# typed loosely so this room needs nothing from ``auditkit.results``, which builds on it.
 
 FAIL_ON = ("failed", "warned", "never")
 DEFAULT_FAIL_ON = "failed"
@@ -109,8 +109,8 @@ def grade_reason(probe: Any) -> str:
 
 
 def verdict_reasons(
-    probes: Mapping[str, ProbeResult | Mapping[str, Any]],
-    gates: Sequence[GateResult | Mapping[str, Any]],
+    probes: Mapping[str, Any],
+    gates: Sequence[Any],
     fail_on: str = DEFAULT_FAIL_ON,
 ) -> list[Reason]:
     """Every non-passed probe and gate, worst first, marking which ones decide the verdict."""
@@ -136,8 +136,8 @@ def verdict_reasons(
 
 
 def decide(
-    probes: Mapping[str, ProbeResult | Mapping[str, Any]],
-    gates: Sequence[GateResult | Mapping[str, Any]],
+    probes: Mapping[str, Any],
+    gates: Sequence[Any],
     fail_on: str = DEFAULT_FAIL_ON,
 ) -> str:
     """``failed`` | ``error`` | ``passed``: a failure wins over an error (exit 1 before 3)."""

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from auditkit.data.core import AuditData, as_group_columns
+from auditkit.data.core import AuditData, as_group_columns, one_hot_message
 from auditkit.errors import AuditkitInputError, one_line
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -239,15 +239,6 @@ def _check_finite(x: np.ndarray, where: str) -> None:
         raise AuditkitInputError(
             f"{where}: {bad} examples contain NaN or infinite values; clean or drop them"
         )
-
-
-def one_hot_message(where: str, shape: tuple[int, ...]) -> str:
-    """Labels of shape (N, K) are almost always one-hot rows; say so instead of "N inputs but
-    N*K labels"."""
-    return (
-        f"{where}: labels have shape {shape}, which looks one-hot (one row of {shape[1]} per "
-        "example); save class indices instead, e.g. y.argmax(1)"
-    )
 
 
 def complete_class_names(data: AuditData, num_classes: int | None) -> None:

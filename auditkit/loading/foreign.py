@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from auditkit.loading.onnx import FORMAT_ONNX, looks_like_onnx
-from auditkit.loading.skops import FORMAT_SKOPS, looks_like_skops
+from auditkit.loading.skops import FORMAT_SKOPS, SklearnModel, looks_like_skops
 
 FOREIGN_FORMATS = (FORMAT_ONNX, FORMAT_SKOPS)
 
@@ -25,28 +25,6 @@ def sniff_foreign(head: bytes, zip_names: list[str] | None = None) -> str | None
     if zip_names is not None:
         return FORMAT_SKOPS if looks_like_skops(zip_names) else None
     return FORMAT_ONNX if looks_like_onnx(head) else None
-
-
-class SklearnModel:
-    """A loaded scikit-learn estimator, ready to become an adapter once the data is known."""
-
-    def __init__(self, estimator: Any, format: str = FORMAT_SKOPS) -> None:
-        self.estimator = estimator
-        self.format = format
-
-    def __repr__(self) -> str:
-        return f"SklearnModel({type(self.estimator).__name__})"
-
-    def make_adapter(self, *, input_shape: Any, num_classes: int | None = None,
-                     feature_names: Any = None, class_names: Any = None, categories: Any = None,
-                     exact_values: Any = None, sensitive: Any = (), **_: Any) -> Any:
-        from auditkit.adapters.sklearn_adapter import SklearnAdapter
-
-        return SklearnAdapter(self.estimator, input_shape=input_shape,
-                              feature_names=feature_names, class_names=class_names,
-                              num_classes=num_classes, format=self.format,
-                              categories=categories, exact_values=exact_values,
-                              sensitive=sensitive)
 
 
 def load_foreign(

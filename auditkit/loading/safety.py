@@ -21,6 +21,7 @@ import json
 import math
 import os
 import pickle
+import pickletools
 import re
 import shutil
 import signal
@@ -756,3 +757,34 @@ def guarded_load(debug: bool = False) -> Iterator[Captured]:
 
 def with_limits(limits: LoadLimits | None, **changes: Any) -> LoadLimits:
     return replace(limits or DEFAULT_LIMITS, **changes)
+
+
+_GLOBAL_OPCODES = {"GLOBAL", "INST"}
+
+
+_CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD"}
+
+
+def pickle_globals(data: bytes) -> list[str] | None:
+    """The Python names the first pickle stream in ``data`` would import; None if not a pickle.
+
+    ``pickletools.genops`` only decodes opcodes: nothing is imported or called, so this is safe
+    on hostile bytes.
+    """
+    names: list[str] = []
+    strings: list[str] = []
+    calls = False
+    try:
+        for opcode, arg, _pos in pickletools.genops(data):
+            if opcode.name in _GLOBAL_OPCODES:
+                names.append(str(arg).replace(" ", "."))
+            elif opcode.name == "STACK_GLOBAL":
+                names.append(".".join(strings[-2:]) if len(strings) >= 2 else "?")
+            elif isinstance(arg, str):
+                strings.append(arg)
+            calls = calls or opcode.name in _CODE_OPCODES
+    except Exception:  # any decoding failure means "not a well-formed pickle"
+        return None
+    if calls and not names:
+        names.append("an object constructor")
+    return names

@@ -8,21 +8,17 @@ A model file is untrusted input. Pickled ``nn.Module`` objects are arbitrary cod
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib
 import io
 import json
-import os
 import pickle
-import pickletools
 import re
-import struct
 import threading
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,186 +29,16 @@ from auditkit import errors
 from auditkit.errors import AuditkitInputError, one_line
 from auditkit.loading import safety
 from auditkit.loading.foreign import FORMAT_ONNX, FORMAT_SKOPS
-from auditkit.loading.safety import DEFAULT_LIMITS, LoadLimits
-
-METADATA_NAME = "auditkit.json"
-
-FORMAT_EXPORT = "torch.export"
-FORMAT_TORCHSCRIPT = "torchscript"
-FORMAT_TORCH_SAVE = "torch.save"  # zip written by torch.save: a state_dict or a pickled module
-FORMAT_LEGACY_PICKLE = "pickle"  # pre-1.6 torch.save or a plain pickle
-FORMAT_SAFETENSORS = "safetensors"
-
-
-@dataclass(frozen=True)
-class ModelMetadata:
-    """What auditkit needs to know about a model, embedded in the files it saves.
-
-    Args:
-        input_shape: shape of one example, e.g. ``(1, 8, 8)``.
-        input_range: the box inputs live in, e.g. ``(0.0, 1.0)`` for images.
-        mean, std: per-channel normalization applied *inside* the adapter.
-        class_names: one name per output.
-        dataset: name of the data set the model was trained on (the default ``--data``).
-        modality: ``image``, ``tabular``, ... (probes pick defaults by it).
-    """
-
-    input_shape: tuple[int, ...] | None = None
-    input_range: tuple[float, float] | None = None
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    class_names: tuple[str, ...] | None = None
-    dataset: str | None = None
-    modality: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def num_classes(self) -> int | None:
-        return len(self.class_names) if self.class_names else None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(
-        cls, d: Mapping[str, Any] | None, *, skip: frozenset[str] | set[str] = frozenset()
-    ) -> ModelMetadata:
-        """Rebuild metadata from its JSON form, checking every field.
-
-        A malformed field raises ``MetadataError`` naming it: silently dropping, say, a
-        normalization would audit the model on inputs it never saw. Fields in ``skip`` are not
-        read (the caller overrides them). A bare number is accepted for ``mean``/``std``: it
-        means the same value for every channel, exactly as a one-element list does.
-        """
-        if not d:
-            return cls()
-        if not isinstance(d, Mapping):
-            raise MetadataError("metadata", f"expected a JSON object, got {type(d).__name__}")
-
-        def read(key: str, parse: Callable[[Any], Any]) -> Any:
-            value = d.get(key)
-            if value is None or key in skip:
-                return None
-            try:
-                return parse(value)
-            except (TypeError, ValueError) as exc:
-                raise MetadataError(key, f"{key}={_short(value)}: {exc}") from None
-
-        return cls(
-            input_shape=read("input_shape", _parse_shape),
-            input_range=read("input_range", _parse_range),
-            mean=read("mean", _parse_stats),
-            std=read("std", _parse_stats),
-            class_names=read("class_names", _parse_names),
-            dataset=read("dataset", _parse_text),
-            modality=read("modality", _parse_text),
-            extra=dict(read("extra", _parse_extra) or {}),
-        )
-
-    def merged(self, **overrides: Any) -> ModelMetadata:
-        """A copy where every override that is not None wins."""
-        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
-
-
-class MetadataError(ValueError):
-    """A malformed field of embedded metadata (``field``: which one)."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(reason)
-        self.field = field
-
-
-def _short(value: Any) -> str:
-    return one_line(json.dumps(value, default=repr), 60)
-
-
-def _numbers(value: Any) -> tuple[float, ...]:
-    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (list, tuple)):
-        raise TypeError("expected a list of numbers")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-        raise TypeError("expected a list of numbers")
-    return tuple(float(v) for v in value)
-
-
-def _parse_shape(value: Any) -> tuple[int, ...]:
-    numbers = _numbers(value)
-    if not numbers or any(n != int(n) or n < 1 for n in numbers):
-        raise ValueError("expected positive integer sizes, e.g. [3, 32, 32]")
-    return tuple(int(n) for n in numbers)
-
-
-def _parse_range(value: Any) -> tuple[float, float]:
-    numbers = _numbers(value)
-    if len(numbers) != 2 or not numbers[0] < numbers[1]:
-        raise ValueError("expected [low, high] with low < high")
-    return numbers[0], numbers[1]
-
-
-def _parse_stats(value: Any) -> tuple[float, ...]:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return (float(value),)  # one value for every channel, as [value] would say
-    numbers = _numbers(value)
-    if not numbers:
-        raise ValueError("expected at least one number")
-    return numbers
-
-
-def _parse_names(value: Any) -> tuple[str, ...]:
-    # A bare string would otherwise become one class per character.
-    if not isinstance(value, (list, tuple)) or not value:
-        raise TypeError("expected a non-empty list of class names")
-    if not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
-        raise TypeError("expected a list of class names")
-    return tuple(str(v) for v in value)
-
-
-def _parse_text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError("expected a string")
-    return value
-
-
-def _parse_extra(value: Any) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise TypeError("expected a JSON object")
-    return dict(value)
-
-
-# Which flag overrides a metadata field (for the error message).
-_OVERRIDE_FLAGS = {
-    "input_shape": "--input-shape",
-    "input_range": "--input-range",
-    "mean": "--mean (and --std)",
-    "std": "--std (and --mean)",
-}
-
-
-@dataclass
-class LoadedModel:
-    """A model read from disk, with the facts ``audit.json`` records about the file."""
-
-    module: nn.Module
-    format: str
-    metadata: ModelMetadata
-    path: str | None = None
-    sha256: str | None = None
-    arch: str | None = None
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "sha256": self.sha256,
-            "format": self.format,
-            "arch": self.arch,
-            "num_classes": self.metadata.num_classes,
-        }
-
-
-def _reason(exc: BaseException, limit: int = 200) -> str:
-    """A third-party exception as one short line (its type when it has no message)."""
-    return one_line(str(exc) or type(exc).__name__, limit)
-
+from auditkit.loading.metadata import METADATA_NAME, ModelMetadata, _reason
+from auditkit.loading.safety import DEFAULT_LIMITS, LoadLimits, pickle_globals
+from auditkit.loading.sniff import (
+    ARCH_NOT_NEEDED,
+    FORMAT_EXPORT,
+    FORMAT_LEGACY_PICKLE,
+    FORMAT_SAFETENSORS,
+    FORMAT_TORCH_SAVE,
+    FORMAT_TORCHSCRIPT,
+)
 
 _MEMORY_WORDS = ("can't allocate memory", "bad_alloc", "out of memory", "Cannot allocate memory")
 
@@ -224,116 +50,6 @@ def _torch_failed(path: Path, exc: BaseException, limits: LoadLimits | None = No
         limit = safety.human_bytes((limits or DEFAULT_LIMITS).memory_bytes)
         return AuditkitInputError(safety.LOAD_MEMORY.format(path=path, limit=limit))
     return AuditkitInputError(errors.CORRUPT_ARCHIVE.format(path=path, reason=_reason(exc)))
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def weights_sha256(module: nn.Module) -> str:
-    """SHA-256 over a module's parameters and buffers: the identity of an in-memory model, and
-    how the memorization probe proves the audited weights were not touched."""
-    digest = hashlib.sha256()
-    for key, tensor in sorted(module.state_dict().items()):
-        digest.update(key.encode())
-        if not isinstance(tensor, torch.Tensor):  # extra state a module chose to store
-            digest.update(repr(tensor).encode())
-            continue
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        # Raw bytes: numpy has no bfloat16 (or float8), so never go through .numpy().
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def sniff_format(path: str | Path, limits: LoadLimits | None = None) -> str:
-    """Name the format of a model file from its bytes (the extension is ignored).
-
-    Only a non-empty regular file is read (a FIFO, socket or device is refused unopened), and a
-    zip archive is validated (``safety.validate_zip``: names, native code, sizes, ratios) before
-    its names are trusted to say what it is.
-    """
-    path = Path(path)
-    safety.check_regular_file(path)
-    with open(path, "rb") as fh:
-        head = fh.read(16)
-    if not head:
-        raise AuditkitInputError(errors.EMPTY_FILE.format(path=path))
-    if head[:4] == b"PK\x03\x04":
-        names = safety.validate_zip(path, limits or DEFAULT_LIMITS).names
-        return _zip_format(path, names)
-    if head[:1] == b"\x80":
-        return FORMAT_LEGACY_PICKLE
-    # Protocol 0/1 pickles (plain ``pickle.dump(..., protocol=0)``) start with an opcode byte;
-    # only call it a pickle when the whole first stream decodes, so text files stay "unknown".
-    if head[:1] in b"(c]}" and _pickle_globals(_read_prefix(path, limits)) is not None:
-        return FORMAT_LEGACY_PICKLE
-    if len(head) >= 9:
-        (header_len,) = struct.unpack("<Q", head[:8])
-        # Any length: a header claiming more than the file holds is a lying safetensors file
-        # (refused by safety.check_safetensors), not a foreign one.
-        if header_len > 0 and head[8:9] == b"{":
-            return FORMAT_SAFETENSORS
-    return _sniff_foreign(path, head, None)
-
-
-def _sniff_foreign(path: Path, head: bytes, zip_names: list[str] | None) -> str:
-    """ONNX and skops files (``auditkit.loading.foreign``); anything else is unknown."""
-    from auditkit.loading.foreign import sniff_foreign
-
-    fmt = sniff_foreign(head, zip_names)
-    if fmt is None:
-        raise AuditkitInputError(errors.UNKNOWN_FORMAT.format(path=path))
-    return fmt
-
-
-def _read_prefix(path: Path, limits: LoadLimits | None) -> bytes:
-    with open(path, "rb") as fh:
-        return fh.read((limits or DEFAULT_LIMITS).max_metadata_bytes)
-
-
-def _zip_format(path: Path, names: list[str]) -> str:
-    """Which torch format a (validated) zip archive is, from its entry names."""
-    if any(n.endswith("/archive_format") or n == "archive_format" for n in names):
-        return FORMAT_EXPORT
-    if any("/code/" in n for n in names) and any(n.endswith("constants.pkl") for n in names):
-        return FORMAT_TORCHSCRIPT
-    if any(n.endswith("data.pkl") for n in names):
-        return FORMAT_TORCH_SAVE
-    return _sniff_foreign(path, b"", names)
-
-
-_GLOBAL_OPCODES = {"GLOBAL", "INST"}
-_CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD"}
-
-
-def _pickle_globals(data: bytes) -> list[str] | None:
-    """The Python names the first pickle stream in ``data`` would import; None if not a pickle.
-
-    ``pickletools.genops`` only decodes opcodes: nothing is imported or called, so this is safe
-    on hostile bytes.
-    """
-    names: list[str] = []
-    strings: list[str] = []
-    calls = False
-    try:
-        for opcode, arg, _pos in pickletools.genops(data):
-            if opcode.name in _GLOBAL_OPCODES:
-                names.append(str(arg).replace(" ", "."))
-            elif opcode.name == "STACK_GLOBAL":
-                names.append(".".join(strings[-2:]) if len(strings) >= 2 else "?")
-            elif isinstance(arg, str):
-                strings.append(arg)
-            calls = calls or opcode.name in _CODE_OPCODES
-    except Exception:  # any decoding failure means "not a well-formed pickle"
-        return None
-    if calls and not names:
-        names.append("an object constructor")
-    return names
 
 
 def _pickle_payload(path: Path) -> bytes:
@@ -357,35 +73,10 @@ def _refusal_reason(message: str, payload: bytes) -> str | None:
     named = _GLOBAL_IN_MESSAGE.findall(message)
     if named:
         return one_line(f"it references {', '.join(dict.fromkeys(named))}", 160)
-    found = _pickle_globals(payload)
+    found = pickle_globals(payload)
     if found:
         return one_line(f"it references {', '.join(dict.fromkeys(found))}", 160)
     return None
-
-
-def _parse_metadata(
-    text: str | bytes | None, path: Path, skip: frozenset[str] = frozenset()
-) -> ModelMetadata:
-    """The file's embedded metadata; a malformed one is bad input, never silently dropped."""
-    if not text:
-        return ModelMetadata()
-    try:
-        raw = json.loads(text)
-    except (ValueError, TypeError) as exc:
-        raise AuditkitInputError(
-            errors.BAD_METADATA.format(
-                path=path, reason=f"{METADATA_NAME} is not valid JSON: {_reason(exc, 80)}",
-                override="",
-            )
-        ) from None
-    try:
-        return ModelMetadata.from_dict(raw, skip=skip)
-    except MetadataError as exc:
-        flag = _OVERRIDE_FLAGS.get(exc.field)
-        override = f", or override the field with {flag}" if flag else ""
-        raise AuditkitInputError(
-            errors.BAD_METADATA.format(path=path, reason=str(exc), override=override)
-        ) from None
 
 
 def build_arch(arch: str | Callable[[], nn.Module], num_classes: int | None = None) -> nn.Module:
@@ -773,122 +464,6 @@ FORMAT_LOADERS: dict[str, Callable[[Path, _Request], tuple[nn.Module, ModelMetad
     FORMAT_ONNX: _load_foreign_file,
     FORMAT_SKOPS: _load_foreign_file,
 }
-
-# Formats whose file carries its own network: --arch would be silently ignored, so it is refused.
-FORMATS_WITHOUT_ARCH = {
-    FORMAT_EXPORT: "a torch.export archive", FORMAT_TORCHSCRIPT: "TorchScript",
-    FORMAT_ONNX: "an ONNX model", FORMAT_SKOPS: "a scikit-learn skops file",
-}
-ARCH_NOT_NEEDED = (
-    "--arch {arch}: {path} is {what}, which carries its own network, so --arch would be "
-    "ignored; drop it"
-)
-
-
-def inspect_file(path: Path, fmt: str, limits: LoadLimits) -> None:
-    """The format's own static checks, after ``sniff_format`` validated the container."""
-    if fmt == FORMAT_SAFETENSORS:
-        safety.check_safetensors(path, limits)
-    elif fmt in (FORMAT_TORCH_SAVE, FORMAT_TORCHSCRIPT):
-        safety.check_pickled_storages(path, limits)
-    elif fmt == FORMAT_EXPORT:
-        safety.check_export_archive(path, safety.validate_zip(path, limits), limits)
-
-
-def _refuse_unsafe_pickle_early(path: Path, limits: LoadLimits) -> None:
-    """A raw pickle naming globals the weights-only loader refuses: say so without a child."""
-    try:
-        decoded = safety.decode_pickle(_read_prefix(path, limits), streams=4)
-    except Exception:  # not decodable here: the sandboxed loader reports it
-        return
-    try:
-        from torch._weights_only_unpickler import _get_allowed_globals
-
-        allowed = set(_get_allowed_globals())
-    except (ImportError, AttributeError):  # another torch: let the loader decide
-        return
-    unsafe = [
-        g for g in dict.fromkeys(decoded.globals)
-        if g not in allowed and not (g.startswith("torch.") and g.endswith("Storage"))
-    ]
-    if unsafe:
-        what = one_line(f"it references {', '.join(unsafe)}", 160)
-        raise AuditkitInputError(errors.PICKLE_REFUSED.format(path=path, what=what))
-
-
-def load_model(
-    path: str | Path,
-    *,
-    arch: str | Callable[[], nn.Module] | None = None,
-    unsafe_pickle: bool = False,
-    overrides: ModelMetadata | None = None,
-    limits: LoadLimits | None = None,
-    debug: bool = False,
-    _sandboxed: bool = False,
-) -> LoadedModel:
-    """Load a model file of any supported format without executing untrusted code.
-
-    The file is checked before torch reads it (``auditkit.loading.safety``): a regular file, a zip whose
-    entries are safe and bounded, sizes that match their records. torch then reads it with a
-    private temp folder and captured output; TorchScript and raw pickles are first trial-loaded
-    in a child process under ``limits`` (time and memory).
-
-    Args:
-        path: the model file; its format is sniffed from the content.
-        arch: network to load a state_dict / safetensors file into.
-        unsafe_pickle: allow unpickling a whole ``nn.Module`` (runs code from the file).
-        overrides: metadata the caller sets (``--mean``, ``--input-shape`` ...). Those fields win
-            over the embedded ones and are not read from the file, so a malformed embedded
-            field can be overridden instead of re-saving the model.
-        limits: time, memory and archive limits (``LoadLimits``; defaults: 60 s, 8 GB).
-        debug: write what torch printed while loading to stderr.
-
-    Raises:
-        AuditkitInputError: unreadable, unsafe or foreign file, or malformed embedded metadata.
-
-    Example:
-        >>> loaded = load_model("model.pt2")
-        >>> loaded.format, loaded.metadata.input_shape
-    """
-    path = Path(path)
-    limits = limits or DEFAULT_LIMITS
-    fmt = sniff_format(path, limits)
-    inspect_file(path, fmt, limits)
-    if arch is not None and fmt in FORMATS_WITHOUT_ARCH:
-        raise AuditkitInputError(
-            ARCH_NOT_NEEDED.format(arch=arch, path=path, what=FORMATS_WITHOUT_ARCH[fmt])
-        )
-    digest = sha256_file(path)
-    given = {
-        k: v for k, v in dataclasses.asdict(overrides).items() if v not in (None, {})
-    } if overrides is not None else {}
-    skip = frozenset(given)
-
-    def parse(text: str | bytes | None) -> ModelMetadata:
-        return _parse_metadata(text, path, skip)
-
-    arch_name = arch if isinstance(arch, str) else getattr(arch, "__name__", None)
-    if fmt == FORMAT_LEGACY_PICKLE and not unsafe_pickle:
-        _refuse_unsafe_pickle_early(path, limits)  # no child needed to refuse os.system
-    # The child needs select, wait4 and process groups: POSIX. Elsewhere the checks still run.
-    if (
-        os.name == "posix" and not _sandboxed and not unsafe_pickle
-        and fmt in (FORMAT_TORCHSCRIPT, FORMAT_LEGACY_PICKLE)
-    ):
-        from auditkit.loading.sandbox import trial_load
-
-        with safety.private_tempdir():
-            trial_load(path, fmt, limits, debug=debug)
-    request = _Request(arch=arch, unsafe_pickle=unsafe_pickle, parse=parse, limits=limits,
-                       format=fmt, arch_name=arch_name)
-    with safety.guarded_load(debug):
-        module, metadata = FORMAT_LOADERS[fmt](path, request)
-    if given:
-        metadata = metadata.merged(**{k: getattr(overrides, k) for k in given})
-    return LoadedModel(
-        module=module, format=request.format, metadata=metadata, path=str(path), sha256=digest,
-        arch=request.arch_name,
-    )
 
 
 def _load_arch_file(

@@ -25,11 +25,10 @@ from auditkit_nas.search import (
     metadata_for,
     open_study,
     prepare_data,
-    summarize,
     weights_path,
-    write_json,
 )
 from auditkit_nas.space import build
+from auditkit_nas.summary import summarize, write_json
 
 NAS_JSON = "nas.json"
 REPORT = "nas_report.html"
