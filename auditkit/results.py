@@ -16,7 +16,7 @@ renderers draw it (HTML as inline SVG); no probe draws anything itself:
 - ``{"kind": "matrix", "title", "labels": [..], "values": [[..]], "x_label", "y_label"}``
 - ``{"kind": "images", "title", "columns": [..], "rows": [{"caption", "cells": [{"label",
   "pixels": [[..]] (H×W or H×W×3 floats in [0, 1])} or {"label", "png": "data:image/png;
-  base64,…"}]}], "caption"}`` (``auditkit.render.figures.image_cell`` picks: number lists for
+  base64,…"}]}], "caption"}`` (``auditkit.images.image_cell`` picks: number lists for
   images of at most 1,024 values, an 8-bit PNG beyond)
 - ``{"kind": "table", "title", "columns": [..], "rows": [[..]], "caption"}``
 """
