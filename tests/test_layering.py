@@ -177,3 +177,13 @@ def test_a_judge_runs_no_model(judge):
     found = imports(judge)
     assert not {m for m in found if m.startswith(("torch.nn", "auditkit.attacks",
                                                   "auditkit.adapters", "auditkit.reinit"))}
+
+
+def test_documented_old_paths_name_the_moved_modules():
+    """The README's ``auditkit.safety.LoadLimits`` and friends are the moved modules themselves."""
+    import importlib
+
+    from auditkit._moved import MOVED
+
+    for old, new in MOVED.items():
+        assert importlib.import_module(old) is importlib.import_module(new), old
