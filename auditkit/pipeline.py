@@ -713,23 +713,19 @@ def _run_selected(
     checkpoint = _Checkpoint(
         Path(checkpoint_dir) if checkpoint_dir else None, key, read=read_checkpoints
     )
-    threads_before = torch.get_num_threads()
-    layout_before = getattr(adapter, "channels_last", None)
-    try:
-        plan = None
-        if sizing and sizing.get("enabled"):
-            from auditkit.sizing import size_probes
+    from auditkit.sizing import fit_to_clock
 
-            selected, plan = size_probes(
-                selected, context, budget=budget, options=options, checkpoint=checkpoint.directory,
-                reuse=read_checkpoints, **{k: sizing[k] for k in ("max_minutes", "cost", "given")},
-            )
-
+    # Sizing may lower the threads or change the layout for this scan: given back on exit.
+    with fit_to_clock(
+        selected, context, x=data.x, budget=budget, options=options,
+        checkpoint=checkpoint.directory, reuse=read_checkpoints, **dict(sizing or {}),
+    ) as fit:
+        selected = fit.probes
         results: dict[str, ProbeResult] = {r.name: r for r in broken}
         with progress.session():
-            if plan is not None and plan.noteworthy:
+            if fit.plan is not None and fit.plan.noteworthy:
                 # Before the probes: what the clock changed, and how long the work will take.
-                progress.log(f"sizing: {plan.summary()}")
+                progress.log(f"sizing: {fit.plan.summary()}")
             for index, probe in enumerate(selected, 1):
                 progress.start_probe(probe.name, index, len(selected))
                 cached = checkpoint.load(probe, context)
@@ -742,13 +738,7 @@ def _run_selected(
                     if artifacts is not None:
                         context.artifacts[probe.name] = artifacts
                 else:
-                    if index > 1 and plan is not None:
-                        from auditkit.sizing import recheck_threads
-
-                        switched = recheck_threads(adapter, data.x, plan, probe.name)
-                        if switched is not plan:
-                            plan = switched
-                            progress.log(f"sizing: {plan.threads_summary()}")
+                    fit.before_probe(index, probe.name, progress.log)
                     with _watching_reads(context, probe.name) as reads:
                         result = run_probe(probe, context, debug=debug)
                     context.results[probe.name] = result
@@ -772,15 +762,9 @@ def _run_selected(
                 "seed": seed,
                 "probes": list(ordered),
                 "options": {k: dict(v) for k, v in (options or {}).items()},
-                **({"sizing": plan.to_dict()} if plan is not None else {}),
+                **({"sizing": fit.plan.to_dict()} if fit.plan is not None else {}),
             },
             started_at=started_at,
             duration_seconds=round(time.perf_counter() - t0, 3),
             auditkit_version=__version__,
         )
-    finally:
-        # Sizing may have lowered the threads or changed the layout for this scan.
-        torch.set_num_threads(threads_before)
-        from auditkit.sizing import restore_layout
-
-        restore_layout(adapter, layout_before)

@@ -14,6 +14,7 @@ from auditkit.loading.metadata import (
     sha256_file,
     weights_sha256,
 )
+from auditkit.loading.save import save_model
 from auditkit.loading.sniff import (
     FORMAT_EXPORT,
     FORMAT_LEGACY_PICKLE,
@@ -22,7 +23,7 @@ from auditkit.loading.sniff import (
     FORMAT_TORCHSCRIPT,
     sniff_format,
 )
-from auditkit.loading.torch_formats import FORMAT_LOADERS, build_arch, save_model
+from auditkit.loading.torch_formats import FORMAT_LOADERS, build_arch
 
 __all__ = [
     "FORMAT_EXPORT",

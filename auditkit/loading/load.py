@@ -16,7 +16,7 @@ from torch import nn
 
 from auditkit import errors
 from auditkit.errors import AuditkitInputError, one_line
-from auditkit.loading import safety
+from auditkit.loading import guard, pickles, safety
 from auditkit.loading.metadata import LoadedModel, ModelMetadata, _parse_metadata, sha256_file
 from auditkit.loading.safety import DEFAULT_LIMITS, LoadLimits
 from auditkit.loading.sniff import (
@@ -38,7 +38,7 @@ def inspect_file(path: Path, fmt: str, limits: LoadLimits) -> None:
     if fmt == FORMAT_SAFETENSORS:
         safety.check_safetensors(path, limits)
     elif fmt in (FORMAT_TORCH_SAVE, FORMAT_TORCHSCRIPT):
-        safety.check_pickled_storages(path, limits)
+        pickles.check_pickled_storages(path, limits)
     elif fmt == FORMAT_EXPORT:
         safety.check_export_archive(path, safety.validate_zip(path, limits), limits)
 
@@ -46,7 +46,7 @@ def inspect_file(path: Path, fmt: str, limits: LoadLimits) -> None:
 def _refuse_unsafe_pickle_early(path: Path, limits: LoadLimits) -> None:
     """A raw pickle naming globals the weights-only loader refuses: say so without a child."""
     try:
-        decoded = safety.decode_pickle(_read_prefix(path, limits), streams=4)
+        decoded = pickles.decode_pickle(_read_prefix(path, limits), streams=4)
     except Exception:  # not decodable here: the sandboxed loader reports it
         return
     try:
@@ -125,11 +125,11 @@ def load_model(
     ):
         from auditkit.loading.sandbox import trial_load
 
-        with safety.private_tempdir():
+        with guard.private_tempdir():
             trial_load(path, fmt, limits, load=load_model, debug=debug)
     request = _Request(arch=arch, unsafe_pickle=unsafe_pickle, parse=parse, limits=limits,
                        format=fmt, arch_name=arch_name)
-    with safety.guarded_load(debug):
+    with guard.guarded_load(debug):
         module, metadata = FORMAT_LOADERS[fmt](path, request)
     if given:
         metadata = metadata.merged(**{k: getattr(overrides, k) for k in given})

@@ -102,7 +102,7 @@ def read_pickled_estimator(path: Path) -> Any:
     """With ``--unsafe-pickle`` only: a scikit-learn model in a joblib/pickle file (this runs
     code from the file), wrapped for auditing; None when the pickle holds no scikit-learn
     object (the torch loader takes over)."""
-    from auditkit.loading.safety import pickle_globals
+    from auditkit.loading.pickles import pickle_globals
 
     names = pickle_globals(path.read_bytes()) or []
     if not any(n.startswith(("sklearn.", "joblib.")) for n in names):

@@ -13,7 +13,8 @@ from auditkit import errors
 from auditkit.errors import AuditkitInputError
 from auditkit.loading import safety
 from auditkit.loading.onnx import FORMAT_ONNX
-from auditkit.loading.safety import DEFAULT_LIMITS, LoadLimits, pickle_globals
+from auditkit.loading.pickles import pickle_globals
+from auditkit.loading.safety import DEFAULT_LIMITS, LoadLimits
 from auditkit.loading.skops import FORMAT_SKOPS
 
 FORMAT_EXPORT = "torch.export"
