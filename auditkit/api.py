@@ -14,7 +14,7 @@ from torch import nn
 from auditkit.adapters import CallableAdapter, ModelAdapter, TorchModelAdapter, resolve_device
 from auditkit.adapters.sklearn_adapter import is_estimator
 from auditkit.data import AuditData, from_dataloader, from_tensors, load_data
-from auditkit.data.loaders import check_input_box, complete_class_names
+from auditkit.data.checks import check_input_box, complete_class_names
 from auditkit.errors import AuditkitInputError
 from auditkit.loading import LoadedModel, ModelMetadata, load_model, weights_sha256
 from auditkit.loading.safety import LoadLimits
