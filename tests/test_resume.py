@@ -106,7 +106,7 @@ def test_key_covers_output_kind_version_and_clean_logits(tmp_path, monkeypatch):
     audit(_adapter(other))
     assert Counted.calls == 3
     # A new auditkit version may compute a probe differently: recomputed.
-    monkeypatch.setattr("auditkit.pipeline.__version__", "999.0")
+    monkeypatch.setattr("auditkit.checkpoints.__version__", "999.0")
     audit(_adapter(net))
     assert Counted.calls == 4
     audit(_adapter(net))
