@@ -24,7 +24,7 @@ import torch
 
 from auditkit import distributed
 from auditkit.functional.calibration import expected_calibration_error
-from auditkit.probes.corruptions.baseline import Baseline, read_baseline
+from auditkit.probes.corruptions.baseline import Baseline
 from auditkit.probes.corruptions.catalog import IMAGE, IMAGE_CORRUPTIONS, corrupt_image
 from auditkit.probes.corruptions.options import CorruptionsOptions
 from auditkit.probes.corruptions.tabular import (
@@ -106,9 +106,12 @@ def chosen_examples(context, n_examples: int | None) -> np.ndarray:
     return np.sort(pick)
 
 
-def measure(context, opts: CorruptionsOptions) -> CorruptionsMeasurement:
+def measure(
+    context, opts: CorruptionsOptions, baseline: Baseline | None = None
+) -> CorruptionsMeasurement:
     """Corrupt, predict and tally; leaves per-example probabilities in
-    ``context.artifacts["corruptions"]`` (``probabilities[name]``: (N, severities, classes))."""
+    ``context.artifacts["corruptions"]`` (``probabilities[name]``: (N, severities, classes)).
+    ``baseline``: the reference audit's table (``baseline.read_baseline``), for mCE."""
     data = context.data
     image = data.modality == "image"
     catalog = IMAGE_CORRUPTIONS if image else TABLE_CORRUPTIONS
@@ -123,6 +126,13 @@ def measure(context, opts: CorruptionsOptions) -> CorruptionsMeasurement:
     stats: ColumnStats | None = None
     if image:
         box = _box(context)
+        side = int(min(_as_images(data.x).shape[-2:]))
+        for name in [c for c in wanted if IMAGE[c].min_side > side]:
+            wanted.remove(name)
+            not_run[name] = (
+                f"the images are {side} px; {name} needs at least {IMAGE[name].min_side} px "
+                "to degrade them gradually"
+            )
     else:
         stats = column_stats(data.x, set(data.categories), data.feature_names)
         if "category_swap" in wanted and stats.n_categorical == 0:
@@ -197,7 +207,7 @@ def measure(context, opts: CorruptionsOptions) -> CorruptionsMeasurement:
         pooled_confidence=pooled_confidence,
         levels=describe_levels(list(probabilities), severities, image, data),
         not_run=not_run,
-        baseline=read_baseline(opts.baseline) if opts.baseline is not None else None,
+        baseline=baseline,
         gallery=gallery(context, x, y, list(probabilities), opts.gallery_severity, corrupt)
         if image
         else [],

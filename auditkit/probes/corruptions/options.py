@@ -31,10 +31,10 @@ class CorruptionsOptions:
         budgets={"fast": (1, 3, 5), "standard": SEVERITIES, "thorough": SEVERITIES},
     )
     n_examples: int | None = option(
-        500,
-        "evaluation examples corrupted (a seeded subset; none: all of them)",
+        300,
+        "audit examples corrupted (a seeded subset; none: all of them)",
         minimum=20,
-        budgets={"fast": 200, "standard": 500, "thorough": None},
+        budgets={"fast": 200, "standard": 300, "thorough": None},
     )
     baseline: str | None = option(
         None,

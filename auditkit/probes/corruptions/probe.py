@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from auditkit.errors import AuditkitInputError
 from auditkit.probes.base import MetricSpec, Probe
+from auditkit.probes.corruptions.baseline import read_baseline
 from auditkit.probes.corruptions.catalog import IMAGE_CORRUPTIONS, SEVERITIES
 from auditkit.probes.corruptions.judge import judge
 from auditkit.probes.corruptions.measure import image_shape_problem, measure
@@ -82,7 +83,7 @@ class CorruptionsProbe(Probe):
     budget_levels = {
         "fast": "4 image corruptions (noise, blur, contrast, JPEG) at severities 1, 3, 5 on 200 "
         "examples",
-        "standard": "11 image corruptions at 5 severities on 500 examples",
+        "standard": "11 image corruptions at 5 severities on 300 examples",
         "thorough": "11 image corruptions at 5 severities on every audit example",
     }
     Options = CorruptionsOptions
@@ -97,6 +98,8 @@ class CorruptionsProbe(Probe):
                 f"--set corruptions.corruptions={','.join(self.opts.corruptions)}: unknown "
                 f"corruption {unknown[0]!r}; use some of {', '.join(ALL_CORRUPTIONS)}"
             )
+        # Read now, so a bad file ends the scan with its one-line error before any work.
+        self.baseline = None if self.opts.baseline is None else read_baseline(self.opts.baseline)
 
     def not_applicable(self, context) -> str | None:
         """Graphs and point clouds have their own perturbations (the graph plugin's)."""
@@ -111,5 +114,5 @@ class CorruptionsProbe(Probe):
         return super().skip_reason(context)
 
     def run(self, context) -> ProbeResult:
-        measured = measure(context, self.opts)
+        measured = measure(context, self.opts, self.baseline)
         return present(self.name, measured, judge(measured))
