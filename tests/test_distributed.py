@@ -94,9 +94,11 @@ def linear_model_file(tmp_path_factory, digits_data):
 
 
 # Small attack batches and several memorization levels, so both are split across the ranks:
-# adversarial batches round-robin, memorization levels one per rank.
+# adversarial batches round-robin, memorization levels one per rank; 520 corrupted examples
+# make three corruption batches of 256.
 SCAN = ["--data", "digits", "--budget", "fast", "--device", "cpu", "--seed", "3",
-        "--probes", "performance,calibration,adversarial,bias,memorization",
+        "--probes", "performance,calibration,corruptions,adversarial,bias,memorization",
+        "--set", "corruptions.n_examples=520",
         "--set", "adversarial.n_examples=60", "--set", "adversarial.batch_size=16",
         "--set", "bias.n_boot=20", "--set", "memorization.train_size=48",
         "--set", "memorization.max_epochs=8"]

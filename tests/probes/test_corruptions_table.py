@@ -214,3 +214,24 @@ def test_judge_flags_a_rise_with_severity_and_confidence_that_does_not_fall(fast
     assert "3→5" in checks["monotone_in_severity"].detail
     assert checks["confidence_tracks_accuracy"].status == "warned"
     assert judge(risen).status == "warned"
+
+
+# --- sizing --------------------------------------------------------------------------------
+def test_sizing_gives_up_severities_then_corruptions_then_examples():
+    from auditkit.probes.corruptions.sizing import CorruptionsSizing
+    from auditkit.sizing import Cost
+
+    sizing = CorruptionsSizing()
+    cost = Cost(device="cpu", forward_s=1e-3, backward_s=3e-3, train_step_s=4e-3, batch_size=64,
+                parameters=1000, threads=1)
+    opts = CorruptionsProbe(budget="standard").opts
+    s = sizing.settings(opts, budget="standard", clean_accuracy=0.9)
+    full = sizing.seconds(s, 1000, cost)
+    assert full == pytest.approx(11 * 5 * 300 * 1e-3, rel=0.01)
+    reasons = sizing.shrink(s, full / 2, 1000, cost, fixed=())
+    assert s["severities"] == (1, 3, 5) and s["n_examples"] == 300
+    assert reasons == ["severities 5 → 3 (1, 3, 5)"]
+    reasons = sizing.shrink(s, full / 20, 1000, cost, fixed=("severities",))
+    assert s["severities"] == (1, 3, 5)  # what the user set stays
+    assert len(s["corruptions"]) == 4 + 3 and s["n_examples"] < 300
+    assert sizing.seconds(s, 1000, cost) < full / 5

@@ -30,7 +30,10 @@ class CorruptionsSizing(ProbeSizing):
 
     def seconds(self, s: Mapping[str, Any], n_data: int, cost: Cost) -> float:
         n = n_data if s["n_examples"] is None else min(int(s["n_examples"]), n_data)
-        kinds = len(s["corruptions"] or IMAGE_CORRUPTIONS)
+        chosen = s["corruptions"] or IMAGE_CORRUPTIONS
+        # one data kind runs: its images' corruptions or its table's, not both
+        kinds = max(sum(c in IMAGE_CORRUPTIONS for c in chosen),
+                    sum(c in TABLE_CORRUPTIONS for c in chosen))
         passes = kinds * len(set(s["severities"]))
         return cost.forward_seconds(passes * n, passes * math.ceil(n / _BATCH))
 
