@@ -51,7 +51,7 @@ def transform_rows(device: str, repeats: int) -> list[dict]:
             if corruption.min_side > side:
                 continue
 
-            def run(name: str = name) -> None:
+            def run(name: str = name, x: torch.Tensor = x) -> None:
                 corrupt_image(x, name, 3, torch.Generator().manual_seed(1))
 
             run()  # warm-up (kernels, cuDNN plans)
