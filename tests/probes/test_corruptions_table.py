@@ -228,7 +228,7 @@ def test_sizing_gives_up_severities_then_corruptions_then_examples():
     s = sizing.settings(opts, budget="standard", clean_accuracy=0.9)
     full = sizing.seconds(s, 1000, cost)
     assert full == pytest.approx(11 * 5 * 300 * 1e-3, rel=0.01)
-    reasons = sizing.shrink(s, full / 2, 1000, cost, fixed=())
+    reasons = sizing.shrink(s, full * 0.7, 1000, cost, fixed=())
     assert s["severities"] == (1, 3, 5) and s["n_examples"] == 300
     assert reasons == ["severities 5 → 3 (1, 3, 5)"]
     reasons = sizing.shrink(s, full / 20, 1000, cost, fixed=("severities",))
