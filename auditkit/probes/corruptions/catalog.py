@@ -132,9 +132,8 @@ def contrast(x: torch.Tensor, factor: float, generator: torch.Generator) -> torc
 
 
 def jpeg(x: torch.Tensor, quality: float, generator: torch.Generator) -> torch.Tensor:
-    """JPEG compression at ``quality`` (encoded on the CPU: the encoder needs 8-bit images)."""
-    if x.shape[1] not in (1, 3):
-        return x
+    """JPEG compression at ``quality`` (encoded on the CPU: the encoder needs 8-bit images;
+    grey or RGB only, the probe does not run it on other channel counts)."""
     pixels = (x.detach().cpu().float() * 255).round().clamp(0, 255).to(torch.uint8)
     out = TF.jpeg(pixels, quality=int(quality))
     return (out.float() / 255).to(x.device, x.dtype)

@@ -133,6 +133,10 @@ def measure(
                 f"the images are {side} px; {name} needs at least {IMAGE[name].min_side} px "
                 "to degrade them gradually"
             )
+        channels = int(_as_images(data.x).shape[1])
+        if "jpeg" in wanted and channels not in (1, 3):
+            wanted.remove("jpeg")
+            not_run["jpeg"] = f"JPEG encodes grey or RGB images, not {channels} channels"
     else:
         stats = column_stats(data.x, set(data.categories), data.feature_names)
         if "category_swap" in wanted and stats.n_categorical == 0:
