@@ -150,3 +150,20 @@ def test_unknown_corruption_is_one_line_error():
 
     with pytest.raises(AuditkitInputError, match="unknown corruption 'snow'; use some of"):
         CorruptionsProbe(budget="fast", corruptions=("gaussian_noise", "snow"))
+
+
+def test_images_that_are_neither_grey_nor_rgb_skip_jpeg_and_say_why():
+    from auditkit.data.core import AuditData
+
+    g = torch.Generator().manual_seed(0)
+    data = AuditData(name="two-channel", x=torch.rand(60, 2, 16, 16, generator=g),
+                     y=torch.randint(0, 2, (60,), generator=g))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3), nn.Flatten(), nn.Linear(4 * 14 * 14, 2)).eval()
+    adapter = TorchModelAdapter(model, input_shape=(2, 16, 16), input_range=(0.0, 1.0),
+                                device="cpu")
+    result = CorruptionsProbe(budget="fast").run(build_context(adapter, data, budget="fast"))
+    assert set(result.details["accuracy_table"]) == {"gaussian_noise", "gaussian_blur",
+                                                      "contrast"}
+    assert "not 2 channels" in result.details["not_run"]["jpeg"]
+    assert any(f.title == "jpeg not run" for f in result.findings)
