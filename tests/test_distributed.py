@@ -158,8 +158,9 @@ def test_two_gloo_processes_equal_one_process_and_only_rank_0_writes(
     dist = json.loads((rank0 / "audit.json").read_text())
     assert dist["environment"]["world_size"] == 2 and dist["environment"]["backend"] == "gloo"
     assert _metrics(dist) == _metrics(single)
-    for probe in ("adversarial", "memorization"):
+    for probe in ("adversarial", "memorization", "corruptions"):
         assert dist["probes"][probe]["status"] == single["probes"][probe]["status"]
+    assert single["probes"]["corruptions"]["details"]["n_examples"] == 520
     levels = [r["train_accuracy"] for r in dist["probes"]["memorization"]["details"]["levels"]]
     assert levels == [
         r["train_accuracy"] for r in single["probes"]["memorization"]["details"]["levels"]
