@@ -76,7 +76,7 @@ def test_figures_heatmap_curve_and_gallery(demo_result):
     curve = by_id["accuracy-vs-severity"]
     assert {s["name"] for s in curve["series"]} >= {"gaussian noise", "gaussian blur"}
     gallery = by_id["corruption-gallery"]
-    cells = gallery["rows"][0]["cells"]
+    cells = [cell for row in gallery["rows"] for cell in row["cells"]]
     assert [c["label"].split(":")[0] for c in cells] == ["clean", *NOISE_AND_BLUR]
     assert np.asarray(cells[1]["pixels"]).shape == (8, 8)
     assert "severity 3" in gallery["title"]

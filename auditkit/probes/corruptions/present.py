@@ -9,6 +9,9 @@ from auditkit.probes.corruptions.judge import Judgement
 from auditkit.probes.corruptions.measure import CorruptionsMeasurement
 from auditkit.results import ProbeResult
 
+#: Images per gallery row (the figure sits in a half-width column of the report).
+GALLERY_WIDTH = 4
+
 CE_DEFINITION = (
     "Error E = 1 − accuracy. mCE against clean = mean over corruptions of (mean error over "
     "severities) / clean error. mCE against a baseline = mean over corruptions of Σ_s E_s / "
@@ -146,14 +149,21 @@ def figures(m: CorruptionsMeasurement) -> list[dict[str, Any]]:
                     **example["image"],
                 }
             )
+        true = m.gallery[0]["true"]
+        rows = [
+            {"caption": f"true class {true}" if start == 0 else "",
+             "cells": cells[start : start + GALLERY_WIDTH]}
+            for start in range(0, len(cells), GALLERY_WIDTH)
+        ]
         out.append(
             {
                 "kind": "images",
                 "id": "corruption-gallery",
                 "title": f"One example under each corruption at severity {m.gallery_severity}",
-                "columns": [e["corruption"] for e in m.gallery],
-                "rows": [{"caption": f"true class {m.gallery[0]['true']}", "cells": cells}],
-                "caption": "Labels give the predicted class and its confidence.",
+                "columns": [],
+                "rows": rows,
+                "caption": "The same example, clean and under each corruption; labels give the "
+                "corruption, the predicted class and its confidence.",
             }
         )
     return out
