@@ -21,6 +21,7 @@ class CorruptionsOptions:
         + ", ".join(IMAGE_CORRUPTIONS)
         + "; tables: "
         + ", ".join(TABLE_CORRUPTIONS),
+        choices=IMAGE_CORRUPTIONS + TABLE_CORRUPTIONS,
         budgets={"fast": FAST_CORRUPTIONS + TABLE_CORRUPTIONS, "standard": None, "thorough": None},
     )
     severities: tuple[int, ...] = option(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from auditkit.errors import AuditkitInputError
 from auditkit.probes.base import MetricSpec, Probe
 from auditkit.probes.corruptions.baseline import read_baseline
 from auditkit.probes.corruptions.catalog import IMAGE_CORRUPTIONS, SEVERITIES
@@ -92,12 +91,6 @@ class CorruptionsProbe(Probe):
 
     def __init__(self, *, budget: str = "standard", **options) -> None:
         super().__init__(budget=budget, **options)
-        unknown = [c for c in self.opts.corruptions or () if c not in ALL_CORRUPTIONS]
-        if unknown:
-            raise AuditkitInputError(
-                f"--set corruptions.corruptions={','.join(self.opts.corruptions)}: unknown "
-                f"corruption {unknown[0]!r}; use some of {', '.join(ALL_CORRUPTIONS)}"
-            )
         # Read now, so a bad file ends the scan with its one-line error before any work.
         self.baseline = None if self.opts.baseline is None else read_baseline(self.opts.baseline)
 
