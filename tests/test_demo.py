@@ -39,7 +39,7 @@ def test_demo_writes_every_output_and_a_self_describing_model(demo_run):
     # Every built-in probe runs cleanly on the demo model: none errors, none is skipped.
     errored = {n: p.error for n, p in result.probes.items() if p.status == "error"}
     assert not errored, errored
-    assert {"performance", "adversarial", "calibration", "bias", "memorization"} <= {
+    assert {"performance", "adversarial", "calibration", "corruptions", "bias", "memorization"} <= {
         n for n, p in result.probes.items() if p.status != "skipped"
     }
     assert res.exit_code == 0, res.output
