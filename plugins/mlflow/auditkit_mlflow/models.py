@@ -52,7 +52,8 @@ def load_model_uri(
             from mlflow.artifacts import download_artifacts
             from mlflow.models import Model
 
-            local = Path(download_artifacts(artifact_uri=uri, dst_path=scratch))
+            with _quiet_download():
+                local = Path(download_artifacts(artifact_uri=uri, dst_path=scratch))
             flavors = Model.load(str(local)).flavors
         except (MlflowException, OSError) as exc:
             message = exc.message if isinstance(exc, MlflowException) else str(exc)
@@ -101,11 +102,10 @@ def _load_flavor(uri: str, local: Path, flavors: dict[str, Any], **kwargs: Any) 
 
 
 @contextmanager
-def _pickle_allowed():
-    """MLflow's own guard on unpickling, lifted for the duration of one --unsafe-pickle load."""
-    names = ("MLFLOW_ALLOW_MODEL_CODE_EXECUTION", "MLFLOW_ALLOW_PICKLE_DESERIALIZATION")
-    saved = {n: os.environ.get(n) for n in names}
-    os.environ.update(dict.fromkeys(names, "true"))
+def _environment(values: dict[str, str]):
+    """MLflow reads its switches from the environment: set some for one call, then restore."""
+    saved = {n: os.environ.get(n) for n in values}
+    os.environ.update(values)
     try:
         yield
     finally:
@@ -114,6 +114,17 @@ def _pickle_allowed():
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _pickle_allowed():
+    """MLflow's own guard on unpickling, lifted for the duration of one --unsafe-pickle load."""
+    return _environment({"MLFLOW_ALLOW_MODEL_CODE_EXECUTION": "true",
+                         "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true"})
+
+
+def _quiet_download():
+    """No download progress bar: auditkit's console output (and diff's text) stays its own."""
+    return _environment({"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"})
 
 
 def _pyfunc_black_box(uri: str, local: Path) -> Any:
@@ -163,7 +174,8 @@ def fetch_audit(ref: str, dest: Path) -> Path:
     if not path.endswith(".json"):
         path = f"{path.rstrip('/')}/audit.json"
     try:
-        local = download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(dest))
+        with _quiet_download():
+            local = download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(dest))
     except (MlflowException, OSError) as exc:
         message = exc.message if isinstance(exc, MlflowException) else str(exc)
         raise AuditkitInputError(

@@ -183,14 +183,22 @@ def log_audit(
 def check_target(tracking_uri: str | None, run_id: str | None) -> None:
     """Before an audit: use ``tracking_uri`` (models:/ look-ups too) and check ``run_id``
     exists, so a typo is exit 2 in a second rather than after the scan."""
-    set_tracking_uri(tracking_uri)
-    if run_id is None:
-        return
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    set_tracking_uri(tracking_uri)
     try:
-        MlflowClient(tracking_uri=tracking_uri).get_run(run_id)
+        client = MlflowClient(tracking_uri=tracking_uri)
+        client.search_experiments(max_results=1)
+    except Exception as exc:  # stores raise their own types (sqlalchemy, requests, OSError)
+        raise AuditkitInputError(
+            f"--mlflow {tracking_uri or '(default)'}: cannot open the tracking store "
+            f"({one_line(exc, 200)}); pass sqlite:///PATH.db, a folder or a server URI"
+        ) from None
+    if run_id is None:
+        return
+    try:
+        client.get_run(run_id)
     except MlflowException as exc:
         raise AuditkitInputError(
             f"--mlflow-run {run_id}: {one_line(exc.message, 200)}; pass a run id of the tracking "
