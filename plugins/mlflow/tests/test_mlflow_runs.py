@@ -188,3 +188,25 @@ def test_diff_of_two_runs_equals_the_diff_of_their_files(store, net, digits, tmp
         text = text.replace(file, run)
     assert by_run.output == text
     assert "seed" in text
+
+
+def test_evaluate_any_other_pyfunc_as_a_black_box(store, table, tmp_path):
+    import mlflow
+
+    numeric = table[["income", "debt", "label"]]
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression().fit(numeric[["income", "debt"]], numeric["label"])
+
+    def proba(frame):  # MLflow wraps a function as a pyfunc with no other flavour
+        return model.predict_proba(frame[["income", "debt"]])
+
+    with mlflow.start_run() as run:
+        result = mlflow.models.evaluate(
+            proba, numeric, targets="label", model_type="classifier", evaluators=["auditkit"],
+            evaluator_config={"auditkit": {"probes": PROBES, "out": str(tmp_path / "out")}},
+        )
+    audit = json.loads((tmp_path / "out" / "audit.json").read_text())
+    assert audit["model"]["format"] == "mlflow pyfunc"  # predict as a black box
+    _assert_run_matches(run.info.run_id, audit)
+    assert result.metrics["auditkit.performance.accuracy"] > 0.6
