@@ -441,7 +441,7 @@ def scan(
     set_: Annotated[list[str] | None, typer.Option("--set", metavar="PROBE.OPTION=VALUE", help="Probe option, e.g. adversarial.eps=0.1 (repeatable; auditkit probes --verbose lists them).")] = None,
     max_minutes: Annotated[float | None, typer.Option(min=0.1, metavar="MINUTES", help="Limit on probe time instead of the budget's (fast about 1 min, standard about 10): each probe's work is sized to the model's measured cost.")] = None,
     cost_from: Annotated[Path | None, typer.Option(metavar="PATH", help="Size the work with the cost recorded in an earlier audit.json instead of measuring (same cost, same plan: for diffs).")] = None,
-    mlflow: Annotated[str | None, typer.Option("--mlflow", metavar="[TRACKING_URI]", help="Also log the audit to MLflow (metrics auditkit.<probe>.<metric>, verdict tags, the four files): a new run in an experiment named after the model. TRACKING_URI: sqlite:///mlflow.db, a folder or a server; alone: MLflow's default store. Needs auditkit-mlflow.")] = None,
+    mlflow: Annotated[str | None, typer.Option("--mlflow", metavar="[TRACKING_URI]", help="Also log the audit to MLflow (metrics auditkit.PROBE.METRIC, verdict tags, the four files): a new run in an experiment named after the model. TRACKING_URI: sqlite:///mlflow.db, a folder or a server; alone: MLflow's default store. Needs auditkit-mlflow.")] = None,
     mlflow_run: Annotated[str | None, typer.Option("--mlflow-run", metavar="RUN_ID", help="Log into this existing MLflow run instead of a new one (implies --mlflow).")] = None,
     debug: DebugOption = False,
 ) -> None:
