@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from auditkit.cli import app
 
 pytestmark = pytest.mark.slow
+pytest.importorskip("mlflow")  # installed by requirements-mlflow.txt
 PROBES = ["performance", "calibration", "adversarial"]
 
 
