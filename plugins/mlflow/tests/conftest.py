@@ -16,19 +16,33 @@ N = 200  # examples audited: enough for every probe's checks, small enough for 2
 
 
 @pytest.fixture(scope="session")
-def store(tmp_path_factory):
-    """``sqlite:///…/mlflow.db``; MLflow's global URI points there and the working folder is
-    its folder, so default artifact locations (``./mlruns``) land beside it too."""
+def store_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("mlflow")
+
+
+@pytest.fixture(autouse=True)
+def _in_store_root(store_root, monkeypatch):
+    """Each test runs in the store's folder: experiments created without an artifact location
+    (``auditkit scan --mlflow`` makes one per model) put ``./mlruns`` there, not in the repo."""
+    monkeypatch.chdir(store_root)
+
+
+@pytest.fixture(scope="session")
+def store(store_root):
+    """``sqlite:///…/mlflow.db``, MLflow's global URI while the session lasts."""
     import mlflow
 
-    root = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    before = os.getcwd()
-    os.chdir(root)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment("auditkit-tests")
+    uri = f"sqlite:///{store_root / 'mlflow.db'}"
+    before, previous = os.getcwd(), mlflow.get_tracking_uri()
+    os.chdir(store_root)  # the store's Default experiment lands here too
+    try:
+        mlflow.set_tracking_uri(uri)
+        mlflow.create_experiment("auditkit-tests", artifact_location=str(store_root / "artifacts"))
+        mlflow.set_experiment("auditkit-tests")
+    finally:
+        os.chdir(before)
     yield uri
-    os.chdir(before)
+    mlflow.set_tracking_uri(previous)
 
 
 @pytest.fixture(scope="session")
