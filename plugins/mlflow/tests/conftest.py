@@ -93,7 +93,7 @@ def pipeline(table):
 @pytest.fixture(scope="session")
 def logged(store, net, digits, pipeline, table):
     """Models in the registry: ``demo`` (torch, pt2), ``credit`` (scikit-learn, skops),
-    ``pickled`` (scikit-learn, cloudpickle)."""
+    ``pickled`` (scikit-learn, cloudpickle), ``torch-pickle`` (torch, a pickled nn.Module)."""
     import mlflow
 
     x, _ = digits
@@ -107,7 +107,10 @@ def logged(store, net, digits, pipeline, table):
         mlflow.sklearn.log_model(pipeline, name="pickled", serialization_format="cloudpickle",
                                  registered_model_name="pickled",
                                  pip_requirements=["scikit-learn"])
-    return {"demo": "models:/demo/1", "credit": "models:/credit/1", "pickled": "models:/pickled/1"}
+        mlflow.pytorch.log_model(net, name="torch-pickle", serialization_format="pickle",
+                                 registered_model_name="torch-pickle", pip_requirements=["torch"])
+    return {"demo": "models:/demo/1", "credit": "models:/credit/1", "pickled": "models:/pickled/1",
+            "torch-pickle": "models:/torch-pickle/1"}
 
 
 def _trusted(pipeline):

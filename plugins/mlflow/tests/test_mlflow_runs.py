@@ -170,6 +170,15 @@ def test_a_pickled_flavour_needs_unsafe_pickle(logged, table, tmp_path):
     assert res.exit_code in (0, 1), res.output
 
 
+def test_a_pickled_torch_flavour_is_refused_without_running_it(logged, digits, tmp_path):
+    data = _npz(digits, tmp_path / "digits.npz")
+    res = _scan(logged["torch-pickle"], "--data", str(data), "--out", str(tmp_path / "out"))
+    assert res.exit_code == 2, res.output
+    line = res.output.strip().splitlines()[-1]
+    assert "pickled nn.Module" in line and "serialization_format='pt2'" in line
+    assert "--unsafe-pickle" in line
+
+
 def test_diff_of_two_runs_equals_the_diff_of_their_files(store, net, digits, tmp_path):
     model = _save_pt2(net, digits, tmp_path / "model.pt2")
     data = _npz(digits, tmp_path / "digits.npz")
