@@ -11,10 +11,11 @@ TEST_STAMP := $(VENV)/.auditkit-example-installed
 
 .PHONY: install install-example demo test test-slow lint format bench clean
 
-$(STAMP): pyproject.toml requirements-dev.txt $(PLUGINS)
+$(STAMP): pyproject.toml requirements-dev.txt requirements-mlflow.txt $(PLUGINS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet pip==26.3
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -r requirements-mlflow.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e . $(foreach p,$(dir $(PLUGINS)),-e $(p))
 	touch $(STAMP)
 

@@ -98,6 +98,11 @@ def load_model(
         >>> loaded = load_model("model.pt2")
         >>> loaded.format, loaded.metadata.input_shape
     """
+    from auditkit import tracking
+
+    if tracking.uri_tracker(path) is not None:  # models:/, runs:/ — the tracker's plugin loads it
+        return tracking.load_model_uri(path, arch=arch, unsafe_pickle=unsafe_pickle,
+                                       overrides=overrides, limits=limits, debug=debug)
     path = Path(path)
     limits = limits or DEFAULT_LIMITS
     fmt = sniff_format(path, limits)
