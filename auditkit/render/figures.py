@@ -127,8 +127,8 @@ def _data_details(header: Sequence[Any], rows: Sequence[Sequence[Any]]) -> Marku
         else Markup("")
     )
     return Markup(
-        '<details class="data"><summary>Data</summary><table class="num"><thead><tr>{0}</tr></thead>'
-        "<tbody>{1}</tbody></table>{2}</details>"
+        '<details class="data"><summary>Data</summary><div class="scroll"><table class="num"><thead>'
+        "<tr>{0}</tr></thead><tbody>{1}</tbody></table></div>{2}</details>"
     ).format(head, body, note)
 
 
