@@ -463,7 +463,7 @@ def bar_chart(figure: Mapping[str, Any], uid: str) -> Markup:
             rows.append((full_label, note, 1))
         else:
             rows.append((_short(full_label, _fitting_chars(text_w, bold=False)), note, 2))
-    line_h, bar_h, top = 16, 22, 30
+    line_h, bar_h, top = 16, 22, 26
     body: list[str] = []
     x_label = figure.get("x_label")
     if x_label:
@@ -520,7 +520,7 @@ def bar_chart(figure: Mapping[str, Any], uid: str) -> Markup:
             start = max(start, 8 + _text_px(shown, bold=True) + 8)
         tx = min(max(rx, start + half), width - 4 - half)
         body.append(
-            f'<text class="tick" x="{_f(tx)}" y="{_f(top - 10)}" text-anchor="middle">'
+            f'<text class="tick" x="{_f(tx)}" y="{_f(top - 8)}" text-anchor="middle">'
             f"{_t(text)}</text>"
         )
     height = plot_bottom + 44

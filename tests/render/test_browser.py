@@ -335,3 +335,57 @@ def test_every_report_fits_phone_tablet_and_desktop(browser, five_reports, name)
                 assert found["nsmall"] == 0, (where, found["small"])
         finally:
             visit.close()
+
+
+@pytest.mark.parametrize("width", [390, 1400])
+def test_sections_open_when_they_need_attention_and_the_contents_bar_jumps(
+    browser, rich_audit, tmp_path, width
+):
+    """Failed, warned and errored sections start open, the others collapsed; the contents bar
+    (sticky on a desktop, a collapsed list on a phone) jumps to each probe; on a phone the
+    verdict and the tiles come before the model/data/run panels. No script does any of it."""
+    path = tmp_path / "rich.html"
+    path.write_text(render_html(rich_audit), encoding="utf-8")
+    visit = Visit(browser, path, viewport={"width": width, "height": 900})
+    try:
+        visit.assert_clean()
+        page = visit.page
+        sections = page.eval_on_selector_all(
+            "section.probe",
+            "els => els.map(e => [e.dataset.probe, e.className, "
+            "e.querySelector('details.probe-d').open])",
+        )
+        assert len(sections) == len(rich_audit.probes)
+        for name, classes, is_open in sections:
+            wanted = any(f"s-{s}" in classes.split() for s in ("failed", "warned", "error"))
+            assert is_open is wanted, (name, classes)
+        phone = width < 640
+        bar, other = ("details.toc-m", "nav.toc") if phone else ("nav.toc", "details.toc-m")
+        assert page.locator(bar).is_visible() and not page.locator(other).is_visible()
+        if phone:
+            assert not page.evaluate("document.querySelector('details.toc-m').open")
+            page.click("details.toc-m > summary")
+        hrefs = page.eval_on_selector_all(f"{bar} a", "els => els.map(a => a.getAttribute('href'))")
+        ids = page.eval_on_selector_all("section.probe", "els => els.map(e => '#' + e.id)")
+        assert set(ids) <= set(hrefs)
+        assert all(page.evaluate("h => !!document.getElementById(h.slice(1))", h) for h in hrefs)
+        target = ids[-1]
+        page.click(f'{bar} a[href="{target}"]')
+        page.wait_for_function(
+            "h => location.hash === h", arg=target, timeout=10_000
+        )
+        top = page.evaluate("h => document.querySelector(h).getBoundingClientRect().top", target)
+        assert page.evaluate("scrollY") > 0 and top + 40 <= 900, top  # jumped: heading in view
+        if not phone:
+            # The bar stayed at the top (sticky) and does not cover the heading it jumped to.
+            box = page.evaluate("(() => { const r = document.querySelector('nav.toc')"
+                                ".getBoundingClientRect(); return [r.top, r.bottom]; })()")
+            assert box[0] == 0 and top >= box[1], (box, top)
+        else:
+            ident = page.evaluate("document.querySelector('.ident').getBoundingClientRect().top")
+            tile = page.evaluate("document.querySelector('li.tile').getBoundingClientRect().top")
+            verdict = page.evaluate("document.querySelector('.verdict').getBoundingClientRect().top")
+            assert verdict < tile < ident
+        assert page.evaluate("document.querySelectorAll('script').length") == 0
+    finally:
+        visit.close()
