@@ -162,8 +162,14 @@ def run_probe(probe: Probe, context: AuditContext, *, debug: bool = False) -> Pr
     recorded = {
         "options": probe.resolved_options(),
         "report_template": getattr(probe, "report_template", None),
+        "title": str(getattr(probe, "title", "") or ""),
     }
     try:
+        applies_to = probe.not_applicable(context)
+        if applies_to:
+            reason = f"not applicable to this model: applies to {applies_to}"
+            return ProbeResult(name=probe.name, status="skipped", skip_reason=reason, summary=reason,
+                               details={"not_applicable": applies_to}, **recorded)
         reason = probe.skip_reason(context)
         if reason:
             return ProbeResult(
@@ -195,6 +201,24 @@ def run_probe(probe: Probe, context: AuditContext, *, debug: bool = False) -> Pr
         metric_info={**declared_metric_info(probe, result.metrics), **result.metric_info},
         options=result.options or recorded["options"],
         report_template=result.report_template or recorded["report_template"],
+        title=result.title or recorded["title"],
+    )
+
+
+def ran_only(plan: Any, results: Mapping[str, ProbeResult]) -> Any:
+    """The work plan without the probes that were then skipped: the recorded plan (and the
+    report's sizing sentence) describes only work that happened."""
+    from dataclasses import replace
+
+    ran = {name for name, r in results.items() if r.status != "skipped"}
+
+    def keep(d: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in d.items() if k in ran}
+
+    return replace(
+        plan, estimates=keep(plan.estimates), default_estimates=keep(plan.default_estimates),
+        reasons=keep(plan.reasons), errors=keep(plan.errors),
+        unfit=[n for n in plan.unfit if n in ran], not_sized=[n for n in plan.not_sized if n in ran],
     )
 
 
@@ -419,6 +443,8 @@ def _run_selected(
                 progress.end_probe(probe.name, result.status, reused=cached is not None)
 
         ordered = {name: results[name] for name in [*(p.name for p in selected), *(b.name for b in broken)]}
+        if plan is not None:
+            plan = ran_only(plan, ordered)
         return AuditResult(
             model=model,
             data=data_info,

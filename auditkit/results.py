@@ -138,6 +138,8 @@ class ProbeResult:
             by the runner.
         report_template: the probe's report partial (``"package:path"``), recorded by the
             runner from the probe's declaration.
+        title: the probe's human title, recorded by the runner from its declaration (a
+            plugin's title reaches the report from audit.json alone; "" when none declared).
     """
 
     name: str
@@ -155,6 +157,7 @@ class ProbeResult:
     metric_info: dict[str, dict[str, Any]] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     report_template: str | None = None
+    title: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -173,6 +176,7 @@ class ProbeResult:
             "metric_info": jsonable(self.metric_info),
             "options": jsonable(self.options),
             "report_template": self.report_template,
+            "title": self.title,
         }
 
     @classmethod
@@ -193,6 +197,7 @@ class ProbeResult:
             metric_info=dict(d.get("metric_info") or {}),
             options=dict(d.get("options") or {}),
             report_template=d.get("report_template"),
+            title=str(d.get("title") or ""),
         )
 
 

@@ -110,7 +110,11 @@ def render_figure(figure: Any, uid: str) -> Markup:
 # --- data tables behind charts -------------------------------------------------------------
 
 
-def _data_details(header: Sequence[Any], rows: Sequence[Sequence[Any]]) -> Markup:
+def _data_details(
+    header: Sequence[Any], rows: Sequence[Sequence[Any]], total: int | None = None
+) -> Markup:
+    """The chart's numbers as a collapsed table: its first ``MAX_TABLE_ROWS`` rows (``total``:
+    how many there are, when the caller built only those)."""
     shown = rows[:MAX_TABLE_ROWS]
     head = Markup("").join(Markup('<th scope="col">{0}</th>').format(h) for h in header)
     body = Markup("").join(
@@ -119,17 +123,18 @@ def _data_details(header: Sequence[Any], rows: Sequence[Sequence[Any]]) -> Marku
         )
         for row in shown
     )
-    more = len(rows) - len(shown)
+    count = len(rows) if total is None else total
+    more = count - len(shown)
     note = (
         Markup('<p class="note">First {0} of {1} rows; all are in audit.json.</p>').format(
-            len(shown), len(rows)
+            len(shown), count
         )
         if more > 0
         else Markup("")
     )
     return Markup(
-        '<details class="data"><summary>Data</summary><table class="num"><thead><tr>{0}</tr></thead>'
-        "<tbody>{1}</tbody></table>{2}</details>"
+        '<details class="data"><summary>Data</summary><div class="scroll"><table class="num"><thead>'
+        "<tr>{0}</tr></thead><tbody>{1}</tbody></table></div>{2}</details>"
     ).format(head, body, note)
 
 
@@ -139,7 +144,7 @@ def _cell_text(value: Any) -> str:
 
 def _line_data(figure: Mapping[str, Any]) -> Markup:
     series = [s for s in figure.get("series") or [] if isinstance(s, Mapping)]
-    xs: list[float] = []
+    seen: set[float] = set()  # a set, not a list: a 100k-point series stays linear
     columns: list[dict[float, Any]] = []
     for s in series:
         lookup: dict[float, Any] = {}
@@ -150,16 +155,15 @@ def _line_data(figure: Mapping[str, Any]) -> Markup:
                 continue
             if x not in lookup:
                 lookup[x] = ys[i] if i < len(ys) else None
-            if x not in xs:
-                xs.append(x)
+            seen.add(x)
         columns.append(lookup)
-    xs.sort()
+    xs = sorted(seen)
     header = [figure.get("x_label") or "x"] + [
         s.get("name") if s.get("name") is not None else f"series {i + 1}"
         for i, s in enumerate(series)
     ]
-    rows = [[x] + [col.get(x) for col in columns] for x in xs]
-    return _data_details(header, rows)
+    rows = [[x] + [col.get(x) for col in columns] for x in xs[:MAX_TABLE_ROWS]]
+    return _data_details(header, rows, total=len(xs))
 
 
 def _bar_data(figure: Mapping[str, Any]) -> Markup:
