@@ -9,6 +9,7 @@ import numpy as np
 
 from auditkit.context import AuditContext
 from auditkit.functional.classification import compare_to_chance
+from auditkit.probes.adversarial.grade import apply_grade
 from auditkit.probes.adversarial.gradient_free import (
     merge_square,
     run_without_gradients,
@@ -155,5 +156,6 @@ class AdversarialProbe(Probe):
         }
         result = present(self.name, measured, judged, self.budget, time.perf_counter() - started)
         if square is not None:
-            result, _ = merge_square(result, square, robust)
-        return result
+            result, robust = merge_square(result, square, robust)
+        return apply_grade(result, robust, measured.labels, measured.num_classes,
+                           measured.plan.norm, measured.plan.eps)
