@@ -8,7 +8,8 @@ from typing import ClassVar
 import numpy as np
 
 from auditkit.context import AuditContext
-from auditkit.functional.classification import compare_to_chance
+from auditkit.functional.chance import judge_chance, scores_for_auroc
+from auditkit.functional.classification import confusion_matrix
 from auditkit.probes.adversarial.grade import apply_grade
 from auditkit.probes.adversarial.gradient_free import (
     merge_square,
@@ -124,8 +125,10 @@ class AdversarialProbe(Probe):
         reason = super().skip_reason(context)
         if reason is not None or not len(context.data):
             return reason
-        chance = compare_to_chance(
-            context.data.y, context.clean_predictions, context.adapter.num_classes
+        k = context.adapter.num_classes
+        chance = judge_chance(
+            confusion_matrix(context.data.y, context.clean_predictions, k), context.data.y,
+            scores_for_auroc(context.clean_logits) if k == 2 else None,
         )
         if chance.verdict == "at":
             return (
