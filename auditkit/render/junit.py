@@ -81,9 +81,8 @@ def _verdict_suite(root: ET.Element, result: AuditResult, stamp: str | None) -> 
     ):
         ET.SubElement(properties, "property", name=key, value=_clean(value))
     case = _case(suite, "auditkit.verdict", "verdict", result.duration_seconds)
-    reasons = "\n".join([*(r.line for r in result.verdict_reasons), counts_text(counts)])
-    headline = result.verdict_text + (
-        f": {result.verdict_reasons[0].line}" if result.verdict_reasons else "")
+    reasons = "\n".join(r.line for r in result.verdict_reasons)
+    headline = result.verdict_text + (f": {result.verdict_reasons[0].line}" if reasons else "")
     if result.verdict == "failed":
         ET.SubElement(case, "failure", message=_clean(headline), type="VerdictFailed").text = (
             _clean(reasons)
@@ -95,7 +94,7 @@ def _verdict_suite(root: ET.Element, result: AuditResult, stamp: str | None) -> 
         )
         outcome = "error"
     else:
-        _out(case, f"{result.verdict_text}\n{reasons}")
+        _out(case, result.verdict_text + (f"\n{reasons}" if reasons else ""))
         outcome = "passed"
     return _finish(suite, [outcome], result.duration_seconds)
 
