@@ -235,8 +235,12 @@ def diff_statuses(base: AuditResult, new: AuditResult) -> list[StatusChange]:
             if b_status is None:
                 regression, improvement = check.status == "failed", False
             else:
+                # Only a check that now *fails* regresses: passed ↔ warned is advisory and moves
+                # with the seed (a temperature that helps on one split and not on another); the
+                # probe's own status change is judged above.
                 b_rank, n_rank = CHECK_RANK.get(b_status, 0), CHECK_RANK.get(check.status, 2)
-                regression, improvement = n_rank > b_rank, n_rank < b_rank
+                regression = check.status == "failed" and n_rank > b_rank
+                improvement = n_rank < b_rank
             changes.append(
                 StatusChange(
                     f"{name}: {check.name}", "check", b_status, check.status, regression,

@@ -67,8 +67,9 @@ def _strip_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule | None:
     if not isinstance(logits, torch.fx.Node):
         return None
     output.args = (type(result)([logits]) if single else logits,)
-    graph.eliminate_dead_code()
     stripped = torch.fx.GraphModule(gm, graph)
+    stripped.graph.eliminate_dead_code()  # the softmax node, now unused
+    stripped.recompile()
     return stripped
 
 

@@ -340,8 +340,8 @@ def judge(m: GradientFreeMeasurement, *, stochastic: bool = False) -> list[Check
         "converged_in_steps", "passed" if converged else "failed",
         (f"more queries do not change the result much: {numbers} (change {change:+.1%}, "
          f"tolerance {_pct(QUERIES_TOLERANCE)})" if converged else
-         f"doubling the queries lowered the result by {change:.1%}, more than the tolerance "
-         f"{_pct(QUERIES_TOLERANCE)}: {numbers}"),
+         f"more queries still lower the result: {numbers} (down {change:.1%}, more than the "
+         f"tolerance {_pct(QUERIES_TOLERANCE)})"),
         {"half_budget_accuracy": half, "full_budget_accuracy": m.attack_accuracy,
          "queries": m.plan.queries, "tolerance": QUERIES_TOLERANCE},
     ))

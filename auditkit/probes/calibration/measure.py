@@ -126,7 +126,8 @@ def measure(context, opts: CalibrationOptions, budget: str) -> CalibrationMeasur
         uncertainty=uncertainty,
         ood=measure_ood(context, confidence, opts.ood, opts.ood_size),
         standard_errors=bootstrap_standard_errors(
-            confidence[ev], correct[ev], n_bins, context.rng("calibration/noise")
+            confidence[ev], correct[ev], n_bins, context.rng("calibration/noise"),
+            after=None if after is None else softmax(logits[ev] / fit.temperature).max(axis=1),
         ),
     )
 

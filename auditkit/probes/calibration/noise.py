@@ -18,17 +18,22 @@ BOOTSTRAP_ROUNDS = 200
 
 def bootstrap_standard_errors(
     confidence: np.ndarray, correct: np.ndarray, n_bins: int, rng: np.random.Generator,
-    rounds: int = BOOTSTRAP_ROUNDS,
+    rounds: int = BOOTSTRAP_ROUNDS, after: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Standard deviation of ECE and MCE over ``rounds`` resamples (with replacement) of the
-    examples: the spread a different sample of the same size would show."""
+    examples: the spread a different sample of the same size would show. ``after``: the
+    confidences after temperature scaling (same examples), for ``*_after_temperature``."""
     n = len(confidence)
     if n < 2:
         return {}
-    ece, mce = np.empty(rounds), np.empty(rounds)
-    for r in range(rounds):
+    sets = {"": confidence, **({"_after_temperature": after} if after is not None else {})}
+    draws: dict[str, list[float]] = {}
+    for _ in range(rounds):
         pick = rng.integers(0, n, size=n)
-        conf, hits = confidence[pick], correct[pick]
-        ece[r] = expected_calibration_error(conf, hits, n_bins)
-        mce[r] = expected_calibration_error(conf, hits, n_bins, norm="max")
-    return {"ece": float(ece.std(ddof=1)), "mce": float(mce.std(ddof=1))}
+        hits = correct[pick]
+        for suffix, conf in sets.items():
+            draws.setdefault(f"ece{suffix}", []).append(
+                expected_calibration_error(conf[pick], hits, n_bins))
+            draws.setdefault(f"mce{suffix}", []).append(
+                expected_calibration_error(conf[pick], hits, n_bins, norm="max"))
+    return {name: float(np.std(values, ddof=1)) for name, values in draws.items()}
