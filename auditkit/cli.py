@@ -352,7 +352,8 @@ def verdict_line(result, policy) -> str:
     from auditkit.verdict import verdict_basis
 
     basis = verdict_basis(
-        result.fail_on, policy.source if policy is not None else None, result.gates
+        result.fail_on, policy.source if policy is not None else None, result.gates,
+        result.probes,
     )
     return f"auditkit verdict: {result.verdict_text} ({basis})"
 

@@ -289,6 +289,8 @@ class AuditResult:
 
     # --- serialization ----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        from auditkit.counts import audit_counts
+
         return {
             "schema_version": self.schema_version,
             "auditkit_version": self.auditkit_version,
@@ -304,6 +306,7 @@ class AuditResult:
             "verdict_text": self.verdict_text,
             "fail_on": self.fail_on,
             "verdict_reasons": [r.to_dict() for r in self.verdict_reasons],
+            "counts": audit_counts(self.probes, self.gates),  # auditkit.counts: one count
         }
 
     def to_json(self, indent: int | None = 2) -> str:

@@ -130,7 +130,7 @@ def test_pickled_module_exits_2_with_one_line_explaining_unsafe_pickle(tmp_path)
     trusted = CliRunner().invoke(app, ["scan", str(path), "--data", "digits", "--unsafe-pickle",
                                        "--probes", "performance", "--out", str(tmp_path / "ok")])
     assert trusted.exit_code == 1, trusted.output
-    assert "performance failed: above_chance: accuracy" in trusted.stdout
+    assert "performance failed: above_chance: balanced accuracy" in trusted.stdout
     assert json.loads((tmp_path / "ok" / "audit.json").read_text())["model"]["format"] == \
         "torch.save"
 

@@ -66,6 +66,37 @@ def _try_eval(model: nn.Module) -> bool:
     return True
 
 
+def read_logits_before_softmax(network: _Network, x: torch.Tensor, outputs: torch.Tensor,
+                               diag: Diagnostics) -> bool:
+    """Hook: point ``network`` at the logits before its model's final softmax when that
+    reproduces the outputs (``softmax_head``); notes it in ``diag``."""
+    from auditkit.adapters.softmax_head import logits_before_softmax
+
+    inputs = (x - network.mean) / network.std if network.mean is not None else x
+    stripped = logits_before_softmax(network.model, inputs, outputs, diag.output_kind)
+    if stripped is None:
+        return False
+    diag.notes.append(
+        f"the model ends in a {'log-' if diag.output_kind == 'log_probabilities' else ''}softmax; "
+        "auditkit reads the logits before it, so attacks keep their gradients"
+    )
+    network.softmax_stripped_from = diag.output_kind
+    network.model, network.output_kind, diag.output_kind = stripped, "logits", "logits"
+    return True
+
+
+def logits_of_copy(network: _Network, module: nn.Module) -> tuple[nn.Module, str]:
+    """Hook for ``wrap``: a copy of a network whose softmax was stripped gets the same
+    treatment (else its outputs are read as they are, probabilities)."""
+    original = getattr(network, "softmax_stripped_from", None)
+    if original is None:
+        return module, network.output_kind
+    from auditkit.adapters.softmax_head import strip_softmax
+
+    stripped = strip_softmax(module)
+    return (stripped, "logits") if stripped is not None else (module, original)
+
+
 class _Network(nn.Module):
     """Pixels in, logits out: normalization and output conversion around the user's model."""
 
@@ -324,7 +355,8 @@ class TorchModelAdapter(ModelAdapter):
         """The adapter's pixels-to-logits pipeline (normalization, output conversion) around
         another network, e.g. a re-initialized copy the memorization probe trains."""
         net = self.network
-        return _Network(module, net.mean, net.std, net.output_kind, _input_dtype(module))
+        module, kind = logits_of_copy(net, module)  # softmax_head: the copy's logits too
+        return _Network(module, net.mean, net.std, kind, _input_dtype(module))
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "mean": _listed(self.mean), "std": _listed(self.std)}
@@ -353,7 +385,10 @@ class TorchModelAdapter(ModelAdapter):
                 first = self.network(x).float()
             second = self.network(x).float()
         diag.output_kind = output_kind(first)
-        if diag.output_kind == "probabilities":
+        if diag.output_kind != "logits" and read_logits_before_softmax(self.network, x, first,
+                                                                        diag):
+            pass  # the network now ends at the logits (auditkit.adapters.softmax_head)
+        elif diag.output_kind == "probabilities":
             diag.notes.append(
                 "the model outputs probabilities (softmax inside); auditkit uses their log as "
                 "logits. Saturated softmax outputs can mask gradients"

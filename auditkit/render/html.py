@@ -18,6 +18,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from auditkit.counts import gate_counts
 from auditkit.render import svg
 from auditkit.render.figures import badge, render_figure
 from auditkit.render.fmt import (
@@ -488,13 +489,14 @@ def build_view(audit: Mapping[str, Any]) -> dict[str, Any]:
         "verdict_reasons": [r.line for r in reasons],
         "verdict_basis": verdict_basis(
             str(audit.get("fail_on") or LEGACY_FAIL_ON), settings.get("policy"),
-            audit.get("gates") or [],
+            audit.get("gates") or [], audit.get("probes") or {},
         ),
         "probes": probes,
         "not_applicable": inapplicable,
         "sizing_summary": _sizing_summary(settings.get("sizing")),
         "gates": gates,
-        "gates_failed": sum(g["status"] == "failed" for g in gates),
+        # Gates not holding, counted as every output counts them (auditkit.counts).
+        "gates_failed": len(gates) - gate_counts(audit.get("gates") or [])[0],
         "counts": counts,
         "urgent": urgent,
         "model_name": Path(str(path)).name
