@@ -758,7 +758,8 @@ def _load_foreign_file(path: Path, req: _Request) -> tuple[Any, ModelMetadata]:
     """ONNX and skops files: a model object that builds its own adapter (``auditkit.formats``)."""
     from auditkit.formats import load_foreign
 
-    return load_foreign(req.format, path, unsafe_pickle=req.unsafe_pickle, parse_metadata=req.parse)
+    return load_foreign(req.format, path, unsafe_pickle=req.unsafe_pickle, parse_metadata=req.parse,
+                        memory_bytes=req.limits.memory_bytes)
 
 
 # One loader per format: (path, request) -> (module, metadata). A new format adds its sniffing

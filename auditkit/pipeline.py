@@ -82,6 +82,7 @@ def _environment(adapter: ModelAdapter, seed: int) -> dict[str, Any]:
     if adapter.device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(adapter.device)
     from auditkit import distributed
+    from auditkit.formats.model_path import model_path
 
     if distributed.state().active:
         env["world_size"] = distributed.state().world_size
@@ -707,6 +708,7 @@ def _run_selected(
     model.setdefault("format", adapter.format)
     model.setdefault("num_classes", adapter.num_classes)
     model["adapter"] = adapter.describe()
+    model.update(model_path(model["adapter"]))  # which path ran (white/black box), in words
     data_info = data.describe()
     data_info["splits"] = describe_splits(context.splits, seed)
     key = _checkpoint_key(context, model, data_info["fingerprint"], options)
