@@ -82,7 +82,6 @@ def _environment(adapter: ModelAdapter, seed: int) -> dict[str, Any]:
     if adapter.device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(adapter.device)
     from auditkit import distributed
-    from auditkit.formats.model_path import model_path
 
     if distributed.state().active:
         env["world_size"] = distributed.state().world_size
@@ -702,6 +701,7 @@ def _run_selected(
 ) -> AuditResult:
 
     from auditkit import distributed
+    from auditkit.formats.model_path import model_path
 
     context = build_context(adapter, data, seed=seed, budget=budget, progress=progress)
     model = dict(model_info or {})
