@@ -32,6 +32,7 @@ from torch import nn
 from auditkit import errors, safety
 from auditkit.errors import AuditkitInputError, one_line
 from auditkit.formats import FORMAT_ONNX, FORMAT_SKOPS
+from auditkit.formats import timm_arch
 from auditkit.safety import DEFAULT_LIMITS, LoadLimits
 
 METADATA_NAME = "auditkit.json"
@@ -396,6 +397,10 @@ def build_arch(arch: str | Callable[[], nn.Module], num_classes: int | None = No
             errors.BAD_ARCH.format(arch=arch, reason="expected torchvision:NAME or module:factory")
         )
     source, name = arch.split(":", 1)
+    if source == "timm":  # issue 25: any timm model (auditkit.formats.timm_arch)
+        from auditkit.formats.timm_arch import build_timm
+
+        return build_timm(arch, num_classes=num_classes)
     if source == "torchvision":
         import torchvision
 
@@ -456,7 +461,10 @@ def _module_from_weights(
 ) -> nn.Module:
     if arch is None:
         raise AuditkitInputError(errors.NEEDS_ARCH.format(path=path, kind=kind))
-    module = build_arch(arch, num_classes=_guess_num_classes(state_dict))
+    if timm_arch.is_timm(arch):  # shaped by the weights (classes, input channels)
+        module = timm_arch.build_timm(str(arch), state_dict)
+    else:
+        module = build_arch(arch, num_classes=_guess_num_classes(state_dict))
     try:
         module.load_state_dict(state_dict)
     except RuntimeError as exc:
@@ -852,6 +860,10 @@ def load_model(
     """
     path = Path(path)
     limits = limits or DEFAULT_LIMITS
+    if path.is_dir():  # a Hugging Face model folder (auditkit.formats.hf_folder)
+        from auditkit.formats.hf_folder import load_hf_folder
+
+        return load_hf_folder(path, arch=arch, unsafe_pickle=unsafe_pickle, limits=limits)
     fmt = sniff_format(path, limits)
     inspect_file(path, fmt, limits)
     if arch is not None and fmt in FORMATS_WITHOUT_ARCH:
@@ -883,6 +895,8 @@ def load_model(
                        format=fmt, arch_name=arch_name)
     with safety.guarded_load(debug):
         module, metadata = FORMAT_LOADERS[fmt](path, request)
+    if timm_arch.is_timm(arch) and isinstance(module, nn.Module):
+        module, metadata = timm_arch.with_pretrained_config(module, metadata)
     if given:
         metadata = metadata.merged(**{k: getattr(overrides, k) for k in given})
     return LoadedModel(
