@@ -31,8 +31,7 @@ from torch import nn
 
 from auditkit import errors, safety
 from auditkit.errors import AuditkitInputError, one_line
-from auditkit.formats import FORMAT_ONNX, FORMAT_SKOPS
-from auditkit.formats import timm_arch
+from auditkit.formats import FORMAT_ONNX, FORMAT_SKOPS, timm_arch
 from auditkit.safety import DEFAULT_LIMITS, LoadLimits
 
 METADATA_NAME = "auditkit.json"
