@@ -118,10 +118,13 @@ def test_a_resnet_is_resized_inside_the_model(resnet_folder, digits_data):
     assert seen == [(4, 1, 16, 16)]
 
 
-@pytest.mark.slow
-def test_a_folder_scans_with_no_flags_but_data(vit_folder, tmp_path, monkeypatch):
+@pytest.mark.slow  # every probe, memorization's re-training included: minutes on 2 cores
+@pytest.mark.parametrize("kind", ["vit", "resnet"])
+def test_a_folder_scans_with_no_flags_but_data(kind, vit_folder, resnet_folder, tmp_path,
+                                               monkeypatch):
+    folder = {"vit": vit_folder, "resnet": resnet_folder}[kind]
     monkeypatch.chdir(tmp_path)
-    res = CliRunner().invoke(app, ["scan", str(vit_folder), "--data", "digits"])
+    res = CliRunner().invoke(app, ["scan", str(folder), "--data", "digits"])
     assert res.exit_code in (0, 1), res.output
     audit = json.loads((tmp_path / "auditkit-out" / "audit.json").read_text())
     assert audit["model"]["format"] == "huggingface"
