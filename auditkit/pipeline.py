@@ -394,12 +394,14 @@ def _run_selected(
 ) -> AuditResult:
 
     from auditkit import distributed
+    from auditkit.loading.model_path import model_path
 
     context = build_context(adapter, data, seed=seed, budget=budget, progress=progress)
     model = dict(model_info or {})
     model.setdefault("format", adapter.format)
     model.setdefault("num_classes", adapter.num_classes)
     model["adapter"] = adapter.describe()
+    model.update(model_path(model["adapter"]))  # which path ran (white/black box), in words
     data_info = data.describe()
     data_info["splits"] = describe_splits(context.splits, seed)
     key = _checkpoint_key(context, model, data_info["fingerprint"], options)
@@ -443,8 +445,7 @@ def _run_selected(
                 progress.end_probe(probe.name, result.status, reused=cached is not None)
 
         ordered = {name: results[name] for name in [*(p.name for p in selected), *(b.name for b in broken)]}
-        if plan is not None:
-            plan = ran_only(plan, ordered)
+        plan = ran_only(fit.plan, ordered) if fit.plan is not None else None
         return AuditResult(
             model=model,
             data=data_info,
@@ -457,7 +458,7 @@ def _run_selected(
                 "seed": seed,
                 "probes": list(ordered),
                 "options": {k: dict(v) for k, v in (options or {}).items()},
-                **({"sizing": fit.plan.to_dict()} if fit.plan is not None else {}),
+                **({"sizing": plan.to_dict()} if plan is not None else {}),
             },
             started_at=started_at,
             duration_seconds=round(time.perf_counter() - t0, 3),

@@ -28,14 +28,16 @@ def sniff_foreign(head: bytes, zip_names: list[str] | None = None) -> str | None
 
 
 def load_foreign(
-    fmt: str, path: Path, *, unsafe_pickle: bool, parse_metadata: Callable[[str | None], Any]
+    fmt: str, path: Path, *, unsafe_pickle: bool, parse_metadata: Callable[[str | None], Any],
+    memory_bytes: int | None = None,
 ) -> tuple[Any, Any]:
-    """(model object with ``make_adapter``, embedded metadata) for an ONNX or skops file."""
+    """(model object with ``make_adapter``, embedded metadata) for an ONNX or skops file;
+    ``memory_bytes`` (``--load-memory``) bounds an ONNX model's external data."""
     if fmt == FORMAT_ONNX:
         from auditkit.adapters.onnx_adapter import OnnxModel
         from auditkit.loading.onnx import metadata_from_props, read_onnx
 
-        proto = read_onnx(path)
+        proto = read_onnx(path, memory_bytes)
         metadata = parse_metadata(metadata_from_props(proto))
         model = OnnxModel(path, proto)
         if metadata.input_shape is None and model.facts.example_shape is not None:

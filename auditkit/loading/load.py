@@ -105,6 +105,10 @@ def load_model(
                                        overrides=overrides, limits=limits, debug=debug)
     path = Path(path)
     limits = limits or DEFAULT_LIMITS
+    if path.is_dir():  # a Hugging Face model folder (auditkit.loading.hf_folder)
+        from auditkit.loading.hf_folder import load_hf_folder
+
+        return load_hf_folder(path, arch=arch, unsafe_pickle=unsafe_pickle, limits=limits)
     fmt = sniff_format(path, limits)
     inspect_file(path, fmt, limits)
     if arch is not None and fmt in FORMATS_WITHOUT_ARCH:
@@ -136,6 +140,10 @@ def load_model(
                        format=fmt, arch_name=arch_name)
     with guard.guarded_load(debug):
         module, metadata = FORMAT_LOADERS[fmt](path, request)
+    from auditkit.loading import timm_arch
+
+    if timm_arch.is_timm(arch) and isinstance(module, nn.Module):
+        module, metadata = timm_arch.with_pretrained_config(module, metadata)
     if given:
         metadata = metadata.merged(**{k: getattr(overrides, k) for k in given})
     return LoadedModel(

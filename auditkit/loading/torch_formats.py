@@ -89,6 +89,10 @@ def build_arch(arch: str | Callable[[], nn.Module], num_classes: int | None = No
             errors.BAD_ARCH.format(arch=arch, reason="expected torchvision:NAME or module:factory")
         )
     source, name = arch.split(":", 1)
+    if source == "timm":  # issue 25: any timm model (auditkit.loading.timm_arch)
+        from auditkit.loading.timm_arch import build_timm
+
+        return build_timm(arch, num_classes=num_classes)
     if source == "torchvision":
         import torchvision
 
@@ -149,7 +153,12 @@ def _module_from_weights(
 ) -> nn.Module:
     if arch is None:
         raise AuditkitInputError(errors.NEEDS_ARCH.format(path=path, kind=kind))
-    module = build_arch(arch, num_classes=_guess_num_classes(state_dict))
+    from auditkit.loading import timm_arch
+
+    if timm_arch.is_timm(arch):  # shaped by the weights (classes, input channels)
+        module = timm_arch.build_timm(str(arch), state_dict)
+    else:
+        module = build_arch(arch, num_classes=_guess_num_classes(state_dict))
     try:
         module.load_state_dict(state_dict)
     except RuntimeError as exc:
@@ -451,7 +460,8 @@ def _load_foreign_file(path: Path, req: _Request) -> tuple[Any, ModelMetadata]:
     """ONNX and skops files: a model object that builds its own adapter (``auditkit.loading.foreign``)."""
     from auditkit.loading.foreign import load_foreign
 
-    return load_foreign(req.format, path, unsafe_pickle=req.unsafe_pickle, parse_metadata=req.parse)
+    return load_foreign(req.format, path, unsafe_pickle=req.unsafe_pickle, parse_metadata=req.parse,
+                        memory_bytes=req.limits.memory_bytes)
 
 
 # One loader per format: (path, request) -> (module, metadata). A new format adds its sniffing

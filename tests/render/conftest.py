@@ -628,7 +628,7 @@ def _onnx_report(out: Path, demo_model, digits_data) -> Path:
 
     from auditkit.api import scan
     from auditkit.demo import digits_metadata
-    from auditkit.formats.onnx_file import embed_metadata
+    from auditkit.loading.onnx import embed_metadata
 
     path = out / "digits-cnn.onnx"
     with warnings.catch_warnings():

@@ -138,6 +138,11 @@ class AdversarialProbe(Probe):
         return None
 
     def run(self, context: AuditContext) -> ProbeResult:
+        from auditkit.loading.model_path import with_model_path
+
+        return with_model_path(self._run(context), context.adapter)
+
+    def _run(self, context: AuditContext) -> ProbeResult:
         if not context.adapter.supports_gradients:
             return run_without_gradients(self.name, context, self.opts, self.budget)
         started = time.perf_counter()
