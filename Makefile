@@ -3,18 +3,29 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.auditkit-installed
-PLUGINS := $(wildcard plugins/*/pyproject.toml)
+# plugins/example is the probe author's template: installed for the test suite only, so its
+# probe does not run in every user's scan (`make install` / `make demo` leave it out).
+PLUGINS := $(filter-out plugins/example/pyproject.toml,$(wildcard plugins/*/pyproject.toml))
+EXAMPLE := plugins/example
+TEST_STAMP := $(VENV)/.auditkit-example-installed
 
-.PHONY: install demo test test-slow lint format bench clean
+.PHONY: install install-example demo test test-slow lint format bench clean
 
-$(STAMP): pyproject.toml requirements-dev.txt $(PLUGINS)
+$(STAMP): pyproject.toml requirements-dev.txt requirements-mlflow.txt $(PLUGINS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet pip==26.3
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -r requirements-mlflow.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e . $(foreach p,$(dir $(PLUGINS)),-e $(p))
 	touch $(STAMP)
 
 install: $(STAMP)
+
+$(TEST_STAMP): $(STAMP) $(EXAMPLE)/pyproject.toml
+	$(BIN)/python -m pip install --quiet --no-deps -e $(EXAMPLE)
+	touch $(TEST_STAMP)
+
+install-example: $(TEST_STAMP)
 
 demo: install
 	$(BIN)/auditkit demo --out auditkit-out
@@ -26,10 +37,10 @@ lint: install
 format: install
 	$(BIN)/ruff format auditkit tests plugins examples benchmarks
 
-test: install lint
+test: install-example lint
 	$(BIN)/python -m pytest -q
 
-test-slow: install
+test-slow: install-example
 	$(BIN)/python -m pytest -q -m slow
 
 bench: install

@@ -45,15 +45,15 @@ def _inputs(root: Path):
     from sklearn.preprocessing import StandardScaler
     from sklearn.tree import DecisionTreeClassifier
 
-    from auditkit.archfile import read_header, save_arch_model
     from auditkit.bounds import data as data_bounds
     from auditkit.bounds.recipe import check_factory_args
     from auditkit.bounds.skops import check_trees
     from auditkit.bounds.trial import precheck
     from auditkit.demo import digits_metadata, train_digits_model
-    from auditkit.formats.onnx_file import embed_metadata
-    from auditkit.formats.skops_file import read_skops
-    from auditkit.safety import DEFAULT_LIMITS
+    from auditkit.loading.archfile import read_header, save_arch_model
+    from auditkit.loading.onnx import embed_metadata
+    from auditkit.loading.safety import DEFAULT_LIMITS
+    from auditkit.loading.skops import read_skops
 
     x, y = load_digits(return_X_y=True)
     out = {}

@@ -16,7 +16,9 @@ from pathlib import Path
 
 EXPECTED = Path(__file__).parent / "expected" / "demo_audit.json"
 RELATIVE_TOLERANCE = 1e-6
-BUILTIN_PROBES = ("performance", "adversarial", "calibration", "bias", "memorization")
+BUILTIN_PROBES = (
+    "performance", "adversarial", "calibration", "corruptions", "bias", "memorization"
+)
 
 
 def essentials(doc: dict) -> dict:

@@ -1,6 +1,6 @@
 """Bounds for every input auditkit reads that is not a torch model file.
 
-``auditkit.safety`` and ``auditkit.sandbox`` keep the untrusted-file promise for torch formats.
+``auditkit.loading.safety`` and ``auditkit.loading.sandbox`` keep the untrusted-file promise for torch formats.
 This package extends it to the rest: ONNX graphs (``bounds.onnx``), skops estimators
 (``bounds.skops``), data files (``bounds.data``), JSON and TOML text (``bounds.jsontext``:
 metadata, architecture headers, policies, audit.json) and the first call of a model whose

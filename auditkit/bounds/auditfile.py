@@ -126,7 +126,7 @@ def read_audit(path: str | Path) -> Any:
 
     ``OSError`` (missing file, a folder) passes through for the caller to word.
     """
-    from auditkit import safety
+    from auditkit.loading import safety
     from auditkit.results import AuditResult
 
     path = Path(path)

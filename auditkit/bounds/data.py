@@ -1,7 +1,7 @@
 """Data files and folders: declared sizes checked before anything is decoded.
 
 A ``--data`` file is as untrusted as a model file (README, "Untrusted files"). The torch
-checks (``auditkit.safety``) cover zips; these cover what the zip holds and the other kinds:
+checks (``auditkit.loading.safety``) cover zips; these cover what the zip holds and the other kinds:
 ``.npz`` members' ``.npy`` headers (shape x dtype, no object arrays), parquet footers (rows x
 columns), ``.pt`` tensors (no stride-0 or overlapping views that expand when copied), image
 folders (Pillow's own decompression-bomb limit per image, decoded bytes for the folder), and
@@ -43,13 +43,13 @@ def using(limits: Any) -> Iterator[None]:
 
 
 def current_limits() -> Any:
-    from auditkit.safety import DEFAULT_LIMITS
+    from auditkit.loading.safety import DEFAULT_LIMITS
 
     return _LIMITS.get() or DEFAULT_LIMITS
 
 
 def _human(n: int) -> str:
-    from auditkit.safety import human_bytes
+    from auditkit.loading.safety import human_bytes
 
     return human_bytes(n)
 
@@ -64,7 +64,7 @@ def _too_big(flag: str, path: Path, what: str, need: int, limit: int) -> Auditki
 
 def check_data_file(path: Path, flag: str = "--data") -> None:
     """A data file: regular, non-empty, its zip safe, its declared sizes within the limit."""
-    from auditkit import safety
+    from auditkit.loading import safety
 
     limits = current_limits()
     try:

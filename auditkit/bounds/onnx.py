@@ -141,7 +141,7 @@ def check(proto: Any, path: Path, limits: Any) -> None:
                 elements *= max(len(constants[node.input[0]]), 1)
             need = elements * 4
             if need > budget:
-                from auditkit.safety import human_bytes
+                from auditkit.loading.safety import human_bytes
 
                 raise AuditkitInputError(REFUSED.format(
                     path=path, what=(f"has a {node.op_type} node ({node.name or node.output[0]!r})"
@@ -150,7 +150,7 @@ def check(proto: Any, path: Path, limits: Any) -> None:
                                      f"({human_bytes(budget)})"),
                     fix=FIX_EXPORT))
         if declared > budget:
-            from auditkit.safety import human_bytes
+            from auditkit.loading.safety import human_bytes
 
             raise AuditkitInputError(REFUSED.format(
                 path=path, what=(f"declares {human_bytes(declared)} of weights, more than "

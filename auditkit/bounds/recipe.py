@@ -1,6 +1,6 @@
 """Architecture recipes: factory arguments bounded before anything is built.
 
-An architecture file (``auditkit.archfile``) names a registered factory and its arguments;
+An architecture file (``auditkit.loading.archfile``) names a registered factory and its arguments;
 auditkit builds the network on the meta device first and compares its shapes with the stored
 weights. A tampered recipe can still make that first build cost without bound: ``layers:
 10**6`` loops a million times in the factory, and a factory that allocates outside the meta

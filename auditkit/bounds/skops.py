@@ -92,7 +92,7 @@ def check_file(path: Path, limits: Any) -> set[str]:
             seen.add(key)
             total += sizes[member]
     if total > limits.memory_bytes:
-        from auditkit.safety import human_bytes
+        from auditkit.loading.safety import human_bytes
 
         raise AuditkitInputError(REFUSED.format(
             path=path, what=(f"references its arrays {len(seen)} times, {human_bytes(total)} "

@@ -1,6 +1,6 @@
 """Which foreign model files get a trial run in the sandbox child, and what that run does.
 
-``auditkit.sandbox`` trial-loads TorchScript and pre-1.6 pickles in a child process with the
+``auditkit.loading.sandbox`` trial-loads TorchScript and pre-1.6 pickles in a child process with the
 ``--load-timeout``/``--load-memory`` limits. ONNX and skops files load no code, but a file can
 steer what runs when it is first used: an ONNX ``Loop`` with a trip count of 2^63 runs at the
 first inference, onnxruntime constant-folds shapes at session creation, and a skops tree's
@@ -26,7 +26,7 @@ def precheck(path: Path, fmt: str, limits: Any) -> bool:
         from auditkit.bounds import onnx as onnx_bounds
 
         onnx = require("onnx", "auditing ONNX models")
-        from auditkit.formats.onnx_file import MAX_ONNX_BYTES
+        from auditkit.loading.onnx import MAX_ONNX_BYTES
 
         if path.stat().st_size > MAX_ONNX_BYTES:
             return False  # read_onnx says so, in its own words

@@ -426,7 +426,7 @@ def recipe_files(folder: Path, graph_bomb: Path) -> dict[str, tuple[Path, str]]:
     from auditkit_graph.generators import save_gcn, train_gcn
     from auditkit_graph.models import point_mlp
 
-    from auditkit.archfile import save_arch_model
+    from auditkit.loading.archfile import save_arch_model
 
     out: dict[str, tuple[Path, str]] = {}
     net = point_mlp(num_points=SHAPE_POINTS, num_classes=4, hidden=8)

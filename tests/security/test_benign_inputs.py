@@ -49,7 +49,7 @@ def test_a_benign_onnx_model_still_scans(tmp_path, demo_model, digits_data):
     import onnx
 
     from auditkit.demo import digits_metadata
-    from auditkit.formats.onnx_file import embed_metadata
+    from auditkit.loading.onnx import embed_metadata
 
     path = tmp_path / "cnn.onnx"
     with warnings.catch_warnings():
@@ -90,7 +90,7 @@ def test_a_benign_architecture_file_still_scans(tmp_path):
     from auditkit_graph.data import SHAPE_CLASSES, SHAPE_POINTS
     from auditkit_graph.models import point_mlp
 
-    from auditkit.archfile import save_arch_model
+    from auditkit.loading.archfile import save_arch_model
 
     torch.manual_seed(0)
     net = point_mlp(num_points=SHAPE_POINTS, num_classes=len(SHAPE_CLASSES), hidden=16)

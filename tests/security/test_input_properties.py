@@ -19,7 +19,7 @@ from auditkit.api import resolve_data
 from auditkit.cli import app
 from auditkit.errors import AuditkitInputError
 from auditkit.loading import load_model
-from auditkit.safety import LoadLimits
+from auditkit.loading.safety import LoadLimits
 
 from .input_corpus import _onnx_model, _save, arch_header_file
 
