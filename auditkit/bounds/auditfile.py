@@ -85,8 +85,10 @@ def _check_probe(name: str, probe: Any) -> None:
             _text(finding.get(key, ""), f"{where}.findings[{i}].{key}", optional=key != "title")
     for i, figure in enumerate(_items(probe.get("figures"), f"{where}.figures")):
         _need(isinstance(figure, dict), f"{where}.figures[{i}]", "an object")
-    for key in ("details", "metric_info", "options"):
+    for key in ("details", "options"):
         _mapping(probe.get(key), f"{where}.{key}")
+    for metric, info in _mapping(probe.get("metric_info"), f"{where}.metric_info").items():
+        _need(isinstance(info, dict), f"{where}.metric_info.{metric}", "an object")
     for key in ("summary", "headline", "error", "skip_reason", "report_template"):
         _text(probe.get(key), f"{where}.{key}")
     _number(probe.get("seconds"), f"{where}.seconds")
