@@ -200,3 +200,22 @@ def test_clean_demo_passes_in_every_output(demo_run):
     assert f"Verdict: {shown.upper()}" in report
     for reason in audit["verdict_reasons"]:  # warnings are listed everywhere alike
         assert reason["line"] in res.stdout and not reason["decides"]
+
+
+def test_demo_weights_do_not_depend_on_the_thread_count():
+    """A convolution's gradient sums in an order set by the thread count: the demo trains on one
+    thread, so 1 and 2 threads give bit-identical weights (and so the same audit)."""
+    from auditkit.demo import train_digits_model
+
+    before = torch.get_num_threads()
+    weights = {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            model, _ = train_digits_model(seed=0, epochs=2)
+            weights[threads] = model.state_dict()
+            assert torch.get_num_threads() == threads  # the caller's threads come back
+    finally:
+        torch.set_num_threads(before)
+    for key, value in weights[1].items():
+        assert torch.equal(value, weights[2][key]), key
