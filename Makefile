@@ -3,16 +3,28 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.auditkit-installed
+# MkDocs needs requests>=2.33, torchattacks pins requests~=2.25: the docs build in a venv of
+# their own (mkdocstrings reads the source without importing it, so it needs no torch).
+DOCS_VENV ?= .venv-docs
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
 
-.PHONY: install demo test test-slow lint format bench clean
+.PHONY: install demo test test-busy test-slow lint format bench docs clean
 
-$(STAMP): pyproject.toml requirements-dev.txt $(PLUGINS)
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet pip==26.3
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
-	$(BIN)/python -m pip install --quiet --no-deps -e . $(foreach p,$(dir $(PLUGINS)),-e $(p))
-	touch $(STAMP)
+# Each step says what it does before it starts (the dependencies take minutes: torch is ~2 GB).
+$(STAMP): pyproject.toml requirements-dev.txt requirements-docs.txt $(PLUGINS)
+	@echo "install: creating $(VENV) with $(PYTHON)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet pip==26.3
+	@echo "install: pinned dependencies from requirements-dev.txt (torch ~2 GB: several minutes)"
+	@$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@echo "install: auditkit and the plugins in plugins/ (editable)"
+	@$(BIN)/python -m pip install --quiet --no-deps \
+		-e . $(foreach p,$(dir $(PLUGINS)),-e $(p))
+	@echo "install: the docs builder in $(DOCS_VENV) (requirements-docs.txt)"
+	@test -x $(DOCS_VENV)/bin/python || $(PYTHON) -m venv $(DOCS_VENV)
+	@$(DOCS_VENV)/bin/python -m pip install --quiet -r requirements-docs.txt
+	@echo "install: done"
+	@touch $(STAMP)
 
 install: $(STAMP)
 
@@ -26,8 +38,16 @@ lint: install
 format: install
 	$(BIN)/ruff format auditkit tests plugins examples benchmarks
 
-test: install lint
+test: install lint docs
 	$(BIN)/python -m pytest -q
+
+# The suite beside two busy threads: a test that reads the machine's speed fails here first.
+test-busy: install
+	$(BIN)/python benchmarks/busy.py --threads 2 -- $(BIN)/python -m pytest -q
+
+# The docs site (docs/, mkdocs.yml): --strict fails on a broken link or an undocumented name.
+docs: install
+	$(DOCS_VENV)/bin/mkdocs build --strict --quiet --site-dir site
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
@@ -36,4 +56,4 @@ bench: install
 	$(BIN)/python benchmarks/bench_pgd.py
 
 clean:
-	rm -rf $(VENV) auditkit-out .pytest_cache
+	rm -rf $(VENV) $(DOCS_VENV) site auditkit-out .pytest_cache
