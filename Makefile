@@ -47,7 +47,7 @@ test-busy: install
 
 # The docs site (docs/, mkdocs.yml): --strict fails on a broken link or an undocumented name.
 docs: install
-	$(DOCS_VENV)/bin/mkdocs build --strict --quiet --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(DOCS_VENV)/bin/mkdocs build --strict --quiet --site-dir site
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
