@@ -9,12 +9,14 @@ such a test fails here first::
     make test-busy
 
 The busy processes are plain Python loops (no torch, no memory to speak of), started before the
-command and killed when it ends, whatever its exit code, which is this script's exit code.
+command and killed when it ends, whatever its exit code, which is this script's exit code. A
+SIGTERM or Ctrl-C to this script ends the command and the busy loops too.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 import time
@@ -30,12 +32,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", nargs="*", help="the command (after --); default: pytest -q")
     args = parser.parse_args(argv)
     command = args.command or [sys.executable, "-m", "pytest", "-q"]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that `finally` runs
     busy = [subprocess.Popen([sys.executable, "-c", _SPIN]) for _ in range(max(0, args.threads))]
     started = time.monotonic()
+    run = None
     try:
-        code = subprocess.call(command)
+        run = subprocess.Popen(command)
+        code = run.wait()
     finally:
-        for job in busy:
+        for job in [*busy, *([run] if run is not None and run.poll() is None else [])]:
             job.kill()
             job.wait()
     minutes, seconds = divmod(round(time.monotonic() - started), 60)
