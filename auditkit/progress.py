@@ -16,7 +16,8 @@ Probes report inner progress through ``context.progress``, without knowing the m
 
 Both are cheap no-ops when progress is off. Log lines carry no timestamps or source links.
 
-Every line fits 80 columns (a long step is shortened, never the numbers); elapsed time is
+Every progress line fits 80 columns (a long step is shortened, never the numbers; messages
+such as the sizing plan stay whole); elapsed time is
 always shown whole ("12 s", "1 min 05 s"); the estimate of the time left belongs to the step
 it is shown beside and is rounded up, so it never says "~0 s" while that step has work left.
 """
@@ -212,22 +213,25 @@ class Progress:
             self.advance(description, done, total)
 
     def log(self, message: str) -> None:
-        """A plain message (no timestamp, no source link), wrapped at ``WIDTH`` columns; nothing
-        when progress is off."""
+        """A plain message (no timestamp, no source link); nothing when progress is off.
+
+        A terminal wraps it to its width; in a log it stays one line, whole (a sentence such as
+        the sizing plan must be findable with grep, not cut at 80 columns).
+        """
         if self.mode == "rich" and self._rich is not None:
             self._rich.console.print(message, highlight=False, markup=False)
         elif self.mode == "lines":
-            import textwrap
-
-            for line in textwrap.wrap(message, WIDTH - len("auditkit: ")) or [""]:
-                self._write(line)
+            self._write_whole(message)
 
     def _write(self, line: str, keep: str = "") -> None:
-        """One line, ``line`` shortened so that it and ``keep`` fit ``WIDTH`` columns."""
+        """One progress line, ``line`` shortened so that it and ``keep`` fit ``WIDTH``."""
+        self._write_whole(fit(f"auditkit: {line}", keep=keep)[len("auditkit: "):])
+
+    def _write_whole(self, line: str) -> None:
         self._last_line = self.now()
         stream = self.stream or sys.stderr
         try:
-            stream.write(fit(f"auditkit: {line}", keep=keep) + "\n")
+            stream.write(f"auditkit: {line}\n")
             stream.flush()
         except (OSError, ValueError):  # a closed pipe must not end the audit
             pass
