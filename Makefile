@@ -3,20 +3,26 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.auditkit-installed
+# plugins/example is the probe author's template: installed for the test suite only, so its
+# probe does not run in every user's scan (`make install` / `make demo` leave it out).
+PLUGINS := $(filter-out plugins/example/pyproject.toml,$(wildcard plugins/*/pyproject.toml))
+EXAMPLE := plugins/example
+TEST_STAMP := $(VENV)/.auditkit-example-installed
 # MkDocs needs requests>=2.33, torchattacks pins requests~=2.25: the docs build in a venv of
 # their own (mkdocstrings reads the source without importing it, so it needs no torch).
 DOCS_VENV ?= .venv-docs
-PLUGINS := $(wildcard plugins/*/pyproject.toml)
 
-.PHONY: install demo test test-busy test-slow lint format bench docs clean
+.PHONY: install install-example demo test test-busy test-slow lint format bench docs clean
 
 # Each step says what it does before it starts (the dependencies take minutes: torch is ~2 GB).
-$(STAMP): pyproject.toml requirements-dev.txt requirements-docs.txt $(PLUGINS)
+$(STAMP): pyproject.toml requirements-dev.txt requirements-mlflow.txt requirements-docs.txt $(PLUGINS)
 	@echo "install: creating $(VENV) with $(PYTHON)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet pip==26.3
 	@echo "install: pinned dependencies from requirements-dev.txt (torch ~2 GB: several minutes)"
 	@$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@echo "install: MLflow support from requirements-mlflow.txt"
+	@$(BIN)/python -m pip install --quiet -r requirements-mlflow.txt
 	@echo "install: auditkit and the plugins in plugins/ (editable)"
 	@$(BIN)/python -m pip install --quiet --no-deps \
 		-e . $(foreach p,$(dir $(PLUGINS)),-e $(p))
@@ -28,6 +34,12 @@ $(STAMP): pyproject.toml requirements-dev.txt requirements-docs.txt $(PLUGINS)
 
 install: $(STAMP)
 
+$(TEST_STAMP): $(STAMP) $(EXAMPLE)/pyproject.toml
+	$(BIN)/python -m pip install --quiet --no-deps -e $(EXAMPLE)
+	touch $(TEST_STAMP)
+
+install-example: $(TEST_STAMP)
+
 demo: install
 	$(BIN)/auditkit demo --out auditkit-out
 	@echo "open auditkit-out/report.html"
@@ -38,18 +50,18 @@ lint: install
 format: install
 	$(BIN)/ruff format auditkit tests plugins examples benchmarks
 
-test: install lint docs
+test: install-example lint docs
 	$(BIN)/python -m pytest -q
 
 # The suite beside two busy threads: a test that reads the machine's speed fails here first.
-test-busy: install
+test-busy: install-example
 	$(BIN)/python benchmarks/busy.py --threads 2 -- $(BIN)/python -m pytest -q
 
 # The docs site (docs/, mkdocs.yml): --strict fails on a broken link or an undocumented name.
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(DOCS_VENV)/bin/mkdocs build --strict --quiet --site-dir site
 
-test-slow: install
+test-slow: install-example
 	$(BIN)/python -m pytest -q -m slow
 
 bench: install

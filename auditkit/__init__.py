@@ -6,6 +6,7 @@ Example:
     >>> result.metrics["adversarial.robust_accuracy"]
 """
 
+from auditkit import _moved
 from auditkit._version import __version__
 from auditkit.adapters import CallableAdapter, ModelAdapter, TorchModelAdapter
 from auditkit.api import scan
@@ -14,6 +15,8 @@ from auditkit.errors import AuditkitError, AuditkitInputError
 from auditkit.loading import ModelMetadata, load_model, save_model
 from auditkit.probes.base import MetricSpec, Probe
 from auditkit.results import AuditResult, Check, Finding, GateResult, ProbeResult
+
+_moved.install()  # auditkit.safety, auditkit.archfile, ...: documented paths of moved modules
 
 
 def write_outputs(result: AuditResult, out_dir):  # noqa: ANN201 - documented in auditkit.outputs

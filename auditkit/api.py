@@ -14,13 +14,13 @@ from torch import nn
 from auditkit.adapters import CallableAdapter, ModelAdapter, TorchModelAdapter, resolve_device
 from auditkit.adapters.sklearn_adapter import is_estimator
 from auditkit.data import AuditData, from_dataloader, from_tensors, load_data
-from auditkit.data.loaders import check_input_box, complete_class_names
+from auditkit.data.checks import check_input_box, complete_class_names
 from auditkit.errors import AuditkitInputError
 from auditkit.loading import LoadedModel, ModelMetadata, load_model, weights_sha256
+from auditkit.loading.safety import LoadLimits
 from auditkit.pipeline import DEFAULT_SEED, ProbeSpec, run_audit, select_probes
 from auditkit.progress import Progress
 from auditkit.results import AuditResult
-from auditkit.safety import LoadLimits
 
 if TYPE_CHECKING:
     from auditkit.gates import Policy
@@ -35,7 +35,9 @@ def resolve_data(data: DataLike, metadata: ModelMetadata | None = None, **load_k
         return data
     if data is None:
         if metadata is not None and isinstance(metadata.extra.get("data"), dict):
-            from auditkit.archfile import data_from_spec  # an architecture file names its data
+            from auditkit.loading.archfile import (
+                data_from_spec,  # an architecture file names its data
+            )
 
             return data_from_spec(metadata.extra["data"])
         if metadata is not None and metadata.dataset:
@@ -71,7 +73,9 @@ def build_adapter(
         return model
     meta = metadata or ModelMetadata()
     if isinstance(model, nn.Module) and isinstance(meta.extra.get("adapter"), dict):
-        from auditkit.archfile import adapter_from_spec  # an architecture file names its adapter
+        from auditkit.loading.archfile import (
+            adapter_from_spec,  # an architecture file names its adapter
+        )
 
         return adapter_from_spec(
             meta.extra["adapter"], model, data, metadata=meta, device=device, format=format
@@ -118,9 +122,9 @@ def build_adapter(
 
 def _foreign_adapter(model: Any, data: AuditData, meta: ModelMetadata, input_shape: Any,
                      input_range: Any, classes: int | None, device: str) -> ModelAdapter:
-    """ONNX / scikit-learn models (``auditkit.formats``), and in-memory estimators."""
+    """ONNX / scikit-learn models (``auditkit.loading.foreign``), and in-memory estimators."""
     if is_estimator(model):
-        from auditkit.formats import SklearnModel
+        from auditkit.loading.foreign import SklearnModel
 
         model = SklearnModel(model, format="scikit-learn")
     return model.make_adapter(
@@ -253,7 +257,7 @@ def scan(
         fail_on: ``failed`` (default: a failed probe fails the audit) | ``warned`` | ``never``
             (only gates fail it); overrides the policy file's ``fail_on``.
         load_limits: time, memory and archive limits for loading a model file
-            (``auditkit.safety.LoadLimits``: 60 s and 8 GB unless raised).
+            (``auditkit.loading.safety.LoadLimits``: 60 s and 8 GB unless raised).
 
     Example:
         >>> result = auditkit.scan(net, (x_test, y_test), budget="fast",
@@ -365,7 +369,7 @@ def _raw_table_model(module: Any) -> dict[str, Any]:
     estimator or pipeline, which does its own encoding): text columns stay, as category codes,
     float64 numbers keep their values, and the sensitive columns it was fitted on (``feature_names_in_``) stay among its inputs
     while remaining the bias probe's groups. Nothing for other models."""
-    from auditkit.formats import SklearnModel
+    from auditkit.loading.foreign import SklearnModel
 
     estimator = module.estimator if isinstance(module, SklearnModel) else module
     if not is_estimator(estimator):

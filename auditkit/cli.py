@@ -33,6 +33,14 @@ class _OneLineErrors(TyperGroup):
         from typer._click.exceptions import ClickException, NoArgsIsHelpError
         from typer.exceptions import Abort
 
+        from auditkit.tracking import fill_optional_value
+
+        if kwargs.get("args") is not None:
+            kwargs["args"] = fill_optional_value(list(kwargs["args"]))
+        elif args and args[0] is not None:
+            args = (fill_optional_value(list(args[0])), *args[1:])
+        else:
+            kwargs["args"] = fill_optional_value(sys.argv[1:])
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
         try:
@@ -290,7 +298,7 @@ def _out_lock(out: Path) -> Iterator[None]:
 
 
 def _load_limits(load_timeout: float, load_memory: float, allow_native_code: bool):
-    from auditkit.safety import GiB, LoadLimits
+    from auditkit.loading.safety import GiB, LoadLimits
 
     if not (math.isfinite(load_memory) and load_memory > 0):
         _fail(f"--load-memory {load_memory:g}: use a positive number of GB, e.g. 8")
@@ -344,7 +352,8 @@ def verdict_line(result, policy) -> str:
     from auditkit.verdict import verdict_basis
 
     basis = verdict_basis(
-        result.fail_on, policy.source if policy is not None else None, result.gates
+        result.fail_on, policy.source if policy is not None else None, result.gates,
+        result.probes,
     )
     return f"auditkit verdict: {result.verdict_text} ({basis})"
 
@@ -433,6 +442,8 @@ def scan(
     set_: Annotated[list[str] | None, typer.Option("--set", metavar="PROBE.OPTION=VALUE", help="Probe option, e.g. adversarial.eps=0.1 (repeatable; auditkit probes --verbose lists them).")] = None,
     max_minutes: Annotated[float | None, typer.Option(min=0.1, metavar="MINUTES", help="Limit on probe time instead of the budget's (fast about 1 min, standard about 10): each probe's work is sized to the model's measured cost.")] = None,
     cost_from: Annotated[Path | None, typer.Option(metavar="PATH", help="Size the work with the cost recorded in an earlier audit.json instead of measuring (same cost, same plan: for diffs).")] = None,
+    mlflow: Annotated[str | None, typer.Option("--mlflow", metavar="[TRACKING_URI]", help="Also log the audit to MLflow (metrics auditkit.PROBE.METRIC, verdict tags, the four files): a new run in an experiment named after the model. TRACKING_URI: sqlite:///mlflow.db, a folder or a server; alone: MLflow's default store. Needs auditkit-mlflow.")] = None,
+    mlflow_run: Annotated[str | None, typer.Option("--mlflow-run", metavar="RUN_ID", help="Log into this existing MLflow run instead of a new one (implies --mlflow).")] = None,
     debug: DebugOption = False,
 ) -> None:
     """Audit MODEL and write audit.json, report.html, junit.xml and summary.md to --out.
@@ -468,6 +479,7 @@ def scan(
         if fail_on is not None:
             check_fail_on(fail_on)
         recorded_cost = _recorded_cost(cost_from) if cost_from is not None else None
+        tracker = _tracker_for(mlflow, mlflow_run)
         from auditkit import distributed
 
         _, device = distributed.setup(device)
@@ -505,12 +517,33 @@ def scan(
         )
         if main_rank:
             code = _finish(result, out, loaded_policy)
+            if tracker is not None:  # after the files: a tracker failure loses no audit
+                run_id = tracker.log_audit(out, _tracking_uri(mlflow), run_id=mlflow_run)
+                typer.echo(f"mlflow: logged to run {run_id}")
         else:
             from auditkit.gates import exit_code
 
             code = exit_code(result)
         distributed.teardown()
     raise typer.Exit(code)
+
+
+def _tracking_uri(value: str | None) -> str | None:
+    from auditkit.tracking import OPTIONAL_VALUES
+
+    return None if value in (None, OPTIONAL_VALUES["--mlflow"]) else value
+
+
+def _tracker_for(mlflow: str | None, run_id: str | None) -> Any:
+    """The MLflow plugin when --mlflow / --mlflow-run is given (exit 2 naming the install when
+    it is missing), its store and run checked before the audit; None otherwise."""
+    if mlflow is None and run_id is None:
+        return None
+    from auditkit.tracking import tracker
+
+    plugin = tracker("mlflow", "--mlflow-run" if mlflow is None else "--mlflow")
+    plugin.check_target(_tracking_uri(mlflow), run_id)
+    return plugin
 
 
 def _recorded_cost(path: Path) -> dict[str, Any]:
@@ -595,8 +628,8 @@ def report(
 
 @app.command()
 def diff(
-    base: Annotated[Path, typer.Argument(metavar="BASE_JSON", help="Baseline audit.json.")],
-    new: Annotated[Path, typer.Argument(metavar="NEW_JSON", help="New audit.json.")],
+    base: Annotated[Path, typer.Argument(metavar="BASE_JSON", help="Baseline audit.json, or an MLflow run (runs:/RUN_ID) that logged one.")],
+    new: Annotated[Path, typer.Argument(metavar="NEW_JSON", help="New audit.json, or an MLflow run (runs:/RUN_ID).")],
     tolerance: Annotated[float, typer.Option(metavar="FLOAT", help="Allowed absolute change toward worse.")] = 0.01,
     tolerance_for: Annotated[list[str] | None, typer.Option("--tolerance-for", metavar="PROBE.METRIC=FLOAT", help="Per-metric tolerance, e.g. adversarial.robust_accuracy=0.03 (repeatable).")] = None,
     markdown: Annotated[Path | None, typer.Option(metavar="PATH", help="Also write the comparison as Markdown.")] = None,
@@ -619,8 +652,11 @@ def diff(
                 sep = ""
             if not sep or not key.strip():
                 _fail(f"--tolerance-for {item!r}: expected probe.metric=number, e.g. calibration.ece=0.02")
+        with tempfile.TemporaryDirectory(prefix="auditkit-diff-") as scratch:
+            audits = [_load_audit(_audit_file(ref, Path(scratch) / str(i)))
+                      for i, ref in enumerate((base, new))]
         changes = compare(
-            _load_audit(base), _load_audit(new), tolerance=tolerance, tolerances=per_metric,
+            *audits, tolerance=tolerance, tolerances=per_metric,
             labels=(str(base), str(new)), force=force,
         )
         text = render_diff_markdown(changes, only_changed=not all_metrics)
@@ -629,6 +665,16 @@ def diff(
         with _reader_may_leave():
             typer.echo(text)
     raise typer.Exit(1 if changes.regressed else 0)
+
+
+def _audit_file(ref: Path, scratch: Path) -> Path:
+    """An audit.json path; a run reference (``runs:/ID``) is fetched by the tracker's plugin."""
+    from auditkit import tracking
+
+    if tracking.uri_tracker(ref) is None:
+        return ref
+    scratch.mkdir(parents=True, exist_ok=True)
+    return tracking.fetch_audit(ref, scratch)
 
 
 @app.command("probes")

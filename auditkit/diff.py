@@ -25,6 +25,7 @@ from numbers import Real
 from typing import Any
 
 from auditkit.errors import AuditkitInputError
+from auditkit.noise import combined_noise
 from auditkit.render.markdown import code, text
 from auditkit.results import AuditResult
 
@@ -45,6 +46,8 @@ class MetricChange:
     direction: str | None  # higher | lower | None (no better side)
     regression: bool
     improvement: bool
+    noise: float | None = None  # z × combined standard error of both audits (auditkit.noise)
+    noise_source: str = ""
 
     def to_dict(self) -> dict:
         return self.__dict__.copy()
@@ -174,7 +177,9 @@ def diff_results(
     labels: tuple[str, str] = ("base audit", "new audit"),
 ) -> list[MetricChange]:
     """Every metric present in either audit; a regression is a move to the worse side by more
-    than the tolerance (absolute), or a metric that disappeared."""
+    than the tolerance (absolute) *and* more than the metric's noise (``auditkit.noise``: z ×
+    the combined standard error of both audits, where they recorded one), or a metric that
+    disappeared."""
     tolerances = dict(tolerances or {})
     base_m, new_m = base.metrics, new.metrics
     _check_tolerances(tolerance, tolerances, set(base_m) | set(new_m))
@@ -186,14 +191,18 @@ def diff_results(
         direction = directions.get(metric)
         tol = tolerances.get(metric, tolerance)
         delta = None if b is None or n is None else n - b
+        noise, source = combined_noise(base, new, metric)
         regression = improvement = False
         if delta is not None and direction:
             worse = -delta if direction == "higher" else delta
-            regression = worse > tol
-            improvement = -worse > tol
+            bar = max(tol, noise or 0.0)
+            regression = worse > bar
+            improvement = -worse > bar
         elif b is not None and n is None and direction:
             regression = True  # a measured number vanished: treat as a regression
-        changes.append(MetricChange(metric, b, n, delta, direction, regression, improvement))
+        changes.append(
+            MetricChange(metric, b, n, delta, direction, regression, improvement, noise, source)
+        )
     return changes
 
 
@@ -226,8 +235,12 @@ def diff_statuses(base: AuditResult, new: AuditResult) -> list[StatusChange]:
             if b_status is None:
                 regression, improvement = check.status == "failed", False
             else:
+                # Only a check that now *fails* regresses: passed ↔ warned is advisory and moves
+                # with the seed (a temperature that helps on one split and not on another); the
+                # probe's own status change is judged above.
                 b_rank, n_rank = CHECK_RANK.get(b_status, 0), CHECK_RANK.get(check.status, 2)
-                regression, improvement = n_rank > b_rank, n_rank < b_rank
+                regression = check.status == "failed" and n_rank > b_rank
+                improvement = n_rank < b_rank
             changes.append(
                 StatusChange(
                     f"{name}: {check.name}", "check", b_status, check.status, regression,
@@ -393,12 +406,16 @@ def render_diff_markdown(
                 f"| {_verdict(s)} |"
             )
         lines.append("")
-    lines += ["| metric | base | new | Δ | better | verdict |", "|---|---|---|---|---|---|"]
+    lines += [
+        "| metric | base | new | Δ | noise (±) | better | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for c in rows:
+        noise = "—" if c.noise is None else text(f"±{c.noise:.3g} ({c.noise_source})")
         lines.append(
-            f"| {code(c.metric)} | {f(c.base)} | {f(c.new)} | {f(c.delta)} "
+            f"| {code(c.metric)} | {f(c.base)} | {f(c.new)} | {f(c.delta)} | {noise} "
             f"| {text(c.direction or '—')} | {_verdict(c)} |"
         )
     if not rows:
-        lines.append("| (no metric changed beyond tolerance) | | | | | |")
+        lines.append("| (no metric changed beyond tolerance and noise) | | | | | | |")
     return "\n".join(lines) + "\n"

@@ -2,7 +2,7 @@
 
 Groups: ``auditkit.probes`` (Probe classes), ``auditkit.datasets`` (data set builders),
 ``auditkit.generators`` (``auditkit generate NAME``), ``auditkit.architectures`` (network factories
-that architecture files name, see ``auditkit.archfile``), ``auditkit.adapters`` (adapter factories
+that architecture files name, see ``auditkit.loading.archfile``), ``auditkit.adapters`` (adapter factories
 those files name). A plugin that fails to load becomes a
 visible errored row, never a crash.
 """

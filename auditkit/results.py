@@ -16,7 +16,7 @@ renderers draw it (HTML as inline SVG); no probe draws anything itself:
 - ``{"kind": "matrix", "title", "labels": [..], "values": [[..]], "x_label", "y_label"}``
 - ``{"kind": "images", "title", "columns": [..], "rows": [{"caption", "cells": [{"label",
   "pixels": [[..]] (H×W or H×W×3 floats in [0, 1])} or {"label", "png": "data:image/png;
-  base64,…"}]}], "caption"}`` (``auditkit.render.figures.image_cell`` picks: number lists for
+  base64,…"}]}], "caption"}`` (``auditkit.images.image_cell`` picks: number lists for
   images of at most 1,024 values, an 8-bit PNG beyond)
 - ``{"kind": "table", "title", "columns": [..], "rows": [[..]], "caption"}``
 """
@@ -138,6 +138,8 @@ class ProbeResult:
             by the runner.
         report_template: the probe's report partial (``"package:path"``), recorded by the
             runner from the probe's declaration.
+        title: the probe's human title, recorded by the runner from its declaration (a
+            plugin's title reaches the report from audit.json alone; "" when none declared).
     """
 
     name: str
@@ -155,6 +157,7 @@ class ProbeResult:
     metric_info: dict[str, dict[str, Any]] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     report_template: str | None = None
+    title: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -173,6 +176,7 @@ class ProbeResult:
             "metric_info": jsonable(self.metric_info),
             "options": jsonable(self.options),
             "report_template": self.report_template,
+            "title": self.title,
         }
 
     @classmethod
@@ -193,6 +197,7 @@ class ProbeResult:
             metric_info=dict(d.get("metric_info") or {}),
             options=dict(d.get("options") or {}),
             report_template=d.get("report_template"),
+            title=str(d.get("title") or ""),
         )
 
 
@@ -284,6 +289,8 @@ class AuditResult:
 
     # --- serialization ----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        from auditkit.counts import audit_counts
+
         return {
             "schema_version": self.schema_version,
             "auditkit_version": self.auditkit_version,
@@ -299,6 +306,7 @@ class AuditResult:
             "verdict_text": self.verdict_text,
             "fail_on": self.fail_on,
             "verdict_reasons": [r.to_dict() for r in self.verdict_reasons],
+            "counts": audit_counts(self.probes, self.gates),  # auditkit.counts: one count
         }
 
     def to_json(self, indent: int | None = 2) -> str:

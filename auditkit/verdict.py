@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from auditkit.results import GateResult, ProbeResult
+# ``ProbeResult`` / ``GateResult`` objects or their audit.json dictionaries (read with ``_get``):
+# typed loosely so this room needs nothing from ``auditkit.results``, which builds on it.
 
 FAIL_ON = ("failed", "warned", "never")
 DEFAULT_FAIL_ON = "failed"
@@ -109,8 +109,8 @@ def grade_reason(probe: Any) -> str:
 
 
 def verdict_reasons(
-    probes: Mapping[str, ProbeResult | Mapping[str, Any]],
-    gates: Sequence[GateResult | Mapping[str, Any]],
+    probes: Mapping[str, Any],
+    gates: Sequence[Any],
     fail_on: str = DEFAULT_FAIL_ON,
 ) -> list[Reason]:
     """Every non-passed probe and gate, worst first, marking which ones decide the verdict."""
@@ -136,8 +136,8 @@ def verdict_reasons(
 
 
 def decide(
-    probes: Mapping[str, ProbeResult | Mapping[str, Any]],
-    gates: Sequence[GateResult | Mapping[str, Any]],
+    probes: Mapping[str, Any],
+    gates: Sequence[Any],
     fail_on: str = DEFAULT_FAIL_ON,
 ) -> str:
     """``failed`` | ``error`` | ``passed``: a failure wins over an error (exit 1 before 3)."""
@@ -172,17 +172,27 @@ def check_fail_on(value: Any, source: str = "--fail-on") -> str:
     return str(value)
 
 
-def verdict_basis(fail_on: str, policy_source: str | None, gates: Sequence[Any]) -> str:
-    """What the verdict rests on, in words: the policy (if any) and how grades count."""
+def verdict_basis(
+    fail_on: str, policy_source: str | None, gates: Sequence[Any],
+    probes: Mapping[str, Any] | None = None,
+) -> str:
+    """What the verdict rests on, in words: the policy (if any), how grades count and, given
+    ``probes``, the checks passed (counted by ``auditkit.counts``, as every output does)."""
+    from auditkit.counts import audit_counts, counts_text, gate_counts
+
+    checks = ""
+    if probes is not None:
+        counts = audit_counts(probes, [])
+        checks = "; " + counts_text(counts)
     grades = {
         "failed": "a failed probe fails the audit",
         "warned": "a failed or warned probe fails the audit (--fail-on warned)",
         "never": "probe grades do not fail the audit (--fail-on never)",
     }[fail_on if fail_on in FAIL_ON else DEFAULT_FAIL_ON]
     if policy_source is None and not gates:
-        return f"no policy: no gates evaluated; {grades}"
-    held = sum(bool(_get(g, "passed")) for g in gates)
+        return f"no policy: no gates evaluated; {grades}{checks}"
+    held, total = gate_counts(gates)
     if not gates:
-        return f"policy {policy_source} has no gates; {grades}"
+        return f"policy {policy_source} has no gates; {grades}{checks}"
     where = f"; policy {policy_source}" if policy_source else ""
-    return f"{held} of {len(gates)} gates hold{where}; {grades}"
+    return f"{held} of {total} gates hold{where}; {grades}{checks}"

@@ -100,7 +100,7 @@ def bf16_vs_fp32(n: int) -> dict:
     import torchvision
 
     from auditkit.adapters import TorchModelAdapter
-    from auditkit.adapters.torch_adapter import compare_bf16_robust_accuracy
+    from auditkit.probes.adversarial.bf16 import compare_bf16_robust_accuracy
 
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None, num_classes=10)

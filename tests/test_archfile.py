@@ -12,10 +12,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from auditkit.archfile import HEADER_KEY, load_arch_model, read_header, save_arch_model
 from auditkit.cli import app
 from auditkit.errors import AuditkitInputError
 from auditkit.loading import load_model
+from auditkit.loading.archfile import HEADER_KEY, load_arch_model, read_header, save_arch_model
 
 PLUGIN = textwrap.dedent('''
     import torch

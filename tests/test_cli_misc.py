@@ -13,7 +13,7 @@ def test_probes_lists_builtins_with_their_distribution():
     res = CliRunner().invoke(app, ["probes"])
     assert res.exit_code == 0
     lines = {line.split()[0]: line for line in res.output.splitlines() if line.strip()}
-    for name in ("performance", "adversarial", "calibration", "bias", "memorization"):
+    for name in ("performance", "adversarial", "calibration", "corruptions", "bias", "memorization"):
         assert name in lines and "auditkit" in lines[name]
 
 

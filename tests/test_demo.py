@@ -39,7 +39,7 @@ def test_demo_writes_every_output_and_a_self_describing_model(demo_run):
     # Every built-in probe runs cleanly on the demo model: none errors, none is skipped.
     errored = {n: p.error for n, p in result.probes.items() if p.status == "error"}
     assert not errored, errored
-    assert {"performance", "adversarial", "calibration", "bias", "memorization"} <= {
+    assert {"performance", "adversarial", "calibration", "corruptions", "bias", "memorization"} <= {
         n for n, p in result.probes.items() if p.status != "skipped"
     }
     assert res.exit_code == 0, res.output
@@ -130,7 +130,7 @@ def test_pickled_module_exits_2_with_one_line_explaining_unsafe_pickle(tmp_path)
     trusted = CliRunner().invoke(app, ["scan", str(path), "--data", "digits", "--unsafe-pickle",
                                        "--probes", "performance", "--out", str(tmp_path / "ok")])
     assert trusted.exit_code == 1, trusted.output
-    assert "performance failed: above_chance: accuracy" in trusted.stdout
+    assert "performance failed: above_chance: balanced accuracy" in trusted.stdout
     assert json.loads((tmp_path / "ok" / "audit.json").read_text())["model"]["format"] == \
         "torch.save"
 

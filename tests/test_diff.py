@@ -161,7 +161,7 @@ def test_markdown_cells_are_escaped():
     text = render_diff_markdown(changes, only_changed=False)
     (row,) = [line for line in text.splitlines() if "script" in line]
     cells = re.split(r"(?<!\\)\|", row)
-    assert len(cells) == 8  # 6 cells: no pipe broke out of the table
+    assert len(cells) == 9  # 7 cells: no pipe broke out of the table
     # The name sits in a code span, where GitHub shows HTML as text.
     assert cells[1].strip().startswith("``") and cells[1].strip().endswith("``")
 

@@ -94,9 +94,11 @@ def linear_model_file(tmp_path_factory, digits_data):
 
 
 # Small attack batches and several memorization levels, so both are split across the ranks:
-# adversarial batches round-robin, memorization levels one per rank.
+# adversarial batches round-robin, memorization levels one per rank; 520 corrupted examples
+# make three corruption batches of 256.
 SCAN = ["--data", "digits", "--budget", "fast", "--device", "cpu", "--seed", "3",
-        "--probes", "performance,calibration,adversarial,bias,memorization",
+        "--probes", "performance,calibration,corruptions,adversarial,bias,memorization",
+        "--set", "corruptions.n_examples=520",
         "--set", "adversarial.n_examples=60", "--set", "adversarial.batch_size=16",
         "--set", "bias.n_boot=20", "--set", "memorization.train_size=48",
         "--set", "memorization.max_epochs=8"]
@@ -156,8 +158,9 @@ def test_two_gloo_processes_equal_one_process_and_only_rank_0_writes(
     dist = json.loads((rank0 / "audit.json").read_text())
     assert dist["environment"]["world_size"] == 2 and dist["environment"]["backend"] == "gloo"
     assert _metrics(dist) == _metrics(single)
-    for probe in ("adversarial", "memorization"):
+    for probe in ("adversarial", "memorization", "corruptions"):
         assert dist["probes"][probe]["status"] == single["probes"][probe]["status"]
+    assert single["probes"]["corruptions"]["details"]["n_examples"] == 520
     levels = [r["train_accuracy"] for r in dist["probes"]["memorization"]["details"]["levels"]]
     assert levels == [
         r["train_accuracy"] for r in single["probes"]["memorization"]["details"]["levels"]

@@ -18,7 +18,9 @@ import pytest
 
 EXPECTED = Path(__file__).parent / "expected" / "demo_audit.json"
 RELATIVE_TOLERANCE = 1e-6
-BUILTIN_PROBES = ("performance", "adversarial", "calibration", "bias", "memorization")
+BUILTIN_PROBES = (
+    "performance", "adversarial", "calibration", "corruptions", "bias", "memorization"
+)
 
 
 def essentials(doc: dict) -> dict:

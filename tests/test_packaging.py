@@ -21,7 +21,7 @@ def test_wheel_ships_templates_and_every_probe(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     templates = {p.name for p in (ROOT / "reports" / "templates").glob("*.j2")}
     assert templates and {f"auditkit/templates/{t}" for t in templates} <= names
-    for probe in ("performance", "adversarial", "calibration", "bias", "memorization"):
+    for probe in ("performance", "adversarial", "calibration", "corruptions", "bias", "memorization"):
         assert {f"auditkit/probes/{probe}.py", f"auditkit/probes/{probe}/__init__.py"} & names
     # Every module of the source tree ships (a probe package missing from the package list
     # would import in an editable install and fail in a real one).

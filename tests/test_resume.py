@@ -106,13 +106,13 @@ def test_key_covers_output_kind_version_and_clean_logits(tmp_path, monkeypatch):
     audit(_adapter(other))
     assert Counted.calls == 3
     # A new auditkit version may compute a probe differently: recomputed.
-    monkeypatch.setattr("auditkit.pipeline.__version__", "999.0")
+    monkeypatch.setattr("auditkit.checkpoints.__version__", "999.0")
     audit(_adapter(net))
     assert Counted.calls == 4
     audit(_adapter(net))
     assert Counted.calls == 4
     # So may other code under the same version (a development build, an edited plugin).
-    monkeypatch.setattr("auditkit.pipeline._source_digest", lambda location: "other code")
+    monkeypatch.setattr("auditkit.checkpoints._source_digest", lambda location: "other code")
     audit(_adapter(net))
     assert Counted.calls == 5
 
@@ -245,7 +245,7 @@ def test_the_code_key_follows_a_plugins_source_wherever_it_lives(tmp_path, monke
     import sys
     import time
 
-    from auditkit.pipeline import _code_key
+    from auditkit.checkpoints import _code_key
 
     probe_source = (
         "from auditkit.probes.base import Probe\n"

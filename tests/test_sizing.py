@@ -671,7 +671,7 @@ def clocked():
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sizing.time, "perf_counter", lambda: clock["t"])
+        patch.setattr(sizing.cost.time, "perf_counter", lambda: clock["t"])
         yield adapter
     torch.set_num_threads(before)
 
@@ -808,7 +808,7 @@ def _fake_layout_timings(monkeypatch, adapter, seconds: dict[bool, float]) -> li
         seen.append(adapter.channels_last)
         return [seconds[adapter.channels_last]] * repeats
 
-    monkeypatch.setattr(sizing, "_timings", timings)
+    monkeypatch.setattr(sizing.layout, "_timings", timings)
     return seen
 
 

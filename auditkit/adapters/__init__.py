@@ -1,8 +1,8 @@
 """Adapters: every model seen through one contract (pixels in a box → logits)."""
 
 from auditkit.adapters.base import Diagnostics, ModelAdapter
+from auditkit.adapters.callable_adapter import CallableAdapter
 from auditkit.adapters.torch_adapter import (
-    CallableAdapter,
     TorchModelAdapter,
     input_gradient,
     output_kind,

@@ -21,7 +21,9 @@ from torch import nn
 from auditkit.adapters.base import Diagnostics, ModelAdapter, class_indices
 from auditkit.adapters.torch_adapter import TorchModelAdapter, _normalization, output_kind
 from auditkit.errors import AuditkitInputError, one_line
-from auditkit.formats.onnx_file import GraphFacts, graph_facts, make_session
+from auditkit.loading.onnx import GraphFacts, graph_facts, make_session
+from auditkit.loading.onnx_external import load_external_weights
+from auditkit.loading.onnx_normalize import conversion_failure_in_words, normalize
 
 #: The twin is used only when its outputs match onnxruntime's this closely (relative to their
 #: scale) on the audit's own inputs.
@@ -60,15 +62,16 @@ class OnnxModel:
 
 
 def convert_to_torch(proto: Any, output_index: int) -> tuple[nn.Module | None, str]:
-    """The graph as a torch module via onnx2torch, or None and why not."""
+    """The graph as a torch module via onnx2torch, or None and why not (in words)."""
     try:
         from onnx2torch import convert
     except ImportError:
-        return None, "onnx2torch is not installed (pip install 'auditkit[onnx]')"
+        return None, ("onnx2torch is not installed; pip install -e '.[onnx]' from auditkit's "
+                      "clone to get gradient attacks")
     try:
         module = convert(proto)
     except Exception as exc:  # NotImplementedError for unsupported operators, and others
-        return None, f"onnx2torch cannot convert it ({one_line(exc, 160)})"
+        return None, conversion_failure_in_words(exc, proto)
     return _Pick(module, output_index), ""
 
 
@@ -145,12 +148,15 @@ class OnnxModelAdapter(ModelAdapter):
         self.twin: TorchModelAdapter | None = None
         self.twin_note = ""
         self.twin_max_abs_diff: float | None = None
+        self.normalized: list[str] = []
         if white_box is not False and not self.labels_only and self.kind != "zipmap":
             self._build_twin()
         elif self.labels_only:
-            self.twin_note = "the model returns labels only: no scores to differentiate"
+            self.twin_note = ("the model returns labels only: there are no scores to "
+                              "differentiate; export the scores to get gradient attacks")
         elif self.kind == "zipmap":
-            self.twin_note = "ZipMap outputs (scikit-learn converters) have no torch twin"
+            self.twin_note = ("ZipMap outputs (scikit-learn converters) have no torch twin; "
+                              "gradient-free attacks measure it")
         else:
             self.twin_note = "the black-box path was asked for"
         self.supports_gradients = self.twin is not None
@@ -226,7 +232,14 @@ class OnnxModelAdapter(ModelAdapter):
     # --- the white-box twin ---------------------------------------------------------------
     def _build_twin(self) -> None:
         names = [o.name for o in self.onnx_model.proto.graph.output]
-        module, why = convert_to_torch(self.onnx_model.proto, names.index(self.facts.scores_output))
+        try:
+            full = load_external_weights(self.onnx_model.proto, self.onnx_model.path)
+        except Exception as exc:  # validated already; a read error still leaves the runtime
+            self.twin_note = f"its external data could not be read ({one_line(exc, 160)})"
+            return
+        rewritten = normalize(full)
+        self.normalized = rewritten.steps
+        module, why = convert_to_torch(rewritten.proto, names.index(self.facts.scores_output))
         if module is None:
             self.twin_note = why
             return
@@ -265,8 +278,8 @@ class OnnxModelAdapter(ModelAdapter):
         scale = 1.0 + float(theirs.abs().max())
         self.twin_max_abs_diff = diff
         if not diff <= TWIN_TOLERANCE * scale:
-            self.twin_note = (f"the onnx2torch twin disagrees with onnxruntime (max |Δ| = "
-                              f"{diff:.3g}), so it is not used")
+            self.twin_note = (f"the converted network disagrees with onnxruntime (max |Δ| = "
+                              f"{diff:.3g}), so its gradients would attack another model")
             return False
         return True
 
@@ -282,6 +295,14 @@ class OnnxModelAdapter(ModelAdapter):
     @property
     def path(self) -> str:
         return PATH_WHITE if self.twin is not None else PATH_BLACK
+
+    @property
+    def path_words(self) -> str:
+        """Which path ran and why, as the report says it."""
+        if self.twin is not None:
+            diff = self.twin_max_abs_diff or 0.0
+            return f"white box (converted network matches onnxruntime to {diff:.1g})"
+        return f"black box: {self.twin_note or 'no converted network'}"
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         if self.twin is not None and torch.is_grad_enabled():
@@ -350,6 +371,9 @@ class OnnxModelAdapter(ModelAdapter):
         return {
             **super().describe(),
             "path": self.path,
+            "path_taken": "white box" if self.twin is not None else "black box",
+            "white_box_reason": self.path_words,
+            "normalized": self.normalized,
             "runtime": f"onnxruntime ({self.provider})",
             "outputs": self.kind,
             "twin": {"used": self.twin is not None, "why_not": self.twin_note or None,

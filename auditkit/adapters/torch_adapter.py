@@ -1,8 +1,9 @@
-"""Adapters for torch models (nn.Module, exported programs, TorchScript) and black boxes."""
+"""Adapters for torch models (nn.Module, exported programs, TorchScript); black boxes are in
+``callable_adapter``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -63,6 +64,37 @@ def _try_eval(model: nn.Module) -> bool:
     except NotImplementedError:
         return False
     return True
+
+
+def read_logits_before_softmax(network: _Network, x: torch.Tensor, outputs: torch.Tensor,
+                               diag: Diagnostics) -> bool:
+    """Hook: point ``network`` at the logits before its model's final softmax when that
+    reproduces the outputs (``softmax_head``); notes it in ``diag``."""
+    from auditkit.adapters.softmax_head import logits_before_softmax
+
+    inputs = (x - network.mean) / network.std if network.mean is not None else x
+    stripped = logits_before_softmax(network.model, inputs, outputs, diag.output_kind)
+    if stripped is None:
+        return False
+    diag.notes.append(
+        f"the model ends in a {'log-' if diag.output_kind == 'log_probabilities' else ''}softmax; "
+        "auditkit reads the logits before it, so attacks keep their gradients"
+    )
+    network.softmax_stripped_from = diag.output_kind
+    network.model, network.output_kind, diag.output_kind = stripped, "logits", "logits"
+    return True
+
+
+def logits_of_copy(network: _Network, module: nn.Module) -> tuple[nn.Module, str]:
+    """Hook for ``wrap``: a copy of a network whose softmax was stripped gets the same
+    treatment (else its outputs are read as they are, probabilities)."""
+    original = getattr(network, "softmax_stripped_from", None)
+    if original is None:
+        return module, network.output_kind
+    from auditkit.adapters.softmax_head import strip_softmax
+
+    stripped = strip_softmax(module)
+    return (stripped, "logits") if stripped is not None else (module, original)
 
 
 class _Network(nn.Module):
@@ -323,7 +355,8 @@ class TorchModelAdapter(ModelAdapter):
         """The adapter's pixels-to-logits pipeline (normalization, output conversion) around
         another network, e.g. a re-initialized copy the memorization probe trains."""
         net = self.network
-        return _Network(module, net.mean, net.std, net.output_kind, _input_dtype(module))
+        module, kind = logits_of_copy(net, module)  # softmax_head: the copy's logits too
+        return _Network(module, net.mean, net.std, kind, _input_dtype(module))
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "mean": _listed(self.mean), "std": _listed(self.std)}
@@ -352,7 +385,10 @@ class TorchModelAdapter(ModelAdapter):
                 first = self.network(x).float()
             second = self.network(x).float()
         diag.output_kind = output_kind(first)
-        if diag.output_kind == "probabilities":
+        if diag.output_kind != "logits" and read_logits_before_softmax(self.network, x, first,
+                                                                        diag):
+            pass  # the network now ends at the logits (auditkit.adapters.softmax_head)
+        elif diag.output_kind == "probabilities":
             diag.notes.append(
                 "the model outputs probabilities (softmax inside); auditkit uses their log as "
                 "logits. Saturated softmax outputs can mask gradients"
@@ -425,46 +461,6 @@ def layout_can_change(model: nn.Module, shape: tuple[int, ...]) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
-def compare_bf16_robust_accuracy(
-    adapter: TorchModelAdapter,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    eps: float,
-    steps: int = 10,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """PGD robust accuracy on a sample in float32 and under bf16 autocast, side by side.
-
-    The check behind the bf16 option: the two must agree within one point (0.01).
-    Returns ``{"fp32", "bf16", "difference", "within_one_point", "bf16_used", "n"}``.
-    """
-    from auditkit.attacks import PGD
-
-    def robust(bf16: bool) -> tuple[float, bool]:
-        generator = torch.Generator(device=adapter.device).manual_seed(seed)
-        with adapter.mixed_precision(bf16) as used:
-            out = PGD(adapter.as_module(), eps=eps, steps=steps, box=adapter.input_range,
-                      generator=generator).perturb(x.to(adapter.device), y.to(adapter.device))
-        # Judged in float32 either way: bf16 may only change how well the attack searches.
-        with torch.inference_mode():
-            logits = adapter.logits(out.adversarial)
-        return float((logits.argmax(-1).cpu() == y.cpu()).float().mean()), used
-
-    fp32, _ = robust(False)
-    bf16, used = robust(True)
-    return {
-        "n": int(len(x)),
-        "eps": float(eps),
-        "steps": int(steps),
-        "fp32": fp32,
-        "bf16": bf16,
-        "difference": bf16 - fp32,
-        "within_one_point": abs(bf16 - fp32) <= 0.01 + 1e-9,
-        "bf16_used": used,
-    }
-
-
 def _listed(values: tuple[float, ...] | None) -> list[float] | None:
     return list(values) if values is not None else None
 
@@ -485,110 +481,6 @@ def input_gradient(
     except RuntimeError:
         return None
     return grad.detach() if grad is not None else None
-
-
-class CallableAdapter(ModelAdapter):
-    """Adapter for a black box: ``fn(numpy batch) -> probabilities``; no gradients.
-
-    Args:
-        fn: maps an array of shape ``(N, *input_shape)`` to class probabilities ``(N, C)``
-            (``outputs="logits"``: raw scores), or to integer labels ``(N,)`` (labels only).
-        input_shape, num_classes, input_range: as for ``TorchModelAdapter``.
-        outputs: ``probabilities`` | ``logits`` | ``labels`` (1-D integer answers are
-            recognized as labels on their own).
-
-    Example:
-        >>> adapter = CallableAdapter(sk_model.predict_proba, input_shape=(20,), num_classes=2,
-        ...                           input_range=None)
-    """
-
-    supports_gradients = False
-
-    def __init__(
-        self,
-        fn: Callable[[np.ndarray], np.ndarray],
-        *,
-        input_shape: Sequence[int],
-        num_classes: int,
-        input_range: tuple[float, float] | None = None,
-        outputs: str = "probabilities",
-    ) -> None:
-        self.fn = fn
-        self.input_shape = tuple(int(s) for s in input_shape)
-        self.num_classes = int(num_classes)
-        self.input_range = tuple(float(v) for v in input_range) if input_range else None
-        self.device = torch.device("cpu")
-        self.format = "callable"
-        self.outputs = outputs
-        self.diagnostics = Diagnostics(
-            output_kind=outputs,
-            gradient_finite=None,
-            notes=["black-box model: no input gradients; the adversarial probe uses "
-                   "gradient-free attacks"],
-        )
-
-    def _scores(self, x: torch.Tensor) -> torch.Tensor:
-        raw = self.fn(x.detach().cpu().numpy())
-        if isinstance(raw, torch.Tensor):
-            raw = raw.detach().cpu().numpy()
-        raw = np.asarray(raw)
-        if raw.ndim == 1 and len(raw) == len(x) and (
-            self.outputs == "labels" or raw.dtype.kind in "iub"
-        ):
-            return self._one_hot(raw)
-        out = torch.as_tensor(np.asarray(raw, dtype=np.float32))
-        if out.ndim != 2 or out.shape != (len(x), self.num_classes):
-            raise AuditkitInputError(
-                f"the model function returned shape {tuple(out.shape)} for {len(x)} examples; "
-                f"expected ({len(x)}, {self.num_classes}) class probabilities"
-            )
-        return out
-
-    def _one_hot(self, labels: np.ndarray) -> torch.Tensor:
-        """A labels-only black box (``fn`` returns class indices): one-hot probabilities."""
-        index = labels.astype(np.int64)
-        if len(index) and (index.min() < 0 or index.max() >= self.num_classes):
-            raise AuditkitInputError(
-                f"the model function returned label {int(index.max())} outside 0..."
-                f"{self.num_classes - 1}"
-            )
-        self.outputs = "labels"
-        out = torch.zeros(len(index), self.num_classes)
-        out[torch.arange(len(index)), torch.from_numpy(index)] = 1.0
-        return out
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        out = self._scores(x)
-        if self.outputs in ("probabilities", "labels"):
-            return torch.log(out.clamp_min(1e-12))
-        return out
-
-    def diagnose(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Diagnostics:
-        """Check what the function really returns and whether it is deterministic."""
-        first, second = self._scores(x), self._scores(x)
-        kind = "labels" if self.outputs == "labels" else output_kind(first)
-        notes = ["black-box model: no input gradients; the adversarial probe uses "
-                 "gradient-free attacks"]
-        if kind == "labels":
-            notes.append("the function returns labels only: a decision-based attack is used")
-        elif self.outputs == "probabilities" and kind != "probabilities":
-            # Taking the log of scores that are not probabilities would scramble the ranking.
-            notes.append(
-                f"the function was declared to return probabilities but returns {kind}; "
-                "auditkit uses them as logits"
-            )
-            self.outputs = "logits"
-        diff = float((first - second).abs().max()) if first.numel() else 0.0
-        self.diagnostics = Diagnostics(
-            output_kind=kind,
-            stochastic=diff > 1e-5,
-            stochastic_max_diff=diff,
-            gradient_finite=None,
-            notes=notes,
-        )
-        if self.diagnostics.stochastic:
-            notes.append(f"two calls on the same inputs differ (max |Δ| = {diff:.3g})")
-        return self.diagnostics
 
 
 def _graph_activation_bytes(graph_module: torch.fx.GraphModule, example: torch.Tensor) -> int:

@@ -333,11 +333,15 @@ def judge(m: GradientFreeMeasurement, *, stochastic: bool = False) -> list[Check
     # more queries do not change the result much
     half = float(m.half_budget_correct.mean()) if m.n_examples else 0.0
     change = half - m.attack_accuracy
+    converged = change <= QUERIES_TOLERANCE
+    numbers = (f"{name} accuracy {_pct(half)} after {m.plan.queries // 2} queries per example, "
+               f"{_pct(m.attack_accuracy)} after {m.plan.queries}")
     checks.append(Check(
-        "converged_in_steps", "passed" if change <= QUERIES_TOLERANCE else "failed",
-        f"more queries do not change the result much: {name} accuracy {_pct(half)} after "
-        f"{m.plan.queries // 2} queries per example, {_pct(m.attack_accuracy)} after "
-        f"{m.plan.queries} (change {change:+.1%}, tolerance {_pct(QUERIES_TOLERANCE)})",
+        "converged_in_steps", "passed" if converged else "failed",
+        (f"more queries do not change the result much: {numbers} (change {change:+.1%}, "
+         f"tolerance {_pct(QUERIES_TOLERANCE)})" if converged else
+         f"more queries still lower the result: {numbers} (down {change:.1%}, more than the "
+         f"tolerance {_pct(QUERIES_TOLERANCE)})"),
         {"half_budget_accuracy": half, "full_budget_accuracy": m.attack_accuracy,
          "queries": m.plan.queries, "tolerance": QUERIES_TOLERANCE},
     ))
@@ -345,10 +349,27 @@ def judge(m: GradientFreeMeasurement, *, stochastic: bool = False) -> list[Check
     # the attack beats random noise of the same size
     noise = float(m.noise_correct.mean()) if m.n_examples else 0.0
     ok = m.attack_accuracy <= noise - NOISE_TOLERANCE or m.attack_accuracy == 0.0
+    # Neither moved anything: attack and noise agree because nothing in the ball flips a
+    # prediction (a linear model far from its boundary), so the check cannot tell them apart.
+    unflipped = m.n_examples > 0 and bool(
+        np.array_equal(m.attack_correct, m.clean_correct)
+        and np.array_equal(m.noise_correct, m.clean_correct)
+    )
+    if unflipped and not ok:
+        status, detail = "skipped", (
+            f"not applicable: neither {name} nor random noise flips any prediction at eps "
+            f"{m.plan.eps:.3g} (both leave the clean accuracy {_pct(m.clean_accuracy)}), so "
+            "there is nothing to tell them apart")
+    elif ok:
+        status, detail = "passed", (
+            f"{name} {_pct(m.attack_accuracy)} is below random noise {_pct(noise)} at eps "
+            f"{m.plan.eps:.3g}")
+    else:
+        status, detail = "failed", (
+            f"{name} {_pct(m.attack_accuracy)} is not below random noise {_pct(noise)} at eps "
+            f"{m.plan.eps:.3g} by the tolerance {_pct(NOISE_TOLERANCE)}")
     checks.append(Check(
-        "attack_beats_random_noise", "passed" if ok else "failed",
-        f"attack beats random noise: {name} {_pct(m.attack_accuracy)} vs random noise "
-        f"{_pct(noise)} at eps {m.plan.eps:.3g}",
+        "attack_beats_random_noise", status, detail,
         {"attack_accuracy": m.attack_accuracy, "noise_accuracy": noise,
          "tolerance": NOISE_TOLERANCE},
     ))

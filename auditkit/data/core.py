@@ -56,7 +56,6 @@ class AuditData:
         self.x = torch.as_tensor(self.x).float()
         labels = torch.as_tensor(self.y)
         if labels.ndim == 2 and len(labels) == len(self.x) and labels.shape[1] > 1:
-            from auditkit.data.loaders import one_hot_message
 
             raise AuditkitInputError(one_hot_message("data", tuple(labels.shape)))
         self.y = labels.long().view(-1)
@@ -156,3 +155,12 @@ def as_group_columns(
         arr = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
         out[str(key)] = arr.reshape(n) if arr.size == n else arr
     return out
+
+
+def one_hot_message(where: str, shape: tuple[int, ...]) -> str:
+    """Labels of shape (N, K) are almost always one-hot rows; say so instead of "N inputs but
+    N*K labels"."""
+    return (
+        f"{where}: labels have shape {shape}, which looks one-hot (one row of {shape[1]} per "
+        "example); save class indices instead, e.g. y.argmax(1)"
+    )

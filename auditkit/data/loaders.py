@@ -11,7 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from auditkit.data.checks import check_data_file, check_finite, int_labels
 from auditkit.data.core import AuditData, as_group_columns
+from auditkit.data.tables import load_table
 from auditkit.errors import AuditkitInputError, one_line
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -114,7 +116,7 @@ def load_data(
     if suffix == ".pt":
         return load_arrays(path, sensitive=sensitive)
     if suffix in TABLE_SUFFIXES:
-        _check_data_file(path)  # a FIFO would block the CSV reader forever
+        check_data_file(path)  # a FIFO would block the CSV reader forever
         return load_table(
             path, target=target, sensitive=sensitive,
             keep_sensitive_features=keep_sensitive_features, raw_table=raw_table,
@@ -156,9 +158,9 @@ def load_arrays(path: Path, *, sensitive: Sequence[str] = ()) -> AuditData:
 
     A data file is as untrusted as a model file: it must be a regular file, and a zip (every
     ``.npz``, a modern ``.pt``) is validated before numpy or torch reads it (no bombs, no
-    declared sizes beyond what is stored; ``auditkit.safety``).
+    declared sizes beyond what is stored; ``auditkit.loading.safety``).
     """
-    _check_data_file(path)
+    check_data_file(path)
     try:
         if path.suffix.lower() == ".npz":
             with np.load(path, allow_pickle=False) as archive:
@@ -207,87 +209,12 @@ def load_arrays(path: Path, *, sensitive: Sequence[str] = ()) -> AuditData:
             f"--sensitive {bad[0]}: in {path.name} it must be one value per example ({n}), "
             f"got shape {np.shape(arrays[bad[0]])}"
         )
-    _check_finite(x, f"--data {path}")
+    check_finite(x, f"--data {path}")
     groups = as_group_columns({c: arrays[c] for c in columns}, n)
     return AuditData(
-        name=path.name, x=torch.from_numpy(x), y=torch.from_numpy(_int_labels(arrays["y"], path)),
+        name=path.name, x=torch.from_numpy(x), y=torch.from_numpy(int_labels(arrays["y"], path)),
         groups=groups, modality=modality, input_range=box, source=str(path),
     )
-
-
-def _check_data_file(path: Path) -> None:
-    from auditkit import safety
-
-    try:
-        safety.check_regular_file(path)
-        with open(path, "rb") as fh:
-            is_zip = fh.read(4) == b"PK\x03\x04"
-        if is_zip:
-            safety.validate_zip(path)
-            safety.check_pickled_storages(path)
-    except AuditkitInputError as exc:
-        text = str(exc)
-        raise AuditkitInputError(
-            text if text.startswith("--data") else f"--data {text}"
-        ) from None
-
-
-def _check_finite(x: np.ndarray, where: str) -> None:
-    # NaN inputs give NaN logits and silently wrong metrics; say so up front.
-    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
-        bad = int((~np.isfinite(x)).reshape(len(x), -1).any(axis=1).sum())
-        raise AuditkitInputError(
-            f"{where}: {bad} examples contain NaN or infinite values; clean or drop them"
-        )
-
-
-def one_hot_message(where: str, shape: tuple[int, ...]) -> str:
-    """Labels of shape (N, K) are almost always one-hot rows; say so instead of "N inputs but
-    N*K labels"."""
-    return (
-        f"{where}: labels have shape {shape}, which looks one-hot (one row of {shape[1]} per "
-        "example); save class indices instead, e.g. y.argmax(1)"
-    )
-
-
-def complete_class_names(data: AuditData, num_classes: int | None) -> None:
-    """Name every model output: data whose labels cover only some classes (a two-class model
-    audited on one-class data) gets its class names from its labels, fewer than the outputs.
-    The missing ones are named by index, so every per-class table has a row per output."""
-    names = data.class_names
-    if names and num_classes and len(names) < num_classes:
-        data.class_names = [*names, *(str(i) for i in range(len(names), num_classes))]
-
-
-def check_input_box(data: AuditData, box: tuple[float, float] | None) -> None:
-    """Refuse data outside the declared input box: attacks clamp to the box, so pixels in
-    [0, 16] audited as [0, 1] would be "attacked" by the clamp alone."""
-    if box is None or not len(data.x) or not torch.is_floating_point(data.x):
-        return
-    lo, hi = float(data.x.min()), float(data.x.max())
-    slack = 1e-4 * (box[1] - box[0])
-    if lo < box[0] - slack or hi > box[1] + slack:
-        raise AuditkitInputError(
-            f"data {data.name}: values span [{lo:.4g}, {hi:.4g}] but the model's input box is "
-            f"[{box[0]:g}, {box[1]:g}] (--input-range or the model file's metadata); rescale "
-            f"the data, or pass --input-range {lo:.4g},{hi:.4g} if that is the model's real range"
-        )
-
-
-def _int_labels(values: Any, path: Path) -> np.ndarray:
-    raw = np.asarray(values)
-    if raw.ndim == 2 and raw.shape[1] > 1:
-        raise AuditkitInputError(one_hot_message(f"--data {path}", tuple(raw.shape)))
-    y = raw.reshape(-1)
-    if not np.issubdtype(y.dtype, np.number) or (
-        np.issubdtype(y.dtype, np.floating) and not np.array_equal(y, np.round(y))
-    ):
-        raise AuditkitInputError(
-            f"--data {path}: labels 'y' must be integer class indices 0..K-1 (got {y.dtype})"
-        )
-    # The range (0..K-1, K = the model's outputs) is checked once, in pipeline.build_context,
-    # where the model's class count is known; here only that they are integers.
-    return y.astype(np.int64)
 
 
 def load_image_folder(
@@ -378,138 +305,6 @@ def _sidecar_groups(
 def _norm_rel(text: str) -> str:
     """Sidecar paths may be written ``./cat/1.png`` or ``cat\\1.png``; compare them as ``cat/1.png``."""
     return text.strip().replace("\\", "/").removeprefix("./")
-
-
-def load_table(
-    path: Path,
-    *,
-    target: str | None,
-    sensitive: Sequence[str] = (),
-    keep_sensitive_features: bool = False,
-    raw_table: bool = False,
-    model_columns: Sequence[str] | None = None,
-    categories: Mapping[str, Sequence[Any]] | None = None,
-) -> AuditData:
-    """CSV/parquet: numeric feature columns, a ``--target`` label column, ``--sensitive`` groups.
-
-    Sensitive columns are group labels, kept out of the features by default. A model trained
-    with them as inputs needs ``keep_sensitive_features=True`` (``--keep-sensitive-features``):
-    they then stay among the features too, in the table's column order (they must be numeric).
-    A model that reads the raw table (``raw_table``, a scikit-learn pipeline) may take text
-    columns, held as category codes, and keeps the sensitive columns it was fitted on
-    (``model_columns``) among its features without the flag.
-    """
-    import pandas as pd
-
-    try:
-        if path.suffix.lower() == ".csv":
-            frame = pd.read_csv(path)
-        else:
-            from auditkit._deps import require
-
-            require("pyarrow", "reading parquet files")
-            frame = pd.read_parquet(path)
-    except Exception as exc:
-        raise AuditkitInputError(f"--data {path}: cannot read the table ({exc})") from None
-    if target is None:
-        raise AuditkitInputError(f"--data {path}: a table needs --target COLUMN (the label)")
-    missing = [c for c in [target, *sensitive] if c not in frame.columns]
-    if missing:
-        raise AuditkitInputError(
-            f"--data {path}: no column {', '.join(missing)} (columns: {', '.join(frame.columns)})"
-        )
-    if not len(frame):
-        raise AuditkitInputError(f"--data {path}: no examples (the table has no rows)")
-    if keep_sensitive_features and not raw_table:
-        text = [c for c in sensitive if not pd.api.types.is_numeric_dtype(frame[c])]
-        if text:
-            raise AuditkitInputError(
-                f"--keep-sensitive-features: sensitive column {', '.join(text)} of {path.name} "
-                "is not numeric, so it cannot be a model input; encode it as numbers"
-            )
-    inputs = set(model_columns or ())
-    dropped = [c for c in sensitive if not keep_sensitive_features and c not in inputs]
-    features = frame.drop(columns=[target, *dropped])
-    non_numeric = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
-    if non_numeric and not raw_table:
-        raise AuditkitInputError(
-            f"--data {path}: non-numeric feature columns {', '.join(non_numeric)}; encode them, "
-            "or name them in --sensitive if they are group labels"
-        )
-    coded: dict[str, list[Any]] = {}
-    if non_numeric:
-        features = features.copy()
-        for column in non_numeric:
-            codes, coded[column] = _category_codes(features[column], (categories or {}).get(column))
-            features[column] = codes
-    labels = frame[target]
-    if labels.isna().any():
-        raise AuditkitInputError(
-            f"--data {path}: the target column {target!r} has {int(labels.isna().sum())} empty "
-            "values; drop those rows"
-        )
-    values = labels.to_numpy()
-    if (
-        pd.api.types.is_numeric_dtype(labels)
-        and np.array_equal(values, np.round(values))
-        and values.min() >= 0
-    ):
-        # Integer class indices: keep them, so label k is the model's output k.
-        y = values.astype(np.int64)
-        class_names = [str(c) for c in range(int(y.max()) + 1)]
-    else:
-        codes, uniques = pd.factorize(labels, sort=True)
-        y, class_names = codes.astype(np.int64), [str(u) for u in uniques]
-    x = features.to_numpy(dtype=np.float32, copy=True)  # pandas may hand out a read-only view
-    _check_finite(x, f"--data {path}")
-    return AuditData(
-        name=path.name,
-        x=torch.from_numpy(x),
-        y=torch.from_numpy(y),
-        groups={c: frame[c].astype(str).to_numpy() for c in sensitive},
-        class_names=class_names,
-        modality="tabular",
-        input_range=None,
-        source=str(path),
-        feature_names=list(features.columns),
-        categories=coded,
-        exact_values=_exact_values(features, x) if raw_table else {},
-    )
-
-
-def _category_codes(values: Any, known: Sequence[Any] | None) -> tuple[np.ndarray, list[Any]]:
-    """Codes of a text column and the values they stand for (an empty cell is a value too: NaN):
-    the sorted distinct values, or ``known`` followed by the values it lacks."""
-    import pandas as pd
-
-    try:
-        _, uniques = pd.factorize(values, sort=True, use_na_sentinel=False)
-    except TypeError:  # values of several types do not sort
-        _, uniques = pd.factorize(values, use_na_sentinel=False)
-    seen = list(known or [])
-    have = {v for v in seen if not pd.isna(v)}
-    missing = not any(pd.isna(v) for v in seen)
-    for value in uniques.tolist():
-        if pd.isna(value):
-            if missing:
-                seen.append(np.nan)
-                missing = False
-        elif value not in have:
-            seen.append(value)
-            have.add(value)
-    codes = pd.Index(seen, dtype=object).get_indexer(values.astype(object))
-    return codes.astype(np.float32), seen
-
-
-def _exact_values(features: Any, x: np.ndarray) -> dict[str, np.ndarray]:
-    """For the numeric columns whose values float32 rounds: their sorted distinct float64 values
-    (a model that reads the raw table gets those back for cells no probe has moved)."""
-    exact: dict[str, np.ndarray] = {}
-    for k, column in enumerate(features.columns):
-        values = features[column].to_numpy(dtype=np.float64)
-        if not np.array_equal(values, x[:, k].astype(np.float64)):
-            exact[str(column)] = np.unique(values)
-    return exact
 
 
 def from_tensors(

@@ -104,6 +104,16 @@ class Probe(ABC):
             for k, v in self.config.items()
         }
 
+    def not_applicable(self, context: AuditContext) -> str | None:
+        """What this probe applies to (e.g. ``"node classifiers"``) when the model in
+        ``context`` is not of that kind, else None.
+
+        Unlike ``skip_reason`` (the probe could apply but cannot run here), a probe that does
+        not apply is recorded as skipped with ``details["not_applicable"]`` and the report lists
+        it in one line under the scorecard instead of giving it a tile and a section.
+        """
+        return None
+
     def skip_reason(self, context: AuditContext) -> str | None:
         """Why this probe cannot run on this model/data, or None."""
         if self.needs_gradients and not context.adapter.supports_gradients:

@@ -11,23 +11,24 @@ from __future__ import annotations
 
 import base64
 import struct
-import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 from markupsafe import Markup
 
+from auditkit.images import (  # the encoding is shared with the probes that make galleries
+    MAX_IMAGE_SIDE,
+    PIXEL_LIST_MAX_VALUES,  # noqa: F401 - re-exported for the renderer's callers
+    image_array,
+    image_cell,  # noqa: F401
+    png_bytes,  # noqa: F401
+    png_data_uri,
+)
+from auditkit.images import PNG_URI as _PNG_URI
 from auditkit.render import svg
 from auditkit.render.fmt import as_number, format_number
 
 MAX_TABLE_ROWS = 200
-MAX_IMAGE_SIDE = 512
-#: An image cell with more values than this travels as a PNG ``data:`` URI (``image_cell``):
-#: as number lists, six 224×224 RGB gallery rows made a 127 MB audit.json that took 23 s to
-#: write. Smaller images (8×8 digits, 28×28 grey) stay readable number lists.
-PIXEL_LIST_MAX_VALUES = 1024
-_PNG_URI = "data:image/png;base64,"
 GALLERY_PX = 96  # images are scaled up by a whole factor to about this size, pixelated
 GALLERY_MAX_PX = 128  # larger images are shown at most this wide
 
@@ -109,7 +110,11 @@ def render_figure(figure: Any, uid: str) -> Markup:
 # --- data tables behind charts -------------------------------------------------------------
 
 
-def _data_details(header: Sequence[Any], rows: Sequence[Sequence[Any]]) -> Markup:
+def _data_details(
+    header: Sequence[Any], rows: Sequence[Sequence[Any]], total: int | None = None
+) -> Markup:
+    """The chart's numbers as a collapsed table: its first ``MAX_TABLE_ROWS`` rows (``total``:
+    how many there are, when the caller built only those)."""
     shown = rows[:MAX_TABLE_ROWS]
     head = Markup("").join(Markup('<th scope="col">{0}</th>').format(h) for h in header)
     body = Markup("").join(
@@ -118,17 +123,18 @@ def _data_details(header: Sequence[Any], rows: Sequence[Sequence[Any]]) -> Marku
         )
         for row in shown
     )
-    more = len(rows) - len(shown)
+    count = len(rows) if total is None else total
+    more = count - len(shown)
     note = (
         Markup('<p class="note">First {0} of {1} rows; all are in audit.json.</p>').format(
-            len(shown), len(rows)
+            len(shown), count
         )
         if more > 0
         else Markup("")
     )
     return Markup(
-        '<details class="data"><summary>Data</summary><table class="num"><thead><tr>{0}</tr></thead>'
-        "<tbody>{1}</tbody></table>{2}</details>"
+        '<details class="data"><summary>Data</summary><div class="scroll"><table class="num"><thead>'
+        "<tr>{0}</tr></thead><tbody>{1}</tbody></table></div>{2}</details>"
     ).format(head, body, note)
 
 
@@ -138,7 +144,7 @@ def _cell_text(value: Any) -> str:
 
 def _line_data(figure: Mapping[str, Any]) -> Markup:
     series = [s for s in figure.get("series") or [] if isinstance(s, Mapping)]
-    xs: list[float] = []
+    seen: set[float] = set()  # a set, not a list: a 100k-point series stays linear
     columns: list[dict[float, Any]] = []
     for s in series:
         lookup: dict[float, Any] = {}
@@ -149,16 +155,15 @@ def _line_data(figure: Mapping[str, Any]) -> Markup:
                 continue
             if x not in lookup:
                 lookup[x] = ys[i] if i < len(ys) else None
-            if x not in xs:
-                xs.append(x)
+            seen.add(x)
         columns.append(lookup)
-    xs.sort()
+    xs = sorted(seen)
     header = [figure.get("x_label") or "x"] + [
         s.get("name") if s.get("name") is not None else f"series {i + 1}"
         for i, s in enumerate(series)
     ]
-    rows = [[x] + [col.get(x) for col in columns] for x in xs]
-    return _data_details(header, rows)
+    rows = [[x] + [col.get(x) for col in columns] for x in xs[:MAX_TABLE_ROWS]]
+    return _data_details(header, rows, total=len(xs))
 
 
 def _bar_data(figure: Mapping[str, Any]) -> Markup:
@@ -243,68 +248,6 @@ def table_cell(value: Any) -> Markup:
 
 
 # --- image gallery ------------------------------------------------------------------------
-
-
-def image_array(pixels: Any) -> np.ndarray:
-    """Pixels as an H×W (grey) or H×W×3 (RGB) float array; also accepts 1×H×W and 3×H×W."""
-    array = np.asarray(pixels, dtype=np.float64)  # None (a NaN in audit.json) becomes NaN
-    if array.ndim == 3 and array.shape[-1] not in (1, 3) and array.shape[0] in (1, 3):
-        array = np.moveaxis(array, 0, -1)
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] != 3) or array.size == 0:
-        raise ValueError(f"pixels of shape {array.shape}: expected H×W or H×W×3")
-    return array
-
-
-def png_bytes(pixels: Any) -> bytes:
-    """Encode pixels (floats in [0, 1], see :func:`image_array`) as an 8-bit PNG.
-
-    Hand-rolled with zlib so the report needs no imaging library and the bytes are stable.
-    """
-    array = image_array(pixels)
-    height, width = array.shape[:2]
-    if max(height, width) > MAX_IMAGE_SIDE:
-        raise ValueError(f"a {height}×{width} image is too large for the report")
-    levels = np.rint(np.clip(np.nan_to_num(array, nan=0.0), 0.0, 1.0) * 255).astype(np.uint8)
-    color_type = 0 if levels.ndim == 2 else 2
-    raw = b"".join(b"\x00" + row.tobytes() for row in levels.reshape(height, -1))
-
-    def chunk(tag: bytes, payload: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(payload))
-            + tag
-            + payload
-            + struct.pack(">I", zlib.crc32(tag + payload))
-        )
-
-    header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw, 9))
-        + chunk(b"IEND", b"")
-    )
-
-
-def png_data_uri(pixels: Any) -> str:
-    return _PNG_URI + base64.b64encode(png_bytes(pixels)).decode("ascii")
-
-
-def image_cell(label: str, pixels: Any) -> dict[str, Any]:
-    """A gallery cell (``{"kind": "images"}`` figures) for H×W or H×W×3 floats in [0, 1]:
-    ``pixels`` as number lists (3 decimals) for a small image, else ``png``, an 8-bit PNG
-    ``data:`` URI — the very bytes the report embeds. An image wider or taller than
-    ``MAX_IMAGE_SIDE`` is averaged down by a whole factor to fit."""
-    array = image_array(pixels)
-    factor = -(-max(array.shape[:2]) // MAX_IMAGE_SIDE)
-    if factor > 1:
-        h, w = (array.shape[0] // factor) * factor, (array.shape[1] // factor) * factor
-        array = array[:h, :w].reshape(h // factor, factor, w // factor, factor, *array.shape[2:])
-        array = array.mean(axis=(1, 3))
-    if array.size <= PIXEL_LIST_MAX_VALUES:
-        return {"label": label, "pixels": np.round(array, 3).tolist()}
-    return {"label": label, "png": png_data_uri(array)}
 
 
 def png_size(uri: Any) -> tuple[int, int]:

@@ -5,7 +5,6 @@ Every function is pure and locale-free, so the same audit.json always gives the 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -77,7 +76,12 @@ def format_value(value: Any, *, max_items: int = 8) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, Mapping):
-        return json.dumps(value, ensure_ascii=False, default=str)
+        # Never raw JSON: each entry formatted like a value of its own (numbers to 4 significant
+        # digits), so a nested record reads as "key value" pairs and can wrap between them.
+        pairs = [f"{k} {format_value(v, max_items=max_items)}"
+                 for k, v in list(value.items())[:max_items]]
+        more = len(value) - max_items
+        return "{" + ", ".join(pairs) + (f", … {more} more" if more > 0 else "") + "}"
     if isinstance(value, Sequence):
         items = [format_value(v, max_items=max_items) for v in list(value)[:max_items]]
         more = len(value) - max_items

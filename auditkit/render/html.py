@@ -18,6 +18,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from auditkit.counts import gate_counts
 from auditkit.render import svg
 from auditkit.render.figures import badge, render_figure
 from auditkit.render.fmt import (
@@ -335,8 +336,31 @@ def _checks(probe: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def probe_title(name: str, probe: Mapping[str, Any]) -> str:
+    """Every probe has a title: a built-in's own, the one a plugin declared (recorded in
+    audit.json), else its name in words ("noise_robustness" → "Noise Robustness")."""
+    if name in PROBE_INFO:
+        return PROBE_INFO[name][0]
+    declared = " ".join(str(probe.get("title") or "").split())
+    if declared:
+        return declared
+    words = [w for w in re.split(r"[_\-\s]+", name) if w]
+    return " ".join(w[:1].upper() + w[1:] for w in words) or name
+
+
+def not_applicable(probe: Mapping[str, Any]) -> str | None:
+    """What a skipped probe applies to, when it was skipped because the model is of another
+    kind (``details.not_applicable``, set by the runner from ``Probe.not_applicable``)."""
+    details = probe.get("details")
+    if probe.get("status") != "skipped" or not isinstance(details, Mapping):
+        return None
+    phrase = " ".join(str(details.get("not_applicable") or "").split())
+    return phrase or None
+
+
 def _probe_view(name: str, probe: Mapping[str, Any], index: int) -> dict[str, Any]:
-    title, question = PROBE_INFO.get(name, (name, ""))
+    title = probe_title(name, probe)
+    question = PROBE_INFO.get(name, ("", ""))[1]
     findings = _findings(probe)
     checks = _checks(probe)
     status = str(probe.get("status") or "error")
@@ -356,6 +380,8 @@ def _probe_view(name: str, probe: Mapping[str, Any], index: int) -> dict[str, An
         "question": question,
         "status": status,
         "icon": STATUS_ICON.get(status, "info"),
+        # Its section starts open when it needs attention, collapsed otherwise.
+        "open": status in ("failed", "warned", "error"),
         "label": {
             "passed": "PASS",
             "warned": "WARN",
@@ -419,14 +445,21 @@ def build_view(audit: Mapping[str, Any]) -> dict[str, Any]:
         for name, probe in (audit.get("probes") or {}).items()
         if isinstance(probe, Mapping)
     ]
-    probes = [_probe_view(name, probe, i) for i, (name, probe) in enumerate(raw)]
+    # Probes that do not apply to this kind of model get one line, not a tile and a section.
+    inapplicable = [
+        {"name": name, "title": probe_title(name, probe), "applies_to": not_applicable(probe)}
+        for name, probe in raw
+        if not_applicable(probe)
+    ]
+    kept = [(i, name, probe) for i, (name, probe) in enumerate(raw) if not not_applicable(probe)]
+    probes = [_probe_view(name, probe, i) for i, name, probe in kept]
     gates = [_gate_view(g) for g in audit.get("gates") or [] if isinstance(g, Mapping)]
     counts = {s: sum(p["status"] == s for p in probes) for s in STATUS_ICON}
     # "What to look at first": exactly the failed and warned items, worst first. A probe's
     # failed/warned checks and findings under its grade, failed gates; nothing from a passed tile.
     urgent = [
         item
-        for view, (_, probe) in zip(probes, raw, strict=True)
+        for view, (_, _, probe) in zip(probes, kept, strict=True)
         for item in _look_first(view, probe)
     ]
     for gate in gates:
@@ -456,11 +489,14 @@ def build_view(audit: Mapping[str, Any]) -> dict[str, Any]:
         "verdict_reasons": [r.line for r in reasons],
         "verdict_basis": verdict_basis(
             str(audit.get("fail_on") or LEGACY_FAIL_ON), settings.get("policy"),
-            audit.get("gates") or [],
+            audit.get("gates") or [], audit.get("probes") or {},
         ),
         "probes": probes,
+        "not_applicable": inapplicable,
+        "sizing_summary": _sizing_summary(settings.get("sizing")),
         "gates": gates,
-        "gates_failed": sum(g["status"] == "failed" for g in gates),
+        # Gates not holding, counted as every output counts them (auditkit.counts).
+        "gates_failed": len(gates) - gate_counts(audit.get("gates") or [])[0],
         "counts": counts,
         "urgent": urgent,
         "model_name": Path(str(path)).name
@@ -476,6 +512,13 @@ def build_view(audit: Mapping[str, Any]) -> dict[str, Any]:
         "palettes": PALETTES,
         "series_styles": svg.SERIES_STYLES,
     }
+
+
+def _sizing_summary(sizing: Any) -> str:
+    """The recorded work plan's sentence ("" when the work was not sized)."""
+    if not isinstance(sizing, Mapping):
+        return ""
+    return " ".join(str(sizing.get("summary") or "").split())
 
 
 def render_html(result: AuditResult) -> str:

@@ -26,6 +26,7 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from auditkit.counts import audit_counts, counts_text
 from auditkit.render.fmt import format_number, format_value
 from auditkit.results import AuditResult, Check, GateResult, ProbeResult
 from auditkit.verdict import grade_reason
@@ -71,9 +72,12 @@ def _verdict_suite(root: ET.Element, result: AuditResult, stamp: str | None) -> 
     if stamp:
         suite.set("timestamp", stamp)
     properties = ET.SubElement(suite, "properties")
+    counts = audit_counts(result.probes, result.gates)
     for key, value in (
         ("verdict", result.verdict), ("verdict_text", result.verdict_text),
-        ("fail_on", result.fail_on),
+        ("fail_on", result.fail_on), ("counts", counts_text(counts)),
+        *((k, counts[k]) for k in ("gates_held", "gates_total", "checks_passed",
+                                   "checks_applicable")),
     ):
         ET.SubElement(properties, "property", name=key, value=_clean(value))
     case = _case(suite, "auditkit.verdict", "verdict", result.duration_seconds)

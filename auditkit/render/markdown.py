@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from auditkit.counts import gate_counts
 from auditkit.render.fmt import (
     format_metric,
     format_number,
@@ -86,7 +87,9 @@ def render_markdown(result: AuditResult) -> str:
         lines.append(f"- … and {len(reasons) - MAX_LIST} more in report.html")
     if reasons:
         lines.append("")
-    basis = verdict_basis(result.fail_on, result.settings.get("policy"), result.gates)
+    basis = verdict_basis(
+        result.fail_on, result.settings.get("policy"), result.gates, result.probes
+    )
     lines += [
         f"Verdict rule: {text(basis, 300)}",
         "",
@@ -113,10 +116,10 @@ def render_markdown(result: AuditResult) -> str:
             f"| {text(name, 60)} | {GRADE.get(probe.status, text(probe.status))} | {headline} | {text(finding)} |"
         )
     if result.gates:
-        failed = sum(not g.passed and g.severity == "fail" for g in result.gates)
+        held, total = gate_counts(result.gates)
         lines += [
             "",
-            f"**Gates**: {len(result.gates) - failed} of {len(result.gates)} hold.",
+            f"**Gates**: {held} of {total} hold.",
             "",
             "| gate | rule | value | result |",
             "|---|---|---|---|",

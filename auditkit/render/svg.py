@@ -19,7 +19,9 @@ from markupsafe import Markup, escape
 
 from auditkit.render.fmt import as_number, clip_words, format_number
 
-WIDTH = 560
+# Charts are drawn 380 units wide with text of at least 12 units, and shrink with their card
+# down to 380 × 10 / 12 ≈ 317 px (a 360 px phone's card) before any text is under 10 px.
+WIDTH = 380
 FONT_PX = 12
 CHAR_PX = 8.0  # generous mean glyph width of a 12 px sans-serif; only used to estimate label widths
 SERIES_STYLES = 8
@@ -29,7 +31,10 @@ MAX_MARKED_POINTS = 40  # beyond this, markers clutter: series stay apart by das
 MAX_DESC_ITEMS = 30
 MAX_LABEL_CHARS = 28
 MIN_TEXT_PX = 10  # smallest text a reader gets, in CSS px, at any screen width
-SMALLEST_FONT_PX = 11  # the smallest font-size the chart style sheet uses (.cv)
+SMALLEST_FONT_PX = 12  # the smallest font-size the chart style sheet uses (.cv)
+#: A line series with more points than this is thinned to the first, lowest, highest and last
+#: point per pixel column before drawing: the picture is the same, and drawing stays linear.
+MAX_LINE_POINTS = 1000
 MAX_DETAILED_CELLS = 400
 TEXT_FLIP = 0.5  # heat-map cells above this strength get inverse-coloured numbers
 
@@ -56,6 +61,12 @@ def _label(value: Any, limit: int = MAX_LABEL_CHARS) -> str:
     full = " ".join(str("" if value is None else value).split())
     shown = _short(full, limit)
     return str(_t(shown)) + (f"<title>{_t(full)}</title>" if shown != full else "")
+
+
+def _fitting_chars(px: float, *, bold: bool = True) -> int:
+    """How many characters fit in ``px`` (at least 6: a label is cut at a word, its full text
+    the tooltip)."""
+    return max(6, int(px / (CHAR_PX * (1.12 if bold else 1.0))))
 
 
 def _text_px(text: str, *, bold: bool = False) -> float:
@@ -203,15 +214,16 @@ def _frame(
         )
     parts.append(f'<path class="axis" d="M{_f(left)},{_f(top)} V{_f(bottom)} H{_f(right)}"/>')
     if x_label:
+        centre = (left + right) / 2
         parts.append(
-            f'<text class="label" x="{_f((left + right) / 2)}" y="{_f(bottom + 34)}" '
-            f'text-anchor="middle">{_label(x_label, 60)}</text>'
+            f'<text class="label" x="{_f(centre)}" y="{_f(bottom + 34)}" '
+            f'text-anchor="middle">{_label(x_label, _fitting_chars(2 * centre - 8))}</text>'
         )
     if y_label:
         cy = (top + bottom) / 2
         parts.append(
             f'<text class="label" x="14" y="{_f(cy)}" text-anchor="middle" '
-            f'transform="rotate(-90 14 {_f(cy)})">{_label(y_label, 40)}</text>'
+            f'transform="rotate(-90 14 {_f(cy)})">{_label(y_label, _fitting_chars(bottom - top + 24))}</text>'
         )
 
 
@@ -240,7 +252,8 @@ def _legend(
     """Legend rows below the plot; entries are (css class list, name). Returns the new height."""
     x, y = 16.0, top + 14
     for index, (classes, name) in enumerate(entries):
-        label = _short(name, 40)
+        limit = min(40, _fitting_chars(width - 16 - 44 - 8, bold=False))
+        label = _short(name, limit)
         needed = 44 + _text_px(label) + 18
         if x + needed > width and x > 16:
             x, y = 16.0, y + 20
@@ -253,7 +266,7 @@ def _legend(
         )
         parts.append(marker(MARKERS[style], x + 15, y - 4))
         parts.append("</g>")
-        parts.append(f'<text class="legend" x="{_f(x + 38)}" y="{_f(y)}">{_label(name, 40)}</text>')
+        parts.append(f'<text class="legend" x="{_f(x + 38)}" y="{_f(y)}">{_label(name, limit)}</text>')
         x += needed
     return y + 10
 
@@ -288,8 +301,15 @@ def line_chart(figure: Mapping[str, Any], uid: str) -> Markup:
     xs = [p[0] for _, pts in data for p in pts]
     ys = [v for _, pts in data for p in pts for v in (p[1], p[2], p[3]) if v is not None]
     x_lo, x_hi = (min(xs), max(xs)) if xs else (0.0, 1.0)
-    if x_hi <= x_lo:
-        x_lo, x_hi = (x_lo / 2, x_lo * 2) if log else (x_lo - 0.5, x_hi + 0.5)
+    if x_hi <= x_lo:  # one x value: a range around it that never invents negative values
+        if log:
+            x_lo, x_hi = x_lo / 2, x_lo * 2
+        elif x_lo > 0:
+            x_lo, x_hi = 0.0, 2 * x_lo
+        elif x_lo < 0:
+            x_lo, x_hi = 2 * x_lo, 0.0
+        else:
+            x_lo, x_hi = 0.0, 1.0
     y_lo, y_hi, y_ticks = _value_range(ys, figure.get("y_range"))
     x_ticks = (
         _log_ticks(x_lo, x_hi)
@@ -307,6 +327,7 @@ def line_chart(figure: Mapping[str, Any], uid: str) -> Markup:
     _frame(body, x, y, x_ticks, y_ticks, figure.get("x_label"), figure.get("y_label"))
     legend: list[tuple[str, str]] = []
     for index, (s, pts) in enumerate(data):
+        pts = thin_points(pts, x)
         style = index % SERIES_STYLES
         name = str(s.get("name") if s.get("name") is not None else f"series {index + 1}")
         classes = f"series s{style}"
@@ -340,6 +361,40 @@ def line_chart(figure: Mapping[str, Any], uid: str) -> Markup:
     height = _legend(body, legend, 12 + plot_h + 40, WIDTH) if named else 12 + plot_h + 44
     parts = _open_svg(uid, WIDTH, height, figure.get("title"), desc)
     return Markup("\n".join([*parts, *body, "</svg>"]))
+
+
+def thin_points(
+    pts: Sequence[tuple[float, float | None, float | None, float | None]], x: _Scale
+) -> list[tuple[float, float | None, float | None, float | None]]:
+    """At most about four points per pixel column (first, lowest, highest, last, in order) once
+    a series is longer than ``MAX_LINE_POINTS``; gaps (None) are kept so lines still break."""
+    if len(pts) <= MAX_LINE_POINTS:
+        return list(pts)
+    kept: list[tuple[float, float | None, float | None, float | None]] = []
+    column: list[tuple[float, float | None, float | None, float | None]] = []
+    current = None
+
+    def flush() -> None:
+        if not column:
+            return
+        known = [p for p in column if p[1] is not None]
+        if not known:
+            kept.append(column[0])
+            return
+        picks = {id(p): p for p in (known[0], min(known, key=lambda p: p[1]),
+                                    max(known, key=lambda p: p[1]), known[-1])}
+        kept.extend(p for p in column if id(p) in picks)
+        if len(known) < len(column):
+            kept.append(next(p for p in column if p[1] is None))  # keep the break
+
+    for point in pts:
+        key = int(x(point[0]))
+        if key != current:
+            flush()
+            column, current = [], key
+        column.append(point)
+    flush()
+    return kept
 
 
 def _line_desc(figure: Mapping[str, Any], data: Sequence[tuple[Mapping[str, Any], list]]) -> str:
@@ -379,7 +434,10 @@ def _flag_text(flag: Any) -> str:
 
 
 def bar_chart(figure: Mapping[str, Any], uid: str) -> Markup:
-    """Horizontal bars (long group names stay readable), with confidence intervals and flags."""
+    """Horizontal bars with confidence intervals and flags: each bar under its own line of text
+    (label on the left, value, interval and n on the right), so a long group name or note never
+    pushes the chart wider than ``WIDTH``; the label then wraps to a line of its own, and what
+    is cut short is in the bar's tooltip."""
     bars = [b for b in figure.get("bars") or [] if isinstance(b, Mapping)]
     values = [
         v
@@ -391,38 +449,41 @@ def bar_chart(figure: Mapping[str, Any], uid: str) -> Markup:
     if reference is not None:
         values.append(reference)
     lo, hi, ticks = _value_range(values, figure.get("y_range"))
-    labels = [_short(b.get("label"), 36) for b in bars]  # slice labels carry their range
-    label_w = min(max((_text_px(lbl) for lbl in labels), default=20) + 12, 280)
     fractions = all(-1.0 <= v <= 1.0 for v in values)
-    annotations = [_bar_annotation(b, fractions) for b in bars]
-    note_w = min(
-        max((_text_px(a, bold="⚑" in a) for a in annotations), default=0) + 18,
-        340,
-    )
-    left = 8 + label_w
-    right = max(WIDTH - note_w, left + 160)
-    width = max(WIDTH, right + note_w)
-    row_h, top = 22, 26
-    plot_bottom = top + row_h * max(len(bars), 1)
-    x = _Scale(lo, hi, left, right)
-    y = _Scale(0, 1, plot_bottom, top)  # only used for the frame's vertical extent
-
+    left, right, width = 22.0, WIDTH - 22.0, WIDTH
+    text_w = width - 16
+    # Per bar: the text lines above it (label and note on one line when both fit).
+    rows = []
+    for bar in bars:
+        note = _bar_annotation(bar, fractions)
+        note = _short(note, _fitting_chars(text_w, bold=False)) if _text_px(note) > text_w else note
+        full_label = " ".join(("" if bar.get("label") is None else str(bar.get("label"))).split())
+        room = text_w - _text_px(note, bold="⚑" in note) - 16
+        if _text_px(full_label) <= room:
+            rows.append((full_label, note, 1))
+        else:
+            rows.append((_short(full_label, _fitting_chars(text_w, bold=False)), note, 2))
+    line_h, bar_h, top = 16, 22, 26
     body: list[str] = []
     x_label = figure.get("x_label")
     if x_label:
-        body.append(f'<text class="label" x="8" y="16">{_label(x_label, 40)}</text>')
-    _frame(body, x, y, ticks, [], figure.get("y_label"), None)
+        body.append(f'<text class="label" x="8" y="16">{_label(x_label, _fitting_chars(text_w / 2))}</text>')
+    x = _Scale(lo, hi, left, right)
     zero = x(min(max(0.0, lo), hi))
-    for i, (bar, label, note) in enumerate(zip(bars, labels, annotations, strict=True)):
+    row_top = top
+    for bar, (label, note, lines) in zip(bars, rows, strict=True):
         full_note = _bar_annotation(bar, fractions, full=True)
-        cy = top + row_h * i + row_h / 2
         value = as_number(bar.get("value"))
         flagged = bool(_flag_text(bar.get("flag")))
         full_label = "" if bar.get("label") is None else str(bar.get("label"))
+        text_y = row_top + 12
+        cy = row_top + line_h * lines + bar_h / 2 - 2
         body.append(f'<g class="bar{" flagged" if flagged else ""}">')
         body.append(f"<title>{_t(full_label + ': ' + full_note)}</title>")
+        body.append(f'<text class="tick" x="8" y="{_f(text_y)}">{_t(label)}</text>')
+        note_y = text_y + line_h * (lines - 1)
         body.append(
-            f'<text class="tick" x="{_f(left - 6)}" y="{_f(cy + 4)}" text-anchor="end">{_t(label)}</text>'
+            f'<text class="note" x="{_f(width - 8)}" y="{_f(note_y)}" text-anchor="end">{_t(note)}</text>'
         )
         if value is not None:
             end = x(value)
@@ -437,8 +498,13 @@ def bar_chart(figure: Mapping[str, Any], uid: str) -> Markup:
                 f'<path class="ci" d="M{_f(a)},{_f(cy)} H{_f(b)} M{_f(a)},{_f(cy - 5)} V{_f(cy + 5)} '
                 f'M{_f(b)},{_f(cy - 5)} V{_f(cy + 5)}"/>'
             )
-        body.append(f'<text class="note" x="{_f(right + 8)}" y="{_f(cy + 4)}">{_t(note)}</text>')
         body.append("</g>")
+        row_top += line_h * lines + bar_h
+    plot_bottom = max(row_top, top + bar_h)
+    y = _Scale(0, 1, plot_bottom, top)  # only used for the frame's vertical extent
+    frame: list[str] = []
+    _frame(frame, x, y, ticks, [], figure.get("y_label"), None)
+    body = frame + body
     if reference is not None:
         rx = x(reference)
         body.append(
@@ -446,12 +512,13 @@ def bar_chart(figure: Mapping[str, Any], uid: str) -> Markup:
         )
         text = f"reference {format_number(reference, 3)}"
         half = _text_px(text) / 2
-        # Centred on the line, but kept inside the plot and clear of the axis label that
+        # Centred on the line, but kept inside the chart and clear of the axis label that
         # shares its row (a reference at 0 used to print over it).
         start = left
         if x_label:
-            start = max(start, 8 + _text_px(_short(" ".join(str(x_label).split()), 40)) + 8)
-        tx = min(max(rx, start + half), right - half)
+            shown = _short(" ".join(str(x_label).split()), _fitting_chars(text_w / 2))
+            start = max(start, 8 + _text_px(shown, bold=True) + 8)
+        tx = min(max(rx, start + half), width - 4 - half)
         body.append(
             f'<text class="tick" x="{_f(tx)}" y="{_f(top - 8)}" text-anchor="middle">'
             f"{_t(text)}</text>"
@@ -526,7 +593,7 @@ def reliability_chart(figure: Mapping[str, Any], uid: str) -> Markup:
         )
     x_lo = min((b[0] for b in bins), default=0.0)
     x_lo = 0.0 if x_lo >= 0 else x_lo
-    left, right = 64.0, 404.0
+    left, right = 56.0, WIDTH - 16.0
     top, plot_h, gap, hist_h = 12.0, 250.0, 56.0, 80.0
     x = _Scale(x_lo, 1.0, left, right)
     y = _Scale(0.0, 1.0, top + plot_h, top)
@@ -580,7 +647,7 @@ def reliability_chart(figure: Mapping[str, Any], uid: str) -> Markup:
     lx = 16.0
     body.append('<g class="key">')
     for cls, name in entries:
-        if lx + 30 + _text_px(name) > 420:
+        if lx + 30 + _text_px(name) > WIDTH:
             lx, legend_y = 16.0, legend_y + 20
         if cls == "ref":
             body.append(
@@ -595,7 +662,7 @@ def reliability_chart(figure: Mapping[str, Any], uid: str) -> Markup:
     body.append("</g>")
     height = legend_y + 12
     desc = _reliability_desc(bins)
-    parts = _open_svg(uid, 420, height, figure.get("title") or "Reliability diagram", desc)
+    parts = _open_svg(uid, WIDTH, height, figure.get("title") or "Reliability diagram", desc)
     return Markup("\n".join([*parts, *body, "</svg>"]))
 
 
@@ -635,16 +702,23 @@ def matrix_chart(figure: Mapping[str, Any], uid: str) -> Markup:
     col_labels = list(figure.get("x_labels") or labels)
     numbers = [[as_number(v) for v in r] for r in rows]
     peak = max((abs(v) for r in numbers for v in r if v is not None), default=0.0) or 1.0
-    cell = max(4.0, min(34.0, 380.0 / max(n_rows, n_cols, 1)))
-    show_text = cell >= 22
-    row_text = [_short(row_labels[i] if i < len(row_labels) else i, 16) for i in range(n_rows)]
-    col_text = [_short(col_labels[j] if j < len(col_labels) else j, 16) for j in range(n_cols)]
+    # Fit WIDTH: row labels take at most a third of it, the cells share the rest (and the
+    # overhang of slanted column labels past the last column).
+    chars = min(16, _fitting_chars(WIDTH / 3 - 40, bold=False))
+    row_text = [_short(row_labels[i] if i < len(row_labels) else i, chars) for i in range(n_rows)]
+    col_text = [_short(col_labels[j] if j < len(col_labels) else j, chars) for j in range(n_cols)]
     label_w = max((_text_px(t) for t in row_text), default=10) + 10
-    rotate = any(len(t) > 3 for t in col_text) or cell < 22
-    col_h = (max((_text_px(t) for t in col_text), default=10) * 0.75 + 12) if rotate else 18
     left = 30 + label_w
+    overhang = max((_text_px(t) for t in col_text), default=10) * 0.65
+    cell = max(4.0, min(34.0, (WIDTH - left - 12) / max(n_rows, n_cols, 1)))
+    rotate = any(len(t) > 3 for t in col_text) or cell < 24
+    if rotate:
+        cell = max(4.0, min(cell, (WIDTH - left - overhang - 4) / max(n_cols, 1)))
+    widest = max((len(_cell_number(v)) for r in numbers for v in r if v is not None), default=1)
+    show_text = cell >= max(24.0, 7.2 * widest + 4)  # the numbers fit inside their cells
+    col_h = (max((_text_px(t) for t in col_text), default=10) * 0.75 + 12) if rotate else 18
     top = 22 + col_h
-    width = max(left + cell * n_cols + 20, 240)
+    width = WIDTH
     height = top + cell * n_rows + 16
     # A 100-class confusion matrix has 10,000 cells: past a few hundred, drop the per-cell
     # tooltips and the empty cells so the report stays small (the numbers are in audit.json).
@@ -666,7 +740,7 @@ def matrix_chart(figure: Mapping[str, Any], uid: str) -> Markup:
         )
     for j in range(len(col_text)):
         cx = left + cell * (j + 0.5)
-        shown = _label(col_labels[j] if j < len(col_labels) else j, 16)
+        shown = _label(col_labels[j] if j < len(col_labels) else j, chars)
         if rotate:
             body.append(
                 f'<text class="tick" x="{_f(cx)}" y="{_f(top - 6)}" transform="rotate(-50 {_f(cx)} {_f(top - 6)})">{shown}</text>'
@@ -677,7 +751,7 @@ def matrix_chart(figure: Mapping[str, Any], uid: str) -> Markup:
             )
     for i, (row, text) in enumerate(zip(numbers, row_text, strict=True)):
         cy = top + cell * i
-        shown = _label(row_labels[i] if i < len(row_labels) else i, 16)
+        shown = _label(row_labels[i] if i < len(row_labels) else i, chars)
         body.append(
             f'<text class="tick" x="{_f(left - 6)}" y="{_f(cy + cell / 2 + 4)}" text-anchor="end">{shown}</text>'
         )

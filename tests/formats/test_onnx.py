@@ -21,7 +21,7 @@ pytest.importorskip("onnxruntime")
 from auditkit.adapters.onnx_adapter import PATH_BLACK, PATH_WHITE  # noqa: E402
 from auditkit.attacks import HopSkipJump, QueryModel  # noqa: E402
 from auditkit.demo import DIGITS_MEAN, DIGITS_STD, Normalized, digits_metadata  # noqa: E402
-from auditkit.formats.onnx_file import embed_metadata  # noqa: E402
+from auditkit.loading.onnx import embed_metadata  # noqa: E402
 
 PROBES = ["performance", "calibration"]
 
@@ -79,16 +79,14 @@ def test_onnx_export_gives_the_pytorch_files_metrics_and_a_white_box_twin(onnx_c
     assert "onnxruntime" in adapter["runtime"]
 
 
-def test_a_graph_onnx2torch_cannot_convert_runs_as_a_black_box(tmp_path, demo_model,
-                                                                digits_data, torch_metrics):
-    # The dynamo exporter writes Reshape-19, which onnx2torch 1.5 does not convert.
-    path = _export(demo_model.eval(), tmp_path / "dynamo.onnx", digits_data.x[:2], dynamo=True,
-                   metadata=digits_metadata())
+def test_a_graph_onnx2torch_cannot_convert_runs_as_a_black_box(tmp_path, demo_model, digits_data,
+                                                                torch_metrics, unconvertible):
+    path = unconvertible(demo_model.eval(), tmp_path / "shrink.onnx", digits_data.x[:2])
     result = auditkit.scan(path, probes=PROBES, budget="fast", device="cpu")
     _assert_same_metrics(_metrics(result), torch_metrics)
     adapter = result.model["adapter"]
     assert adapter["path"] == PATH_BLACK and not adapter["supports_gradients"]
-    assert "onnx2torch" in adapter["twin"]["why_not"]
+    assert "operator the converter does not support: Shrink" in adapter["twin"]["why_not"]
 
 
 def test_a_fixed_batch_labels_only_graph_is_audited_and_attacked_by_labels(
@@ -230,9 +228,8 @@ def test_adversarial_reports_pgd_on_the_twin_and_square_on_onnxruntime_with_the_
 
 
 def test_a_black_box_onnx_model_gets_square_and_skips_memorization(tmp_path, demo_model,
-                                                                   digits_data):
-    path = _export(demo_model.eval(), tmp_path / "dynamo.onnx", digits_data.x[:2], dynamo=True,
-                   metadata=digits_metadata())
+                                                                   digits_data, unconvertible):
+    path = unconvertible(demo_model.eval(), tmp_path / "shrink.onnx", digits_data.x[:2])
     result = auditkit.scan(path, probes=["adversarial", "memorization"], budget="fast",
                            device="cpu", options={"adversarial": {"n_examples": 100}})
     adversarial = result.probes["adversarial"]

@@ -12,6 +12,7 @@ check values, error messages, even a probe name).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -590,3 +591,141 @@ def pytest_terminal_summary(terminalreporter) -> None:
         yellow=True,
         bold=True,
     )
+
+
+# --- the five reports the layout tests open (each built once per session, as cheaply as the
+# report stays representative: small data, the fast budget, a synthetic NAS study) -----------
+
+
+def _sklearn_table_report(out: Path) -> Path:
+    """A scikit-learn model on a credit-like table with two sensitive columns (sex × age)."""
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from auditkit.api import scan
+
+    rng = np.random.default_rng(0)
+    n = 400
+    frame = pd.DataFrame({"income": rng.normal(size=n), "debt": rng.normal(size=n),
+                          "sex": rng.choice(["female", "male"], n),
+                          "age": rng.integers(20, 70, n)})
+    frame["outcome"] = ((frame.income - frame.debt + 0.3 * rng.normal(size=n)) > 0).astype(int)
+    frame.to_csv(out / "credit.csv", index=False)
+    features = frame[["income", "debt"]].to_numpy(np.float32)
+    model = LogisticRegression().fit(features, frame.outcome)
+    result = scan(model, out / "credit.csv", target="outcome", sensitive=["sex", "age"],
+                  budget="fast", seed=0, device="cpu")
+    write_outputs(result, out)
+    return out / "report.html"
+
+
+def _onnx_report(out: Path, demo_model, digits_data) -> Path:
+    """The demo CNN exported to ONNX (its metadata embedded), scanned at the fast budget."""
+    import warnings
+
+    import onnx
+    import torch
+
+    from auditkit.api import scan
+    from auditkit.demo import digits_metadata
+    from auditkit.loading.onnx import embed_metadata
+
+    path = out / "digits-cnn.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(demo_model.eval(), (digits_data.x[:2],), str(path), dynamo=False,
+                          input_names=["pixels"], output_names=["scores"],
+                          dynamic_axes={"pixels": {0: "batch"}, "scores": {0: "batch"}})
+    proto = onnx.load(str(path))
+    embed_metadata(proto, digits_metadata())
+    onnx.save(proto, str(path))
+    write_outputs(scan(path, budget="fast", seed=0, device="cpu"), out)
+    return out / "report.html"
+
+
+def _gcn_report(out: Path) -> Path:
+    """A GCN on KarateClub (auditkit-graph): graph_structure's tables and charts."""
+    pytest.importorskip("auditkit_graph", reason="the auditkit-graph plugin is not installed")
+    from auditkit_graph._threads import one_thread
+    from auditkit_graph.data import load_graph, node_audit_data
+    from auditkit_graph.generators import gcn_classifier, train_gcn
+
+    from auditkit.api import scan
+
+    with one_thread():
+        graph = load_graph("karate")
+        gnn = train_gcn(graph, epochs=100)
+        result = scan(gcn_classifier(graph, gnn), node_audit_data(graph), budget="fast", seed=0,
+                      device="cpu",
+                      probes=["performance", "calibration", "bias", "graph_structure"])
+    write_outputs(result, out)
+    return out / "report.html"
+
+
+def _nas_report(out: Path) -> Path:
+    """nas_report.html of a synthetic study (the report is a pure function of nas.json): CNN
+    children with long architecture strings, a failed trial, a chosen model that passed with
+    warnings."""
+    optuna = pytest.importorskip("optuna")
+    pytest.importorskip("auditkit_nas", reason="the auditkit-nas plugin is not installed")
+    from auditkit_nas.objectives import Objective
+    from auditkit_nas.report import render_report
+    from auditkit_nas.search import summarize
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import TrialState, create_trial
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rng = np.random.default_rng(0)
+    objectives = [Objective("calibration", "accuracy", "higher"),
+                  Objective("calibration", "ece", "lower")]
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for number in range(12):
+        arch = {"kind": "cnn", "input_shape": [1, 8, 8], "num_classes": 10,
+                "blocks": [{"width": 16 * (1 + (number + b) % 3), "kernel": 3,
+                            "pool": ("max", "none", "avg")[(number + b) % 3]}
+                           for b in range(1 + number % 3)],
+                "classifier": 64, "activation": "relu", "batch_norm": bool(number % 2),
+                "dropout": 0.25}
+        study.add_trial(create_trial(
+            values=[float(0.7 + 0.25 * rng.random()), float(0.01 + 0.1 * rng.random())],
+            params={"blocks": 1 + number % 3},
+            distributions={"blocks": CategoricalDistribution([1, 2, 3])},
+            user_attrs={"architecture": arch, "seconds": float(1 + 3 * rng.random()),
+                        "parameters": int(20_000 + 1000 * number)}))
+    study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={
+        "error": "RuntimeError: CUDA out of memory while allocating a tensor of shape "
+                 "[512, 1024, 1024] for the third convolution block"}))
+    settings = {"data": "digits", "strategy": "controller", "trials": 13, "seed": 0,
+                "epochs": 1, "lr": 0.003, "batch_size": 64, "storage": "sqlite:///nas.db",
+                "minutes": None, "workers": 1}
+    document = summarize(study, objectives, settings)
+    document |= {"search_seconds": 42.0, "models": {
+        str(n): f"pareto/trial-{n:04d}.pt2" for n in document["pareto_front"]},
+        "scorecard": {"trial": document["chosen"], "report": "chosen/report.html",
+                      "audit": "chosen/audit.json", "verdict": "passed",
+                      "verdict_text": "passed with warnings", "budget": "fast", "probes": None}}
+    (out / "nas.json").write_text(json.dumps(document), encoding="utf-8")
+    (out / "nas_report.html").write_text(render_report(document), encoding="utf-8")
+    return out / "nas_report.html"
+
+
+@pytest.fixture(scope="session")
+def five_reports(tmp_path_factory, demo_outputs, demo_model, digits_data):
+    """``{name: lazy path}`` of the five reports the layout tests open; each is built on first
+    use (``five_reports["gcn"]()``), so one test can run without building all five."""
+    import functools
+
+    root = tmp_path_factory.mktemp("five-reports")
+
+    def folder(name: str) -> Path:
+        path = root / name
+        path.mkdir(exist_ok=True)
+        return path
+
+    return {
+        "demo": lambda: demo_outputs / "report.html",
+        "table": functools.cache(lambda: _sklearn_table_report(folder("table"))),
+        "onnx": functools.cache(lambda: _onnx_report(folder("onnx"), demo_model, digits_data)),
+        "gcn": functools.cache(lambda: _gcn_report(folder("gcn"))),
+        "nas": functools.cache(lambda: _nas_report(folder("nas"))),
+    }

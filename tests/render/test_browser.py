@@ -78,10 +78,17 @@ class Visit:
 
 
 def _screenshot(visit: Visit, artifacts: Path, name: str) -> Path:
+    """The first screen only: a full-page capture of a 20,000 px report failed on a loaded
+    machine ("Unable to capture screenshot"), and people look at the top first anyway."""
     target = artifacts / name
-    visit.page.screenshot(path=str(target), full_page=True)
+    visit.page.evaluate("window.scrollTo(0, 0)")
+    visit.page.screenshot(path=str(target), full_page=False, timeout=60_000)
     assert target.stat().st_size > 10_000
     return target
+
+
+def _open_every_section(page) -> None:
+    page.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
 
 
 def test_demo_report_opens_clean_with_every_probe(browser, demo_outputs, artifacts):
@@ -91,13 +98,17 @@ def test_demo_report_opens_clean_with_every_probe(browser, demo_outputs, artifac
         visit.assert_clean()
         page = visit.page
         assert page.title().startswith("auditkit report")
+        # Every probe that applies to this model has a tile and a section, in run order.
+        shown = [n for n, p in audit["probes"].items()
+                 if not (p.get("details") or {}).get("not_applicable")]
         sections = page.eval_on_selector_all(
             "section.probe", "els => els.map(e => e.dataset.probe)"
         )
-        assert sections == list(audit["probes"])
+        assert sections == shown
         tiles = page.eval_on_selector_all("li.tile", "els => els.map(e => e.dataset.probe)")
-        assert tiles == list(audit["probes"])
-        for name in audit["probes"]:
+        assert tiles == shown
+        _open_every_section(page)
+        for name in shown:
             section = page.locator(f'section.probe[data-probe="{name}"]')
             assert section.is_visible()
             assert section.locator(".badge .word").first.inner_text().strip()
@@ -106,7 +117,7 @@ def test_demo_report_opens_clean_with_every_probe(browser, demo_outputs, artifac
         )
         expected = sum(
             f.get("kind") in ("line", "bar", "reliability", "matrix")
-            for p in audit["probes"].values()
+            for name, p in audit["probes"].items() if name in shown
             for f in p["figures"]
         )
         assert len(charts) == expected and all(w > 100 for w in charts)
@@ -261,3 +272,120 @@ def test_report_reads_at_desktop_and_phone_width(browser, demo_outputs, rich_aud
             _screenshot(visit, artifacts, f"report-{name}-{width}.png")
         finally:
             visit.close()
+
+
+# What the issue asks of every report at every width, measured in the page: the page does not
+# scroll sideways; no element sticks out of its parent unless it sits in a scroll container
+# (wide tables scroll inside their card); every chart <svg> lies within its card; no visible
+# text is under 10 CSS px (SVG text scaled with its chart). ``openAll`` opens every <details>
+# first, so collapsed sections are measured too.
+_FIT_JS = """
+(openAll) => {
+  if (openAll) document.querySelectorAll('details').forEach(d => d.open = true);
+  const out = {pageScroll: document.documentElement.scrollWidth - innerWidth, wide: [], svgs: [], small: []};
+  const desc = el => (el.tagName.toLowerCase() + (el.className && el.className.baseVal !== undefined ? '.' + el.className.baseVal : (el.className ? '.' + String(el.className).split(' ').join('.') : '')) + (el.closest('[data-probe]') ? '@' + el.closest('[data-probe]').dataset.probe : '') + ' ' + (el.textContent || '').trim().slice(0, 30));
+  const inScroll = el => { for (let a = el.parentElement; a && a !== document.body; a = a.parentElement) { const o = getComputedStyle(a).overflowX; if (o === 'auto' || o === 'scroll') return true; } return false; };
+  for (const el of document.body.querySelectorAll('*')) {
+    if (el.closest('title, desc, .sr')) continue;
+    const inSvg = el.ownerSVGElement !== undefined && el.ownerSVGElement !== null;
+    const r = el.getBoundingClientRect();
+    if (!r.width || !r.height || !el.checkVisibility()) continue;
+    if (el.tagName.toLowerCase() === 'svg' && !el.classList.contains('icon')) {
+      const card = el.parentElement.closest('figure, .tile, li, td, section, .card, main, body');
+      const c = card.getBoundingClientRect();
+      if (r.right > c.right + 1 || r.left < c.left - 1) out.svgs.push([desc(el), Math.round(r.right - c.right), Math.round(c.left - r.left)]);
+    }
+    if (inSvg) continue;
+    const p = el.parentElement;
+    if (!p || inScroll(el)) continue;
+    const pr = p.getBoundingClientRect();
+    if (r.right > pr.right + 1 || r.left < pr.left - 1) out.wide.push([desc(el), Math.round(r.right - pr.right), Math.round(pr.left - r.left)]);
+  }
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const node = walker.currentNode, text = node.textContent.trim(), el = node.parentElement;
+    if (!text || !el || el.closest('title, desc, .sr, thead')) continue;
+    const box = el.getBoundingClientRect();
+    if (box.width === 0 || box.height === 0 || !el.checkVisibility()) continue;
+    let size = parseFloat(getComputedStyle(el).fontSize);
+    const svg = el.closest('svg');
+    if (svg && svg.viewBox && svg.viewBox.baseVal && svg.viewBox.baseVal.width) size *= svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+    if (size < 9.95) out.small.push([text.slice(0, 30), Math.round(size * 10) / 10]);
+  }
+  out.nwide = out.wide.length; out.nsvgs = out.svgs.length; out.nsmall = out.small.length;
+  out.wide = out.wide.slice(0, 8); out.svgs = out.svgs.slice(0, 8); out.small = out.small.slice(0, 8);
+  return out;
+}
+"""
+
+
+@pytest.mark.parametrize("name", ["demo", "table", "onnx", "gcn", "nas"])
+def test_every_report_fits_phone_tablet_and_desktop(browser, five_reports, name):
+    path = five_reports[name]()
+    for width in (390, 768, 1400):
+        visit = Visit(browser, path, viewport={"width": width, "height": 900})
+        try:
+            visit.assert_clean()
+            for opened in (False, True):
+                found = visit.page.evaluate(_FIT_JS, opened)
+                where = (name, width, "all sections open" if opened else "as opened")
+                assert found["pageScroll"] <= 0, (where, found["pageScroll"])
+                assert found["nwide"] == 0, (where, found["wide"])
+                assert found["nsvgs"] == 0, (where, found["svgs"])
+                assert found["nsmall"] == 0, (where, found["small"])
+        finally:
+            visit.close()
+
+
+@pytest.mark.parametrize("width", [390, 1400])
+def test_sections_open_when_they_need_attention_and_the_contents_bar_jumps(
+    browser, rich_audit, tmp_path, width
+):
+    """Failed, warned and errored sections start open, the others collapsed; the contents bar
+    (sticky on a desktop, a collapsed list on a phone) jumps to each probe; on a phone the
+    verdict and the tiles come before the model/data/run panels. No script does any of it."""
+    path = tmp_path / "rich.html"
+    path.write_text(render_html(rich_audit), encoding="utf-8")
+    visit = Visit(browser, path, viewport={"width": width, "height": 900})
+    try:
+        visit.assert_clean()
+        page = visit.page
+        sections = page.eval_on_selector_all(
+            "section.probe",
+            "els => els.map(e => [e.dataset.probe, e.className, "
+            "e.querySelector('details.probe-d').open])",
+        )
+        assert len(sections) == len(rich_audit.probes)
+        for name, classes, is_open in sections:
+            wanted = any(f"s-{s}" in classes.split() for s in ("failed", "warned", "error"))
+            assert is_open is wanted, (name, classes)
+        phone = width < 640
+        bar, other = ("details.toc-m", "nav.toc") if phone else ("nav.toc", "details.toc-m")
+        assert page.locator(bar).is_visible() and not page.locator(other).is_visible()
+        if phone:
+            assert not page.evaluate("document.querySelector('details.toc-m').open")
+            page.click("details.toc-m > summary")
+        hrefs = page.eval_on_selector_all(f"{bar} a", "els => els.map(a => a.getAttribute('href'))")
+        ids = page.eval_on_selector_all("section.probe", "els => els.map(e => '#' + e.id)")
+        assert set(ids) <= set(hrefs)
+        assert all(page.evaluate("h => !!document.getElementById(h.slice(1))", h) for h in hrefs)
+        target = ids[-1]
+        page.click(f'{bar} a[href="{target}"]')
+        page.wait_for_function(
+            "h => location.hash === h", arg=target, timeout=10_000
+        )
+        top = page.evaluate("h => document.querySelector(h).getBoundingClientRect().top", target)
+        assert page.evaluate("scrollY") > 0 and top + 40 <= 900, top  # jumped: heading in view
+        if not phone:
+            # The bar stayed at the top (sticky) and does not cover the heading it jumped to.
+            box = page.evaluate("(() => { const r = document.querySelector('nav.toc')"
+                                ".getBoundingClientRect(); return [r.top, r.bottom]; })()")
+            assert box[0] == 0 and top >= box[1], (box, top)
+        else:
+            ident = page.evaluate("document.querySelector('.ident').getBoundingClientRect().top")
+            tile = page.evaluate("document.querySelector('li.tile').getBoundingClientRect().top")
+            verdict = page.evaluate("document.querySelector('.verdict').getBoundingClientRect().top")
+            assert verdict < tile < ident
+        assert page.evaluate("document.querySelectorAll('script').length") == 0
+    finally:
+        visit.close()

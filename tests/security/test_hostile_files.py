@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from auditkit import sandbox
 from auditkit.errors import AuditkitInputError
-from auditkit.loading import load_model
-from auditkit.safety import LoadLimits
+from auditkit.loading import load_model, sandbox
+from auditkit.loading.safety import LoadLimits
 
 LIMIT_SECONDS = 3.0  # the load limit the tests run under (the default is 60 s)
 LIMIT_BYTES = 256 << 20
@@ -176,7 +175,7 @@ def test_sigterm_while_a_sandboxed_load_hangs_cleans_up_and_kills_the_child(host
     code = (
         "import sys\n"
         "from auditkit.loading import load_model\n"
-        "from auditkit.safety import LoadLimits\n"
+        "from auditkit.loading.safety import LoadLimits\n"
         f"load_model({str(corpus['ts-hang.pt'][0])!r}, limits=LoadLimits(timeout_s=120))\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ, TMPDIR=str(tmpdir)),

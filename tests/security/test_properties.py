@@ -21,7 +21,7 @@ from auditkit.data.core import make_splits
 from auditkit.data.loaders import load_data
 from auditkit.errors import AuditkitInputError
 from auditkit.loading import FORMAT_LOADERS, inspect_file, load_model, sniff_format
-from auditkit.safety import LoadLimits, check_safetensors, validate_zip
+from auditkit.loading.safety import LoadLimits, check_safetensors, validate_zip
 
 # derandomize: the same examples in every run, so a CI gate never fails by chance (a random
 # draw once found '\x00', see below); new examples come from widening the strategies.

@@ -26,6 +26,7 @@ from auditkit.attacks.gradient_free import (
 )
 from auditkit.context import AuditContext
 from auditkit.probes.adversarial._runner import right_answers
+from auditkit.probes.adversarial.grade import apply_grade
 from auditkit.probes.adversarial.measure import make_plan
 from auditkit.probes.adversarial.options import AdversarialOptions
 from auditkit.results import Check, Finding, ProbeResult
@@ -91,7 +92,7 @@ def run_without_gradients(name: str, context: AuditContext, opts: AdversarialOpt
         "eps": float(plan.eps),
         "norm": plan.norm,
     }
-    return ProbeResult(
+    result = ProbeResult(
         name=name,
         status="warned" if failed else "passed",
         metrics=metrics,
@@ -116,6 +117,11 @@ def run_without_gradients(name: str, context: AuditContext, opts: AdversarialOpt
         },
         seconds=round(time.perf_counter() - started, 4),
     )
+    converged = next((c.status for c in checks if c.name == "converged_in_steps"), "skipped")
+    black_box = {"attack": NAMES[attack], "queries": plan.queries,
+                 "converged": None if converged == "skipped" else converged == "passed"}
+    return apply_grade(result, robust, y.numpy(), adapter.num_classes, plan.norm, plan.eps,
+                       black_box=black_box)
 
 
 def square_beside_pgd(context: AuditContext, opts: AdversarialOptions, plan: Any,
@@ -227,7 +233,17 @@ def _findings(m: GradientFreeMeasurement, failed: list[Check]) -> list[Finding]:
         for c in failed
     ]
     robust = float(m.robust_correct.mean()) if m.n_examples else 0.0
-    if m.clean_accuracy > 0 and m.plan.eps > 0:
+    if m.clean_accuracy > 0 and m.plan.eps > 0 and robust >= m.clean_accuracy:
+        norm = "L∞" if m.plan.norm == "Linf" else "L2"
+        found.append(Finding(
+            "info",
+            f"{NAMES[m.plan.attack]} found no {norm} perturbation of {m.plan.eps:.3g} that "
+            "changes a correct answer",
+            why="a gradient-free attack gives an upper bound on robustness; the convergence "
+            "check says whether more queries could still find some",
+            action="nothing, unless the threat model needs a larger radius",
+        ))
+    elif m.clean_accuracy > 0 and m.plan.eps > 0:
         flipped = 1 - robust / m.clean_accuracy
         norm = "L∞" if m.plan.norm == "Linf" else "L2"
         found.append(Finding(

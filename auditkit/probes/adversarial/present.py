@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from auditkit.images import image_cell
 from auditkit.probes.adversarial.judge import Judgement
 from auditkit.probes.adversarial.measure import AdversarialMeasurement, Plan
-from auditkit.render.figures import image_cell
 from auditkit.results import Check, ProbeResult
 
 

@@ -8,7 +8,9 @@ from typing import ClassVar
 import numpy as np
 
 from auditkit.context import AuditContext
-from auditkit.functional.classification import compare_to_chance
+from auditkit.functional.chance import judge_chance, scores_for_auroc
+from auditkit.functional.classification import confusion_matrix
+from auditkit.probes.adversarial.grade import apply_grade
 from auditkit.probes.adversarial.gradient_free import (
     merge_square,
     run_without_gradients,
@@ -123,8 +125,10 @@ class AdversarialProbe(Probe):
         reason = super().skip_reason(context)
         if reason is not None or not len(context.data):
             return reason
-        chance = compare_to_chance(
-            context.data.y, context.clean_predictions, context.adapter.num_classes
+        k = context.adapter.num_classes
+        chance = judge_chance(
+            confusion_matrix(context.data.y, context.clean_predictions, k), context.data.y,
+            scores_for_auroc(context.clean_logits) if k == 2 else None,
         )
         if chance.verdict == "at":
             return (
@@ -134,6 +138,11 @@ class AdversarialProbe(Probe):
         return None
 
     def run(self, context: AuditContext) -> ProbeResult:
+        from auditkit.loading.model_path import with_model_path
+
+        return with_model_path(self._run(context), context.adapter)
+
+    def _run(self, context: AuditContext) -> ProbeResult:
         if not context.adapter.supports_gradients:
             return run_without_gradients(self.name, context, self.opts, self.budget)
         started = time.perf_counter()
@@ -155,5 +164,6 @@ class AdversarialProbe(Probe):
         }
         result = present(self.name, measured, judged, self.budget, time.perf_counter() - started)
         if square is not None:
-            result, _ = merge_square(result, square, robust)
-        return result
+            result, robust = merge_square(result, square, robust)
+        return apply_grade(result, robust, measured.labels, measured.num_classes,
+                           measured.plan.norm, measured.plan.eps)

@@ -10,6 +10,7 @@ import pandas as pd
 
 from auditkit.errors import AuditkitInputError
 from auditkit.functional.fairness import image_statistics, quantile_slices
+from auditkit.probes.bias.missing import with_missing_group
 
 PROXY_NOTE = "proxy slice, not a demographic"
 SINGLE_GROUP = (
@@ -43,6 +44,7 @@ class Plan:
     columns: list[str]  # sensitive columns audited
     single_group_columns: dict[str, str]  # ignored columns → their only value
     skip_reason: str | None = None
+    missing_values: dict[str, int] = field(default_factory=dict)  # column → rows without one
 
 
 def plan(context, opts) -> Plan:
@@ -56,7 +58,9 @@ def plan(context, opts) -> Plan:
             f"--set bias.sensitive: no column {', '.join(missing)} in the data "
             f"(it has: {', '.join(data.groups) or 'no sensitive columns'})"
         )
-    columns = {c: np.asarray(data.groups[c]).astype(str) for c in wanted}
+    cleaned = {c: with_missing_group(data.groups[c]) for c in wanted}
+    columns = {c: labels for c, (labels, _) in cleaned.items()}
+    missing_values = {c: n for c, (_, n) in cleaned.items() if n}
     usable = [c for c in wanted if len(np.unique(columns[c])) >= 2]
     single = {c: str(columns[c][0]) for c in wanted if c not in usable}
     if single and not usable:
@@ -83,7 +87,7 @@ def plan(context, opts) -> Plan:
         return Plan([], usable, single, "no slicing has two or more groups to compare")
     for s in slicings:
         s.members = group_members(s.frame, s.kind)
-    return Plan(slicings, usable, single)
+    return Plan(slicings, usable, single, missing_values=missing_values)
 
 
 def proxy_slicings(context, quantiles: int) -> list[Slicing]:

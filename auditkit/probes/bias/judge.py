@@ -17,6 +17,7 @@ from typing import Any
 
 from auditkit.probes.bias._slicing import PROXY_NOTE
 from auditkit.probes.bias.measure import BiasMeasurement
+from auditkit.probes.bias.missing import MISSING
 from auditkit.results import Check, Finding
 
 RATE_LABELS = {
@@ -79,6 +80,8 @@ def judge(m: BiasMeasurement) -> Judgement:
     min_group_size = opts.min_group_size
 
     checks = column_checks(m.columns, m.single_group_columns)
+    missing_check, missing_finding = missing_values_notice(m.missing_values)
+    checks += missing_check
     checks += [
         Check(
             f"{measure}_per_group",
@@ -130,6 +133,7 @@ def judge(m: BiasMeasurement) -> Judgement:
                 "again",
             )
         )
+    findings += missing_finding
     if proxy_only:
         findings.append(
             Finding(
@@ -149,6 +153,31 @@ def judge(m: BiasMeasurement) -> Judgement:
     return Judgement(
         reports, metrics(m.overall_accuracy, reports), checks, findings, status, proxy_only
     )
+
+
+def missing_values_notice(missing: dict[str, int]) -> tuple[list[Check], list[Finding]]:
+    """A check and a finding naming the sensitive columns with missing values, which were
+    audited as their own ``missing`` group (``bias.missing``)."""
+    if not missing:
+        return [], []
+    described = ", ".join(f"{c}: {n}" for c, n in missing.items())
+    check = Check(
+        "missing_group_values",
+        "warned",
+        f"rows without a value in sensitive columns ({described}) form their own group named "
+        f"'{MISSING}'",
+        {"columns": dict(missing)},
+    )
+    finding = Finding(
+        "warning",
+        f"{sum(missing.values())} row(s) have no value in a sensitive column ({described}): "
+        f"audited as a separate group '{MISSING}'",
+        why="a missing group value is not a category of people, and merging it into a real "
+        "one would hide it; people whose group is unknown are often served differently",
+        action="find out why the values are missing (collection, joins, opt-outs) and fill "
+        "them where you can; keep the 'missing' group in the audit until then",
+    )
+    return [check], [finding]
 
 
 def column_checks(columns: list[str], single_group_columns: dict[str, str]) -> list[Check]:

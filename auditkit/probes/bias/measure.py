@@ -65,6 +65,8 @@ class BiasMeasurement:
     overall_accuracy: float | None
     opts: BiasOptions = field(default_factory=BiasOptions)
     cross_probe_problems: list[tuple[str, str, str]] = field(default_factory=list)
+    #: Sensitive column → number of rows without a value (audited as the group ``missing``).
+    missing_values: dict[str, int] = field(default_factory=dict)
 
 
 def measure(context, opts: BiasOptions, budget: str) -> BiasMeasurement:
@@ -101,6 +103,7 @@ def measure(context, opts: BiasOptions, budget: str) -> BiasMeasurement:
         overall_accuracy=accuracy(y, pred),
         opts=opts,
         cross_probe_problems=problems,
+        missing_values=planned.missing_values,
     )
 
 

@@ -255,7 +255,7 @@ def findings(m: CalibrationMeasurement, reason: str | None, transfers: bool) -> 
                     f"max-softmax confidence barely separates {worst['name']} from real inputs "
                     f"(AUROC {worst['auroc']:.2f})",
                     why=f"mean confidence on that set is {pct(worst['mean_confidence'])}; "
-                    "networks extrapolate with confidence far from their training data",
+                    "a model extrapolates with confidence far from the data it was fitted on",
                     action="do not use the softmax confidence as an OOD filter; add a dedicated "
                     "detector (energy score, Mahalanobis distance) or train with outlier "
                     "exposure",

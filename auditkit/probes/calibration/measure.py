@@ -7,7 +7,7 @@ result is a ``CalibrationMeasurement`` of plain numbers that ``judge.py`` reads.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ from auditkit.functional.calibration import (
     softmax,
 )
 from auditkit.functional.uncertainty import UncertaintyAccumulator, decompose_uncertainty
+from auditkit.probes.calibration.noise import bootstrap_standard_errors
 from auditkit.probes.calibration.options import CalibrationOptions
 
 # Fewer calibration examples than this: no temperature is fitted.
@@ -74,6 +75,8 @@ class CalibrationMeasurement:
     confidence_auroc: float | None
     uncertainty: dict[str, Any]
     ood: dict[str, Any]
+    #: Bootstrap standard errors of ECE and MCE over the evaluation examples (for ``diff``).
+    standard_errors: dict[str, float] = field(default_factory=dict)
 
 
 def measure(context, opts: CalibrationOptions, budget: str) -> CalibrationMeasurement:
@@ -122,6 +125,10 @@ def measure(context, opts: CalibrationOptions, budget: str) -> CalibrationMeasur
         confidence_auroc=nan_to_none(binary_auroc(-confidence[ev], ~correct[ev])),
         uncertainty=uncertainty,
         ood=measure_ood(context, confidence, opts.ood, opts.ood_size),
+        standard_errors=bootstrap_standard_errors(
+            confidence[ev], correct[ev], n_bins, context.rng("calibration/noise"),
+            after=None if after is None else softmax(logits[ev] / fit.temperature).max(axis=1),
+        ),
     )
 
 

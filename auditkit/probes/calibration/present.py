@@ -59,6 +59,8 @@ def details(m: CalibrationMeasurement, judged: Judgement) -> dict[str, Any]:
         "ood": m.ood["details"],
         "ood_auroc_rule": "minimum AUROC over the OOD sets (the set the model separates worst "
         "decides)",
+        # Read by ``auditkit diff`` to tell seed noise from a regression (calibration.noise).
+        "standard_errors": m.standard_errors,
     }
 
 

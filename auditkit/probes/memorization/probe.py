@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from auditkit.context import AuditContext
 from auditkit.probes.base import MetricSpec, Probe
+from auditkit.probes.memorization.applicability import not_applicable
 from auditkit.probes.memorization.judge import judge
 from auditkit.probes.memorization.measure import MIN_EXAMPLES, CannotCopy, measure
 from auditkit.probes.memorization.options import MemorizationOptions
@@ -91,7 +92,17 @@ class MemorizationProbe(Probe):
         "on ≤ 50,000",
     }
 
+    def not_applicable(self, context) -> str | None:
+        """What the random-label test applies to, for a model it does not (a scikit-learn
+        linear model: no epochs, no spare capacity); None otherwise."""
+        return not_applicable(context.adapter)
+
     def skip_reason(self, context) -> str | None:
+        # Also said here, so the probe is skipped with the shared wording before (and after)
+        # the runner reads ``not_applicable`` itself.
+        phrase = self.not_applicable(context)
+        if phrase is not None:
+            return f"not applicable to this model: applies to {phrase}"
         if can_refit(context.adapter):
             if len(context.data) < MIN_EXAMPLES:
                 return (f"only {len(context.data)} audit examples; the random-label test needs "

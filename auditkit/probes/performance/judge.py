@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from auditkit.functional.classification import ChanceComparison, matrix_vs_chance
+from auditkit.functional.chance import ChanceJudgement, judge_chance
 from auditkit.probes.performance.measure import PerformanceMeasurement
 from auditkit.results import Check, Finding
 
@@ -36,7 +36,7 @@ def judge(m: PerformanceMeasurement) -> Judgement:
         "balanced_accuracy": m.balanced_accuracy,
         "worst_class_accuracy": float(recall[worst]) if worst is not None else None,
     }
-    chance = matrix_vs_chance(m.matrix)
+    chance = judge_chance(m.matrix, m.labels, m.scores)
     checks = [chance_check(chance), *adapter_checks(m)]
     findings = [chance_finding(chance)] if chance.verdict != "above" else []
     if worst is not None and m.accuracy - float(recall[worst]) > WEAK_CLASS_GAP:
@@ -58,46 +58,52 @@ def judge(m: PerformanceMeasurement) -> Judgement:
     return Judgement(metrics, checks, findings, status, worst)
 
 
-def chance_check(chance: ChanceComparison) -> Check:
-    """``above_chance``: the accuracy interval against max(1/K, majority-class rate)."""
+def chance_check(chance: ChanceJudgement) -> Check:
+    """``above_chance``: balanced accuracy against 1/K (and AUROC against 0.5 for two classes
+    with scores), plain accuracy against max(1/K, majority rate) reported beside them."""
     status = {"above": "passed", "at": "failed", "undecided": "warned"}[chance.verdict]
     words = {
         "above": "clearly above chance",
         "at": "not clearly above chance: the model has learned little or nothing",
         "undecided": "too few examples to tell whether it beats chance",
     }[chance.verdict]
+    plain, balanced, auroc = chance.accuracy, chance.balanced, chance.auroc
     return Check(
         "above_chance",
         status,
         f"{chance.describe()}: {words}",
         {
-            "accuracy": chance.accuracy, "low": chance.low, "high": chance.high,
-            "chance": chance.chance, "uniform": chance.uniform, "majority": chance.majority,
-            "n": chance.n, "confidence": chance.confidence,
+            "balanced_accuracy": balanced.value, "balanced_low": balanced.low,
+            "balanced_high": balanced.high, "balanced_chance": balanced.chance,
+            **({"auroc": auroc.value, "auroc_low": auroc.low, "auroc_high": auroc.high}
+               if auroc is not None else {}),
+            "accuracy": plain.accuracy, "low": plain.low, "high": plain.high,
+            "chance": plain.chance, "uniform": plain.uniform, "majority": plain.majority,
+            "n": plain.n, "confidence": plain.confidence,
         },
     )
 
 
-def chance_finding(chance: ChanceComparison) -> Finding:
+def chance_finding(chance: ChanceJudgement) -> Finding:
+    b = chance.balanced
+    judged = b.describe() + (f" and {chance.auroc.describe()}" if chance.auroc else "")
     if chance.verdict == "at":
         return Finding(
             "critical",
-            f"accuracy {chance.accuracy:.1%} is not clearly above chance ({chance.chance:.1%})",
+            f"balanced accuracy {b.value:.1%} is not clearly above chance ({b.chance:.1%})",
             why=(
-                f"even the optimistic end of its {chance.confidence:.0%} interval "
-                f"({chance.high:.1%}) is barely above what guessing the most common class or a "
-                "random class gets; robustness, calibration and bias numbers of such a model "
-                "are not meaningful"
+                f"{judged}: even the optimistic end of the interval is barely above what "
+                "guessing gets; robustness, calibration and bias numbers of such a model are "
+                "not meaningful"
             ),
             action="check that the right weights, preprocessing (--mean/--std, --input-range) "
             "and labels are used; an untrained or broken model looks exactly like this",
         )
     return Finding(
         "warning",
-        f"with {chance.n} examples the audit cannot tell whether accuracy "
-        f"{chance.accuracy:.1%} beats chance ({chance.chance:.1%})",
-        why=f"the {chance.confidence:.0%} interval {chance.low:.1%}–{chance.high:.1%} "
-        "includes chance",
+        f"with {chance.accuracy.n} examples the audit cannot tell whether balanced accuracy "
+        f"{b.value:.1%} beats chance ({b.chance:.1%})",
+        why=f"{judged}: the interval includes chance",
         action="audit on more examples",
     )
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from auditkit.adapters.base import Diagnostics
+from auditkit.functional.chance import scores_for_auroc
 from auditkit.functional.classification import balanced_accuracy, confusion_matrix, per_class_recall
 from auditkit.probes.performance.options import PerformanceOptions
 
@@ -21,6 +22,9 @@ class PerformanceMeasurement:
     class_names: list[str]
     diagnostics: Diagnostics
     supports_gradients: bool
+    #: Two-class models: the true labels and the class-1 score, for AUROC (None otherwise).
+    labels: torch.Tensor | None = None
+    scores: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         self.matrix = torch.as_tensor(self.matrix, dtype=torch.int64)
@@ -56,6 +60,8 @@ def measure(context, opts: PerformanceOptions, budget: str) -> PerformanceMeasur
         class_names=_every_output_named(data.class_names, k),
         diagnostics=context.adapter.diagnostics,
         supports_gradients=context.adapter.supports_gradients,
+        labels=data.y if k == 2 else None,
+        scores=scores_for_auroc(context.clean_logits) if k == 2 else None,
     )
 
 

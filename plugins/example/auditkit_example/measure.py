@@ -30,7 +30,9 @@ def measure(context: AuditContext, opts: NoiseOptions) -> NoiseMeasurement:
                                     .choice(len(data), size=n, replace=False)))
     x, y = data.x[index], data.y[index]
     box = adapter.input_range
-    width = (box[1] - box[0]) if box is not None else float(x.std())
+    # Images: a fraction of the pixel range. Tables: of each feature's own standard deviation
+    # (one std of the whole table would add noise of 743 to a 0/1 column beside a year column).
+    width = (box[1] - box[0]) if box is not None else data.x.float().std(dim=0).clamp_min(1e-12)
     generator = context.generator("noise_robustness/noise")
     sigmas = tuple(sorted({*opts.sigmas, opts.headline_sigma}))
     accuracies = []

@@ -1,7 +1,7 @@
 """``auditkit generate gcn`` and ``auditkit generate dgcnn``: train, save, scan (budget fast).
 
 Each generator trains a model on built-in (or user) data, saves it as an architecture file
-(``auditkit.archfile``: safetensors weights + a recipe naming this plugin's architecture,
+(``auditkit.loading.archfile``: safetensors weights + a recipe naming this plugin's architecture,
 adapter and data set), runs ``auditkit scan FILE --budget fast --out DIR`` on it — the same
 command a user would run, with no other flags — and prints where the report is.
 """
@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from auditkit.archfile import save_arch_model
 from auditkit.errors import AuditkitInputError
+from auditkit.loading.archfile import save_arch_model
 from auditkit_graph._threads import one_thread
 from auditkit_graph.data import POINT_BOX, SHAPE_CLASSES, SHAPE_POINTS, load_graph, shapes
 from auditkit_graph.models import DGCNN, GCN, NodeClassifier

@@ -14,8 +14,8 @@ from auditkit_graph.generators import save_gcn
 from auditkit_graph.models import DGCNN
 from typer.testing import CliRunner
 
-from auditkit.archfile import HEADER_KEY, save_arch_model
 from auditkit.cli import app
+from auditkit.loading.archfile import HEADER_KEY, save_arch_model
 
 
 @pytest.fixture(scope="module")

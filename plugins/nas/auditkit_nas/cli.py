@@ -52,7 +52,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``auditkit.generators`` group: ``fn(argv) -> exit code``."""
-    from auditkit_nas.search import Settings, run_search
+    from auditkit_nas.run import run_search
+    from auditkit_nas.search import Settings
 
     argv = list(sys.argv[1:] if argv is None else argv)
     try:

@@ -25,11 +25,10 @@ from auditkit_nas.search import (
     metadata_for,
     open_study,
     prepare_data,
-    summarize,
     weights_path,
-    write_json,
 )
 from auditkit_nas.space import build
+from auditkit_nas.summary import summarize, write_json
 
 NAS_JSON = "nas.json"
 REPORT = "nas_report.html"
@@ -90,7 +89,7 @@ def save_architecture_file(model: Any, path: Path, arch: Mapping[str, Any], meta
     """Also save the model as a core "architecture file" (safetensors weights + the recipe
     ``nas_network(**architecture)``, no pickle, no code) where the core has that format."""
     try:
-        from auditkit.archfile import save_arch_model
+        from auditkit.loading.archfile import save_arch_model
     except ImportError:  # a core without architecture files: the torch.export file is enough
         return None
     return save_arch_model(model, path, architecture="nas_network", params=dict(arch), metadata=metadata)
@@ -120,7 +119,17 @@ def write_scorecard(document: dict[str, Any], previous: Mapping[str, Any], data:
     auditkit.write_outputs(result, out / SCORECARD_DIR)
     return {"trial": number, "report": f"{SCORECARD_DIR}/report.html",
             "audit": f"{SCORECARD_DIR}/audit.json", "verdict": result.verdict,
+            "verdict_text": chosen_verdict(result),
             "budget": settings.final_budget, "probes": probes}
+
+
+def chosen_verdict(result: Any) -> str:
+    """The verdict as the chosen model's own scorecard words it ("passed with warnings")."""
+    from auditkit.verdict import verdict_reasons, verdict_text
+
+    audit = json.loads(result.to_json())
+    reasons = verdict_reasons(audit["probes"], audit.get("gates") or [], str(audit.get("fail_on") or "never"))
+    return verdict_text(str(audit.get("verdict")), reasons)
 
 
 def finish(settings: Settings, objectives: Sequence[Objective], search_seconds: float) -> dict[str, Any]:
@@ -158,7 +167,9 @@ def scatter(points: Sequence[dict[str, Any]], x_name: str, y_name: str, uid: str
     y_lo, y_hi = _padded(min(y_ticks[0], min(ys)), max(y_ticks[-1], max(ys)))
     x_ticks = [t for t in x_ticks if x_lo <= t <= x_hi]
     y_ticks = [t for t in y_ticks if y_lo <= t <= y_hi]
-    left, right, top, bottom, width, height = 64.0, 540.0, 14.0, 290.0, 560, 358
+    # The core charts' width, so it fits a phone's card with its text at 10 px or more.
+    width = svg.WIDTH
+    left, right, top, bottom, height = 64.0, width - 16.0, 14.0, 250.0, 318
 
     def px(v: float) -> float:
         return left + (v - x_lo) / ((x_hi - x_lo) or 1.0) * (right - left)
@@ -169,6 +180,7 @@ def scatter(points: Sequence[dict[str, Any]], x_name: str, y_name: str, uid: str
     desc = f"{len(pts)} trials; {sum(p['front'] for p in pts)} on the Pareto front"
     parts = [
         f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'style="min-width: {math.ceil(width * svg.MIN_TEXT_PX / svg.SMALLEST_FONT_PX)}px" '
         f'role="img" aria-labelledby="{uid}-t {uid}-d">',
         f'<title id="{uid}-t">{escape(y_name)} against {escape(x_name)}</title>',
         f'<desc id="{uid}-d">{escape(desc)}</desc>',

@@ -6,16 +6,14 @@ of the training data), and tells the study the objective values. Resume and seve
 from the study's storage (an SQLite file in ``--out`` by default): a rerun counts the trials that
 already finished and only runs the rest. After the workers stop, ``finish`` writes ``nas.json``,
 saves the Pareto models as self-describing files, writes the full scorecard of the chosen model
-and ``nas_report.html``.
+and ``nas_report.html`` (``run.run_search`` calls both).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import math
-import multiprocessing
 import os
 import socket
 import sys
@@ -36,7 +34,6 @@ from auditkit_nas.space import SearchSpace, architecture, build, count_parameter
 
 STRATEGIES = ("random", "nsga2", "controller")
 STUDY_NAME = "auditkit-nas"
-NAS_SCHEMA_VERSION = "1.0"
 VALIDATION_FRACTION = 0.2
 AUDIT_FRACTION = 0.3  # only for data without an attached training split
 #: Settings that define the search; a rerun with other values would mix two searches.
@@ -441,108 +438,7 @@ def _worker_entry(settings: Settings, index: int, deadline: float | None) -> Non
         pass
 
 
-def run_search(settings: Settings) -> dict[str, Any]:
-    """Run (or resume) the search in ``settings.out``, then write every output; returns nas.json."""
-    objectives = validate(settings)
-    out = Path(settings.out)
-    out.mkdir(parents=True, exist_ok=True)
-    prepare_data(settings)  # bad data is exit 2 before any worker starts
-    study = open_study(settings, objectives)
-    check_same_search(study, settings)
-    mark_interrupted(study, settings)
-    start = time.time()
-    deadline = start + 60 * settings.minutes if settings.minutes else None
-    already = counted(study)
-    log(settings, f"{already} of {settings.trials} trials already in {settings.storage_url()}")
-    if settings.workers == 1:
-        run_worker(settings, 0, deadline)
-    else:
-        # K equal processes (spawned: a fresh interpreter each, no forked torch state); this one
-        # only waits, so no worker gets a head start on the others.
-        context = multiprocessing.get_context("spawn")
-        processes = [
-            context.Process(target=_worker_entry, args=(settings, index, deadline))
-            for index in range(settings.workers)
-        ]
-        for p in processes:
-            p.start()
-        try:
-            for p in processes:
-                p.join()
-        except KeyboardInterrupt:
-            for p in processes:
-                p.join(timeout=30)
-            raise
-    from auditkit_nas.report import finish
-
-    return finish(settings, objectives, search_seconds=time.time() - start)
-
-
 # --- summary ---------------------------------------------------------------------------------
 
 
-def trial_state(trial: Any) -> str:
-    from optuna.trial import TrialState
-
-    if trial.state == TrialState.COMPLETE:
-        return "complete"
-    if trial.state == TrialState.FAIL:
-        return "interrupted" if trial.user_attrs.get("interrupted") else "failed"
-    return trial.state.name.lower()
-
-
-def summarize(study: Any, objectives: Sequence[Objective], settings: dict[str, Any]) -> dict[str, Any]:
-    """The nas.json document of a study: every trial once, the Pareto front as trial numbers."""
-    from auditkit_nas.controller import moving_average
-
-    trials = []
-    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-        values = t.values if t.values is not None and len(t.values) == len(objectives) else None
-        trials.append({
-            "number": t.number,
-            "state": trial_state(t),
-            "architecture": t.user_attrs.get("architecture"),
-            "decisions": dict(t.params),
-            "parameters": t.user_attrs.get("parameters"),
-            "metrics": {o.name: v for o, v in zip(objectives, values, strict=True)} if values else {},
-            "reward": scalarize(values, objectives) if values else None,
-            "seconds": t.user_attrs.get("seconds"),
-            "error": t.user_attrs.get("error"),
-            "worker": t.user_attrs.get("worker"),
-        })
-    front = sorted(t.number for t in study.best_trials) if trials else []
-    complete = [t for t in trials if t["state"] == "complete"]
-    rewards = [t["reward"] for t in complete]
-    chosen = max(
-        (t for t in complete if t["number"] in front), key=lambda t: (t["reward"], -t["number"]),
-        default=None,
-    )
-    return {
-        "schema_version": NAS_SCHEMA_VERSION,
-        "settings": settings,
-        "objectives": [o.to_dict() for o in objectives],
-        "trials": trials,
-        "pareto_front": front,
-        "chosen": chosen["number"] if chosen else None,
-        "reward": {
-            "definition": "sum of the objectives, each signed so that higher is better",
-            "trials": [t["number"] for t in complete],
-            "values": rewards,
-            "moving_average": moving_average(rewards, 0.8),
-        },
-        "counts": {
-            state: sum(1 for t in trials if t["state"] == state)
-            for state in ("complete", "failed", "interrupted", "running")
-        },
-    }
-
-
-def write_json(path: Path, document: dict[str, Any]) -> None:
-    from auditkit.results import jsonable
-
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(jsonable(document), indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
-__all__ = ["STRATEGIES", "Settings", "run_search", "summarize"]
+__all__ = ["STRATEGIES", "Settings"]

@@ -2,7 +2,7 @@
 
 import optuna
 from auditkit_nas.objectives import Objective
-from auditkit_nas.search import summarize
+from auditkit_nas.summary import summarize
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from optuna.trial import TrialState, create_trial

@@ -3,7 +3,7 @@
 import optuna
 from auditkit_nas.objectives import Objective
 from auditkit_nas.report import render_report
-from auditkit_nas.search import summarize
+from auditkit_nas.summary import summarize
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 

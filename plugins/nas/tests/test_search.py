@@ -65,7 +65,7 @@ def test_search_writes_every_output_and_a_rerun_repeats_nothing(tmp_path):
         x = torch.rand(4, 1, 8, 8)
         assert torch.allclose(loaded.module(x), rebuilt.eval()(x), atol=1e-5)
         archfile = (out / rel).with_suffix(".safetensors")
-        if importlib.util.find_spec("auditkit.archfile") is not None:  # core contract E
+        if importlib.util.find_spec("auditkit.loading.archfile") is not None:  # core contract E
             from_archfile = auditkit.load_model(archfile)
             assert torch.allclose(from_archfile.module(x), rebuilt(x), atol=1e-5)
             assert from_archfile.metadata.dataset == "digits"

@@ -50,10 +50,10 @@ class GraphStructureProbe(Probe):
     opts: StructureOptions
     report_template = "auditkit_graph:templates/graph_structure.html.j2"
 
-    def skip_reason(self, context: AuditContext) -> str | None:
+    def not_applicable(self, context: AuditContext) -> str | None:
         if not isinstance(getattr(context.adapter, "model", None), NodeClassifier):
-            return "the model is not a node classifier on a graph (auditkit-graph's NodeClassifier)"
-        return super().skip_reason(context)
+            return "node classifiers"  # auditkit-graph's NodeClassifier on a graph
+        return None
 
     def run(self, context: AuditContext) -> ProbeResult:
         with one_thread():  # tiny kernels: see auditkit_graph._threads

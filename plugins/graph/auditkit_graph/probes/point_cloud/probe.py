@@ -52,11 +52,11 @@ class PointCloudProbe(Probe):
     opts: PointCloudOptions
     report_template = "auditkit_graph:templates/point_cloud.html.j2"
 
-    def skip_reason(self, context: AuditContext) -> str | None:
+    def not_applicable(self, context: AuditContext) -> str | None:
         shape = tuple(context.adapter.input_shape)
         if len(shape) != 2 or shape[1] != 3:
-            return f"examples of shape {shape} are not point clouds (points, 3)"
-        return super().skip_reason(context)
+            return "point clouds"  # examples of shape (points, 3)
+        return None
 
     def run(self, context: AuditContext) -> ProbeResult:
         with one_thread():  # tiny kernels: see auditkit_graph._threads

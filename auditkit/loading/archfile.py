@@ -40,7 +40,7 @@ from auditkit.registry import ADAPTER_GROUP, ARCHITECTURE_GROUP, iter_entry_poin
 if TYPE_CHECKING:
     from auditkit.adapters.base import ModelAdapter
     from auditkit.data.core import AuditData
-    from auditkit.loading import ModelMetadata
+    from auditkit.loading.metadata import ModelMetadata
 
 HEADER_KEY = "auditkit"
 FORMAT_VERSION = 1
@@ -112,7 +112,7 @@ def save_arch_model(
     """
     from safetensors.torch import save_file
 
-    from auditkit.loading import ModelMetadata
+    from auditkit.loading.metadata import ModelMetadata
 
     if hasattr(metadata, "to_dict"):
         meta: dict[str, Any] = dict(metadata.to_dict())  # type: ignore[union-attr]

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from auditkit._deps import require
 from auditkit.errors import AuditkitInputError, one_line
+from auditkit.loading.onnx_external import check_external_data, proto_has_external
 
 FORMAT_ONNX = "onnx"
 #: Protobuf cannot hold more than 2 GiB in one message; larger models use external data.
@@ -31,10 +32,6 @@ CORRUPT_ONNX = "{path}: not a valid ONNX model ({reason}); re-export it"
 TOO_LARGE = (
     "{path}: {size} bytes is more than an ONNX protobuf can hold ({limit}); export the weights "
     "as external data next to the model"
-)
-BAD_EXTERNAL = (
-    "{path}: external data location {location!r} {why}; auditkit only reads external data "
-    "stored next to the model (a relative path inside its folder)"
 )
 MULTI_INPUT = (
     "{path}: the ONNX graph has {count} inputs ({names}); auditkit audits models with one input "
@@ -62,33 +59,12 @@ def _reason(exc: BaseException) -> str:
     return one_line(str(exc) or type(exc).__name__, 200)
 
 
-def _check_external(proto: Any, path: Path) -> None:
-    from onnx.external_data_helper import _get_all_tensors
+def read_onnx(path: Path, memory_bytes: int | None = None) -> Any:
+    """The validated ``onnx.ModelProto`` of ``path`` (external data checked, not loaded).
 
-    folder = path.parent.resolve()
-    for tensor in _get_all_tensors(proto):
-        if tensor.data_location != 1:  # TensorProto.EXTERNAL
-            continue
-        entries = {e.key: e.value for e in tensor.external_data}
-        location = entries.get("location", "")
-        pure = PurePosixPath(location.replace("\\", "/"))
-        if not location or pure.is_absolute() or ".." in pure.parts or ":" in location:
-            raise AuditkitInputError(
-                BAD_EXTERNAL.format(path=path, location=location, why="leaves the model's folder")
-            )
-        target = (folder / pure).resolve()
-        if not target.is_relative_to(folder):
-            raise AuditkitInputError(
-                BAD_EXTERNAL.format(path=path, location=location, why="leaves the model's folder")
-            )
-        if not target.is_file():
-            raise AuditkitInputError(
-                BAD_EXTERNAL.format(path=path, location=location, why="does not exist")
-            )
-
-
-def read_onnx(path: Path) -> Any:
-    """The validated ``onnx.ModelProto`` of ``path`` (external data checked, not loaded)."""
+    External data is checked (``onnx_external``: inside the model's folder, in range, within
+    ``memory_bytes``) before the checker, which resolves it against the model's folder.
+    """
     onnx = require("onnx", "auditing ONNX models")
     size = path.stat().st_size
     if size > MAX_ONNX_BYTES:
@@ -99,9 +75,11 @@ def read_onnx(path: Path) -> Any:
         raise AuditkitInputError(CORRUPT_ONNX.format(path=path, reason=_reason(exc))) from None
     if not len(proto.graph.node) or not len(proto.graph.output):
         raise AuditkitInputError(CORRUPT_ONNX.format(path=path, reason="the graph is empty"))
-    _check_external(proto, path)
+    check_external_data(proto, path, memory_bytes)
     try:
-        onnx.checker.check_model(proto)
+        # The path, not the proto: external data is then looked up next to the model, not in
+        # the working directory.
+        onnx.checker.check_model(str(path) if proto_has_external(proto) else proto)
     except Exception as exc:
         raise AuditkitInputError(CORRUPT_ONNX.format(path=path, reason=_reason(exc))) from None
     return proto
@@ -235,7 +213,7 @@ def make_session(path: Path, device_type: str) -> Any:
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: warnings are not the user's business
     try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        return ort.InferenceSession(str(path.absolute()), sess_options=options, providers=providers)
     except Exception as exc:  # unsupported operator, bad shapes, ...
         raise AuditkitInputError(
             CORRUPT_ONNX.format(path=path, reason=f"onnxruntime cannot run it: {_reason(exc)}")

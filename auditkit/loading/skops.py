@@ -102,9 +102,9 @@ def read_pickled_estimator(path: Path) -> Any:
     """With ``--unsafe-pickle`` only: a scikit-learn model in a joblib/pickle file (this runs
     code from the file), wrapped for auditing; None when the pickle holds no scikit-learn
     object (the torch loader takes over)."""
-    from auditkit.loading import _pickle_globals
+    from auditkit.loading.pickles import pickle_globals
 
-    names = _pickle_globals(path.read_bytes()) or []
+    names = pickle_globals(path.read_bytes()) or []
     if not any(n.startswith(("sklearn.", "joblib.")) for n in names):
         return None
     import joblib
@@ -118,6 +118,27 @@ def read_pickled_estimator(path: Path) -> Any:
         ) from None
     if not hasattr(estimator, "predict"):
         return None
-    from auditkit.formats import SklearnModel
 
     return SklearnModel(estimator, format="pickle (scikit-learn, --unsafe-pickle)")
+
+
+class SklearnModel:
+    """A loaded scikit-learn estimator, ready to become an adapter once the data is known."""
+
+    def __init__(self, estimator: Any, format: str = FORMAT_SKOPS) -> None:
+        self.estimator = estimator
+        self.format = format
+
+    def __repr__(self) -> str:
+        return f"SklearnModel({type(self.estimator).__name__})"
+
+    def make_adapter(self, *, input_shape: Any, num_classes: int | None = None,
+                     feature_names: Any = None, class_names: Any = None, categories: Any = None,
+                     exact_values: Any = None, sensitive: Any = (), **_: Any) -> Any:
+        from auditkit.adapters.sklearn_adapter import SklearnAdapter
+
+        return SklearnAdapter(self.estimator, input_shape=input_shape,
+                              feature_names=feature_names, class_names=class_names,
+                              num_classes=num_classes, format=self.format,
+                              categories=categories, exact_values=exact_values,
+                              sensitive=sensitive)

@@ -2,14 +2,15 @@
 
 TorchScript runs ``__setstate__`` code from the file while loading, and a pre-1.6 pickle
 declares storage sizes nobody checks up front: either can hang or allocate without bound. The
-child (``python -m auditkit.sandbox``) imports torch, caps its own address space at its size
+child (``python -m auditkit.loading.sandbox``) imports torch, caps its own address space at its size
 after imports plus ``LoadLimits.memory_bytes``, says "ready", and loads the file exactly as the
-parent would. The parent kills it (its whole process group) when the time limit passes, and
+parent would (with the loader the parent hands it by name: the sandbox knows no format). The parent kills it (its whole process group) when the time limit passes, and
 loads the file itself only if the child succeeded.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import select
@@ -18,11 +19,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from auditkit.errors import AuditkitInputError
-from auditkit.safety import (
+from auditkit.loading.safety import (
     LOAD_CRASHED,
     LOAD_MEMORY,
     LOAD_TIMEOUT,
@@ -51,14 +53,18 @@ LAST_REPORT: list[SandboxReport] = []  # the most recent report, for tests and -
 
 
 def trial_load(
-    path: str | Path, fmt: str, limits: LoadLimits, *, unsafe_pickle: bool = False,
-    debug: bool = False,
+    path: str | Path, fmt: str, limits: LoadLimits, *, load: Callable[..., object],
+    unsafe_pickle: bool = False, debug: bool = False,
 ) -> SandboxReport:
     """Load ``path`` in a limited child; raise ``AuditkitInputError`` if that fails.
 
-    With ``debug`` what torch printed in the child is written to stderr.
+    ``load`` is what the child calls, ``load(path, unsafe_pickle=, limits=, debug=,
+    _sandboxed=True)``: a module-level function, handed over by its importable name, so the
+    sandbox knows no format (and imports no loader). With ``debug`` what torch printed in the
+    child is written to stderr.
     """
     spec = json.dumps({
+        "load": f"{load.__module__}:{load.__qualname__}",
         "path": str(path), "format": fmt, "unsafe_pickle": unsafe_pickle, "debug": debug,
         "memory_bytes": limits.memory_bytes, "max_ratio": limits.max_ratio,
         "allow_native_code": limits.allow_native_code, "timeout_s": limits.timeout_s,
@@ -67,7 +73,7 @@ def trial_load(
     started = time.monotonic()
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "auditkit.sandbox", spec],
+            [sys.executable, "-m", "auditkit.loading.sandbox", spec],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
             start_new_session=True, env=env,
         )
@@ -184,8 +190,8 @@ def _child(spec_text: str) -> int:
     spec = json.loads(spec_text)
     import torch  # noqa: F401  (imports are not the file's cost: they come before the cap)
 
-    from auditkit.loading import load_model
-    from auditkit.safety import LoadLimits
+    module_name, _, function_name = spec["load"].partition(":")
+    load_model = getattr(importlib.import_module(module_name), function_name)
 
     torch.set_num_threads(1)
     current = _address_space()

@@ -5,128 +5,52 @@ directories, JSON configs, safetensors headers, and pickles decoded by a stub un
 imports and calls nothing. A file that breaks a rule is refused with one line naming what was
 found (``AuditkitInputError``, exit 2 in the CLI).
 
-What torch does afterwards happens inside ``guarded_load``: a private temporary folder (removed
+What torch does afterwards happens inside ``guard.guarded_load``: a private temporary folder (removed
 afterwards, also on error, Ctrl-C or SIGTERM) and captured output, so no torch warning or
 traceback reaches the terminal before auditkit's line. Formats whose loading can run code from
 the file (TorchScript ``__setstate__``) or whose sizes cannot be checked up front (pre-1.6
 pickles) are first loaded in a child process under a time and memory limit
-(``auditkit.sandbox``).
+(``auditkit.loading.sandbox``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import os
-import pickle
 import re
-import shutil
-import signal
 import stat
 import struct
-import tempfile
-import threading
-import warnings
 import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from auditkit.errors import AuditkitInputError, one_line
-
-GiB = 1 << 30
-MiB = 1 << 20
-
-# --- messages (module constants so tests match them exactly) -----------------------------------
-NOT_REGULAR = "{path}: not a regular file ({kind})"
-DANGLING_LINK = "{path}: a symbolic link to {target}, which does not exist"
-UNSAFE_ENTRY = "{path}: archive entry {entry!r} {why}: refused without extracting anything"
-NATIVE_CODE = (
-    "{path}: the archive carries native code ({what}); loading it would run that code, so "
-    "auditkit refused it. Pass --allow-native-code to accept such archives (auditkit audits the "
-    "exported program and still never loads the native part)"
+from auditkit.loading.limits import (  # noqa: F401 - re-exported: safety.LoadLimits, ...
+    AOTI_MARKER,
+    BAD_HEADER,
+    BOMB,
+    DANGLING_LINK,
+    DEFAULT_LIMITS,
+    LOAD_CRASHED,
+    LOAD_MEMORY,
+    LOAD_TIMEOUT,
+    LYING_SIZES,
+    NATIVE_CODE,
+    NATIVE_MAGICS,
+    NATIVE_SUFFIXES,
+    NOT_REGULAR,
+    TOO_BIG,
+    UNREADABLE_PICKLE,
+    UNSAFE_ENTRY,
+    GiB,
+    LoadLimits,
+    MiB,
+    human_bytes,
+    with_limits,
 )
-TOO_BIG = (
-    "{path}: {what}, more than the {limit} load limit: refused (raise it with --load-memory if "
-    "you trust the file)"
-)
-BOMB = (
-    "{path}: archive entry {entry!r} inflates {ratio:.0f}-fold ({packed} to {unpacked}), a "
-    "compression bomb: refused"
-)
-LYING_SIZES = "{path}: {what}: the file lies about its tensor sizes, refused"
-BAD_HEADER = "{path}: the safetensors header is invalid ({why}): refused"
-LOAD_TIMEOUT = (
-    "{path}: loading took longer than {seconds:g} s: refused (raise the limit with "
-    "--load-timeout if you trust the file)"
-)
-LOAD_MEMORY = (
-    "{path}: loading needed more than {limit}: refused (raise the limit with --load-memory if "
-    "you trust the file)"
-)
-LOAD_CRASHED = "{path}: loading it crashed the loader ({how}): refused"
-UNREADABLE_PICKLE = "{path}: {entry} is not a readable pickle ({why}); the file is damaged"
-
-NATIVE_SUFFIXES = (".so", ".dll", ".dylib", ".pyd", ".o", ".a", ".lib", ".exe")
-AOTI_MARKER = "data/aotinductor/"
-# ELF, Mach-O (32/64, both byte orders) and universal binaries.
-NATIVE_MAGICS = (
-    b"\x7fELF", b"\xfe\xed\xfa\xce", b"\xce\xfa\xed\xfe", b"\xfe\xed\xfa\xcf",
-    b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe",
-)
-
-
-@dataclass(frozen=True)
-class LoadLimits:
-    """What loading an untrusted model file may cost. Raise them only for files you trust.
-
-    Args:
-        timeout_s: wall-clock seconds a sandboxed load may take (``--load-timeout``).
-        memory_bytes: memory a load may use, and the most an archive may unpack to
-            (``--load-memory``, in GB on the command line).
-        allow_native_code: accept archives carrying shared objects / AOTInductor packages
-            (``--allow-native-code``); auditkit still never loads them.
-        max_entries: entries in one archive.
-        max_ratio: compression ratio above which an entry is a bomb (entries that unpack to
-            less than ``ratio_floor_bytes`` may compress any amount).
-        max_metadata_bytes: pickles, JSON configs and safetensors headers are read whole into
-            memory; this bounds each.
-        max_pickle_objects: objects one pickle may build (a few bytes of pickle can build a
-            dict each: 64 MB of them is gigabytes); a state_dict builds ~10 per tensor.
-    """
-
-    timeout_s: float = 60.0
-    memory_bytes: int = 8 * GiB
-    allow_native_code: bool = False
-    max_entries: int = 200_000
-    max_ratio: float = 100.0
-    ratio_floor_bytes: int = 1 * MiB
-    max_metadata_bytes: int = 64 * MiB
-    max_pickle_objects: int = 2_000_000
-
-    def __post_init__(self) -> None:
-        if not (self.timeout_s > 0 and math.isfinite(self.timeout_s)):
-            raise AuditkitInputError(
-                f"--load-timeout {self.timeout_s!r}: use a positive number of seconds, e.g. 60"
-            )
-        if not self.memory_bytes > 0:
-            raise AuditkitInputError(
-                f"--load-memory {self.memory_bytes / GiB:g}: use a positive number of GB, e.g. 8"
-            )
-
-
-DEFAULT_LIMITS = LoadLimits()
-
-
-def human_bytes(n: float) -> str:
-    for unit, size in (("GB", GiB), ("MB", MiB), ("kB", 1024)):
-        if n >= size:
-            return f"{n / size:.3g} {unit}"
-    return f"{int(n)} bytes"
-
+from auditkit.loading.pickles import check_pickled_storages
 
 # --- the file itself ---------------------------------------------------------------------------
 
@@ -330,162 +254,6 @@ def _read_head(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: Any) -> bytes:
         )) from None
 
 
-# --- pickled storages (torch.save zips and TorchScript) -----------------------------------------
-
-_ELEMENT_SIZES = {
-    "DoubleStorage": 8, "FloatStorage": 4, "HalfStorage": 2, "BFloat16Storage": 2,
-    "LongStorage": 8, "IntStorage": 4, "ShortStorage": 2, "CharStorage": 1, "ByteStorage": 1,
-    "BoolStorage": 1, "ComplexDoubleStorage": 16, "ComplexFloatStorage": 8, "QInt8Storage": 1,
-    "QUInt8Storage": 1, "QInt32Storage": 4, "QUInt4x2Storage": 1, "QUInt2x4Storage": 1,
-    "UntypedStorage": 1, "ComplexHalfStorage": 4,
-}
-
-
-class _Stub:
-    """Stands in for every global a pickle names: it can be called, built and filled, and does
-    nothing. Decoding a pickle with it runs no code from the file."""
-
-    qualname = "?"
-
-    def __new__(cls, *_args: Any, **_kwargs: Any) -> _Stub:
-        return object.__new__(cls)
-
-    def __init__(self, *_args: Any, **_kwargs: Any) -> None:
-        pass
-
-    def __call__(self, *_args: Any, **_kwargs: Any) -> _Stub:
-        return _Stub()
-
-    def __setstate__(self, _state: Any) -> None:
-        pass
-
-    def __setitem__(self, _key: Any, _value: Any) -> None:
-        pass
-
-    def append(self, _value: Any) -> None:
-        pass
-
-    def extend(self, _values: Any) -> None:
-        pass
-
-
-class _StubUnpickler(pickle.Unpickler):
-    def __init__(self, data: bytes) -> None:
-        super().__init__(io.BytesIO(data))
-        self.storages: list[tuple[str, str, int]] = []  # (type name, key, declared numel)
-        self.globals: list[str] = []
-
-    def find_class(self, module: str, name: str) -> type:
-        qualname = f"{module}.{name}"
-        self.globals.append(qualname)
-        return type("Stub", (_Stub,), {"qualname": qualname})
-
-    def persistent_load(self, pid: Any) -> Any:
-        if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage":
-            kind = getattr(pid[1], "qualname", str(pid[1])).rsplit(".", 1)[-1]
-            self.storages.append((kind, str(pid[2]), pid[4]))
-        return _Stub()
-
-
-# Opcodes that build no new object (marks, memo traffic, container filling, singletons).
-_NO_NEW_OBJECT = {
-    "MARK", "PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET", "MEMOIZE", "POP",
-    "POP_MARK", "APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS", "STOP", "PROTO",
-    "FRAME", "NONE", "NEWTRUE", "NEWFALSE", "BUILD", "DUP", "BINPERSID", "PERSID",
-}
-
-
-def pickle_objects(data: bytes, cap: int) -> int:
-    """How many objects the first pickle in ``data`` builds, counting stops past ``cap``.
-
-    ``pickletools.genops`` only decodes opcodes, so counting costs no memory; unpickling a
-    pickle that builds millions of objects (torch's own weights-only unpickler included) can
-    cost gigabytes.
-    """
-    import pickletools
-
-    built = 0
-    for opcode, _arg, _pos in pickletools.genops(data):
-        if opcode.name not in _NO_NEW_OBJECT:
-            built += 1
-            if built > cap:
-                break
-    return built
-
-
-def decode_pickle(data: bytes, *, streams: int = 1) -> _StubUnpickler:
-    """Decode a pickle without importing or calling anything; raises what pickle raises.
-
-    ``streams > 1`` reads up to that many pickles one after another (a pre-1.6 torch.save file
-    is a magic number, a protocol, system info and then the object, each its own pickle); the
-    first stream must decode, later ones stop quietly where the data stops being a pickle.
-    """
-    unpickler = _StubUnpickler(data)
-    unpickler.load()
-    for _ in range(streams - 1):
-        try:
-            unpickler.load()
-        except Exception:  # raw storage bytes follow the pickles: not an error
-            break
-    return unpickler
-
-
-def check_pickled_storages(
-    source: str | Path | IO[bytes], limits: LoadLimits = DEFAULT_LIMITS, *, label: Any = None
-) -> None:
-    """In a torch.save / TorchScript zip, every storage a pickle declares must match its record.
-
-    torch allocates what the pickle declares; a pickle declaring 2 GiB over an empty record is a
-    memory bomb. Pickles that cannot be decoded are left to the loader's own refusal.
-    """
-    label = label if label is not None else source
-    if hasattr(source, "seek"):
-        source.seek(0)
-    with zipfile.ZipFile(source) as zf:
-        infos = {i.filename: i for i in zf.infolist()}
-        for name, info in infos.items():
-            folder, _, base = name.rpartition("/")
-            if base not in ("data.pkl", "constants.pkl") or "/" in folder:
-                continue
-            if info.file_size > limits.max_metadata_bytes:
-                raise AuditkitInputError(TOO_BIG.format(
-                    path=label, what=f"pickle {name!r} is {human_bytes(info.file_size)}",
-                    limit=human_bytes(limits.max_metadata_bytes),
-                ))
-            data = zf.read(info)
-            try:
-                built = pickle_objects(data, limits.max_pickle_objects)
-            except Exception:  # not a well-formed pickle: the loader refuses it with the reason
-                continue
-            if built > limits.max_pickle_objects:
-                raise AuditkitInputError(
-                    f"{label}: pickle {name!r} builds more than {limits.max_pickle_objects:,} "
-                    "objects (a memory bomb; a state_dict builds about 10 per tensor): refused"
-                )
-            try:
-                decoded = decode_pickle(data)
-            except Exception:  # damaged or hostile: the safe loader refuses it with the reason
-                continue
-            records = "data" if base == "data.pkl" else "constants"
-            for kind, key, numel in decoded.storages:
-                element = _ELEMENT_SIZES.get(kind)
-                if element is None or isinstance(numel, bool) or not isinstance(numel, int):
-                    raise AuditkitInputError(LYING_SIZES.format(
-                        path=label, what=f"{name} declares a storage of unknown type {kind!r}"
-                    ))
-                record = f"{folder}/{records}/{key}" if folder else f"{records}/{key}"
-                declared = numel * element
-                stored = infos[record].file_size if record in infos else None
-                if numel < 0 or stored is None or declared > stored:
-                    held = "no record" if stored is None else f"a {human_bytes(stored)} record"
-                    raise AuditkitInputError(LYING_SIZES.format(
-                        path=label, what=(
-                            f"{name} declares storage {key!r} of {human_bytes(max(declared, 0))} "
-                            f"({numel} x {kind}) over {held}"
-                        ),
-                    ))
-
-
 # --- torch.export archives ---------------------------------------------------------------------
 
 
@@ -644,115 +412,3 @@ def check_safetensors(path: str | Path, limits: LoadLimits = DEFAULT_LIMITS) -> 
             )
 
 
-# --- loading under guard -----------------------------------------------------------------------
-
-
-@dataclass
-class Captured:
-    """What torch printed, warned or logged while loading (shown with ``--debug``)."""
-
-    text: str = ""
-
-
-_GUARD_LOCK = threading.RLock()
-
-
-@contextlib.contextmanager
-def private_tempdir() -> Iterator[Path]:
-    """A private (0700) temp folder that ``tempfile`` and child processes (``TMPDIR``) use, removed
-    afterwards, also on error, Ctrl-C and SIGTERM."""
-    folder = Path(tempfile.mkdtemp(prefix="auditkit-load-"))
-    saved_env = os.environ.get("TMPDIR")
-    saved_tempdir = tempfile.tempdir
-    previous_term = None
-    in_main = threading.current_thread() is threading.main_thread()
-    if in_main:
-        def _terminate(signum: int, _frame: Any) -> None:
-            raise SystemExit(128 + signum)  # unwinds through the finally below
-
-        with contextlib.suppress(ValueError, OSError):
-            previous_term = signal.signal(signal.SIGTERM, _terminate)
-    try:
-        os.environ["TMPDIR"] = str(folder)
-        tempfile.tempdir = str(folder)
-        yield folder
-    finally:
-        if saved_env is None:
-            os.environ.pop("TMPDIR", None)
-        else:
-            os.environ["TMPDIR"] = saved_env
-        tempfile.tempdir = saved_tempdir
-        shutil.rmtree(folder, ignore_errors=True)
-        if in_main and previous_term is not None:
-            with contextlib.suppress(ValueError, OSError):
-                signal.signal(signal.SIGTERM, previous_term)
-
-
-@contextlib.contextmanager
-def captured_output() -> Iterator[Captured]:
-    """Route warnings, torch's log records and anything written to fd 1/2 into a buffer."""
-    import logging
-    import sys
-
-    captured = Captured()
-    buffer = tempfile.TemporaryFile(mode="w+b")
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    torch_logger = logging.getLogger("torch")
-    saved_fds: list[tuple[int, int]] = []
-    saved_propagate = torch_logger.propagate
-    caught: list[warnings.WarningMessage] = []
-    try:
-        for fd, pystream in ((1, sys.stdout), (2, sys.stderr)):
-            with contextlib.suppress(AttributeError, ValueError, OSError):
-                pystream.flush()
-            with contextlib.suppress(OSError):
-                saved = os.dup(fd)
-                os.dup2(buffer.fileno(), fd)
-                saved_fds.append((fd, saved))
-        torch_logger.addHandler(handler)
-        torch_logger.propagate = False
-        with warnings.catch_warnings(record=True) as caught_now:
-            warnings.simplefilter("always")
-            try:
-                yield captured
-            finally:
-                caught = list(caught_now or [])
-    finally:
-        torch_logger.removeHandler(handler)
-        torch_logger.propagate = saved_propagate
-        for pystream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(AttributeError, ValueError, OSError):
-                pystream.flush()
-        for fd, saved in saved_fds:
-            with contextlib.suppress(OSError):
-                os.dup2(saved, fd)
-                os.close(saved)
-        buffer.seek(0)
-        text = buffer.read().decode("utf-8", "replace")
-        buffer.close()
-        lines = "\n".join(f"{w.category.__name__}: {w.message}" for w in caught)
-        parts = (text.strip(), stream.getvalue().strip(), lines, captured.text)
-        captured.text = "\n".join(part for part in parts if part)
-
-
-@contextlib.contextmanager
-def guarded_load(debug: bool = False) -> Iterator[Captured]:
-    """Private temp folder + captured output for everything torch does while loading.
-
-    With ``debug`` the captured output is written to stderr afterwards (also on error).
-    Loads are serialized: the temp folder and the file descriptors are process-wide.
-    """
-    captured: Captured | None = None
-    try:
-        with _GUARD_LOCK, private_tempdir(), captured_output() as captured:
-            yield captured
-    finally:
-        if debug and captured is not None and captured.text:
-            import sys
-
-            sys.stderr.write(f"[auditkit --debug] torch output while loading:\n{captured.text}\n")
-
-
-def with_limits(limits: LoadLimits | None, **changes: Any) -> LoadLimits:
-    return replace(limits or DEFAULT_LIMITS, **changes)

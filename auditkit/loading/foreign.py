@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from auditkit.formats.onnx_file import FORMAT_ONNX, looks_like_onnx
-from auditkit.formats.skops_file import FORMAT_SKOPS, looks_like_skops
+from auditkit.loading.onnx import FORMAT_ONNX, looks_like_onnx
+from auditkit.loading.skops import FORMAT_SKOPS, SklearnModel, looks_like_skops
 
 FOREIGN_FORMATS = (FORMAT_ONNX, FORMAT_SKOPS)
 
@@ -27,37 +27,17 @@ def sniff_foreign(head: bytes, zip_names: list[str] | None = None) -> str | None
     return FORMAT_ONNX if looks_like_onnx(head) else None
 
 
-class SklearnModel:
-    """A loaded scikit-learn estimator, ready to become an adapter once the data is known."""
-
-    def __init__(self, estimator: Any, format: str = FORMAT_SKOPS) -> None:
-        self.estimator = estimator
-        self.format = format
-
-    def __repr__(self) -> str:
-        return f"SklearnModel({type(self.estimator).__name__})"
-
-    def make_adapter(self, *, input_shape: Any, num_classes: int | None = None,
-                     feature_names: Any = None, class_names: Any = None, categories: Any = None,
-                     exact_values: Any = None, sensitive: Any = (), **_: Any) -> Any:
-        from auditkit.adapters.sklearn_adapter import SklearnAdapter
-
-        return SklearnAdapter(self.estimator, input_shape=input_shape,
-                              feature_names=feature_names, class_names=class_names,
-                              num_classes=num_classes, format=self.format,
-                              categories=categories, exact_values=exact_values,
-                              sensitive=sensitive)
-
-
 def load_foreign(
-    fmt: str, path: Path, *, unsafe_pickle: bool, parse_metadata: Callable[[str | None], Any]
+    fmt: str, path: Path, *, unsafe_pickle: bool, parse_metadata: Callable[[str | None], Any],
+    memory_bytes: int | None = None,
 ) -> tuple[Any, Any]:
-    """(model object with ``make_adapter``, embedded metadata) for an ONNX or skops file."""
+    """(model object with ``make_adapter``, embedded metadata) for an ONNX or skops file;
+    ``memory_bytes`` (``--load-memory``) bounds an ONNX model's external data."""
     if fmt == FORMAT_ONNX:
         from auditkit.adapters.onnx_adapter import OnnxModel
-        from auditkit.formats.onnx_file import metadata_from_props, read_onnx
+        from auditkit.loading.onnx import metadata_from_props, read_onnx
 
-        proto = read_onnx(path)
+        proto = read_onnx(path, memory_bytes)
         metadata = parse_metadata(metadata_from_props(proto))
         model = OnnxModel(path, proto)
         if metadata.input_shape is None and model.facts.example_shape is not None:
@@ -65,7 +45,7 @@ def load_foreign(
 
             metadata = dataclasses.replace(metadata, input_shape=model.facts.example_shape)
         return model, metadata
-    from auditkit.formats.skops_file import read_skops
+    from auditkit.loading.skops import read_skops
 
     estimator = read_skops(path, unsafe=unsafe_pickle)
     return SklearnModel(estimator), parse_metadata(None)

@@ -1,0 +1,221 @@
+"""ONNX files as users bring them: today's dynamo export with a weights sidecar, weights stored as
+Constant nodes, operators the converter lacks, and sidecar locations that try to leave the folder.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import warnings
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import auditkit
+from auditkit.cli import app
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx2torch")
+
+from auditkit.demo import digits_metadata  # noqa: E402
+from auditkit.loading.onnx import embed_metadata  # noqa: E402
+
+PROBES = ["performance", "calibration"]
+
+
+def _metrics(result):
+    return {name: probe.metrics for name, probe in result.probes.items()}
+
+
+def _assert_same_metrics(ours, reference):
+    for probe, metrics in reference.items():
+        assert ours[probe].keys() == metrics.keys()
+        for key, value in metrics.items():
+            if isinstance(value, float) and value == value:  # NaN and None are not compared
+                assert ours[probe][key] == pytest.approx(value, rel=1e-4, abs=1e-5), (probe, key)
+
+
+def _dynamo_export(model, folder, example):
+    """``torch.onnx.export``'s default path today: opset 18+, weights in ``model.onnx.data``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "model.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (example,), str(path), dynamo=True, external_data=True,
+                          dynamic_shapes=({0: torch.export.Dim("batch")},))
+    proto = onnx.load(str(path), load_external_data=False)
+    embed_metadata(proto, digits_metadata())
+    path.write_bytes(proto.SerializeToString())  # the sidecar stays as the exporter wrote it
+    return path
+
+
+@pytest.fixture(scope="module")
+def dynamo_cnn(tmp_path_factory, demo_model, digits_data):
+    return _dynamo_export(demo_model.eval(), tmp_path_factory.mktemp("dynamo") / "cnn",
+                          digits_data.x[:2])
+
+
+@pytest.fixture(scope="module")
+def torch_metrics(demo_model_file):
+    return _metrics(auditkit.scan(demo_model_file, probes=PROBES, budget="fast", device="cpu"))
+
+
+def _external(proto):
+    return [t for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+
+
+def test_a_dynamo_export_with_a_sidecar_scans_from_elsewhere_as_a_white_box(
+        dynamo_cnn, torch_metrics, tmp_path, monkeypatch):
+    proto = onnx.load(str(dynamo_cnn), load_external_data=False)
+    assert _external(proto) and (dynamo_cnn.parent / "model.onnx.data").is_file()
+    assert max(o.version for o in proto.opset_import if o.domain == "") >= 18
+    monkeypatch.chdir(tmp_path)  # not the model's folder: the sidecar is found next to the model
+    result = auditkit.scan(dynamo_cnn, probes=PROBES, budget="fast", device="cpu")
+    _assert_same_metrics(_metrics(result), torch_metrics)
+    assert result.model["path_taken"] == "white box"
+    assert result.model["white_box_reason"].startswith(
+        "white box (converted network matches onnxruntime to ")
+    adapter = result.model["adapter"]
+    assert adapter["supports_gradients"] and adapter["twin"]["max_abs_diff"] < 1e-4
+    assert any("opset" in step for step in adapter["normalized"])
+
+
+# --- sidecar locations that leave the folder or the file -------------------------------------
+def _with_location(dynamo_cnn, folder, location, offset=None):
+    """A copy of the dynamo export whose first external tensor points at ``location``."""
+    import shutil
+
+    folder.mkdir()
+    shutil.copy(dynamo_cnn.parent / "model.onnx.data", folder / "model.onnx.data")
+    proto = onnx.load(str(dynamo_cnn), load_external_data=False)
+    tensor = _external(proto)[0]
+    for entry in tensor.external_data:
+        if entry.key == "location":
+            entry.value = location
+        if entry.key == "offset" and offset is not None:
+            entry.value = str(offset)
+    path = folder / "model.onnx"
+    path.write_bytes(proto.SerializeToString())
+    return path, tensor.name
+
+
+def _outside(tmp_path):
+    outside = tmp_path / "outside.data"
+    outside.write_bytes(b"\0" * 4096)
+    return outside
+
+
+@pytest.mark.parametrize("case", ["absolute", "dotdot", "symlink", "past_end"])
+def test_a_sidecar_location_outside_the_folder_or_file_is_one_line_exit_2_unopened(
+        case, dynamo_cnn, tmp_path, monkeypatch):
+    outside = _outside(tmp_path)
+    folder = tmp_path / "model"
+    if case == "absolute":
+        path, tensor = _with_location(dynamo_cnn, folder, "/etc/hostname")
+        target, words = "/etc/hostname", "absolute path"
+    elif case == "dotdot":
+        path, tensor = _with_location(dynamo_cnn, folder, "../outside.data")
+        target, words = str(outside), "leaves the model's folder"
+    elif case == "symlink":
+        path, tensor = _with_location(dynamo_cnn, folder, "link.data")
+        (folder / "link.data").symlink_to(outside)
+        target, words = str(outside), "through a symlink"
+    else:
+        size = (dynamo_cnn.parent / "model.onnx.data").stat().st_size
+        path, tensor = _with_location(dynamo_cnn, folder, "model.onnx.data", offset=size)
+        target, words = str(folder / "model.onnx.data"), "past its end"
+    opened = []
+    real_open = builtins.open
+
+    def spy_open(file, *args, **kwargs):
+        opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    def no_session(*_args, **_kwargs):
+        raise AssertionError("onnxruntime was given the model")
+
+    monkeypatch.setattr(builtins, "open", spy_open)
+    monkeypatch.setattr(ort, "InferenceSession", no_session)
+    res = CliRunner().invoke(app, ["scan", str(path), "--data", "digits", "--out",
+                                   str(tmp_path / "out"), "--probes", "performance",
+                                   "--budget", "fast", "--device", "cpu"])
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in res.output
+    assert repr(tensor) in lines[0] and words in lines[0]
+    assert target not in opened and not any(o.endswith("outside.data") for o in opened)
+
+
+def test_external_data_beyond_load_memory_is_refused(dynamo_cnn):
+    from auditkit.safety import LoadLimits
+
+    from auditkit.errors import AuditkitInputError
+    from auditkit.loading import load_model
+
+    with pytest.raises(AuditkitInputError, match="--load-memory"):
+        load_model(dynamo_cnn, limits=LoadLimits(memory_bytes=100))
+
+
+# --- graphs the converter needed help with, or cannot take -----------------------------------
+def _constant_weights(source, path):
+    """The graph with every initializer turned into a Constant node, as some frameworks write."""
+    from onnx import helper
+
+    proto = onnx.load(str(source))
+    constants = [helper.make_node("Constant", [], [t.name], value=t)
+                 for t in proto.graph.initializer]
+    proto.graph.ClearField("initializer")
+    nodes = constants + list(proto.graph.node)
+    proto.graph.ClearField("node")
+    proto.graph.node.extend(nodes)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+    return path
+
+
+def test_a_graph_with_constant_node_weights_converts_and_matches_onnxruntime(
+        tmp_path, demo_model, digits_data, unconvertible):
+    from auditkit.adapters.onnx_adapter import convert_to_torch
+    from auditkit.loading import load_model
+
+    source = unconvertible(demo_model.eval(), tmp_path / "plain.onnx", digits_data.x[:2],
+                           shrink=False)
+    path = _constant_weights(source, tmp_path / "constants.onnx")
+    proto = onnx.load(str(path))
+    assert not proto.graph.initializer
+    assert convert_to_torch(proto, 0)[0] is None  # as it is, onnx2torch cannot take it
+    model = load_model(path).module
+    adapter = model.make_adapter(input_shape=(1, 8, 8), num_classes=10, input_range=(0.0, 1.0),
+                                 device="cpu", **_stats())
+    assert adapter.twin is not None and adapter.supports_gradients
+    assert any("Constant node(s) lifted" in step for step in adapter.normalized)
+    x = digits_data.x[:64]
+    with torch.no_grad():
+        twin = adapter.twin.logits(x)
+    assert torch.allclose(twin, adapter.predict_logits(x), atol=1e-4)
+
+
+def _stats():
+    from auditkit.demo import DIGITS_MEAN, DIGITS_STD
+
+    return {"mean": DIGITS_MEAN, "std": DIGITS_STD}
+
+
+def test_an_unconvertible_operator_is_a_black_box_and_the_report_says_why(
+        tmp_path, demo_model, digits_data, unconvertible):
+    path = unconvertible(demo_model.eval(), tmp_path / "shrink.onnx", digits_data.x[:2])
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["scan", str(path), "--data", "digits", "--out", str(out),
+                                   "--probes", "performance,adversarial", "--budget", "fast",
+                                   "--device", "cpu"])
+    assert res.exit_code in (0, 1), res.output
+    audit = json.loads((out / "audit.json").read_text())
+    reason = ("black box: the graph uses an operator the converter does not support: Shrink v9; "
+              "replace it in the network")
+    assert audit["model"]["path_taken"] == "black box"
+    assert audit["model"]["white_box_reason"].startswith(reason)
+    assert reason in audit["probes"]["adversarial"]["summary"]
+    html = (out / "report.html").read_text()
+    assert html.count("operator the converter does not support: Shrink v9") >= 2  # panel + tile
