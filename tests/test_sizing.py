@@ -563,10 +563,10 @@ def test_only_examples_the_model_gets_right_count_as_attack_work():
 def fake_clock(monkeypatch):
     """A clock that only moves when a model says its pass took time: ``fake_clock["t"]``. The
     tests below never read the real one, so a busy machine cannot change what they see."""
-    from auditkit import sizing
+    from auditkit.sizing import cost
 
     clock = {"t": 0.0}
-    monkeypatch.setattr(sizing.time, "perf_counter", lambda: clock["t"])
+    monkeypatch.setattr(cost.time, "perf_counter", lambda: clock["t"])
     return clock
 
 
