@@ -8,16 +8,29 @@ STAMP  := $(VENV)/.auditkit-installed
 PLUGINS := $(filter-out plugins/example/pyproject.toml,$(wildcard plugins/*/pyproject.toml))
 EXAMPLE := plugins/example
 TEST_STAMP := $(VENV)/.auditkit-example-installed
+# MkDocs needs requests>=2.33, torchattacks pins requests~=2.25: the docs build in a venv of
+# their own (mkdocstrings reads the source without importing it, so it needs no torch).
+DOCS_VENV ?= .venv-docs
 
-.PHONY: install install-example demo test test-slow lint format bench clean
+.PHONY: install install-example demo test test-busy test-slow lint format bench docs clean
 
-$(STAMP): pyproject.toml requirements-dev.txt requirements-mlflow.txt $(PLUGINS)
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet pip==26.3
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
-	$(BIN)/python -m pip install --quiet -r requirements-mlflow.txt
-	$(BIN)/python -m pip install --quiet --no-deps -e . $(foreach p,$(dir $(PLUGINS)),-e $(p))
-	touch $(STAMP)
+# Each step says what it does before it starts (the dependencies take minutes: torch is ~2 GB).
+$(STAMP): pyproject.toml requirements-dev.txt requirements-mlflow.txt requirements-docs.txt $(PLUGINS)
+	@echo "install: creating $(VENV) with $(PYTHON)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet pip==26.3
+	@echo "install: pinned dependencies from requirements-dev.txt (torch ~2 GB: several minutes)"
+	@$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@echo "install: MLflow support from requirements-mlflow.txt"
+	@$(BIN)/python -m pip install --quiet -r requirements-mlflow.txt
+	@echo "install: auditkit and the plugins in plugins/ (editable)"
+	@$(BIN)/python -m pip install --quiet --no-deps \
+		-e . $(foreach p,$(dir $(PLUGINS)),-e $(p))
+	@echo "install: the docs builder in $(DOCS_VENV) (requirements-docs.txt)"
+	@test -x $(DOCS_VENV)/bin/python || $(PYTHON) -m venv $(DOCS_VENV)
+	@$(DOCS_VENV)/bin/python -m pip install --quiet -r requirements-docs.txt
+	@echo "install: done"
+	@touch $(STAMP)
 
 install: $(STAMP)
 
@@ -37,8 +50,16 @@ lint: install
 format: install
 	$(BIN)/ruff format auditkit tests plugins examples benchmarks
 
-test: install-example lint
+test: install-example lint docs
 	$(BIN)/python -m pytest -q
+
+# The suite beside two busy threads: a test that reads the machine's speed fails here first.
+test-busy: install-example
+	$(BIN)/python benchmarks/busy.py --threads 2 -- $(BIN)/python -m pytest -q
+
+# The docs site (docs/, mkdocs.yml): --strict fails on a broken link or an undocumented name.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(DOCS_VENV)/bin/mkdocs build --strict --quiet --site-dir site
 
 test-slow: install-example
 	$(BIN)/python -m pytest -q -m slow
@@ -47,4 +68,4 @@ bench: install
 	$(BIN)/python benchmarks/bench_pgd.py
 
 clean:
-	rm -rf $(VENV) auditkit-out .pytest_cache
+	rm -rf $(VENV) $(DOCS_VENV) site auditkit-out .pytest_cache

@@ -583,6 +583,7 @@ def demo(
     device: Annotated[str, typer.Option(metavar="auto|cpu|cuda", help="Where the model runs (auto: cuda when available).")] = "auto",
     fail_on: Annotated[str | None, typer.Option("--fail-on", metavar="failed|warned|never", help=FAIL_ON_HELP)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Reuse the probes an earlier (or interrupted) demo finished in --out.")] = False,
     debug: DebugOption = False,
 ) -> None:
     """Train a small CNN on the bundled digits, save it, and scan it with every probe."""
@@ -600,10 +601,11 @@ def demo(
         held.enter_context(_out_lock(out))  # the trained model is saved there first
         model_path = out / "digits-cnn.pt2"
         typer.echo(f"training a small CNN on scikit-learn's bundled digits → {model_path}")
-        build_demo_model(model_path, seed=seed)
-        result = run_scan(
+        build_demo_model(model_path, seed=seed, progress=Progress(quiet=quiet))
+        result = run_scan(  # checkpoints in --out: `scan ... --out OUT --resume` reuses them
             model_path, None, budget=budget, seed=seed, device=device,
             progress=Progress(quiet=quiet), debug=_STATE["debug"], fail_on=fail_on,
+            checkpoint_dir=out, resume=resume,
         )
         code = _finish(result, out, None)
     raise typer.Exit(code)

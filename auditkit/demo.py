@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -10,6 +12,7 @@ from torch import nn
 from auditkit.data import AuditData
 from auditkit.data.builtin import digits
 from auditkit.loading import ModelMetadata, save_model
+from auditkit.progress import Progress
 
 DIGITS_MEAN = (0.3,)
 DIGITS_STD = (0.4,)
@@ -51,6 +54,24 @@ class Normalized(nn.Module):
         return self.model((x - self.mean) / self.std)
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run on one CPU thread, then give the caller's thread count back.
+
+    A convolution's gradient sums its terms in an order that depends on how many threads share
+    the work, so the same seed trained on 2 threads ends a few ULPs away from 1 thread, and 30
+    epochs of Adam grow that into different weights (23 of the demo audit's 72 metrics moved).
+    On one thread the sums, and so the model, are the same on every machine whatever its core
+    count; a network this small trains as fast on one thread as on several.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train_classifier(
     model: nn.Module,
     data: AuditData,
@@ -60,14 +81,21 @@ def train_classifier(
     batch_size: int = 64,
     seed: int = 0,
     weight_decay: float = 1e-4,
+    progress: Progress | None = None,
 ) -> nn.Module:
-    """Train ``model`` with Adam and cross-entropy; deterministic for a given seed."""
+    """Train ``model`` with Adam and cross-entropy; deterministic for a given seed.
+
+    Call it inside ``one_thread()`` for weights that do not depend on the thread count.
+    ``progress`` hears of each finished epoch (training the demo takes a minute on a busy
+    machine: it must not be silent).
+    """
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     model.train()
     n = len(data)
-    for _ in range(epochs):
+    progress = progress or Progress(False)
+    for _ in progress.track(range(epochs), total=epochs, description="epochs"):
         order = torch.randperm(n, generator=generator)
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
@@ -91,7 +119,9 @@ def digits_metadata() -> ModelMetadata:
     )
 
 
-def train_digits_model(*, seed: int = 0, epochs: int = 30) -> tuple[nn.Module, AuditData]:
+def train_digits_model(
+    *, seed: int = 0, epochs: int = 30, progress: Progress | None = None
+) -> tuple[nn.Module, AuditData]:
     """The demo's CNN trained on the digits training split; returns (model, audit data).
 
     The returned model takes normalized inputs; the adapter applies ``DIGITS_MEAN/STD``.
@@ -104,11 +134,23 @@ def train_digits_model(*, seed: int = 0, epochs: int = 30) -> tuple[nn.Module, A
         modality="image", input_range=None,
     )
     torch.manual_seed(seed)  # the initial weights too: same seed, same model, same audit
-    model = train_classifier(DigitsCNN(), normalized, epochs=epochs, seed=seed)
+    with one_thread():  # and the same model whatever the machine's thread count
+        model = train_classifier(
+            DigitsCNN(), normalized, epochs=epochs, seed=seed, progress=progress
+        )
     return model, data
 
 
-def build_demo_model(path: str | Path, *, seed: int = 0, epochs: int = 30) -> Path:
-    """Train the demo CNN and save it as a self-describing torch.export archive."""
-    model, data = train_digits_model(seed=seed, epochs=epochs)
+def build_demo_model(
+    path: str | Path, *, seed: int = 0, epochs: int = 30, progress: Progress | None = None
+) -> Path:
+    """Train the demo CNN and save it as a self-describing torch.export archive.
+
+    With ``progress``, training shows as one more bar (or a line every few seconds in a log).
+    """
+    progress = progress or Progress(False)
+    with progress.session():
+        progress.start_probe("training the demo CNN")
+        model, data = train_digits_model(seed=seed, epochs=epochs, progress=progress)
+        progress.end_probe("training the demo CNN", f"{epochs} epochs")
     return save_model(model, path, example_input=data.x[:2], metadata=digits_metadata())

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-# The models here are tiny: one thread is faster than two (and far faster under load).
+# The models here are tiny: one thread is faster than two (and far faster under load). This is
+# speed only: the demo trains on one thread whatever the count, so its audit is the same on
+# 2 threads (tests/test_golden_demo.py, slow) and tests/test_demo.py checks the weights.
 torch.set_num_threads(1)
 
 

@@ -79,7 +79,7 @@ def test_resumed_audit_gives_the_same_cross_probe_numbers(tmp_path, demo_model_f
 
 
 def test_probes_says_what_each_budget_level_means():
-    """The README sends readers to `auditkit probes` for what fast/standard/thorough do."""
+    """The docs (docs/cli.md) send readers to `auditkit probes` for what each budget does."""
     from auditkit.registry import discover_probes
 
     res = CliRunner().invoke(app, ["probes"])

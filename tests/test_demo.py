@@ -200,3 +200,47 @@ def test_clean_demo_passes_in_every_output(demo_run):
     assert f"Verdict: {shown.upper()}" in report
     for reason in audit["verdict_reasons"]:  # warnings are listed everywhere alike
         assert reason["line"] in res.stdout and not reason["decides"]
+
+
+def test_demo_weights_do_not_depend_on_the_thread_count():
+    """A convolution's gradient sums in an order set by the thread count: the demo trains on one
+    thread, so 1 and 2 threads give bit-identical weights (and so the same audit)."""
+    from auditkit.demo import train_digits_model
+
+    before = torch.get_num_threads()
+    weights = {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            model, _ = train_digits_model(seed=0, epochs=2)
+            weights[threads] = model.state_dict()
+            assert torch.get_num_threads() == threads  # the caller's threads come back
+    finally:
+        torch.set_num_threads(before)
+    for key, value in weights[1].items():
+        assert torch.equal(value, weights[2][key]), key
+
+
+def test_demo_shows_its_training_and_a_scan_with_resume_reuses_its_probes(demo_run, tmp_path):
+    """`auditkit demo` is not silent while it trains, and it leaves checkpoints: scanning its
+    model into its folder with --resume (and the demo's --budget fast) reuses every probe
+    instead of recomputing it; so does `auditkit demo --resume` (the same seed trains a
+    byte-identical model file)."""
+    import shutil
+
+    res, out = demo_run
+    assert "auditkit: training the demo CNN: started" in res.stderr
+    assert "auditkit: training the demo CNN: 30 epochs in " in res.stderr
+    folder = tmp_path / "auditkit-out"
+    shutil.copytree(out, folder)
+    again = CliRunner().invoke(app, ["scan", str(folder / "digits-cnn.pt2"), "--out",
+                                     str(folder), "--device", "cpu", "--budget", "fast",
+                                     "--resume"])
+    assert again.exit_code == 0, again.output
+    for name in ("performance", "adversarial", "calibration", "bias", "memorization"):
+        assert f"{name}: passed reused from checkpoint" in again.stderr or \
+            f"{name}: warned reused from checkpoint" in again.stderr, (name, again.stderr)
+    before = json.loads((out / "audit.json").read_text())["probes"]
+    after = json.loads((folder / "audit.json").read_text())["probes"]
+    assert {n: p["metrics"] for n, p in after.items()} == \
+        {n: p["metrics"] for n, p in before.items()}

@@ -14,6 +14,8 @@ import math
 import os
 from pathlib import Path
 
+import pytest
+
 EXPECTED = Path(__file__).parent / "expected" / "demo_audit.json"
 RELATIVE_TOLERANCE = 1e-6
 BUILTIN_PROBES = (
@@ -62,3 +64,28 @@ def test_demo_audit_matches_the_stored_expectation(demo_run):
             if not _same_number(got["metrics"][metric], value)
         }
         assert not changed, f"{name} metrics moved (now, expected): {changed}"
+
+
+@pytest.mark.slow
+def test_the_demo_on_two_threads_matches_the_stored_expectation(tmp_path):
+    """The suite pins one thread for speed (tests/conftest.py); the same seed must give the same
+    numbers whatever the thread count, so ``auditkit demo`` on 2 threads, in a fresh process,
+    gives the audit stored from a 1-thread run."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; torch.set_num_threads(2); from auditkit.cli import main; "
+            "sys.argv = ['auditkit', 'demo', '--out', sys.argv[1], '--device', 'cpu', '-q']; "
+            "main()")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")], env=env,
+                          capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-2000:]
+    doc = json.loads((tmp_path / "out" / "audit.json").read_text())
+    assert doc["environment"].get("threads", 2) == 2
+    actual = essentials(doc)
+    for name, want in json.loads(EXPECTED.read_text()).items():
+        assert actual[name]["checks"] == want["checks"], name
+        moved = {m: (actual[name]["metrics"][m], v) for m, v in want["metrics"].items()
+                 if not _same_number(actual[name]["metrics"][m], v)}
+        assert not moved, f"{name} metrics moved on 2 threads (now, expected): {moved}"

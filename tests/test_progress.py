@@ -99,3 +99,54 @@ def test_track_passes_items_through_unchanged():
     progress = Progress(mode="lines", stream=io.StringIO(), interval=0.0)
     items = [torch.tensor(1), torch.tensor(2)]
     assert list(progress.track(iter(items), total=2, description="batches")) == items
+
+
+def _plain(text: str) -> list[str]:
+    import re
+
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text).splitlines()
+
+
+def test_at_80_columns_elapsed_and_counts_stay_whole_and_the_estimate_never_says_0_s():
+    """A fake clock: 12 s into a probe with a long name, a step 31 of 32 done at 0.2 s a
+    round (0.2 s left), then 75 s into another probe. On an 80-column terminal every line fits,
+    the elapsed time reads whole (never "0…"), and the estimate while work remains is ~1 s."""
+    clock = {"t": 0.0}
+    stream = io.StringIO()
+    progress = Progress(mode="rich", stream=stream, width=80, clock=lambda: clock["t"])
+    with progress.session():
+        progress.start_probe("adversarial-from-a-plugin-with-a-long-name", 2, 5)
+        clock["t"] += 6.0
+        progress.advance("pgd restarts on the hardest examples", 0, 32)
+        clock["t"] += 6.2
+        progress.advance("pgd restarts on the hardest examples", 31, 32)
+        progress._rich.refresh()  # what the terminal shows at that moment
+        progress.end_probe("adversarial-from-a-plugin-with-a-long-name", "passed")
+        progress.start_probe("calibration", 3, 5)
+        clock["t"] += 75.0
+        progress.advance("bootstrap rounds", 0, 1000)
+        clock["t"] += 3.0
+        progress.advance("bootstrap rounds", 300, 1000)
+        progress._rich.refresh()
+    lines = [line for line in _plain(stream.getvalue()) if line.strip()]
+    assert lines and all(len(line) <= 80 for line in lines), lines
+    assert any("31/32" in line and "12 s ~1 s left" in line for line in lines), lines
+    assert any("300/1000" in line and "1 min 18 s ~7 s left" in line for line in lines), lines
+    assert not any("~0 s" in line or " 0…" in line for line in lines), lines
+
+
+def test_plain_lines_fit_80_columns_and_keep_their_numbers():
+    clock = {"t": 0.0}
+    stream = io.StringIO()
+    progress = Progress(mode="lines", stream=stream, interval=0.0, clock=lambda: clock["t"])
+    progress.start_probe("memorization-with-an-extraordinarily-long-plugin-name", 5, 5)
+    clock["t"] += 28.4
+    progress.advance("shadow models trained on disjoint halves of the data", 1, 2)
+    clock["t"] += 0.3
+    progress.advance("shadow models trained on disjoint halves of the data", 2, 4)
+    progress.end_probe("memorization-with-an-extraordinarily-long-plugin-name", "passed")
+    lines = stream.getvalue().splitlines()
+    assert all(len(line) <= 80 for line in lines), lines
+    assert lines[1].endswith(" 1/2 (28 s elapsed)"), lines  # just began: no estimate yet
+    assert lines[2].endswith(" 2/4 (29 s elapsed, ~1 s left)"), lines  # 0.3 s left: not "~0 s"
+    assert lines[3].endswith(": passed in 29 s"), lines

@@ -1,4 +1,7 @@
-"""The README points only at files in the repository and states its measurements' commands."""
+"""The README points only at files in the repository and states its measurements' commands.
+
+The README is the front page; the reference moved to docs/ (tests/test_docs.py checks it).
+"""
 
 from __future__ import annotations
 
@@ -27,3 +30,12 @@ def test_readme_links_and_paths_exist_in_the_repository():
 def test_readme_states_how_times_and_sizes_were_measured():
     assert "time .venv/bin/auditkit demo" in README and "du -sh .venv" in README
     assert "passed with warnings" in README and "--fail-on" in README
+
+
+def test_readme_points_at_the_docs_for_what_moved_there():
+    """What the long README held is one link away: the CLI, the API, CI, formats, untrusted
+    files, scale, plugins and limitations each have their page."""
+    for page in ("cli", "api", "ci", "model-formats", "untrusted-files", "scale", "plugins",
+                 "limitations"):
+        assert f"](docs/{page}.md)" in README, page
+    assert "make test-busy" in README and "Same seed, same numbers" in README

@@ -1,7 +1,7 @@
 """The issue's scale checks: ResNet-18 at 32×32 and ResNet-50 at 224×224, 60 images, `fast`.
 
 Slow (minutes on 2 CPU cores); the times are printed, not asserted (they depend on the
-machine and its load; README "Scale and speed" states the measured ones, from
+machine and its load; docs/scale.md ("Scale and speed") states the measured ones, from
 ``benchmarks/bench_resnet_scan.py``, whose model this test shares). What is asserted: every
 probe ran and came back conclusive, and a model too costly for the budget's defaults gets a
 plan that says what it cut.
