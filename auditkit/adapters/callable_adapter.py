@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from auditkit.adapters.base import Diagnostics, ModelAdapter
-from auditkit.adapters.torch_adapter import output_kind
+from auditkit.adapters.network import output_kind
 from auditkit.errors import AuditkitInputError
 
 

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from auditkit.adapters.base import Diagnostics, ModelAdapter, class_indices
-from auditkit.adapters.torch_adapter import TorchModelAdapter, _normalization, output_kind
+from auditkit.adapters.network import _normalization, output_kind
+from auditkit.adapters.torch_adapter import TorchModelAdapter
 from auditkit.errors import AuditkitInputError, one_line
 from auditkit.loading.onnx import GraphFacts, graph_facts, make_session
 from auditkit.loading.onnx_external import load_external_weights
@@ -112,7 +113,7 @@ class OnnxModelAdapter(ModelAdapter):
         class_names: Sequence[str] | None = None,
         white_box: bool | None = None,
     ) -> None:
-        from auditkit.adapters.torch_adapter import resolve_device
+        from auditkit.adapters.device import resolve_device
 
         self.onnx_model = model
         self.facts: GraphFacts = model.facts

@@ -1,5 +1,11 @@
 """Adapters for torch models (nn.Module, exported programs, TorchScript); black boxes are in
-``callable_adapter``."""
+``callable_adapter``.
+
+The adapter holds what the audit asks of a torch model (diagnostics, batch sizes, memory layout,
+dropout); the pixels-to-logits pipeline it wraps the model in is ``adapters.network`` and the
+device questions are ``adapters.device``. Their public names are re-exported here, where callers
+have always imported them.
+"""
 
 from __future__ import annotations
 
@@ -7,54 +13,23 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from auditkit.adapters.base import Diagnostics, ModelAdapter
+from auditkit.adapters.device import _MEMORY_SHARE, free_memory_bytes, resolve_device
+from auditkit.adapters.network import (
+    _channel_tensor,
+    _input_dtype,
+    _Network,
+    _normalization,
+    logits_of_copy,
+    output_kind,
+    read_logits_before_softmax,
+)
 from auditkit.errors import AuditkitInputError, one_line
 
 _DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``auto`` picks CUDA when available, else the CPU; an unavailable device is bad input."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise AuditkitInputError(
-            f"--device {device}: unknown device; use auto, cpu, cuda or cuda:N"
-        ) from None
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise AuditkitInputError(
-                f"--device {device}: no CUDA device is available; use --device cpu"
-            )
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise AuditkitInputError(
-                f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) "
-                "(cuda:0 …); pick one of them"
-            )
-    elif resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise AuditkitInputError(f"--device {device}: MPS is not available; use --device cpu")
-    elif resolved.type not in ("cpu", "cuda", "mps"):
-        raise AuditkitInputError(f"--device {device}: unsupported device; use auto, cpu or cuda")
-    return resolved
-
-
-def output_kind(outputs: torch.Tensor) -> str:
-    """``probabilities`` (rows in [0, 1] summing to 1), ``log_probabilities`` or ``logits``."""
-    if outputs.ndim != 2 or not outputs.numel() or not torch.isfinite(outputs).all():
-        return "logits"
-    row_sums = outputs.sum(dim=-1)
-    ones = torch.ones_like(row_sums)
-    if (outputs >= 0).all() and (outputs <= 1).all() and torch.allclose(row_sums, ones, atol=1e-3):
-        return "probabilities"
-    if (outputs <= 0).all() and torch.allclose(outputs.exp().sum(-1), ones, atol=1e-3):
-        return "log_probabilities"
-    return "logits"
 
 
 def _try_eval(model: nn.Module) -> bool:
@@ -64,130 +39,6 @@ def _try_eval(model: nn.Module) -> bool:
     except NotImplementedError:
         return False
     return True
-
-
-def read_logits_before_softmax(network: _Network, x: torch.Tensor, outputs: torch.Tensor,
-                               diag: Diagnostics) -> bool:
-    """Hook: point ``network`` at the logits before its model's final softmax when that
-    reproduces the outputs (``softmax_head``); notes it in ``diag``."""
-    from auditkit.adapters.softmax_head import logits_before_softmax
-
-    inputs = (x - network.mean) / network.std if network.mean is not None else x
-    stripped = logits_before_softmax(network.model, inputs, outputs, diag.output_kind)
-    if stripped is None:
-        return False
-    diag.notes.append(
-        f"the model ends in a {'log-' if diag.output_kind == 'log_probabilities' else ''}softmax; "
-        "auditkit reads the logits before it, so attacks keep their gradients"
-    )
-    network.softmax_stripped_from = diag.output_kind
-    network.model, network.output_kind, diag.output_kind = stripped, "logits", "logits"
-    return True
-
-
-def logits_of_copy(network: _Network, module: nn.Module) -> tuple[nn.Module, str]:
-    """Hook for ``wrap``: a copy of a network whose softmax was stripped gets the same
-    treatment (else its outputs are read as they are, probabilities)."""
-    original = getattr(network, "softmax_stripped_from", None)
-    if original is None:
-        return module, network.output_kind
-    from auditkit.adapters.softmax_head import strip_softmax
-
-    stripped = strip_softmax(module)
-    return (stripped, "logits") if stripped is not None else (module, original)
-
-
-class _Network(nn.Module):
-    """Pixels in, logits out: normalization and output conversion around the user's model."""
-
-    def __init__(
-        self,
-        model: nn.Module,
-        mean: torch.Tensor | None,
-        std: torch.Tensor | None,
-        output_kind: str,
-        input_dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__()
-        self.model = model
-        self.register_buffer("mean", mean, persistent=False)
-        self.register_buffer("std", std, persistent=False)
-        self.output_kind = output_kind
-        self.input_dtype = input_dtype
-
-    def train(self, mode: bool = True) -> _Network:
-        # Never propagate: the wrapped model stays in eval mode whatever a library asks.
-        self.training = mode
-        return self
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mean is not None:
-            x = (x - self.mean) / self.std
-        if self.input_dtype is not None:
-            # A half-precision model gets its own dtype; attacks and metrics stay in float32
-            # (the cast is differentiable, so input gradients still reach the pixels).
-            x = x.to(self.input_dtype)
-        out = self.model(x)
-        if isinstance(out, (tuple, list)):
-            out = out[0]
-        if self.input_dtype is not None:
-            out = out.float()
-        if self.output_kind == "probabilities":
-            return torch.log(out.clamp_min(1e-12))
-        return out
-
-
-def _channel_tensor(values: Sequence[float] | None, ndim: int) -> torch.Tensor | None:
-    if values is None:
-        return None
-    t = torch.as_tensor(values, dtype=torch.float32)
-    # Per-channel statistics broadcast over (C, H, W); per-feature over (D,).
-    return t.view(-1, *([1] * (ndim - 1))) if ndim > 1 else t
-
-
-def _normalization(
-    values: Sequence[float] | float | None, flag: str, input_shape: tuple[int, ...]
-) -> tuple[float, ...] | None:
-    """Validated ``--mean`` / ``--std``: one value for all channels, or one per channel.
-
-    A wrong length would otherwise surface as a broadcasting error or, in an exported program,
-    an opaque "Guard failed" assertion in the middle of the audit.
-    """
-    if values is None:
-        return None
-    if isinstance(values, (int, float)):
-        values = (values,)
-    try:
-        numbers = tuple(float(v) for v in values)
-    except (TypeError, ValueError):
-        raise AuditkitInputError(f"{flag} {values!r}: expected numbers, e.g. 0.5 or 0.5,0.5,0.5") from None
-    channels = input_shape[0] if input_shape else 1
-    unit = "channel" if len(input_shape) > 1 else "feature"
-    if len(numbers) not in (1, channels):
-        raise AuditkitInputError(
-            f"{flag} has {len(numbers)} values but the model's inputs {input_shape} have "
-            f"{channels} {unit}{'s' if channels != 1 else ''}; give one value, or one per {unit}"
-        )
-    if not all(np.isfinite(numbers)):
-        raise AuditkitInputError(f"{flag} {','.join(map(str, numbers))}: values must be finite")
-    if flag == "--std" and min(numbers) <= 0:
-        raise AuditkitInputError(
-            f"--std {','.join(map(str, numbers))}: every std must be positive (inputs are divided "
-            "by it)"
-        )
-    return numbers
-
-
-def _input_dtype(model: nn.Module) -> torch.dtype | None:
-    """The floating dtype the model computes in, when it is not float32 (e.g. bfloat16)."""
-    try:
-        tensors = [*model.parameters(), *model.buffers()]
-    except Exception:  # exotic modules (some scripted ones) may not list their tensors
-        return None
-    floating = [t.dtype for t in tensors if t.is_floating_point()]
-    if not floating or floating[0] == torch.float32:
-        return None
-    return floating[0]
 
 
 class TorchModelAdapter(ModelAdapter):
@@ -429,24 +280,6 @@ class TorchModelAdapter(ModelAdapter):
         return diag
 
 
-#: Share of the device's free memory one batch may use.
-_MEMORY_SHARE = 0.25
-
-
-def free_memory_bytes(device: torch.device) -> int:
-    """Free memory of ``device``: CUDA's free bytes, or the host's available memory."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4 * 2**30
-
-
 def _use_channels_last(model: nn.Module, device: torch.device, shape: tuple[int, ...]) -> bool:
     """channels_last for 2-d conv nets on a GPU (on a CPU the scan measures whether it pays:
     ``auditkit.sizing.choose_layout``)."""
@@ -504,3 +337,15 @@ def _graph_activation_bytes(graph_module: torch.fx.GraphModule, example: torch.T
     except Exception:
         return 0
     return int(total // max(len(example), 1))
+
+
+__all__ = [
+    "TorchModelAdapter",
+    "free_memory_bytes",
+    "input_gradient",
+    "layout_can_change",
+    "logits_of_copy",
+    "output_kind",
+    "read_logits_before_softmax",
+    "resolve_device",
+]

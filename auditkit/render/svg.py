@@ -7,6 +7,14 @@ included — and every coordinate is printed with fixed precision, so a figure a
 same bytes. Colours come from CSS classes (``s0`` … ``s7``, ``axis``, ``grid``) whose values the
 page's style sheet sets for light, dark and print; series also differ by dash pattern and marker
 shape so no information is carried by colour alone.
+
+This module is over 500 lines on purpose and stays whole (issue 28 allows it while it remains
+one idea): it is one idea, drawing audit.json figures as deterministic, escaped SVG. The four
+chart kinds (and the status icons) share one set of private primitives: fixed-precision
+coordinates, escaping, scales and ticks, the frame, legend and markers, and the text-width
+estimates that keep labels readable. Split by chart kind, each piece would import those
+primitives from a sibling and the escaping and precision rules would live apart from the
+drawings they protect.
 """
 
 from __future__ import annotations
