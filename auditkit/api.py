@@ -17,9 +17,9 @@ from auditkit.data import AuditData, from_dataloader, from_tensors, load_data
 from auditkit.data.checks import check_input_box, complete_class_names
 from auditkit.errors import AuditkitInputError
 from auditkit.loading import LoadedModel, ModelMetadata, load_model, weights_sha256
-from auditkit.loading.safety import LoadLimits
 from auditkit.pipeline import DEFAULT_SEED, ProbeSpec, run_audit, select_probes
 from auditkit.progress import Progress
+from auditkit.request import ScanRequest, api_signature, check_keywords
 from auditkit.results import AuditResult
 
 if TYPE_CHECKING:
@@ -198,34 +198,8 @@ def validate_request(
     return loaded
 
 
-def scan(
-    model: nn.Module | Callable | ModelAdapter | str | Path,
-    data: DataLike = None,
-    *,
-    probes: Sequence[ProbeSpec] | None = None,
-    budget: str = "standard",
-    seed: int = DEFAULT_SEED,
-    device: str = "auto",
-    policy: str | Path | Mapping[str, Any] | None = None,
-    options: Mapping[str, Mapping[str, Any]] | None = None,
-    metadata: ModelMetadata | None = None,
-    arch: str | Callable[[], nn.Module] | None = None,
-    unsafe_pickle: bool = False,
-    load_limits: LoadLimits | None = None,
-    target: str | None = None,
-    sensitive: Sequence[str] | None = None,
-    groups_file: str | Path | None = None,
-    train_data: DataLike = None,
-    keep_sensitive_features: bool = False,
-    checkpoint_dir: str | Path | None = None,
-    resume: bool | None = None,
-    progress: Progress | bool | None = False,
-    debug: bool = False,
-    max_minutes: float | None = None,
-    size_to_clock: bool = True,
-    cost: Mapping[str, Any] | None = None,
-    fail_on: str | None = None,
-) -> AuditResult:
+def scan(model: nn.Module | Callable | ModelAdapter | str | Path, data: DataLike = None,
+         **keywords: Any) -> AuditResult:
     """Audit a model and return an ``AuditResult`` (gates applied when a policy is given).
 
     Args:
@@ -264,14 +238,29 @@ def scan(
         ...                        policy={"gates": {"adversarial.robust_accuracy": ">= 0.3"}})
         >>> assert result.passed, result.failures
     """
-    # Everything that needs neither model nor data is checked first: a typo must not cost an audit.
-    loaded_policy = validate_request(
-        probes=probes, budget=budget, seed=seed, device=device, options=options, policy=policy
-    )
-    if fail_on is not None:
-        from auditkit.verdict import check_fail_on
+    check_keywords(keywords)
+    return run_request(model, ScanRequest(data=data, **keywords))
 
-        check_fail_on(fail_on)
+
+# The keywords, their defaults and their order are ScanRequest's (auditkit.request).
+scan.__signature__ = api_signature(  # type: ignore[attr-defined]
+    "nn.Module | Callable | ModelAdapter | str | Path")
+
+
+def run_request(model: nn.Module | Callable | ModelAdapter | str | Path,
+                request: ScanRequest) -> AuditResult:
+    """``auditkit.scan`` with its keywords gathered in a ``ScanRequest``."""
+    r = request
+    data, probes, budget, seed, device, options = (
+        r.data, r.probes, r.budget, r.seed, r.device, r.options)
+    metadata, arch, unsafe_pickle, load_limits, target, sensitive = (
+        r.metadata, r.arch, r.unsafe_pickle, r.load_limits, r.target, r.sensitive)
+    groups_file, train_data, keep_sensitive_features, checkpoint_dir, resume = (
+        r.groups_file, r.train_data, r.keep_sensitive_features, r.checkpoint_dir, r.resume)
+    progress, debug, max_minutes, size_to_clock, cost, fail_on = (
+        r.progress, r.debug, r.max_minutes, r.size_to_clock, r.cost, r.fail_on)
+    # Everything that needs neither model nor data is checked first: a typo must not cost an audit.
+    loaded_policy = r.validate()
     selected = None if probes is None else {_spec_name(s) for s in probes}
     if loaded_policy is not None and loaded_policy.options:
         from auditkit.gates import merged_options
