@@ -79,7 +79,7 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _internal_line(exc: BaseException, debug: bool) -> str:
+def internal_line(exc: BaseException, debug: bool) -> str:
     hint = "" if debug else " (rerun with --debug for the traceback)"
     return f"auditkit: internal error: {type(exc).__name__}: {one_line(exc, 300)}{hint}"
 
@@ -104,7 +104,7 @@ def guard(debug: bool = False, interrupted: str = "") -> Iterator[None]:
         fail(one_line(exc, 4000))
     except Exception as exc:
         _traceback_if_debug(exc)
-        typer.echo(_internal_line(exc, STATE["debug"]), err=True)
+        typer.echo(internal_line(exc, STATE["debug"]), err=True)
         raise typer.Exit(EXIT_INTERNAL) from None
 
 
@@ -164,21 +164,3 @@ def _root(
     debug: DebugOption = False,
 ) -> None:
     STATE["debug"] = debug
-
-
-def main() -> None:
-    """Console entry point. Commands handle their own errors; this catches what happens outside
-    them (bad input → exit 2, anything else → exit 3), one line unless --debug."""
-    debug = "--debug" in sys.argv[1:]
-    try:
-        app()
-    except AuditkitInputError as exc:
-        if debug:
-            traceback.print_exc()
-        typer.echo(f"auditkit: error: {one_line(exc, 4000)}", err=True)
-        sys.exit(EXIT_BAD_INPUT)
-    except Exception as exc:
-        if debug:
-            traceback.print_exc()
-        typer.echo(_internal_line(exc, debug), err=True)
-        sys.exit(EXIT_INTERNAL)
