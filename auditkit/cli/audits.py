@@ -12,7 +12,7 @@ from auditkit.cli._app import DebugOption, app, fail, guard, reader_may_leave
 from auditkit.cli.files import load_audit, write_text
 
 
-@app.command()
+@app.command(short_help="Re-render the HTML report from audit.json alone (no model needed).")
 def report(
     audit_json: Annotated[Path, typer.Argument(metavar="AUDIT_JSON", help="An audit.json written by auditkit scan.")],
     output: Annotated[Path, typer.Option("-o", "--output", metavar="PATH", help="HTML file to write.")] = Path("report.html"),
@@ -27,7 +27,7 @@ def report(
         typer.echo(f"report: {output.resolve()}")
 
 
-@app.command()
+@app.command(short_help="Compare two audits: are they comparable, and what regressed.")
 def diff(
     base: Annotated[Path, typer.Argument(metavar="BASE_JSON", help="Baseline audit.json, or an MLflow run (runs:/RUN_ID) that logged one.")],
     new: Annotated[Path, typer.Argument(metavar="NEW_JSON", help="New audit.json, or an MLflow run (runs:/RUN_ID).")],

@@ -9,7 +9,7 @@ import typer
 from auditkit.cli._app import DebugOption, app, fail, guard, reader_may_leave
 
 
-@app.command("probes")
+@app.command("probes", short_help="List installed probes and generators; --verbose: metrics, options.")
 def list_probes(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list each probe's metrics and options.")] = False,
     debug: DebugOption = False,
@@ -41,13 +41,24 @@ def list_probes(
                 typer.echo(f"{name:14} {entry.distribution} {entry.version:8} {state}")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+HELP_FLAGS = ("--help", "-h")
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,  # ``generate NAME --help`` is the generator's own help
+    short_help="Run a plugin generator: a graph model, an architecture search (NAME --help).",
+)
 def generate(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Generator provided by a plugin.")],
+    name: Annotated[str | None, typer.Argument(metavar="NAME", help="Generator provided by a plugin.")] = None,
     debug: DebugOption = False,
 ) -> None:
-    """Run a plugin generator (e.g. a graph data set or an architecture search)."""
+    """Run a plugin generator (e.g. a graph data set or an architecture search); NAME --help
+    shows its options."""
+    if name is None or name in HELP_FLAGS:
+        _generate_help(ctx)
+        raise typer.Exit(0 if name is not None or HELP_FLAGS[0] in ctx.args else 2)
     with guard(debug):
         from auditkit.registry import discover_generators
 
@@ -63,3 +74,24 @@ def generate(
             fail(f"generate {name}: plugin failed to load ({entry.error})")
         code = entry.obj(list(ctx.args))
     raise typer.Exit(int(code or 0))
+
+
+def _generate_help(ctx: typer.Context) -> None:
+    """Usage, then each installed generator with one line (read without importing it)."""
+    import shutil
+    import textwrap
+
+    from auditkit.cli.generators import listing
+
+    width = min(shutil.get_terminal_size().columns, 100)
+    typer.echo(f"Usage: {ctx.command_path} NAME [GENERATOR OPTIONS]\n")
+    typer.echo(textwrap.fill(ctx.command.help or "", width, initial_indent="  ",
+                             subsequent_indent="  "))
+    generators = listing()
+    typer.echo("\nGenerators (auditkit generate NAME --help for each one's options):")
+    if not generators:
+        typer.echo("  none installed; see plugins/README.md")
+    pad = max([len(n) for n in generators] or [0]) + 4
+    for gen, line in generators.items():
+        typer.echo(textwrap.fill(line or "(no description)", width, initial_indent=f"  {gen:<{pad - 2}}",
+                                 subsequent_indent=" " * pad))

@@ -112,7 +112,8 @@ def scan(model: Path, values: dict[str, Any], debug: bool) -> None:
     raise typer.Exit(code)
 
 
-app.command("scan")(_with_request_options(scan))
+app.command("scan", short_help="Audit MODEL; write audit.json, report.html, junit.xml, summary.md.")(
+    _with_request_options(scan))
 
 
 def _tracking_uri(value: str | None) -> str | None:
@@ -145,7 +146,7 @@ def finish(result: Any, out: Path, policy: Any) -> int:
     return code
 
 
-@app.command()
+@app.command(short_help="Train a small CNN on the bundled digits and scan it.")
 def demo(
     out: Annotated[Path, typer.Option(metavar="PATH", help="Output folder (the trained model is saved there too).")] = Path("auditkit-out"),
     budget: Annotated[str, typer.Option(metavar="fast|standard|thorough", help=BUDGET_HELP)] = "fast",
