@@ -215,6 +215,8 @@ class ScanRequest:
         kwargs: dict[str, Any] = {}
         for f in cls.cli_fields():
             value = values.get(f.name, f.metadata["cli_default"])
+            if f.metadata["cli_type"] == list[str] and value is None:
+                value = []  # a repeatable flag given no times
             parse = f.metadata["parse"]
             if parse is not None and value is not None:
                 value = parse(value, f.metadata["flags"][0])
@@ -223,7 +225,7 @@ class ScanRequest:
 
     def api_keywords(self) -> dict[str, Any]:
         """The ``auditkit.scan`` keywords this request stands for (CLI-only fields composed)."""
-        kwargs = {name: getattr(self, name) for name in API_ORDER}
+        kwargs = {f.name: getattr(self, f.name) for f in api_fields()}
         if kwargs["metadata"] is None and any(
                 getattr(self, k) is not None for k in ("input_shape", "input_range", "mean", "std")):
             from auditkit.loading import ModelMetadata
@@ -240,15 +242,14 @@ class ScanRequest:
 
     def validate(self) -> Any:
         """Everything that needs neither the model nor the data; the loaded policy (or None)."""
-        from auditkit.api import validate_request
-
-        policy = validate_request(probes=self.probes, budget=self.budget, seed=self.seed,
-                                  device=self.device, options=self.options, policy=self.policy)
-        if self.fail_on is not None:
+        if self.fail_on is not None:  # before the probes are imported (and torch with them)
             from auditkit.verdict import check_fail_on
 
             check_fail_on(self.fail_on)
-        return policy
+        from auditkit.api import validate_request
+
+        return validate_request(probes=self.probes, budget=self.budget, seed=self.seed,
+                                device=self.device, options=self.options, policy=self.policy)
 
 
 # The documented order of ``auditkit.scan``'s keywords (after ``model, data``).
@@ -286,5 +287,3 @@ def check_keywords(keywords: Mapping[str, Any]) -> None:
         if name not in known:
             raise TypeError(f"scan() got an unexpected keyword argument {name!r}")
 
-
-API_ORDER_NEW = [f.name for f in dataclasses.fields(ScanRequest) if f.metadata["api"]]
