@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from typing import Any
 from auditkit.errors import AuditkitInputError
 
 DEFAULT_SEED = 0  # auditkit.pipeline.DEFAULT_SEED; pinned by tests/test_request.py
+MAX_SEED = 2**63 - 1  # torch.manual_seed overflows beyond 64 bits
 
 
 # --- parsers from text: each bad value is one line naming the fix ---------------------------
@@ -246,8 +248,6 @@ class ScanRequest:
             from auditkit.verdict import check_fail_on
 
             check_fail_on(self.fail_on)
-        from auditkit.api import validate_request
-
         return validate_request(probes=self.probes, budget=self.budget, seed=self.seed,
                                 device=self.device, options=self.options, policy=self.policy)
 
@@ -287,3 +287,68 @@ def check_keywords(keywords: Mapping[str, Any]) -> None:
         if name not in known:
             raise TypeError(f"scan() got an unexpected keyword argument {name!r}")
 
+
+def spec_name(spec: Any) -> str:
+    """A probe's name, whether given as a name, a Probe class or an instance."""
+    if isinstance(spec, str):
+        return spec
+    return str(getattr(spec, "name", "") or getattr(spec, "__name__", type(spec).__name__))
+
+
+def validate_request(
+    *,
+    probes: Sequence[Any] | None = None,
+    budget: str = "standard",
+    seed: int = DEFAULT_SEED,
+    device: str | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    policy: Any = None,
+) -> Any:
+    """Check everything about an audit that needs neither the model nor the data.
+
+    Budget, probe names, per-probe options (``--set``, the policy's ``[checks.<probe>]``
+    tables) and the policy are validated against the probes that will actually run, so a typo
+    is exit 2 in a second instead of an error after a long audit. Returns the loaded policy
+    (``None`` without one).
+    """
+    from auditkit.adapters import resolve_device
+    from auditkit.gates import check_selection, load_policy, merged_options
+    from auditkit.pipeline import select_probes
+
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise AuditkitInputError(f"--seed {seed!r}: use a whole number >= 0")
+    if seed > MAX_SEED:  # torch.manual_seed overflows beyond 64 bits
+        raise AuditkitInputError(f"--seed {seed}: use a whole number from 0 to {MAX_SEED} (2**63 - 1)")
+    if device is not None:
+        resolve_device(device)
+    if probes is not None and not list(probes):
+        raise AuditkitInputError(
+            "--probes: no probe names given; list some (e.g. performance,adversarial) or leave "
+            "the flag out to run every probe"
+        )
+    selected, broken = select_probes(probes, budget, options)
+    names = [p.name for p in selected] + [b.name for b in broken]
+    for probe in options or {}:
+        if probe not in names:
+            raise AuditkitInputError(
+                f"--set {probe}.…: probe {probe!r} is not selected by --probes (selected: "
+                f"{', '.join(names)}); add it to --probes or drop the option"
+            )
+    if policy is None:
+        return None
+    direct = {
+        spec_name(s): dict(getattr(s, "metrics", {}))
+        for s in probes or []
+        if not isinstance(s, str)
+    }
+    loaded = load_policy(policy, extra_metrics=direct)
+    check_selection(loaded, names)
+    # Options for probes this run does not select configure nothing; the rest must be valid.
+    from_policy = {p: o for p, o in loaded.options.items() if p in names}
+    if from_policy:
+        try:
+            select_probes(probes, budget, from_policy)
+        except AuditkitInputError as exc:
+            raise AuditkitInputError(f"{loaded.source} [checks]: {exc}") from None
+        select_probes(probes, budget, merged_options(loaded, options))
+    return loaded

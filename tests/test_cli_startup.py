@@ -24,8 +24,8 @@ try:
     main()
 except SystemExit as exc:
     code = exc.code
-print(json.dumps({"code": code, "heavy": [m for m in %r if m in sys.modules]}))
-""" % (HEAVY,)
+print(json.dumps({"code": code, "heavy": [m for m in HEAVY if m in sys.modules]}))
+""".replace("HEAVY", repr(HEAVY))
 
 
 def _run(args: list[str]) -> tuple[dict, str]:
