@@ -111,3 +111,43 @@ def test_results_table_at_80_columns_cuts_no_metric_name(monkeypatch, capsys):
     for probe in result.probes.values():
         for word in grade_reason(probe).split():
             assert word in text or len(word) > 20, word
+
+
+def test_probes_verbose_wraps_to_the_terminal_width():
+    res = CliRunner().invoke(app, ["probes", "--verbose"], env={"COLUMNS": "80"})
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert any("option    --set adversarial.eps=" in line for line in lines)
+    assert max(len(line) for line in lines) <= 80
+    wide = CliRunner().invoke(app, ["probes", "--verbose"], env={"COLUMNS": "200"}).output
+    assert max(len(line) for line in wide.splitlines()) > 80  # the width is the terminal's
+
+
+def _two_audits(tmp_path):
+    from auditkit.results import AuditResult, ProbeResult
+
+    paths = []
+    for i, accuracy in enumerate((0.95, 0.80)):
+        probe = ProbeResult(name="performance", status="passed", metrics={"accuracy": accuracy})
+        path = tmp_path / f"{i}.json"
+        path.write_text(AuditResult(model={}, data={}, environment={},
+                                    probes={"performance": probe}).to_json())
+        paths.append(str(path))
+    return paths
+
+
+def test_diff_shows_tables_on_a_terminal_and_markdown_only_when_asked(tmp_path, monkeypatch):
+    from auditkit.cli import audits
+
+    base, new = _two_audits(tmp_path)
+    monkeypatch.setattr(audits, "on_terminal", lambda: True)
+    md = tmp_path / "diff.md"
+    res = CliRunner().invoke(app, ["diff", base, new, "--markdown", str(md)], env={"COLUMNS": "80"})
+    assert res.exit_code == 1, res.output
+    assert "|---|" not in res.output and "performance.accuracy" in res.output
+    assert "───" in res.output  # a drawn table, not pipes and dashes
+    assert max(len(line) for line in res.output.splitlines()) <= 80
+    assert "|---|" in md.read_text() and "performance.accuracy" in md.read_text()
+    monkeypatch.setattr(audits, "on_terminal", lambda: False)  # piped: the Markdown, as before
+    piped = CliRunner().invoke(app, ["diff", base, new]).output
+    assert "| performance.accuracy" in piped or "`performance.accuracy`" in piped

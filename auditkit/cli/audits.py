@@ -33,7 +33,7 @@ def diff(
     new: Annotated[Path, typer.Argument(metavar="NEW_JSON", help="New audit.json, or an MLflow run (runs:/RUN_ID).")],
     tolerance: Annotated[float, typer.Option(metavar="FLOAT", help="Allowed absolute change toward worse.")] = 0.01,
     tolerance_for: Annotated[list[str] | None, typer.Option("--tolerance-for", metavar="PROBE.METRIC=FLOAT", help="Per-metric tolerance, e.g. adversarial.robust_accuracy=0.03 (repeatable).")] = None,
-    markdown: Annotated[Path | None, typer.Option(metavar="PATH", help="Also write the comparison as Markdown.")] = None,
+    markdown: Annotated[Path | None, typer.Option(metavar="PATH", help="Also write the comparison as Markdown (for a PR comment). On a terminal the comparison is shown as tables; piped, as Markdown.")] = None,
     all_metrics: Annotated[bool, typer.Option("--all", help="List unchanged metrics too.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Compare audits of different data or different kinds of model (otherwise exit 2).")] = False,
     debug: DebugOption = False,
@@ -64,7 +64,7 @@ def diff(
         if markdown:
             write_text(markdown, text, "--markdown")
         with reader_may_leave():
-            typer.echo(text)
+            show(text)
     raise typer.Exit(1 if changes.regressed else 0)
 
 
@@ -76,3 +76,22 @@ def _audit_file(ref: Path, scratch: Path) -> Path:
         return ref
     scratch.mkdir(parents=True, exist_ok=True)
     return tracking.fetch_audit(ref, scratch)
+
+
+def on_terminal() -> bool:
+    import sys
+
+    return sys.stdout.isatty()
+
+
+def show(markdown_text: str) -> None:
+    """Tables sized to the terminal for a person; the Markdown itself when piped (a PR comment,
+    a CI log, ``> diff.md``), so scripts read what they always read."""
+    if not on_terminal():
+        typer.echo(markdown_text)
+        return
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    Console(highlight=False).print(Markdown(markdown_text))
+

@@ -19,26 +19,42 @@ def list_probes(
         from auditkit.options import describe_options, format_option
         from auditkit.registry import discover_generators, discover_probes
 
+        say = _wrapped()
         for name, entry in discover_probes().items():
             state = "ok" if entry.loaded else f"ERROR {entry.error}"
             title = getattr(entry.obj, "description", "") if entry.loaded else ""
-            typer.echo(f"{name:14} {entry.distribution} {entry.version:8} {state:4} {title}")
+            say(f"{name:14} {entry.distribution} {entry.version:8} {state:4} {title}", 15)
             if not entry.loaded:
                 continue
             for level, meaning in getattr(entry.obj, "budget_levels", {}).items():
-                typer.echo(f"    {level:9} {meaning}")
+                say(f"    {level:9} {meaning}", 14)
             if verbose:
                 for metric, spec in getattr(entry.obj, "metrics", {}).items():
                     better = f"{spec.direction} is better" if spec.direction else "no better side"
-                    typer.echo(f"    metric    {name}.{metric} ({better}): {spec.description}")
+                    say(f"    metric    {name}.{metric} ({better}): {spec.description}", 14)
                 for row in describe_options(entry.obj):
-                    typer.echo(format_option(name, row))
+                    say(format_option(name, row), 14)
         generators = discover_generators()
         if generators:
             typer.echo("\ngenerators (auditkit generate NAME):")
             for name, entry in generators.items():
                 state = "ok" if entry.loaded else f"ERROR {entry.error}"
-                typer.echo(f"{name:14} {entry.distribution} {entry.version:8} {state}")
+                say(f"{name:14} {entry.distribution} {entry.version:8} {state}", 15)
+
+
+def _wrapped():
+    """``say(line, indent)``: the line wrapped at words to the terminal's width, continuation
+    lines indented under the text they continue (only a word longer than a line is split)."""
+    import shutil
+    import textwrap
+
+    width = max(shutil.get_terminal_size().columns, 40)
+
+    def say(line: str, indent: int) -> None:
+        typer.echo(textwrap.fill(line, width, subsequent_indent=" " * indent,
+                                 break_on_hyphens=False))
+
+    return say
 
 
 HELP_FLAGS = ("--help", "-h")
