@@ -121,6 +121,8 @@ def test_probes_verbose_wraps_to_the_terminal_width():
     assert max(len(line) for line in lines) <= 80
     wide = CliRunner().invoke(app, ["probes", "--verbose"], env={"COLUMNS": "200"}).output
     assert max(len(line) for line in wide.splitlines()) > 80  # the width is the terminal's
+    piped = CliRunner().invoke(app, ["probes", "--verbose"], env={"COLUMNS": None}).output
+    assert len(piped.splitlines()) < len(lines)  # piped: one line per item, for grep
 
 
 def _two_audits(tmp_path):

@@ -43,11 +43,16 @@ def list_probes(
 
 
 def _wrapped():
-    """``say(line, indent)``: the line wrapped at words to the terminal's width, continuation
-    lines indented under the text they continue (only a word longer than a line is split)."""
+    """``say(line, indent)``: on a terminal (or with ``COLUMNS`` set), the line wrapped at words
+    to its width, continuation lines indented under the text they continue (only a word longer
+    than a line is split). Piped, one line per item, as scripts and grep expect."""
+    import os
     import shutil
+    import sys
     import textwrap
 
+    if not (sys.stdout.isatty() or os.environ.get("COLUMNS")):
+        return lambda line, indent: typer.echo(line)
     width = max(shutil.get_terminal_size().columns, 40)
 
     def say(line: str, indent: int) -> None:
