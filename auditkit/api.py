@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import numbers
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from auditkit.adapters import CallableAdapter, ModelAdapter, TorchModelAdapter, resolve_device
+from auditkit.adapters import CallableAdapter, ModelAdapter, TorchModelAdapter
 from auditkit.adapters.sklearn_adapter import is_estimator
 from auditkit.bounds.data import metadata_dataset
 from auditkit.bounds.data import using as data_bounds
@@ -20,16 +19,22 @@ from auditkit.data.checks import check_input_box, complete_class_names
 from auditkit.data.loaders import builtin_datasets
 from auditkit.errors import AuditkitInputError
 from auditkit.loading import LoadedModel, ModelMetadata, load_model, weights_sha256
-from auditkit.loading.safety import LoadLimits
-from auditkit.pipeline import DEFAULT_SEED, ProbeSpec, run_audit, select_probes
+from auditkit.pipeline import run_audit
 from auditkit.progress import Progress
+from auditkit.request import (  # noqa: F401 - validate_request: documented here too
+    MAX_SEED,
+    ScanRequest,
+    api_signature,
+    check_keywords,
+    spec_name,
+    validate_request,
+)
 from auditkit.results import AuditResult
 
 if TYPE_CHECKING:
-    from auditkit.gates import Policy
+    pass
 
 DataLike = AuditData | str | Path | tuple | Any
-MAX_SEED = 2**63 - 1
 
 
 def resolve_data(data: DataLike, metadata: ModelMetadata | None = None, **load_kwargs: Any) -> AuditData:
@@ -139,97 +144,8 @@ def _foreign_adapter(model: Any, data: AuditData, meta: ModelMetadata, input_sha
     )
 
 
-def _spec_name(spec: ProbeSpec) -> str:
-    if isinstance(spec, str):
-        return spec
-    return str(getattr(spec, "name", "") or getattr(spec, "__name__", type(spec).__name__))
-
-
-def validate_request(
-    *,
-    probes: Sequence[ProbeSpec] | None = None,
-    budget: str = "standard",
-    seed: int = DEFAULT_SEED,
-    device: str | None = None,
-    options: Mapping[str, Mapping[str, Any]] | None = None,
-    policy: str | Path | Mapping[str, Any] | Policy | None = None,
-) -> Policy | None:
-    """Check everything about an audit that needs neither the model nor the data.
-
-    Budget, probe names, per-probe options (``--set``, the policy's ``[checks.<probe>]``
-    tables) and the policy are validated against the probes that will actually run, so a typo
-    is exit 2 in a second instead of an error after a long audit. Returns the loaded policy
-    (``None`` without one).
-    """
-    from auditkit.gates import check_selection, load_policy, merged_options
-
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise AuditkitInputError(f"--seed {seed!r}: use a whole number >= 0")
-    if seed > MAX_SEED:  # torch.manual_seed overflows beyond 64 bits
-        raise AuditkitInputError(f"--seed {seed}: use a whole number from 0 to {MAX_SEED} (2**63 - 1)")
-    if device is not None:
-        resolve_device(device)
-    if probes is not None and not list(probes):
-        raise AuditkitInputError(
-            "--probes: no probe names given; list some (e.g. performance,adversarial) or leave "
-            "the flag out to run every probe"
-        )
-    selected, broken = select_probes(probes, budget, options)
-    names = [p.name for p in selected] + [b.name for b in broken]
-    for probe in options or {}:
-        if probe not in names:
-            raise AuditkitInputError(
-                f"--set {probe}.…: probe {probe!r} is not selected by --probes (selected: "
-                f"{', '.join(names)}); add it to --probes or drop the option"
-            )
-    if policy is None:
-        return None
-    direct = {
-        _spec_name(s): dict(getattr(s, "metrics", {}))
-        for s in probes or []
-        if not isinstance(s, str)
-    }
-    loaded = load_policy(policy, extra_metrics=direct)
-    check_selection(loaded, names)
-    # Options for probes this run does not select configure nothing; the rest must be valid.
-    from_policy = {p: o for p, o in loaded.options.items() if p in names}
-    if from_policy:
-        try:
-            select_probes(probes, budget, from_policy)
-        except AuditkitInputError as exc:
-            raise AuditkitInputError(f"{loaded.source} [checks]: {exc}") from None
-        select_probes(probes, budget, merged_options(loaded, options))
-    return loaded
-
-
-def scan(
-    model: nn.Module | Callable | ModelAdapter | str | Path,
-    data: DataLike = None,
-    *,
-    probes: Sequence[ProbeSpec] | None = None,
-    budget: str = "standard",
-    seed: int = DEFAULT_SEED,
-    device: str = "auto",
-    policy: str | Path | Mapping[str, Any] | None = None,
-    options: Mapping[str, Mapping[str, Any]] | None = None,
-    metadata: ModelMetadata | None = None,
-    arch: str | Callable[[], nn.Module] | None = None,
-    unsafe_pickle: bool = False,
-    load_limits: LoadLimits | None = None,
-    target: str | None = None,
-    sensitive: Sequence[str] | None = None,
-    groups_file: str | Path | None = None,
-    train_data: DataLike = None,
-    keep_sensitive_features: bool = False,
-    checkpoint_dir: str | Path | None = None,
-    resume: bool | None = None,
-    progress: Progress | bool | None = False,
-    debug: bool = False,
-    max_minutes: float | None = None,
-    size_to_clock: bool = True,
-    cost: Mapping[str, Any] | None = None,
-    fail_on: str | None = None,
-) -> AuditResult:
+def scan(model: nn.Module | Callable | ModelAdapter | str | Path, data: DataLike = None,
+         **keywords: Any) -> AuditResult:
     """Audit a model and return an ``AuditResult`` (gates applied when a policy is given).
 
     Args:
@@ -268,15 +184,30 @@ def scan(
         ...                        policy={"gates": {"adversarial.robust_accuracy": ">= 0.3"}})
         >>> assert result.passed, result.failures
     """
-    # Everything that needs neither model nor data is checked first: a typo must not cost an audit.
-    loaded_policy = validate_request(
-        probes=probes, budget=budget, seed=seed, device=device, options=options, policy=policy
-    )
-    if fail_on is not None:
-        from auditkit.verdict import check_fail_on
+    check_keywords(keywords)
+    return run_request(model, ScanRequest(data=data, **keywords))
 
-        check_fail_on(fail_on)
-    selected = None if probes is None else {_spec_name(s) for s in probes}
+
+# The keywords, their defaults and their order are ScanRequest's (auditkit.request).
+scan.__signature__ = api_signature(  # type: ignore[attr-defined]
+    "nn.Module | Callable | ModelAdapter | str | Path")
+
+
+def run_request(model: nn.Module | Callable | ModelAdapter | str | Path,
+                request: ScanRequest) -> AuditResult:
+    """``auditkit.scan`` with its keywords gathered in a ``ScanRequest``."""
+    r = request
+    data, probes, budget, seed, device, options = (
+        r.data, r.probes, r.budget, r.seed, r.device, r.options)
+    metadata, arch, unsafe_pickle, load_limits, target, sensitive = (
+        r.metadata, r.arch, r.unsafe_pickle, r.load_limits, r.target, r.sensitive)
+    groups_file, train_data, keep_sensitive_features, checkpoint_dir, resume = (
+        r.groups_file, r.train_data, r.keep_sensitive_features, r.checkpoint_dir, r.resume)
+    progress, debug, max_minutes, size_to_clock, cost, fail_on = (
+        r.progress, r.debug, r.max_minutes, r.size_to_clock, r.cost, r.fail_on)
+    # Everything that needs neither model nor data is checked first: a typo must not cost an audit.
+    loaded_policy = r.validate()
+    selected = None if probes is None else {spec_name(s) for s in probes}
     if loaded_policy is not None and loaded_policy.options:
         from auditkit.gates import merged_options
 
