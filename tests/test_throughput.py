@@ -96,7 +96,9 @@ def test_bf16_check_on_cpu_reports_float32_twice():
     adapter = _adapter(SmallConv())
     x = torch.rand(16, 1, 8, 8)
     y = adapter.predict_logits(x).argmax(-1)
-    check = ta.compare_bf16_robust_accuracy(adapter, x, y, eps=0.05, steps=3)
+    from auditkit.probes.adversarial.bf16 import compare_bf16_robust_accuracy
+
+    check = compare_bf16_robust_accuracy(adapter, x, y, eps=0.05, steps=3)
     assert check["bf16_used"] is False  # autocast to bf16 is for GPUs only
     assert check["fp32"] == check["bf16"] and check["within_one_point"]
     assert not adapter.channels_last  # channels_last is for conv nets on a GPU

@@ -670,7 +670,7 @@ def _nas_report(out: Path) -> Path:
     pytest.importorskip("auditkit_nas", reason="the auditkit-nas plugin is not installed")
     from auditkit_nas.objectives import Objective
     from auditkit_nas.report import render_report
-    from auditkit_nas.search import summarize
+    from auditkit_nas.summary import summarize
     from optuna.distributions import CategoricalDistribution
     from optuna.trial import TrialState, create_trial
 

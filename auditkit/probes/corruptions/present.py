@@ -99,7 +99,7 @@ def figures(m: CorruptionsMeasurement) -> list[dict[str, Any]]:
             "x_label": "severity",
             "y_label": "corruption",
             "x_labels": [str(s) for s in m.severities],
-            "y_labels": names,
+            "y_labels": [c.replace("_", " ") for c in names],
             "values": [[round(1 - a, 4) for a in m.accuracy[c]] for c in names],
             "caption": f"Share of {m.n_examples} examples misclassified; clean error "
             f"{1 - m.clean_accuracy:.1%}. Darker is worse.",
@@ -142,7 +142,7 @@ def figures(m: CorruptionsMeasurement) -> list[dict[str, Any]]:
     if m.gallery:
         cells = []
         for example in m.gallery:
-            label = "clean" if example["corruption"] == "clean" else example["corruption"]
+            label = example["corruption"].replace("_", " ")
             cells.append(
                 {
                     "label": f"{label}: {example['predicted']} ({example['probability']:.0%})",
