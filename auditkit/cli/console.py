@@ -38,7 +38,8 @@ def print_result(result: Any, policy: Any) -> None:
         # The same one-line reason as the report's tile (what set the grade), wrapped, whole.
         rows.append((name, probe.status, headline, grade_reason(probe)))
     widest = max([len(line) for row in rows for line in row[2].splitlines()] or [8])
-    table = Table(title="probes", show_lines=console.width < 100)
+    # width: ratio columns make rich crop a table wider than the console instead of wrapping it.
+    table = Table(title="probes", show_lines=console.width < 100, width=console.width)
     table.add_column("probe", overflow="fold")
     table.add_column("status", no_wrap=True)
     table.add_column("headline", min_width=min(widest, console.width // 2), overflow="fold")
