@@ -71,13 +71,13 @@ def test_figures_heatmap_curve_and_gallery(demo_result):
     result, _ = demo_result
     by_id = {f["id"]: f for f in result.figures}
     heat = by_id["corruption-heatmap"]
-    assert heat["kind"] == "matrix" and heat["y_labels"] == list(NOISE_AND_BLUR)
+    assert heat["kind"] == "matrix" and heat["y_labels"] == [c.replace("_", " ") for c in NOISE_AND_BLUR]
     assert len(heat["values"][0]) == 5
     curve = by_id["accuracy-vs-severity"]
     assert {s["name"] for s in curve["series"]} >= {"gaussian noise", "gaussian blur"}
     gallery = by_id["corruption-gallery"]
     cells = [cell for row in gallery["rows"] for cell in row["cells"]]
-    assert [c["label"].split(":")[0] for c in cells] == ["clean", *NOISE_AND_BLUR]
+    assert [c["label"].split(":")[0] for c in cells] == ["clean", *(c.replace("_", " ") for c in NOISE_AND_BLUR)]
     assert np.asarray(cells[1]["pixels"]).shape == (8, 8)
     assert "severity 3" in gallery["title"]
     json.dumps(result.to_dict())  # strict JSON all the way down
