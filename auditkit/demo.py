@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -13,6 +11,7 @@ from auditkit.data import AuditData
 from auditkit.data.builtin import digits
 from auditkit.loading import ModelMetadata, save_model
 from auditkit.progress import Progress
+from auditkit.sizing.threads import one_thread
 
 DIGITS_MEAN = (0.3,)
 DIGITS_STD = (0.4,)
@@ -54,22 +53,6 @@ class Normalized(nn.Module):
         return self.model((x - self.mean) / self.std)
 
 
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run on one CPU thread, then give the caller's thread count back.
-
-    A convolution's gradient sums its terms in an order that depends on how many threads share
-    the work, so the same seed trained on 2 threads ends a few ULPs away from 1 thread, and 30
-    epochs of Adam grow that into different weights (23 of the demo audit's 72 metrics moved).
-    On one thread the sums, and so the model, are the same on every machine whatever its core
-    count; a network this small trains as fast on one thread as on several.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def train_classifier(
