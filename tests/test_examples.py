@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from auditkit.cli import app
@@ -17,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
 
+@pytest.mark.slow  # over 10 s; the default suite stays under 10 min (make test-slow)
 def test_pytest_gate_example_passes(demo_model_file):
     # The example trains the demo model unless AUDITKIT_MODEL names one; reuse the session's.
     env = {**os.environ, "AUDITKIT_MODEL": str(demo_model_file)}
@@ -29,6 +31,7 @@ def test_pytest_gate_example_passes(demo_model_file):
     assert "2 passed" in proc.stdout
 
 
+@pytest.mark.slow  # over 10 s; the default suite stays under 10 min (make test-slow)
 def test_example_policy_is_met_by_the_demo_model(tmp_path, demo_model_file, monkeypatch):
     """What a user copies must work: the shipped policy passes on the shipped demo model."""
     monkeypatch.chdir(tmp_path)

@@ -134,6 +134,7 @@ def test_multinomial_scheme_matches_metricframe_in_distribution():
     assert np.isnan(fb.accuracy_from_confusion(multi)[:, 0]).any()
 
 
+@pytest.mark.slow  # over 10 s; the default suite stays under 10 min (make test-slow)
 @pytest.mark.parametrize("scheme", fb.SCHEMES)
 def test_percentile_intervals_cover_the_true_group_accuracy(scheme):
     """90% intervals on synthetic data whose per-group accuracy is known cover it ~90% of the

@@ -344,6 +344,7 @@ def _noise_images(n: int = 32, side: int = 16) -> AuditData:
                      synthetic=True, class_names=[str(i) for i in range(NUM_CLASSES)])
 
 
+@pytest.mark.slow  # over 10 s; the default suite stays under 10 min (make test-slow)
 def test_a_batch_norm_network_is_judged_fitted_when_its_weights_fit_not_when_averages_catch_up(
     monkeypatch,
 ):

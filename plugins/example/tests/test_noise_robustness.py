@@ -120,6 +120,7 @@ metadata.entry_points = entry_points
 """
 
 
+@pytest.mark.slow  # over 10 s; the default suite stays under 10 min (make test-slow)
 def test_without_the_plugin_the_core_still_works(scanned, tmp_path):
     """As if uninstalled: its entry point and its package are hidden from a fresh process."""
     _, out = scanned

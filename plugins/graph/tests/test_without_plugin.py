@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[3]
 
 HIDE = textwrap.dedent('''
@@ -46,6 +48,7 @@ def test_core_lists_probes_without_the_plugin(tmp_path):
     assert "performance" in result.stdout and "graph_structure" not in result.stdout
 
 
+@pytest.mark.slow  # over 10 s; the default suite stays under 10 min (make test-slow)
 def test_core_tests_pass_without_the_plugin(tmp_path):
     result = _run(
         [sys.executable, "-m", "pytest", "-q", "-p", "hide_graph_plugin", "-p", "no:cacheprovider",

@@ -84,6 +84,7 @@ def test_search_writes_every_output_and_a_rerun_repeats_nothing(tmp_path):
     assert [t["number"] for t in document(out)["trials"]] == [0, 1, 2]
 
 
+@pytest.mark.slow  # over 10 s; the default suite stays under 10 min (make test-slow)
 def test_interrupted_search_resumes_without_repeating(tmp_path):
     out = tmp_path / "nas"
     # A budget far larger than what runs before the kill: on a fast machine a 4-trial search can
@@ -119,6 +120,7 @@ def test_interrupted_search_resumes_without_repeating(tmp_path):
     assert states.count("interrupted") == 1 and "running" not in states
 
 
+@pytest.mark.slow  # over 10 s; the default suite stays under 10 min (make test-slow)
 def test_ctrl_c_marks_the_running_trial_interrupted(tmp_path):
     out = tmp_path / "nas"
     command = [sys.executable, "-c", "import sys; from auditkit_nas.cli import main; sys.exit(main(sys.argv[1:]))",
@@ -202,6 +204,7 @@ def test_an_objective_the_data_cannot_measure_fails_every_trial_not_the_run(tmp_
     assert "No trial completed" in (out / "nas_report.html").read_text()
 
 
+@pytest.mark.slow  # over 10 s; the default suite stays under 10 min (make test-slow)
 def test_two_workers_share_one_study(tmp_path):
     out = tmp_path / "nas"
     assert nas(out, "--trials", "5", "--strategy", "random", "--workers", "2") == 0
