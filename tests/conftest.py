@@ -66,3 +66,30 @@ def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "auditkit-out"
     res = CliRunner().invoke(app, ["demo", "--out", str(out), "--device", "cpu"])
     return res, out
+
+
+@pytest.fixture(scope="session")
+def onnx_export():
+    """``export(model, path, example, edit=None)``: ``model`` as ONNX through the legacy exporter
+    (input ``pixels``, output ``scores``, a dynamic batch axis) with the demo's metadata embedded;
+    ``edit(proto)`` may change the graph before it is saved. Returns ``path``."""
+    onnx = pytest.importorskip("onnx")
+    import warnings
+
+    from auditkit.demo import digits_metadata
+    from auditkit.loading.onnx import embed_metadata
+
+    def export(model, path, example, edit=None):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (example,), str(path), dynamo=False, input_names=["pixels"],
+                              output_names=["scores"],
+                              dynamic_axes={"pixels": {0: "batch"}, "scores": {0: "batch"}})
+        proto = onnx.load(str(path))
+        embed_metadata(proto, digits_metadata())
+        if edit is not None:
+            edit(proto)
+        onnx.save(proto, str(path))
+        return path
+
+    return export

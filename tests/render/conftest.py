@@ -619,26 +619,11 @@ def _sklearn_table_report(out: Path) -> Path:
     return out / "report.html"
 
 
-def _onnx_report(out: Path, demo_model, digits_data) -> Path:
+def _onnx_report(out: Path, demo_model, digits_data, onnx_export) -> Path:
     """The demo CNN exported to ONNX (its metadata embedded), scanned at the fast budget."""
-    import warnings
-
-    import onnx
-    import torch
-
     from auditkit.api import scan
-    from auditkit.demo import digits_metadata
-    from auditkit.loading.onnx import embed_metadata
 
-    path = out / "digits-cnn.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(demo_model.eval(), (digits_data.x[:2],), str(path), dynamo=False,
-                          input_names=["pixels"], output_names=["scores"],
-                          dynamic_axes={"pixels": {0: "batch"}, "scores": {0: "batch"}})
-    proto = onnx.load(str(path))
-    embed_metadata(proto, digits_metadata())
-    onnx.save(proto, str(path))
+    path = onnx_export(demo_model.eval(), out / "digits-cnn.onnx", digits_data.x[:2])
     write_outputs(scan(path, budget="fast", seed=0, device="cpu"), out)
     return out / "report.html"
 
@@ -710,7 +695,7 @@ def _nas_report(out: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def five_reports(tmp_path_factory, demo_outputs, demo_model, digits_data):
+def five_reports(tmp_path_factory, demo_outputs, demo_model, digits_data, onnx_export):
     """``{name: lazy path}`` of the five reports the layout tests open; each is built on first
     use (``five_reports["gcn"]()``), so one test can run without building all five."""
     import functools
@@ -725,7 +710,7 @@ def five_reports(tmp_path_factory, demo_outputs, demo_model, digits_data):
     return {
         "demo": lambda: demo_outputs / "report.html",
         "table": functools.cache(lambda: _sklearn_table_report(folder("table"))),
-        "onnx": functools.cache(lambda: _onnx_report(folder("onnx"), demo_model, digits_data)),
+        "onnx": functools.cache(lambda: _onnx_report(folder("onnx"), demo_model, digits_data, onnx_export)),
         "gcn": functools.cache(lambda: _gcn_report(folder("gcn"))),
         "nas": functools.cache(lambda: _nas_report(folder("nas"))),
     }

@@ -45,21 +45,8 @@ def digits_table(tmp_path_factory):
     return path, frame
 
 
-def test_a_benign_onnx_model_still_scans(tmp_path, demo_model, digits_data):
-    import onnx
-
-    from auditkit.demo import digits_metadata
-    from auditkit.loading.onnx import embed_metadata
-
-    path = tmp_path / "cnn.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(demo_model.eval(), (digits_data.x[:2],), str(path), dynamo=False,
-                          input_names=["pixels"], output_names=["scores"],
-                          dynamic_axes={"pixels": {0: "batch"}, "scores": {0: "batch"}})
-    proto = onnx.load(str(path))
-    embed_metadata(proto, digits_metadata())
-    onnx.save(proto, str(path))
+def test_a_benign_onnx_model_still_scans(tmp_path, demo_model, digits_data, onnx_export):
+    path = onnx_export(demo_model.eval(), tmp_path / "cnn.onnx", digits_data.x[:2])
     audit = _scan(tmp_path, path)
     assert audit["model"]["format"] == "onnx"
     assert audit["probes"]["performance"]["metrics"]["accuracy"] > 0.8
