@@ -16,6 +16,8 @@ from auditkit.errors import AuditkitInputError
 from auditkit.loading import load_model, sandbox
 from auditkit.loading.safety import LoadLimits
 
+from .input_corpus import peak_rss, reset_peak
+
 LIMIT_SECONDS = 3.0  # the load limit the tests run under (the default is 60 s)
 LIMIT_BYTES = 256 << 20
 LIMITS = LoadLimits(timeout_s=LIMIT_SECONDS, memory_bytes=LIMIT_BYTES)
@@ -38,23 +40,6 @@ NAMES = [
 ]
 
 
-def _peak_rss() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def test_the_corpus_is_big_enough(hostile):
     _, corpus = hostile
     assert sorted(corpus) == sorted(NAMES)
@@ -67,8 +52,8 @@ def test_hostile_file_is_refused_with_one_line_and_nothing_runs(name, hostile, p
     path, needle = corpus[name]
     if path is None:
         pytest.skip(needle)
-    measured = _reset_peak()
-    base = _peak_rss()
+    measured = reset_peak()
+    base = peak_rss()
     sandbox.LAST_REPORT.clear()
     started, started_wall = time.monotonic(), time.time()
     with pytest.raises(AuditkitInputError) as excinfo:
@@ -91,7 +76,7 @@ def test_hostile_file_is_refused_with_one_line_and_nothing_runs(name, hostile, p
     else:
         assert elapsed < LIMIT_SECONDS, f"{name}: {elapsed:.1f} s"
         if measured:
-            grew = _peak_rss() - base
+            grew = peak_rss() - base
             assert grew < IN_PROCESS_PEAK_BYTES, f"{name}: peak memory grew {grew >> 20} MiB"
 
 
