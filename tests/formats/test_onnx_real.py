@@ -115,6 +115,23 @@ def test_a_fixed_batch_export_scans_as_a_white_box_with_the_pt2_metrics(
     assert any(step in s for s in result.model["adapter"]["normalized"])
 
 
+def test_without_the_remedies_a_fixed_batch_says_to_export_a_dynamic_batch(
+        fixed_batch_cnn, monkeypatch):
+    from auditkit.adapters import onnx_adapter
+    from auditkit.loading import load_model
+    from auditkit.loading.onnx_batch import FreedBatch
+
+    monkeypatch.setattr(onnx_adapter, "free_batch", lambda *_: FreedBatch(None))
+    monkeypatch.setattr(onnx_adapter, "FixedBatch", lambda module, _batch: module)
+    adapter = load_model(fixed_batch_cnn[1]).module.make_adapter(
+        input_shape=(1, 8, 8), num_classes=10, input_range=(0.0, 1.0), device="cpu", **_stats())
+    assert adapter.twin is None
+    assert adapter.path_words.startswith("black box: the converted network fails on a batch of ")
+    assert "(the graph was exported for a fixed batch of 1); re-export with a dynamic batch " \
+           "(torch.onnx.export(..., dynamic_shapes=" in adapter.path_words
+    assert "is invalid for input of size" in adapter.describe()["twin"]["details"]
+
+
 def test_a_batch_entry_is_freed_only_where_it_provably_is_the_batch():
     from auditkit.loading.onnx_batch import BATCH, _free_target
 
@@ -230,7 +247,8 @@ def test_a_graph_with_constant_node_weights_converts_and_matches_onnxruntime(
     path = _constant_weights(source, tmp_path / "constants.onnx")
     proto = onnx.load(str(path))
     assert not proto.graph.initializer
-    assert convert_to_torch(proto, 0)[0] is None  # as it is, onnx2torch cannot take it
+    module, why = convert_to_torch(proto, 0)  # as it is, onnx2torch cannot take it
+    assert module is None and why.sentence.endswith("to get gradient attacks")
     model = load_model(path).module
     adapter = model.make_adapter(input_shape=(1, 8, 8), num_classes=10, input_range=(0.0, 1.0),
                                  device="cpu", **_stats())
