@@ -47,6 +47,11 @@ def test_importing_the_cli_imports_no_heavy_module():
     (["--input-shape", "1.5,8,8"], "--input-shape '1.5,8,8': expected positive whole numbers"),
     (["--fail-on", "sometimes"], "sometimes"),
     (["--seed", "-1"], "--seed"),
+    # Values of the right shape but the wrong type or range: found from the option schema alone.
+    (["--set", "adversarial.eps=abc"], "--set adversarial.eps=abc: not a number"),
+    (["--set", "adversarial.norm=L7"], "--set adversarial.norm=L7"),
+    (["--set", "bias.min_group_size=2.5"], "--set bias.min_group_size=2.5"),
+    (["--set", "calibration.nope=1"], "unknown option for probe calibration"),
 ])
 def test_a_bad_flag_errors_before_torch_is_imported(tmp_path, args, words):
     result, err = _run(["scan", str(tmp_path / "model.pt2"), *args])
