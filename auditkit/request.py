@@ -249,6 +249,10 @@ class ScanRequest:
 
             check_fail_on(self.fail_on)
         check_light_options(self.options, self.budget)
+        if self.policy is not None:
+            from auditkit.gates import check_policy_syntax
+
+            check_policy_syntax(self.policy)
         return validate_request(probes=self.probes, budget=self.budget, seed=self.seed,
                                 device=self.device, options=self.options, policy=self.policy)
 
