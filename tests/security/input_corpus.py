@@ -201,6 +201,20 @@ def _poison_tree(tree, field_name, index, value):
     tree.__setstate__(state)
 
 
+def _poison_neighbours(algorithm: str, change):
+    """A fitted k-nearest-neighbours model whose KD or ball tree state ``change`` rewrote."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    model = KNeighborsClassifier(algorithm=algorithm).fit(*_digits_sample())
+    state = list(model._tree.__getstate__())
+    state[1], state[2], state[3] = state[1].copy(), state[2].copy(), state[3].copy()
+    change(state)
+    tree = type(model._tree).__new__(type(model._tree))
+    tree.__setstate__(tuple(state))
+    model._tree = tree
+    return model
+
+
 def _rewrite_schema(src: Path, dst: Path, change, replace=("", "")) -> Path:
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
         for info in zin.infolist():
@@ -239,6 +253,28 @@ def skops_files(folder: Path) -> dict[str, tuple[Path, str, bool]]:
     forest = _fit_tree("forest")
     _poison_tree(forest.estimators_[2].tree_, "left_child", 1, 1)
     dump("skops-forest-one-bad-tree.skops", forest, "estimators_[2]")
+    # KD and ball trees: children are implicit (2i+1, 2i+2), so "cyclic" cannot be written;
+    # every index a query follows can lie instead (each reads out of bounds in C).
+
+    def leaf_to_inner(state):  # the last node claims children beyond the node array
+        state[2]["is_leaf"][-1] = 0
+
+    def idx_beyond(state):  # a point index far outside the data
+        state[1][0] = 2**40
+
+    def range_beyond(state):  # a node holding points past the end of idx_array
+        state[2]["idx_end"][1] = 10**9
+
+    def bounds_short(state):  # bounds for fewer nodes than the tree has
+        state[3] = state[3][:, :1].copy()
+
+    for name, algorithm, change, needle in [
+        ("skops-kdtree-children-beyond.skops", "kd_tree", leaf_to_inner, "inner node 6"),
+        ("skops-kdtree-index-beyond.skops", "kd_tree", idx_beyond, "idx_array names point"),
+        ("skops-balltree-range-beyond.skops", "ball_tree", range_beyond, "node 1 holds points"),
+        ("skops-balltree-bounds-short.skops", "ball_tree", bounds_short, "node_bounds has shape"),
+    ]:
+        dump(name, _poison_neighbours(algorithm, change), needle)
     hgb = _fit_tree("hgb")
     predictor = hgb._predictors[0][0]
     predictor.nodes["left"][0] = 2**31 - 1
