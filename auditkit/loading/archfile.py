@@ -15,7 +15,11 @@ graphs, anything a plugin builds) is saved as *weights plus a recipe*: the tenso
 ``data.name`` through ``auditkit.datasets``. Nothing is unpickled and nothing is imported by a
 name the file chooses: a file can only pick among factories an installed distribution registered.
 The factory runs first on the ``meta`` device, and every tensor's name and shape must match the
-file before real memory is allocated, so absurd parameters cannot exhaust memory.
+file before real memory is allocated, so absurd parameters cannot exhaust memory. Through
+``load_model`` the build and one forward pass are first trial-run in the sandbox child under
+``--load-timeout``/``--load-memory`` (``auditkit.bounds.trial``): a recipe can still ask a factory
+for a million layers, or declare an input its network turns into gigabytes. A data spec that
+names a file is never read on the file's word (``data_from_spec``).
 
 Example:
     >>> save_arch_model(net, "gcn.safetensors", architecture="gcn_nodes",
