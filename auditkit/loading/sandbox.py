@@ -6,6 +6,17 @@ child (``python -m auditkit.loading.sandbox``) imports torch, caps its own addre
 after imports plus ``LoadLimits.memory_bytes``, says "ready", and loads the file exactly as the
 parent would (with the loader the parent hands it by name: the sandbox knows no format). The parent kills it (its whole process group) when the time limit passes, and
 loads the file itself only if the child succeeded.
+
+An architecture file (``fmt == "safetensors"`` reaches the sandbox only with a recipe) runs no
+code from the file: its factory is an installed entry point and only the arguments come from
+the file, so the danger is time and memory, not code. When the parent has torch imported (a
+scan always has), its trial runs in a *forked* child (``_fork_trial``) that skips the 3-8 s
+interpreter start: ``setsid``, one torch thread, the same address-space/core/file-size caps,
+the build and first forward pass, one JSON line on a pipe, ``os._exit``. It touches no lock a
+parent thread may hold (a rich progress display refreshes from a thread): it never writes to
+the inherited ``sys.stdout``/``sys.stderr`` objects, only to fresh ones on its own descriptors.
+Everything that runs code from a file (TorchScript, pickles, ONNX control flow, skops) keeps
+the fresh interpreter.
 """
 
 from __future__ import annotations
@@ -33,6 +44,7 @@ from auditkit.loading.safety import (
 )
 
 READY = b"auditkit-sandbox-ready\n"
+BASE = b"auditkit-sandbox-resident "  # a forked child's resident size before its trial
 STARTUP_TIMEOUT_S = 180.0  # importing torch on a busy machine; not the file's fault
 # Address space the child needs beyond the file's own cost: thread stacks, malloc arenas.
 HEADROOM_BYTES = 768 << 20
@@ -44,7 +56,10 @@ class SandboxReport:
 
     ok: bool
     wall_s: float  # from "ready" to exit: the load itself
-    peak_rss_bytes: int  # the child's peak resident memory, imports included
+    #: The child's peak resident memory (its ``ru_maxrss``). A fresh interpreter's includes its
+    #: imports; a forked child's includes the parent's pages it shares copy-on-write (counted as
+    #: resident in it though never copied): ``peak_rss_bytes - base_rss_bytes`` is its growth.
+    peak_rss_bytes: int
     message: str | None = None
     output: str = ""
     #: Why the child's trial ended: "ok", "timeout" (killed at --load-timeout), "memory" (its
@@ -52,6 +67,16 @@ class SandboxReport:
     #: Tests read this, not a stopwatch: the limit is enforced by the kill, not by the clock
     #: a busy machine happens to show.
     reason: str = "ok"
+    #: Resident memory the child had before its trial: 0 for a fresh interpreter, for a forked
+    #: one its VmRSS after the fork (the parent's anonymous pages it shares; file-backed pages,
+    #: torch's libraries, are counted only as it touches them, so the growth can overstate).
+    base_rss_bytes: int = 0
+    forked: bool = False
+
+    @property
+    def grew_bytes(self) -> int:
+        """The child's peak resident memory beyond what it started with."""
+        return max(0, self.peak_rss_bytes - self.base_rss_bytes)
 
 
 LAST_REPORT: list[SandboxReport] = []  # the most recent report, for tests and --debug
@@ -68,6 +93,24 @@ def trial_load(
     sandbox knows no format (and imports no loader). With ``debug`` what torch printed in the
     child is written to stderr.
     """
+    if fmt == "safetensors" and "torch" in sys.modules and hasattr(os, "fork"):
+        report = _fork_trial(path, fmt, limits, load=load, debug=debug)
+    else:
+        report = _spawn_trial(path, fmt, limits, load=load, unsafe_pickle=unsafe_pickle,
+                              debug=debug)
+    LAST_REPORT[:] = [report]
+    if debug and report.output.strip():
+        sys.stderr.write(f"[auditkit --debug] the sandboxed loader said:\n{report.output.strip()}\n")
+    if report.message is not None:
+        raise AuditkitInputError(report.message)
+    return report
+
+
+def _spawn_trial(
+    path: str | Path, fmt: str, limits: LoadLimits, *, load: Callable[..., object],
+    unsafe_pickle: bool, debug: bool,
+) -> SandboxReport:
+    """The trial in a fresh ``python -m auditkit.loading.sandbox`` (code from the file runs)."""
     spec = json.dumps({
         "load": f"{load.__module__}:{load.__qualname__}",
         "path": str(path), "format": fmt, "unsafe_pickle": unsafe_pickle, "debug": debug,
@@ -85,41 +128,86 @@ def trial_load(
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
             start_new_session=True, env=env,
         )
+        assert proc.stdout is not None
         try:
-            out, status, rusage, ready_at, timed_out = _watch(proc, limits.timeout_s)
+            out, status, rusage, ready_at, timed_out = _watch(
+                proc.pid, proc.stdout.fileno(), limits.timeout_s)
         except BaseException:  # Ctrl-C while waiting: the child must not outlive us
-            _kill(proc)
+            _kill(proc.pid)
             raise
+        finally:
+            proc.stdout.close()
+        proc.returncode = os.waitstatus_to_exitcode(status)
         errors.seek(0)
         output = errors.read().decode("utf-8", "replace")
     wall = time.monotonic() - (ready_at or started)
     peak = int(rusage.ru_maxrss) * 1024 if rusage is not None else 0
     message, reason = _verdict(path, out, status, timed_out, limits)
-    report = SandboxReport(ok=message is None, wall_s=wall, peak_rss_bytes=peak,
-                           message=message, output=output, reason=reason)
-    LAST_REPORT[:] = [report]
-    if debug and output.strip():
-        sys.stderr.write(f"[auditkit --debug] the sandboxed loader said:\n{output.strip()}\n")
-    if message is not None:
-        raise AuditkitInputError(message)
-    return report
+    return SandboxReport(ok=message is None, wall_s=wall, peak_rss_bytes=peak,
+                         message=message, output=output, reason=reason)
 
 
-def _kill(proc: subprocess.Popen) -> None:
+def _fork_trial(
+    path: str | Path, fmt: str, limits: LoadLimits, *, load: Callable[..., object], debug: bool,
+) -> SandboxReport:
+    """An architecture file's trial in a forked child (see the module docstring)."""
+    import warnings
+
+    from auditkit.bounds.trial import warm_imports
+
+    warm_imports(fmt, str(path))  # the factory's plugin: the parent builds it next anyway
+    read_fd, write_fd = os.pipe()
+    started = time.monotonic()
+    with tempfile.TemporaryFile() as errors:
+        with warnings.catch_warnings():  # 3.12+: "multi-threaded, fork() may deadlock" (see above)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the child: never returns
+            try:
+                os.close(read_fd)
+                _forked_child(write_fd, errors.fileno(), path, fmt, limits, load, debug)
+            finally:
+                os._exit(70)
+        os.close(write_fd)
+        try:
+            out, status, rusage, ready_at, timed_out = _watch(pid, read_fd, limits.timeout_s)
+        except BaseException:  # Ctrl-C while waiting: the child must not outlive us
+            _kill(pid)
+            raise
+        finally:
+            os.close(read_fd)
+        errors.seek(0)
+        output = errors.read().decode("utf-8", "replace")
+    wall = time.monotonic() - (ready_at or started)
+    peak = int(rusage.ru_maxrss) * 1024 if rusage is not None else 0
+    message, reason = _verdict(path, out, status, timed_out, limits)
+    base = 0
+    if out.startswith(BASE):  # the child's resident size before the trial, in its own words
+        try:
+            base = int(out[len(BASE):].split(b"\n", 1)[0])
+        except ValueError:
+            base = 0
+    return SandboxReport(ok=message is None, wall_s=wall, peak_rss_bytes=peak, message=message,
+                         output=output, reason=reason, base_rss_bytes=base, forked=True)
+
+
+def _kill(pid: int) -> None:
+    """Kill the child's process group and reap it."""
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
-        pass
+        try:
+            os.kill(pid, signal.SIGKILL)  # a forked child before its setsid
+        except ProcessLookupError:
+            pass
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
         pass
 
 
-def _watch(proc: subprocess.Popen, timeout_s: float):
-    """Read the child's stdout until it exits or its time is up; reap it with its rusage."""
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
+def _watch(pid: int, fd: int, timeout_s: float):
+    """Read the child's output pipe until it exits or its time is up; reap it with its rusage."""
     chunks: list[bytes] = []
     ready_at: float | None = None
     start = time.monotonic()
@@ -129,7 +217,10 @@ def _watch(proc: subprocess.Popen, timeout_s: float):
         deadline = (ready_at + timeout_s) if ready_at is not None else start + STARTUP_TIMEOUT_S
         if now >= deadline:
             timed_out = ready_at is not None
-            os.killpg(proc.pid, signal.SIGKILL)
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):  # a forked child before its setsid
+                os.kill(pid, signal.SIGKILL)
             break
         readable, _, _ = select.select([fd], [], [], min(0.25, deadline - now))
         if not readable:
@@ -140,12 +231,10 @@ def _watch(proc: subprocess.Popen, timeout_s: float):
         chunks.append(chunk)
         if ready_at is None and READY in b"".join(chunks):
             ready_at = time.monotonic()
-    _pid, status, rusage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    proc.stdout.close()
+    _pid, status, rusage = os.wait4(pid, 0)
     # The child's own children (if the file managed to start any) go with its group.
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
     return b"".join(chunks), status, rusage, ready_at, timed_out
@@ -196,13 +285,96 @@ def _address_space() -> int:
     return 0
 
 
-def _child(spec_text: str) -> int:
+def _resident() -> int:
+    """This process's resident size (VmRSS), 0 without /proc."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _cap(memory_bytes: int) -> None:
+    """Address space at the current size + ``memory_bytes`` + headroom; no core; file sizes."""
     import resource
 
+    current = _address_space()
+    if current:  # without /proc the starting size is unknown: a cap could starve the import
+        cap = current + memory_bytes + HEADROOM_BYTES
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            cap = min(cap, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    _, hard_fsize = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if hard_fsize == resource.RLIM_INFINITY or memory_bytes < hard_fsize:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (memory_bytes, hard_fsize))
+
+
+def _trial(path: str, load_model: Callable[..., object], limits: LoadLimits,
+           unsafe_pickle: bool, debug: bool) -> dict:
+    """In the child: the load and the first use, as the parent will do them; the JSON result."""
+    from auditkit.bounds.trial import MEMORY_WORDS, first_call
+
+    try:
+        loaded = load_model(path, unsafe_pickle=unsafe_pickle, limits=limits, debug=debug,
+                            _sandboxed=True)
+        first_call(loaded)  # ONNX/skops/architecture files: the first inference runs here (#24)
+        return {"ok": True}
+    except MemoryError:
+        return {"memory": True}
+    except AuditkitInputError as exc:
+        text = str(exc)
+        memory_words = (*MEMORY_WORDS, "MemoryError")
+        return {"memory": True} if any(w in text for w in memory_words) else {"error": text}
+    except BaseException as exc:  # noqa: BLE001  (anything else is the file's doing)
+        return {"error": f"{path}: loading failed ({type(exc).__name__}): refused"}
+
+
+def _forked_child(write_fd: int, errors_fd: int, path: str | Path, fmt: str,
+                  limits: LoadLimits, load: Callable[..., object], debug: bool) -> None:
+    """The forked child of ``_fork_trial``: it ends in ``os._exit``, never returns normally.
+
+    Fork safety: other parent threads (a rich progress refresh, torch's pools) do not exist
+    here, and a lock one held at the fork stays held. So the child uses no inherited Python
+    stream (``sys.stdout``/``sys.stderr`` are replaced by fresh objects on its own descriptors
+    before anything can print or warn), no logging handler of the parent's, and torch with one
+    thread (its OpenMP pool does not survive a fork, as in DataLoader workers). Only malloc's
+    locks are shared with the parent's threads, and glibc resets those in the child.
+    """
+    import io
+
+    os.setsid()  # its own process group: the timeout kills it with anything it starts
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(errors_fd, 1)
+    os.dup2(errors_fd, 2)
+    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), write_through=True)
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), write_through=True)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except ValueError:  # not the main thread's: the parent's handlers stay (they exit too)
+            pass
+    import torch
+
+    torch.set_num_threads(1)
+    _cap(int(limits.memory_bytes))
+    os.write(write_fd, BASE + b"%d\n" % _resident() + READY)
+    result = _trial(str(path), load, limits, False, debug)
+    os.write(write_fd, ("\n" + json.dumps(result) + "\n").encode())
+    os._exit(0)  # no destructors, no atexit handlers of the parent's
+
+
+def _child(spec_text: str) -> int:
     spec = json.loads(spec_text)
     import torch  # noqa: F401  (imports are not the file's cost: they come before the cap)
 
-    from auditkit.bounds.trial import MEMORY_WORDS, first_call, warm_imports
+    from auditkit.bounds.trial import warm_imports
 
     module_name, _, function_name = spec["load"].partition(":")
     load_model = getattr(importlib.import_module(module_name), function_name)
@@ -210,37 +382,15 @@ def _child(spec_text: str) -> int:
     warm_imports(spec["format"], spec["path"])
 
     torch.set_num_threads(1)
-    current = _address_space()
-    if current:  # without /proc the starting size is unknown: a cap could starve the import
-        cap = current + int(spec["memory_bytes"]) + HEADROOM_BYTES
-        _, hard = resource.getrlimit(resource.RLIMIT_AS)
-        if hard != resource.RLIM_INFINITY:
-            cap = min(cap, hard)
-        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    _, hard_fsize = resource.getrlimit(resource.RLIMIT_FSIZE)
-    fsize = int(spec["memory_bytes"])
-    if hard_fsize == resource.RLIM_INFINITY or fsize < hard_fsize:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, hard_fsize))
+    _cap(int(spec["memory_bytes"]))
     limits = LoadLimits(
         timeout_s=float(spec["timeout_s"]), memory_bytes=int(spec["memory_bytes"]),
         allow_native_code=bool(spec["allow_native_code"]), max_ratio=float(spec["max_ratio"]),
     )
     sys.stdout.buffer.write(READY)
     sys.stdout.flush()
-    try:
-        loaded = load_model(spec["path"], unsafe_pickle=bool(spec["unsafe_pickle"]),
-                            limits=limits, debug=bool(spec.get("debug")), _sandboxed=True)
-        first_call(loaded)  # ONNX/skops/architecture files: the first inference runs here (#24)
-        result: dict = {"ok": True}
-    except MemoryError:
-        result = {"memory": True}
-    except AuditkitInputError as exc:
-        text = str(exc)
-        memory_words = (*MEMORY_WORDS, "MemoryError")
-        result = {"memory": True} if any(w in text for w in memory_words) else {"error": text}
-    except BaseException as exc:  # noqa: BLE001  (anything else is the file's doing)
-        result = {"error": f"{spec['path']}: loading failed ({type(exc).__name__}): refused"}
+    result = _trial(spec["path"], load_model, limits, bool(spec["unsafe_pickle"]),
+                    bool(spec.get("debug")))
     sys.stdout.write("\n" + json.dumps(result) + "\n")
     sys.stdout.flush()
     os._exit(0)  # no destructors from the loaded file
