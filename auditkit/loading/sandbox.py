@@ -170,7 +170,8 @@ def _fork_trial(
                 os._exit(70)
         os.close(write_fd)
         try:
-            out, status, rusage, ready_at, timed_out = _watch(pid, read_fd, limits.timeout_s)
+            out, status, rusage, ready_at, timed_out = _watch(
+                pid, read_fd, limits.timeout_s, until_result=True)
         except BaseException:  # Ctrl-C while waiting: the child must not outlive us
             _kill(pid)
             raise
@@ -179,7 +180,7 @@ def _fork_trial(
         errors.seek(0)
         output = errors.read().decode("utf-8", "replace")
     wall = time.monotonic() - (ready_at or started)
-    peak = int(rusage.ru_maxrss) * 1024 if rusage is not None else 0
+    peak = int(rusage.ru_maxrss) * 1024 if rusage is not None else _said(out, b'"peak": ')
     message, reason = _verdict(path, out, status, timed_out, limits)
     base = 0
     if out.startswith(BASE):  # the child's resident size before the trial, in its own words
@@ -189,6 +190,13 @@ def _fork_trial(
             base = 0
     return SandboxReport(ok=message is None, wall_s=wall, peak_rss_bytes=peak, message=message,
                          output=output, reason=reason, base_rss_bytes=base, forked=True)
+
+
+def _said(out: bytes, key: bytes) -> int:
+    """A number the forked child put in its result line (0 if it did not)."""
+    _, found, rest = out.rpartition(key)
+    digits = rest[:24].split(b",")[0].split(b"}")[0].strip()
+    return int(digits) if found and digits.isdigit() else 0
 
 
 def _kill(pid: int) -> None:
@@ -206,8 +214,14 @@ def _kill(pid: int) -> None:
         pass
 
 
-def _watch(pid: int, fd: int, timeout_s: float):
-    """Read the child's output pipe until it exits or its time is up; reap it with its rusage."""
+def _watch(pid: int, fd: int, timeout_s: float, *, until_result: bool = False):
+    """Read the child's output pipe until it exits or its time is up; reap it with its rusage.
+
+    With ``until_result`` (a forked child, whose result line is its last act before
+    ``os._exit``) reading stops at a successful result: the kernel's teardown of the child's copy of the
+    parent's address space (~10 ms) is not waited for; a thread reaps it (rusage then None). A
+    refusal is waited for: nothing of a hostile file's child outlives the refusal.
+    """
     chunks: list[bytes] = []
     ready_at: float | None = None
     start = time.monotonic()
@@ -231,6 +245,10 @@ def _watch(pid: int, fd: int, timeout_s: float):
         chunks.append(chunk)
         if ready_at is None and READY in b"".join(chunks):
             ready_at = time.monotonic()
+        if until_result and ready_at is not None:
+            data = b"".join(chunks)
+            if data.endswith(b"\n") and b'{"ok": true' in data.rsplit(READY, 1)[-1]:
+                return data, 0, _reap_later(pid), ready_at, False
     _pid, status, rusage = os.wait4(pid, 0)
     # The child's own children (if the file managed to start any) go with its group.
     try:
@@ -238,6 +256,23 @@ def _watch(pid: int, fd: int, timeout_s: float):
     except (ProcessLookupError, PermissionError):
         pass
     return b"".join(chunks), status, rusage, ready_at, timed_out
+
+
+def _reap_later(pid: int):
+    """The forked child has said its result and is exiting: end its group, reap it now if it
+    is gone (its rusage), else from a daemon thread (None)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)  # anything it started goes with it
+    except (ProcessLookupError, PermissionError):
+        pass
+    done, _status, rusage = os.wait4(pid, os.WNOHANG)
+    if done:
+        return rusage
+    import threading
+
+    threading.Thread(target=os.waitpid, args=(pid, 0), daemon=True,
+                     name="auditkit-sandbox-reaper").start()
+    return None
 
 
 def _verdict(
@@ -285,12 +320,12 @@ def _address_space() -> int:
     return 0
 
 
-def _resident() -> int:
-    """This process's resident size (VmRSS), 0 without /proc."""
+def _resident(field: str = "VmRSS:") -> int:
+    """This process's resident size (VmRSS, or its peak VmHWM), 0 without /proc."""
     try:
         with open("/proc/self/status") as fh:
             for line in fh:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -366,6 +401,7 @@ def _forked_child(write_fd: int, errors_fd: int, path: str | Path, fmt: str,
     _cap(int(limits.memory_bytes))
     os.write(write_fd, BASE + b"%d\n" % _resident() + READY)
     result = _trial(str(path), load, limits, False, debug)
+    result["peak"] = _resident("VmHWM:")  # its rusage may not be waited for
     os.write(write_fd, ("\n" + json.dumps(result) + "\n").encode())
     os._exit(0)  # no destructors, no atexit handlers of the parent's
 
