@@ -48,7 +48,7 @@ def _distribution_name(ep: metadata.EntryPoint) -> str:
     return dist.metadata["Name"] if dist is not None else "?"
 
 
-_SCANNED: dict[str, Any] = {}
+_SCANNED: dict[str, tuple[Any, metadata.EntryPoints]] = {}
 
 
 def _mtime(entry: str) -> int | None:
@@ -58,26 +58,28 @@ def _mtime(entry: str) -> int | None:
         return None
 
 
-def _all_entry_points() -> metadata.EntryPoints:
-    """Every installed entry point, scanned once while ``sys.path`` and its folders are unchanged.
+def _group_entry_points(group: str) -> metadata.EntryPoints:
+    """The group's installed entry points, scanned once while ``sys.path`` and its folders are
+    unchanged.
 
-    A scan reads every distribution's metadata (~15 ms with 170 installed); a scan reads it
-    several times (probes, data sets, an architecture file's factory, its sandbox trial). An
-    install or removal changes the folder it lands in (its mtime), a plugin put on ``sys.path``
-    at run time changes the path, and a test replacing ``metadata.entry_points`` is seen too.
+    A scan reads every distribution's metadata (~15 ms with 170 installed) and a scan asks for
+    the same group several times (an architecture file: its check, its sandbox trial, its load).
+    An install or removal changes the folder it lands in (its mtime), a plugin put on
+    ``sys.path`` at run time changes the path, and a replaced ``metadata.entry_points`` (tests
+    hiding a plugin) is seen too.
     """
-    key = (metadata.entry_points, tuple(sys.path), tuple(_mtime(p) for p in sys.path))
-    if _SCANNED.get("key") != key:
-        _SCANNED["found"] = metadata.entry_points()
-        _SCANNED["key"] = key
-    return _SCANNED["found"]
+    key = (group, metadata.entry_points, tuple(sys.path), tuple(_mtime(p) for p in sys.path))
+    cached = _SCANNED.get(group)
+    if cached is None or cached[0] != key:
+        cached = _SCANNED[group] = (key, metadata.entry_points(group=group))
+    return cached[1]
 
 
 def iter_entry_points(group: str) -> Iterator[metadata.EntryPoint]:
     """One entry point per name. An editable and a regular install can list the same entry;
     when a plugin reuses a built-in's name the built-in wins, whatever the order of sys.path."""
     chosen: dict[str, metadata.EntryPoint] = {}
-    for ep in _all_entry_points().select(group=group):
+    for ep in _group_entry_points(group):
         if ep.name not in chosen or (
             _distribution_name(ep) == OWN_DISTRIBUTION
             and _distribution_name(chosen[ep.name]) != OWN_DISTRIBUTION

@@ -2,7 +2,8 @@
 
 For a benign ONNX model, a skops pipeline (a decision tree: its node arrays are validated), a
 k-nearest-neighbours skops model (its KD tree validated), an architecture file (its factory
-build and first forward pass trial-run in the sandbox child: a process start), a parquet table
+build and first forward pass trial-run in the sandbox child, forked from this process: no
+interpreter start, since the file runs no code of its own), a parquet table
 and an image folder, the checks the bounds add are timed on their own (median of --repeat
 runs) and a fast scan of the same input once; printed as JSON with the ratio. The issue's bar:
 the checks cost < 5 % of a fast scan.

@@ -12,7 +12,8 @@ parent and says whether the file needs the child; in the child, ``first_call`` m
 inference (ONNX), predict (skops) or forward pass (architecture files) on zeros, so a hang or a
 bomb is killed there and refused in one line. Graphs without control flow, and estimators
 whose trees are validated, are fully checked statically and skip the child; an architecture file
-always costs one child (a process start, measured in ``benchmarks/bench_input_checks.py``).
+always costs one child, forked from the parent when torch is imported (``sandbox._fork_trial``:
+no interpreter start; measured in ``benchmarks/bench_input_checks.py``).
 """
 
 from __future__ import annotations
