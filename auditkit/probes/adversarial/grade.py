@@ -13,8 +13,9 @@ number is graded too, and audit.json carries both:
     radius. The probe is at least ``warned``, with a finding that says what to do.
   - ``upper_bound``: a query-limited (black-box) attack whose convergence check did not run or
     did not pass: a stronger attack may find more, so the number cannot earn a pass.
-  - ``robust``: the interval lies above chance and the number is a white-box result or a
-    converged black-box one.
+  - ``robust``: the interval lies above chance and the number is a white-box result, a
+    converged black-box one, or exact (the closed form for a linear model,
+    ``probes/adversarial/linear.py``).
 
 A policy still decides beyond that (``adversarial.robust_accuracy >= 0.3`` fails a model that
 kept 10 %); see docs/grades.md.
@@ -51,12 +52,14 @@ def robustness_grade(
     eps: float,
     *,
     black_box: dict[str, Any] | None = None,
+    bound: str | None = None,
 ) -> dict[str, Any]:
     """The grade of ``robust_correct`` (per attacked example) at radius ``eps``.
 
     ``black_box``: for a query-limited attack only, ``{"attack", "queries", "converged"}`` where
     ``converged`` is True (the convergence check ran and passed), False (it failed) or None
-    (it did not run)."""
+    (it did not run). ``bound``: what the number is when neither white-box nor black-box says it
+    (``exact (closed form for a linear model)``: a certificate, graded as a white-box result)."""
     robust_correct = np.asarray(robust_correct, dtype=bool)
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=max(num_classes, 1))
     chance = accuracy_vs_chance(int(robust_correct.sum()), counts.tolist())
@@ -76,7 +79,7 @@ def robustness_grade(
         "confidence": chance.confidence,
         "chance": chance.chance,
         "n_examples": chance.n,
-        "bound": "white-box" if black_box is None else "black-box upper bound",
+        "bound": bound or ("white-box" if black_box is None else "black-box upper bound"),
         **({"queries": black_box.get("queries"), "converged": converged} if black_box else {}),
     }
 
@@ -126,9 +129,11 @@ def apply_grade(
     eps: float,
     *,
     black_box: dict[str, Any] | None = None,
+    bound: str | None = None,
 ) -> ProbeResult:
     """``result`` with the robustness grade in its details, findings, summary and status."""
-    grade = robustness_grade(robust_correct, labels, num_classes, norm, eps, black_box=black_box)
+    grade = robustness_grade(robust_correct, labels, num_classes, norm, eps, black_box=black_box,
+                             bound=bound)
     valid = not any(c.status == "failed" for c in result.checks)
     added = grade_findings(grade, black_box)
     status = result.status

@@ -88,6 +88,10 @@ class AdversarialProbe(Probe):
             "higher", "accuracy under AutoAttack (reference settings) at the headline eps"
         ),
         "n_examples": MetricSpec(None, "number of audit examples attacked"),
+        "exact_robust_accuracy": MetricSpec(
+            "higher", "robust accuracy at the headline eps computed in closed form, for a "
+            "scikit-learn model that is linear in the attacked features (a certificate; "
+            "robust_accuracy is the worst of it and the attacks)"),
         "square_accuracy": MetricSpec(
             "higher", "accuracy under the gradient-free Square attack (scores only) at the "
             "headline eps"),
