@@ -178,6 +178,25 @@ def pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
+def table_ood_finding(ood: dict) -> Finding:
+    """Generated OOD rows of a table, recorded in words and not judged (``judged_ood``)."""
+    aurocs = ", ".join(f"{r['name']} {r['auroc']:.2f}" for r in ood["rows"]
+                       if r["auroc"] is not None)
+    return Finding(
+        "info",
+        f"max-softmax confidence against generated table rows (not judged): AUROC {aurocs}",
+        why="measured: how well the model's top-class probability ranks the audit rows above "
+        "synthetic rows (each column uniform over its observed range; Gaussian with its mean "
+        "and spread; columns shuffled across rows, every marginal kept). A classifier's "
+        "confidence on a table is not an out-of-distribution detector by construction: a linear "
+        "model is most confident far from its boundary, a tree ensemble is flat outside the "
+        "range it saw, so these numbers describe the kind of model rather than this one",
+        action="to judge OOD detection, pass rows the model should not trust "
+        "(--set calibration.ood=PATH); that set is judged (warning below AUROC "
+        f"{OOD_WARNING:.2f})",
+    )
+
+
 def findings(m: CalibrationMeasurement, reason: str | None, transfers: bool) -> list[Finding]:
     """What the numbers mean: miscalibration, the temperature to apply (or why not), OOD
     detection, what the uncertainty measured, and what abstaining buys."""
@@ -247,7 +266,9 @@ def findings(m: CalibrationMeasurement, reason: str | None, transfers: bool) -> 
             )
         )
     worst = m.ood["worst"]
-    if worst is not None:
+    if worst is not None and not m.ood.get("judged", True):
+        out.append(table_ood_finding(m.ood))
+    elif worst is not None:
         if worst["auroc"] < OOD_WARNING:
             out.append(
                 Finding(

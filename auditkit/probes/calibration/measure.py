@@ -301,6 +301,16 @@ def _augment(x: torch.Tensor, context, generator: torch.Generator) -> torch.Tens
 
 
 # --- out-of-distribution --------------------------------------------------------------------
+def judged_ood(data, user_set) -> bool:
+    """Whether the OOD AUROC can warn. Generated rows of a table are recorded, not judged: a
+    classifier's confidence on a table is not an OOD detector by construction (a linear model
+    grows more confident away from its boundary, a tree ensemble is flat outside the range it
+    saw), so a warning on uniform, Gaussian or column-shuffled rows would come from the kind of
+    model, not from this one. The user's own OOD set is judged whatever the data; generated
+    images stay judged (noise images are far from any natural image)."""
+    return user_set is not None or data.modality != "tabular"
+
+
 def measure_ood(context, confidence: np.ndarray, user_set, ood_size: int) -> dict[str, Any]:
     """Max-softmax AUROC of the audit data (positives) against each OOD set."""
     data = context.data
@@ -338,6 +348,7 @@ def measure_ood(context, confidence: np.ndarray, user_set, ood_size: int) -> dic
         "ood_auroc": worst["auroc"] if worst else None,
         "worst": worst,
         "rows": rows,
+        "judged": judged_ood(data, user_set),
         "details": {
             "score": "max softmax probability of the uncalibrated model (Hendrycks & Gimpel "
             "2017); positives: the audit examples",
