@@ -203,7 +203,21 @@ def findings(m: CalibrationMeasurement, reason: str | None, transfers: bool) -> 
     fit, before, after, n_eval = m.fit, m.before, m.after, m.n_evaluation
     out = []
     gap = before["mean_confidence"] - before["accuracy"]
-    if before["ece"] > ECE_WARNING:
+    if before["ece"] > ECE_WARNING and getattr(m, "decision_scores", False):
+        out.append(
+            Finding(
+                "info",
+                f"the model gives decision scores, not probabilities: their softmax is off by "
+                f"{pct(before['ece'])} on average (ECE)",
+                why=f"mean confidence {pct(before['mean_confidence'])} against accuracy "
+                f"{pct(before['accuracy'])}; the estimator has no predict_proba, so auditkit "
+                "turned its decision_function into probabilities, and a margin (hinge loss) is "
+                "not fitted to be one",
+                action="if you need probabilities, wrap the model in scikit-learn's "
+                "CalibratedClassifierCV, or apply the temperature below",
+            )
+        )
+    elif before["ece"] > ECE_WARNING:
         out.append(
             Finding(
                 "warning",

@@ -77,6 +77,10 @@ class CalibrationMeasurement:
     ood: dict[str, Any]
     #: Bootstrap standard errors of ECE and MCE over the evaluation examples (for ``diff``).
     standard_errors: dict[str, float] = field(default_factory=dict)
+    #: The model gives decision scores, not probabilities (a scikit-learn estimator with
+    #: ``decision_function`` only, e.g. LinearSVC): the softmax of its scores is auditkit's, so
+    #: their miscalibration is information, not a warning about the model.
+    decision_scores: bool = False
 
 
 def measure(context, opts: CalibrationOptions, budget: str) -> CalibrationMeasurement:
@@ -129,6 +133,8 @@ def measure(context, opts: CalibrationOptions, budget: str) -> CalibrationMeasur
             confidence[ev], correct[ev], n_bins, context.rng("calibration/noise"),
             after=None if after is None else softmax(logits[ev] / fit.temperature).max(axis=1),
         ),
+        decision_scores=getattr(context.adapter, "estimator", None) is not None
+        and getattr(context.adapter, "outputs", None) == "logits",
     )
 
 

@@ -1,4 +1,5 @@
-"""On a table, generated OOD rows are recorded in words, not judged; the user's own set is.
+"""Calibration judged in the model's own terms on a table: generated OOD rows are recorded in
+words, not judged (the user's own set is), and a margin classifier's scores are not probabilities.
 
 A logistic regression is by construction most confident far from its boundary, so uniform noise
 over each column's range gets *higher* confidence than real rows (AUROC well below 0.5) on every
@@ -62,3 +63,17 @@ def test_the_users_own_ood_rows_are_judged(tmp_path):
         "barely separates" in f.title for f in calibration.findings if f.severity == "warning"
     )
     assert calibration.status == "warned"
+
+
+def test_a_linear_svm_decision_score_miscalibration_is_information_not_a_warning():
+    """LinearSVC has no probabilities: the softmax of its margins is auditkit's construction,
+    so an ECE far from zero describes the kind (hinge loss), not a fault of this model."""
+    from sklearn.svm import LinearSVC
+
+    x, y = _table()
+    model = LinearSVC().fit(x.numpy(), y.numpy())
+    calibration = _calibration(model, x, y)
+    assert calibration.metrics["ece"] > 0.05  # the margins are not probabilities
+    (scores,) = [f for f in calibration.findings if "decision scores" in f.title]
+    assert scores.severity == "info" and "CalibratedClassifierCV" in scores.action
+    assert calibration.status == "passed", [f.title for f in calibration.findings]
