@@ -42,7 +42,7 @@ def test_no_flip_within_eps_makes_the_noise_check_not_applicable_and_the_probe_p
 ):
     model, result = logistic_scan
     adversarial = result.probes["adversarial"]
-    # The closed form: the smallest flip moves |w·x + b| / ‖w‖∞ in L∞ (input units); every
+    # The closed form: the smallest L∞ flip moves |w·x + b| / ‖w‖₁ (input units); every
     # correctly classified example is further away than eps (in the same units).
     checks = {c.name: c for c in adversarial.checks}
     noise = checks["attack_beats_random_noise"]

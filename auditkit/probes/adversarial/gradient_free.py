@@ -24,20 +24,19 @@ from auditkit.attacks.gradient_free import (
     judge,
     measure,
 )
-from auditkit.attacks.gradient_free import _limits as attack_limits
-from auditkit.attacks.gradient_free import _scale as attack_scale
 from auditkit.context import AuditContext
 from auditkit.probes.adversarial._runner import right_answers
-from auditkit.probes.adversarial.grade import apply_grade
-from auditkit.probes.adversarial.linear import (
+from auditkit.probes.adversarial.certified import (
     EXACT_BOUND,
-    LinearCertificate,
     certified_checks,
     certified_curve,
     certified_findings,
     certified_summary,
-    certify,
+    certify_subset,
+    exact_headline,
+    exact_metrics,
 )
+from auditkit.probes.adversarial.grade import apply_grade
 from auditkit.probes.adversarial.measure import make_plan
 from auditkit.probes.adversarial.options import AdversarialOptions
 from auditkit.results import Check, Finding, ProbeResult
@@ -93,16 +92,17 @@ def run_without_gradients(name: str, context: AuditContext, opts: AdversarialOpt
     m = measure(adapter, x, y, clean_correct, plan, _generators(context),
                 progress=_progress(context))
     checks = judge(m, stochastic=adapter.diagnostics.stochastic)
-    certificate = _certificate(adapter, x, y, clean_correct, m, context)
-    if certificate is not None:  # a linear model: the headline is exact, Square cross-checks
+    certificate = certify_subset(adapter, x, y, clean_correct, m,
+                                 context.generator("adversarial/linear-certificate"))
+    head = exact_headline(context, m) if certificate is not None else None
+    if head is not None:  # a linear model: the headline is exact, Square cross-checks
         checks = certified_checks(checks, m, certificate)
     failed = [c for c in checks if c.status == "failed"]
     metrics = m.metrics()
-    robust = m.robust_correct
-    if certificate is not None:
-        robust = robust & certificate.robust[plan.eps]
-        metrics["exact_robust_accuracy"] = certificate.accuracy(plan.eps)
-        metrics["robust_accuracy"] = float(robust.mean()) if len(robust) else 0.0
+    robust, labels = m.robust_correct, y.numpy()
+    if head is not None:
+        metrics = exact_metrics(metrics, head)
+        indices, labels, clean_correct, robust = head.indices, head.labels, head.clean, head.robust
     context.artifacts["adversarial"] = {
         "indices": indices.astype(np.int64),
         "robust_correct": robust.astype(bool),
@@ -115,12 +115,11 @@ def run_without_gradients(name: str, context: AuditContext, opts: AdversarialOpt
         status="warned" if failed else "passed",
         metrics=metrics,
         checks=checks,
-        summary=_summary(m, adapter, checks, failed) if certificate is None
-        else certified_summary(m, certificate, metrics["robust_accuracy"], failed),
+        summary=_summary(m, adapter, checks, failed) if head is None
+        else certified_summary(m, head, failed),
         headline="robust_accuracy",
-        findings=_findings(m, failed) if certificate is None
-        else certified_findings(m, certificate, metrics["robust_accuracy"]),
-        figures=[_curve(m) if certificate is None else certified_curve(_curve(m), m, certificate)],
+        findings=_findings(m, failed) if head is None else certified_findings(m, head),
+        figures=[_curve(m) if head is None else certified_curve(_curve(m), m, certificate)],
         details={
             "gradient_free": True,
             "why": "the model gives no input gradients"
@@ -133,33 +132,22 @@ def run_without_gradients(name: str, context: AuditContext, opts: AdversarialOpt
             "frozen_features": list(m.frozen_features),
             "unbounded_attack": {"eps": m.unbounded_eps, "accuracy": m.unbounded_accuracy},
             "nonfinite_under_attack": m.nonfinite_examples,
-            "worst_case_over": [NAMES[attack], "random noise"]
-            + (["exact (closed form)"] if certificate is not None else []),
-            **({"linear_certificate": certificate.describe()} if certificate is not None else {}),
+            "worst_case_over": ["exact (closed form, all rows)"] if head is not None
+            else [NAMES[attack], "random noise"],
+            **({"linear_certificate": {**head.certificate.describe(), "rows": len(head.robust),
+                                       "cross_check": certificate.describe()}}
+               if head is not None else {}),
         },
         seconds=round(time.perf_counter() - started, 4),
     )
     converged = next((c.status for c in checks if c.name == "converged_in_steps"), "skipped")
     black_box = {"attack": NAMES[attack], "queries": plan.queries,
                  "converged": None if converged == "skipped" else converged == "passed"}
-    if certificate is not None:  # exact, so not an upper bound whatever Square's convergence
-        return apply_grade(result, robust, y.numpy(), adapter.num_classes, plan.norm, plan.eps,
+    if head is not None:  # exact, so not an upper bound whatever Square's convergence
+        return apply_grade(result, robust, labels, adapter.num_classes, plan.norm, plan.eps,
                            bound=EXACT_BOUND)
     return apply_grade(result, robust, y.numpy(), adapter.num_classes, plan.norm, plan.eps,
                        black_box=black_box)
-
-
-def _certificate(adapter: Any, x: torch.Tensor, y: torch.Tensor, clean_correct: np.ndarray,
-                 m: GradientFreeMeasurement, context: AuditContext) -> LinearCertificate | None:
-    """The closed-form robust accuracy at every radius Square ran, for a linear model."""
-    if m.units == "input units":  # a bounded box (images): the attack space is not a table's
-        return None
-    scale = attack_scale(adapter, x)
-    radii = sorted({m.plan.eps, *(p["eps"] for p in m.sweep),
-                    *([m.unbounded_eps] if m.unbounded_eps is not None else [])})
-    return certify(adapter, x, y, clean_correct, m.plan.norm, radii, scale,
-                   attack_limits(adapter, x, scale),
-                   context.generator("adversarial/linear-certificate"))
 
 
 def square_beside_pgd(context: AuditContext, opts: AdversarialOptions, plan: Any,

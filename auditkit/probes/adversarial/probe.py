@@ -89,9 +89,10 @@ class AdversarialProbe(Probe):
         ),
         "n_examples": MetricSpec(None, "number of audit examples attacked"),
         "exact_robust_accuracy": MetricSpec(
-            "higher", "robust accuracy at the headline eps computed in closed form, for a "
-            "scikit-learn model that is linear in the attacked features (a certificate; "
-            "robust_accuracy is the worst of it and the attacks)"),
+            "higher", "robust accuracy at the headline eps computed in closed form on every "
+            "audit row (up to 50,000), for a scikit-learn model that is linear in the attacked "
+            "features: a certificate, and then the headline robust_accuracy (Square, on the "
+            "attacked examples, is its cross-check)"),
         "square_accuracy": MetricSpec(
             "higher", "accuracy under the gradient-free Square attack (scores only) at the "
             "headline eps"),
