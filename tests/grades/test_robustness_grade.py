@@ -16,14 +16,28 @@ def no_robustness(demo_model, digits_data):
     """The demo CNN (standard training) at eps 0.5, where PGD fools it on every example."""
     from auditkit.adapters import TorchModelAdapter
 
-    adapter = TorchModelAdapter(demo_model, input_shape=(1, 8, 8), input_range=(0.0, 1.0),
-                                mean=DIGITS_MEAN, std=DIGITS_STD, device="cpu")
+    adapter = TorchModelAdapter(
+        demo_model,
+        input_shape=(1, 8, 8),
+        input_range=(0.0, 1.0),
+        mean=DIGITS_MEAN,
+        std=DIGITS_STD,
+        device="cpu",
+    )
     policy = {"gates": {"adversarial.robust_accuracy": ">= 0.3"}}
     options = {"adversarial": {"eps": 0.5, "sweep": [0.25, 0.5]}}
-    plain = scan(adapter, digits_data, probes=["adversarial"], budget="fast", device="cpu",
-                 options=options)
-    gated = scan(adapter, digits_data, probes=["adversarial"], budget="fast", device="cpu",
-                 options=options, policy=policy)
+    plain = scan(
+        adapter, digits_data, probes=["adversarial"], budget="fast", device="cpu", options=options
+    )
+    gated = scan(
+        adapter,
+        digits_data,
+        probes=["adversarial"],
+        budget="fast",
+        device="cpu",
+        options=options,
+        policy=policy,
+    )
     return plain, gated
 
 

@@ -47,18 +47,26 @@ def exports(demo_model, digits_data, tmp_path_factory):
     scale = float(40.0 / (top2[:, 0] - top2[:, 1]).median())
     folder = tmp_path_factory.mktemp("softmax-head")
     sample = digits_data.x[:2]
-    plain = save_model(_Scaled(demo_model, scale).eval(), folder / "logits.pt2",
-                       example_input=sample, metadata=digits_metadata())
-    head = save_model(_SoftmaxHead(demo_model, scale).eval(), folder / "softmax.pt2",
-                      example_input=sample, metadata=digits_metadata())
+    plain = save_model(
+        _Scaled(demo_model, scale).eval(),
+        folder / "logits.pt2",
+        example_input=sample,
+        metadata=digits_metadata(),
+    )
+    head = save_model(
+        _SoftmaxHead(demo_model, scale).eval(),
+        folder / "softmax.pt2",
+        example_input=sample,
+        metadata=digits_metadata(),
+    )
     return scale, plain, head
 
 
 def _scan(path, data, **extra):
-    options = {"adversarial": {"n_examples": len(data), "eps": 0.1, "sweep": [0.05, 0.1],
-                               **extra}}
-    return auditkit.scan(path, data, probes=["adversarial"], budget="fast", device="cpu",
-                         options=options).probes["adversarial"]
+    options = {"adversarial": {"n_examples": len(data), "eps": 0.1, "sweep": [0.05, 0.1], **extra}}
+    return auditkit.scan(
+        path, data, probes=["adversarial"], budget="fast", device="cpu", options=options
+    ).probes["adversarial"]
 
 
 def _plain_pgd_accuracy(net, x, y, eps, steps):
@@ -75,24 +83,28 @@ def _plain_pgd_accuracy(net, x, y, eps, steps):
         return float((net(_normalized(adv)).argmax(1) == y).float().mean())
 
 
-def test_a_softmax_head_gets_the_robust_accuracy_of_the_logits_export(exports, digits_data,
-                                                                       demo_model):
+def test_a_softmax_head_gets_the_robust_accuracy_of_the_logits_export(
+    exports, digits_data, demo_model
+):
     scale, plain_path, head_path = exports
     plain, head = _scan(plain_path, digits_data), _scan(head_path, digits_data)
     assert abs(head.metrics["robust_accuracy"] - plain.metrics["robust_accuracy"]) <= 0.01, (
-        head.metrics, plain.metrics)
+        head.metrics,
+        plain.metrics,
+    )
     # And it is as strong as a plain PGD loop on the logits of the same network.
     steps = head.details["settings"]["steps"]
-    reference = _plain_pgd_accuracy(_Scaled(demo_model, scale), digits_data.x, digits_data.y,
-                                    0.1, steps)
+    reference = _plain_pgd_accuracy(
+        _Scaled(demo_model, scale), digits_data.x, digits_data.y, 0.1, steps
+    )
     # Within sampling noise of the random start (the log of saturated probabilities left
     # 0.75 here against 0.56).
     assert abs(head.metrics["pgd_accuracy"] - reference) <= 0.03, (head.metrics, reference)
 
 
-def test_black_box_fast_budget_on_the_softmax_head_never_passes_unconverged(exports,
-                                                                            digits_data,
-                                                                            demo_model):
+def test_black_box_fast_budget_on_the_softmax_head_never_passes_unconverged(
+    exports, digits_data, demo_model
+):
     scale, _, _ = exports
     net = _SoftmaxHead(demo_model, scale).eval()
 
@@ -100,10 +112,17 @@ def test_black_box_fast_budget_on_the_softmax_head_never_passes_unconverged(expo
         with torch.no_grad():
             return net(_normalized(torch.as_tensor(batch))).numpy()
 
-    adapter = CallableAdapter(probabilities, input_shape=(1, 8, 8), num_classes=10,
-                              input_range=(0.0, 1.0))
-    result = auditkit.scan(adapter, digits_data, probes=["adversarial"], budget="fast",
-                           device="cpu", options={"adversarial": {"n_examples": 20}})
+    adapter = CallableAdapter(
+        probabilities, input_shape=(1, 8, 8), num_classes=10, input_range=(0.0, 1.0)
+    )
+    result = auditkit.scan(
+        adapter,
+        digits_data,
+        probes=["adversarial"],
+        budget="fast",
+        device="cpu",
+        options={"adversarial": {"n_examples": 20}},
+    )
     probe = result.probes["adversarial"]
     converged = next(c for c in probe.checks if c.name == "converged_in_steps")
     grade = probe.details["robustness_grade"]
@@ -112,5 +131,6 @@ def test_black_box_fast_budget_on_the_softmax_head_never_passes_unconverged(expo
         assert converged.status == "passed" and grade["grade"] == "robust"
     else:
         assert grade["grade"] in ("upper_bound", "none")
-        assert any(f.title.startswith(("upper bound from", "no robustness at"))
-                   for f in probe.findings)
+        assert any(
+            f.title.startswith(("upper bound from", "no robustness at")) for f in probe.findings
+        )
