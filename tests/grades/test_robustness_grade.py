@@ -64,6 +64,9 @@ def test_the_grade_reads_the_interval_against_chance():
     robust = np.zeros(200, dtype=bool)
     robust[:18] = True  # 9 %: its interval reaches chance (10 %)
     assert robustness_grade(robust, labels, 10, "Linf", 8 / 255)["grade"] == "none"
+    robust[:26] = True  # 13 %, above chance, but its interval reaches it
+    graded = robustness_grade(robust, labels, 10, "Linf", 8 / 255)
+    assert graded["grade"] == "not_shown" and graded["interval"][0] <= 0.1 < 0.13
     robust[:120] = True  # 60 %
     assert robustness_grade(robust, labels, 10, "Linf", 8 / 255)["grade"] == "robust"
     black_box = {"attack": "Square", "queries": 300, "converged": None}

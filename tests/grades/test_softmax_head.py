@@ -130,7 +130,8 @@ def test_black_box_fast_budget_on_the_softmax_head_never_passes_unconverged(
     if probe.status == "passed":
         assert converged.status == "passed" and grade["grade"] == "robust"
     else:
-        assert grade["grade"] in ("upper_bound", "none")
+        assert grade["grade"] in ("upper_bound", "not_shown", "none")
         assert any(
-            f.title.startswith(("upper bound from", "no robustness at")) for f in probe.findings
+            f.title.startswith(("upper bound from", "no robustness at", "robustness not shown"))
+            for f in probe.findings
         )

@@ -8,9 +8,13 @@ number is graded too, and audit.json carries both:
 - ``details["evaluation_valid"]``: every applicable validity check passed.
 - ``details["robustness_grade"]``: ``grade`` is
 
-  - ``none``: the robust-accuracy interval (Wilson, 95 %) reaches down to chance
-    (max(1/K, majority rate), as the performance probe defines it): nothing is left at this
-    radius. The probe is at least ``warned``, with a finding that says what to do.
+  - ``none``: the robust accuracy is at or below chance (max(1/K, majority rate), as the
+    performance probe defines it): nothing is left at this radius. The probe is at least
+    ``warned``, with a finding that says what to do.
+  - ``not_shown``: the robust accuracy is above chance but its interval (Wilson, 95 %) reaches
+    down to it: too few examples were attacked to tell a little robustness from none (50 rows
+    of a table whose model is ten points above the majority rate). Also at least ``warned``,
+    and the finding says to attack more examples rather than "no robustness".
   - ``upper_bound``: a query-limited (black-box) attack whose convergence check did not run or
     did not pass: a stronger attack may find more, so the number cannot earn a pass.
   - ``robust``: the interval lies above chance and the number is a white-box result, a
@@ -32,7 +36,7 @@ import numpy as np
 from auditkit.functional.classification import accuracy_vs_chance
 from auditkit.results import Finding, ProbeResult
 
-GRADES = ("robust", "upper_bound", "none")
+GRADES = ("robust", "upper_bound", "not_shown", "none")
 
 
 def radius_text(norm: str, eps: float) -> str:
@@ -63,10 +67,12 @@ def robustness_grade(
     robust_correct = np.asarray(robust_correct, dtype=bool)
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=max(num_classes, 1))
     chance = accuracy_vs_chance(int(robust_correct.sum()), counts.tolist())
-    none = chance.n == 0 or chance.low <= chance.chance
+    unclear = chance.n == 0 or chance.low <= chance.chance
     converged = None if black_box is None else black_box.get("converged")
-    if none:
+    if unclear and (chance.n == 0 or chance.accuracy <= chance.chance):
         grade = "none"
+    elif unclear:
+        grade = "not_shown"
     elif black_box is not None and converged is not True:
         grade = "upper_bound"
     else:
@@ -102,6 +108,18 @@ def grade_findings(grade: dict[str, Any], black_box: dict[str, Any] | None = Non
             "or certify it, and re-audit; otherwise accept it explicitly with a policy gate on "
             "adversarial.robust_accuracy, or audit at the radius your threat model needs "
             "(--set adversarial.eps=...)",
+        ))
+    if grade["grade"] == "not_shown":
+        found.append(Finding(
+            "warning",
+            f"robustness not shown at {grade['radius']}: robust accuracy {acc:.1%} "
+            f"({grade['confidence']:.0%} interval {low:.1%}–{high:.1%}, "
+            f"n={grade['n_examples']}) does not clear chance ({grade['chance']:.1%})",
+            why="the number is above chance but its interval reaches it: either the model "
+            "keeps little beyond guessing under attack, or too few examples were attacked to "
+            "tell",
+            action="attack more examples (--set adversarial.n_examples=N, or --budget "
+            "standard) before reading this as robust or as not robust",
         ))
     if black_box is not None and grade["bound"] == "black-box upper bound" \
             and grade.get("converged") is not True:
@@ -142,6 +160,8 @@ def apply_grade(
     words = {
         "none": f"no robustness at {grade['radius']} (robust accuracy not above chance "
         f"{grade['chance']:.1%})",
+        "not_shown": f"robustness at {grade['radius']} not shown above chance "
+        f"({grade['chance']:.1%}) on {grade['n_examples']} examples",
         "upper_bound": f"robust accuracy at {grade['radius']} is an unconverged black-box upper "
         "bound",
         "robust": f"robust accuracy at {grade['radius']} is above chance "
