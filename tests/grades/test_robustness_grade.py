@@ -75,4 +75,12 @@ def test_the_grade_reads_the_interval_against_chance():
     black_box["converged"] = True
     graded = robustness_grade(robust, labels, 10, "Linf", 8 / 255, black_box=black_box)
     assert graded["grade"] == "robust"
+    # Chance is the whole audit's majority rate when given, not the attacked sample's: 50 rows
+    # that happen to be 68 % one class do not make 68 % robust accuracy "no robustness".
+    sample = np.r_[np.zeros(34, int), np.ones(16, int)]
+    held = np.r_[np.ones(34, bool), np.zeros(16, bool)]
+    assert robustness_grade(held, sample, 2, "Linf", 0.1)["grade"] == "none"
+    audit = np.r_[np.zeros(1330, int), np.ones(670, int)]
+    graded = robustness_grade(held, sample, 2, "Linf", 0.1, population=audit)
+    assert graded["chance"] == 0.665 and graded["grade"] == "not_shown"
     assert radius_text("Linf", 8 / 255) == "L∞ 8/255"

@@ -57,19 +57,29 @@ def robustness_grade(
     *,
     black_box: dict[str, Any] | None = None,
     bound: str | None = None,
+    population: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The grade of ``robust_correct`` (per attacked example) at radius ``eps``.
 
     ``black_box``: for a query-limited attack only, ``{"attack", "queries", "converged"}`` where
     ``converged`` is True (the convergence check ran and passed), False (it failed) or None
     (it did not run). ``bound``: what the number is when neither white-box nor black-box says it
-    (``exact (closed form for a linear model)``: a certificate, graded as a white-box result)."""
+    (``exact (closed form for a linear model)``: a certificate, graded as a white-box result).
+    ``population``: the labels of the whole audit data, whose class rates set chance (as the
+    performance probe's do); without it the attacked examples' own labels do, and 50 sampled
+    rows of a 66/34 table can put the majority rate at 68 %."""
     robust_correct = np.asarray(robust_correct, dtype=bool)
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=max(num_classes, 1))
     chance = accuracy_vs_chance(int(robust_correct.sum()), counts.tolist())
-    unclear = chance.n == 0 or chance.low <= chance.chance
+    level = chance.chance
+    known = None if population is None else np.asarray(population, dtype=np.int64)
+    known = None if known is None else known[known >= 0]  # unlabelled rows hold no rate
+    if known is not None and len(known):
+        rates = np.bincount(known, minlength=len(counts))
+        level = max(1.0 / max(len(rates), 1), float(rates.max()) / float(rates.sum()))
+    unclear = chance.n == 0 or chance.low <= level
     converged = None if black_box is None else black_box.get("converged")
-    if unclear and (chance.n == 0 or chance.accuracy <= chance.chance):
+    if unclear and (chance.n == 0 or chance.accuracy <= level):
         grade = "none"
     elif unclear:
         grade = "not_shown"
@@ -83,7 +93,7 @@ def robustness_grade(
         "robust_accuracy": chance.accuracy,
         "interval": [chance.low, chance.high],
         "confidence": chance.confidence,
-        "chance": chance.chance,
+        "chance": level,
         "n_examples": chance.n,
         "bound": bound or ("white-box" if black_box is None else "black-box upper bound"),
         **({"queries": black_box.get("queries"), "converged": converged} if black_box else {}),
@@ -148,10 +158,11 @@ def apply_grade(
     *,
     black_box: dict[str, Any] | None = None,
     bound: str | None = None,
+    population: np.ndarray | None = None,
 ) -> ProbeResult:
     """``result`` with the robustness grade in its details, findings, summary and status."""
     grade = robustness_grade(robust_correct, labels, num_classes, norm, eps, black_box=black_box,
-                             bound=bound)
+                             bound=bound, population=population)
     valid = not any(c.status == "failed" for c in result.checks)
     added = grade_findings(grade, black_box)
     status = result.status

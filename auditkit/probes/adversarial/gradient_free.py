@@ -145,9 +145,9 @@ def run_without_gradients(name: str, context: AuditContext, opts: AdversarialOpt
                  "converged": None if converged == "skipped" else converged == "passed"}
     if head is not None:  # exact, so not an upper bound whatever Square's convergence
         return apply_grade(result, robust, labels, adapter.num_classes, plan.norm, plan.eps,
-                           bound=EXACT_BOUND)
+                           bound=EXACT_BOUND, population=data.y.numpy())
     return apply_grade(result, robust, y.numpy(), adapter.num_classes, plan.norm, plan.eps,
-                       black_box=black_box)
+                       black_box=black_box, population=data.y.numpy())
 
 
 def square_beside_pgd(context: AuditContext, opts: AdversarialOptions, plan: Any,

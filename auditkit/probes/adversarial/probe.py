@@ -171,4 +171,5 @@ class AdversarialProbe(Probe):
         if square is not None:
             result, robust = merge_square(result, square, robust)
         return apply_grade(result, robust, measured.labels, measured.num_classes,
-                           measured.plan.norm, measured.plan.eps)
+                           measured.plan.norm, measured.plan.eps,
+                           population=context.data.y.cpu().numpy())
