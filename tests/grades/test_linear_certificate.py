@@ -136,3 +136,71 @@ def test_what_counts_as_linear():
         is None
     )
     assert linear_structure(MLPClassifier(hidden_layer_sizes=(4,), max_iter=20).fit(xs, ys)) is None
+
+
+@pytest.mark.slow
+def test_a_skops_pipeline_with_a_categorical_column_scans_plain_passed_from_the_cli(tmp_path):
+    """The user's path: a CSV with a text column and a scaler + one-hot + logistic regression
+    pipeline in a skops file. The robustness headline is exact (the one-hot column held fixed),
+    the generated OOD rows are not judged, and nothing warns because of the model's kind."""
+    import json
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from auditkit.cli import app
+
+    sio = pytest.importorskip("skops.io")
+    rng = np.random.default_rng(5)
+    n = 600
+    home = rng.choice(["rent", "own"], n)
+    frame = pd.DataFrame(
+        {
+            "income": rng.lognormal(10.5, 0.4, n).round(0),
+            "score": rng.normal(680, 50, n).round(0),
+            "home": home,
+        }
+    )
+    logit = 0.03 * (frame.score - 680) + (frame.income / 40000 - 1) + (home == "own") * 0.5
+    frame["repaid"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    csv = tmp_path / "loans.csv"
+    frame.to_csv(csv, index=False)
+    columns = ColumnTransformer(
+        [("num", StandardScaler(), ["income", "score"]), ("cat", OneHotEncoder(), ["home"])]
+    )
+    pipeline = make_pipeline(columns, LogisticRegression())
+    pipeline.fit(frame[["income", "score", "home"]], frame.repaid)
+    model = tmp_path / "loans.skops"
+    sio.dump(pipeline, model)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(
+        app,
+        [
+            "scan",
+            str(model),
+            "--data",
+            str(csv),
+            "--target",
+            "repaid",
+            "--probes",
+            "adversarial,calibration",
+            "--budget",
+            "fast",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "-q",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    audit = json.loads((out / "audit.json").read_text())
+    adversarial, calibration = audit["probes"]["adversarial"], audit["probes"]["calibration"]
+    assert adversarial["details"]["robustness_grade"]["bound"].startswith("exact")
+    assert "home" in adversarial["summary"] and adversarial["metrics"]["n_examples"] == n
+    assert calibration["details"]["ood_judged"] is False
+    assert (adversarial["status"], calibration["status"]) == ("passed", "passed"), (
+        adversarial["findings"],
+        calibration["findings"],
+    )
+    assert audit["verdict"] == "passed"

@@ -25,6 +25,8 @@ OOD_WARNING = 0.9
 # A temperature within noise of 1 moves held-out NLL by a fraction of a percent either way; only a
 # rise beyond this (relative) says the fitted T does not carry over.
 NLL_TOLERANCE = 0.01
+#: z of the paired NLL change's standard error that a rise must also exceed (two-sided 95 %).
+NLL_NOISE_Z = 1.96
 
 
 @dataclass(frozen=True)
@@ -70,23 +72,30 @@ def judge(m: CalibrationMeasurement) -> Judgement:
     if after is not None:
         # T was fitted on the calibration split; only data it never saw can say whether applying
         # it helps (dividing by T > 0 keeps every arg-max, so accuracy cannot move).
-        transfers = after["nll"] <= before["nll"] * (1 + NLL_TOLERANCE)
+        # ... and only by more than the tolerance *and* the change's own noise (paired over the
+        # evaluation examples): a T fitted on a small split moves held-out NLL by chance too.
+        noise = NLL_NOISE_Z * float(after.get("nll_change_se", 0.0))
+        rise = after["nll"] - before["nll"]
+        transfers = rise <= max(before["nll"] * NLL_TOLERANCE, noise)
         checks.append(
             Check(
                 "temperature_lowers_held_out_nll",
                 "passed" if transfers else "warned",
                 f"NLL on the {m.n_evaluation} evaluation examples {before['nll']:.4f} → "
                 f"{after['nll']:.4f} after dividing the logits by T = {fit.temperature:.3g}"
+                + (f" (noise ±{noise:.4f})" if noise else "")
                 + (
                     ""
                     if transfers
                     else "; the temperature fitted on the calibration split does not carry over "
-                    "to held-out data"
+                    f"to held-out data (NLL rises by more than {NLL_TOLERANCE:.0%} and more "
+                    "than its noise)"
                 ),
                 {
                     "nll_before": before["nll"],
                     "nll_after": after["nll"],
                     "relative_tolerance": NLL_TOLERANCE,
+                    "noise": noise,
                 },
             )
         )

@@ -111,6 +111,8 @@ def measure(context, opts: CalibrationOptions, budget: str) -> CalibrationMeasur
         fit = fit_temperature(logits[cal], y[cal])
         if not fit.at_bound:
             after = calibration_metrics(logits[ev] / fit.temperature, y[ev], n_bins)
+            after["nll_change_se"] = nll_change_standard_error(logits[ev], y[ev],
+                                                               fit.temperature)
             context.artifacts["calibration"]["temperature"] = fit.temperature
             context.artifacts["calibration"]["calibrated_confidence"] = softmax(
                 logits / fit.temperature
@@ -136,6 +138,19 @@ def measure(context, opts: CalibrationOptions, budget: str) -> CalibrationMeasur
         decision_scores=getattr(context.adapter, "estimator", None) is not None
         and getattr(context.adapter, "outputs", None) == "logits",
     )
+
+
+def nll_change_standard_error(logits: torch.Tensor, y: torch.Tensor, temperature: float) -> float:
+    """Standard error of the held-out NLL change that dividing by ``temperature`` makes, paired
+    per example: how far that change moves with the examples alone (a T fitted on 180 examples
+    can raise NLL on 420 others by 2 % without being wrong about the model)."""
+    if len(y) < 2:
+        return 0.0
+    index = y.long().view(-1, 1)
+    before = -torch.log_softmax(logits, dim=1).gather(1, index).squeeze(1)
+    after = -torch.log_softmax(logits / temperature, dim=1).gather(1, index).squeeze(1)
+    change = (after - before).double()
+    return float(change.std(unbiased=True) / len(change) ** 0.5)
 
 
 def calibration_metrics(logits: torch.Tensor, y: torch.Tensor, n_bins: int) -> dict[str, Any]:
