@@ -11,6 +11,9 @@ TEST_STAMP := $(VENV)/.auditkit-example-installed
 # MkDocs needs requests>=2.33, torchattacks pins requests~=2.25: the docs build in a venv of
 # their own (mkdocstrings reads the source without importing it, so it needs no torch).
 DOCS_VENV ?= .venv-docs
+# setuptools announces every editable install with a multi-line notice about folders shadowing
+# the package; it is information, not a problem with our packaging, so the install hides it.
+EDITABLE := PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet --no-deps
 
 .PHONY: install install-example demo test test-busy test-slow lint format bench docs clean
 
@@ -24,8 +27,7 @@ $(STAMP): pyproject.toml requirements-dev.txt requirements-mlflow.txt requiremen
 	@echo "install: MLflow support from requirements-mlflow.txt"
 	@$(BIN)/python -m pip install --quiet -r requirements-mlflow.txt
 	@echo "install: auditkit and the plugins in plugins/ (editable)"
-	@$(BIN)/python -m pip install --quiet --no-deps \
-		-e . $(foreach p,$(dir $(PLUGINS)),-e $(p))
+	@$(EDITABLE) -e . $(foreach p,$(dir $(PLUGINS)),-e $(p))
 	@echo "install: the docs builder in $(DOCS_VENV) (requirements-docs.txt)"
 	@test -x $(DOCS_VENV)/bin/python || $(PYTHON) -m venv $(DOCS_VENV)
 	@$(DOCS_VENV)/bin/python -m pip install --quiet -r requirements-docs.txt
@@ -35,7 +37,7 @@ $(STAMP): pyproject.toml requirements-dev.txt requirements-mlflow.txt requiremen
 install: $(STAMP)
 
 $(TEST_STAMP): $(STAMP) $(EXAMPLE)/pyproject.toml
-	$(BIN)/python -m pip install --quiet --no-deps -e $(EXAMPLE)
+	$(EDITABLE) -e $(EXAMPLE)
 	touch $(TEST_STAMP)
 
 install-example: $(TEST_STAMP)

@@ -110,18 +110,8 @@ def _section(doc: Mapping[str, Any], name: str, example: str, source: str) -> Ma
     return section
 
 
-def parse_policy(
-    doc: Mapping[str, Any],
-    source: str = "<inline>",
-    *,
-    extra_metrics: Mapping[str, Mapping[str, Any]] | None = None,
-) -> Policy:
-    """Validate a policy mapping against the installed probes' metric names.
-
-    Args:
-        extra_metrics: ``{probe: {metric: MetricSpec}}`` for probes handed to ``scan`` directly
-            (not installed through an entry point), so policies may gate on them too.
-    """
+def _structure(doc: Any, source: str) -> tuple[str | None, Mapping[str, Any], Mapping[str, Any]]:
+    """``(fail_on, gates, checks)`` of a policy document whose shape is right."""
     if not isinstance(doc, Mapping):
         raise AuditkitInputError(
             f"{source}: a policy is a table with [gates] and [checks], not a "
@@ -140,29 +130,17 @@ def parse_policy(
         fail_on = check_fail_on(fail_on, f"{source}: fail_on =")
     gates = _section(doc, "gates", '"performance.accuracy" = ">= 0.9"', source)
     checks = _section(doc, "checks", '"adversarial" = "pass"', source)
-    metrics = {**known_metrics(), **{k: dict(v) for k, v in (extra_metrics or {}).items()}}
+    return fail_on, gates, checks
+
+
+def _check_rules(
+    checks: Mapping[str, Any], source: str
+) -> tuple[list[Rule], dict[str, dict[str, Any]]]:
+    """The ``[checks]`` rules and the per-probe options tables, their syntax checked."""
     rules: list[Rule] = []
-    for key, value in gates.items():
-        probe, _, metric = key.partition(".")
-        if probe not in metrics:
-            raise AuditkitInputError(
-                f"{source}: gate {key!r} names unknown probe {probe!r} "
-                f"(valid probes: {', '.join(metrics)})"
-            )
-        if metric not in metrics[probe]:
-            valid = ", ".join(f"{probe}.{m}" for m in metrics[probe])
-            raise AuditkitInputError(
-                f"{source}: gate {key!r} names unknown metric {metric!r} (valid: {valid})"
-            )
-        rules.append(_parse_rule(key, value, source))
     options: dict[str, dict[str, Any]] = {}
     for key, value in checks.items():
         probe, dot, _ = key.partition(".")
-        if probe not in metrics:
-            raise AuditkitInputError(
-                f"{source}: check rule {key!r} names unknown probe {probe!r} "
-                f"(valid probes: {', '.join(metrics)})"
-            )
         severity = "fail"
         if isinstance(value, Mapping):
             settings = {k: v for k, v in value.items() if k not in _RULE_KEYS}
@@ -182,7 +160,60 @@ def parse_policy(
                 "{ require = \"pass\", severity = \"warn\" }"
             )
         rules.append(Rule(key, "pass", None, severity, "check"))
-    return Policy(tuple(rules), source, options, fail_on)
+    return rules, options
+
+
+def check_policy_syntax(policy: str | Path | Mapping[str, Any] | Policy) -> None:
+    """Everything about a policy that needs no probe: the file, its TOML, its sections,
+    ``fail_on`` and the syntax of every rule. The CLI runs it before torch is imported, so a
+    typo in the policy is exit 2 at once; :func:`load_policy` then checks probe and metric
+    names against the installed probes."""
+    if isinstance(policy, Policy):
+        return
+    doc, source = _policy_doc(policy)
+    _, gates, checks = _structure(doc, source)
+    for key, value in gates.items():
+        _parse_rule(key, value, source)
+    _check_rules(checks, source)
+
+
+def parse_policy(
+    doc: Mapping[str, Any],
+    source: str = "<inline>",
+    *,
+    extra_metrics: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Policy:
+    """Validate a policy mapping against the installed probes' metric names.
+
+    Args:
+        extra_metrics: ``{probe: {metric: MetricSpec}}`` for probes handed to ``scan`` directly
+            (not installed through an entry point), so policies may gate on them too.
+    """
+    fail_on, gates, checks = _structure(doc, source)
+    metrics = {**known_metrics(), **{k: dict(v) for k, v in (extra_metrics or {}).items()}}
+    rules: list[Rule] = []
+    for key, value in gates.items():
+        probe, _, metric = key.partition(".")
+        if probe not in metrics:
+            raise AuditkitInputError(
+                f"{source}: gate {key!r} names unknown probe {probe!r} "
+                f"(valid probes: {', '.join(metrics)})"
+            )
+        if metric not in metrics[probe]:
+            valid = ", ".join(f"{probe}.{m}" for m in metrics[probe])
+            raise AuditkitInputError(
+                f"{source}: gate {key!r} names unknown metric {metric!r} (valid: {valid})"
+            )
+        rules.append(_parse_rule(key, value, source))
+    for key in checks:
+        probe = key.partition(".")[0]
+        if probe not in metrics:
+            raise AuditkitInputError(
+                f"{source}: check rule {key!r} names unknown probe {probe!r} "
+                f"(valid probes: {', '.join(metrics)})"
+            )
+    check_rules, options = _check_rules(checks, source)
+    return Policy(tuple(rules + check_rules), source, options, fail_on)
 
 
 def merged_options(
@@ -226,16 +257,10 @@ def find_policy_file(directory: str | Path = ".") -> Path | None:
     return None
 
 
-def load_policy(
-    policy: str | Path | Mapping[str, Any] | Policy,
-    *,
-    extra_metrics: Mapping[str, Mapping[str, Any]] | None = None,
-) -> Policy:
-    """Read and validate a policy from a file or a mapping; bad policies raise exit-2 errors."""
-    if isinstance(policy, Policy):
-        return policy
+def _policy_doc(policy: str | Path | Mapping[str, Any]) -> tuple[Any, str]:
+    """The policy document and the name errors give it (a file path, or ``<inline>``)."""
     if isinstance(policy, Mapping):
-        return parse_policy(policy, extra_metrics=extra_metrics)
+        return policy, "<inline>"
     path = Path(policy)
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "no such file"
@@ -246,7 +271,19 @@ def load_policy(
         doc = tool.get("auditkit") if isinstance(tool, Mapping) else None
         if doc is None:
             raise AuditkitInputError(f"--policy {path}: has no [tool.auditkit] section")
-    return parse_policy(doc, str(path), extra_metrics=extra_metrics)
+    return doc, str(path)
+
+
+def load_policy(
+    policy: str | Path | Mapping[str, Any] | Policy,
+    *,
+    extra_metrics: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Policy:
+    """Read and validate a policy from a file or a mapping; bad policies raise exit-2 errors."""
+    if isinstance(policy, Policy):
+        return policy
+    doc, source = _policy_doc(policy)
+    return parse_policy(doc, source, extra_metrics=extra_metrics)
 
 
 def check_selection(policy: Policy, selected: Sequence[str]) -> None:

@@ -248,6 +248,11 @@ class ScanRequest:
             from auditkit.verdict import check_fail_on
 
             check_fail_on(self.fail_on)
+        check_light_options(self.options, self.budget)
+        if self.policy is not None:
+            from auditkit.gates import check_policy_syntax
+
+            check_policy_syntax(self.policy)
         return validate_request(probes=self.probes, budget=self.budget, seed=self.seed,
                                 device=self.device, options=self.options, policy=self.policy)
 
@@ -293,6 +298,46 @@ def spec_name(spec: Any) -> str:
     if isinstance(spec, str):
         return spec
     return str(getattr(spec, "name", "") or getattr(spec, "__name__", type(spec).__name__))
+
+
+
+#: Built-in probes whose option schema imports nothing heavy: their ``--set`` values are
+#: checked before torch is imported. (The corruptions probe's schema names its catalog, which
+#: needs torch; its values are checked a moment later with every other probe's.)
+LIGHT_OPTIONS = {
+    "adversarial": "AdversarialOptions",
+    "bias": "BiasOptions",
+    "calibration": "CalibrationOptions",
+    "memorization": "MemorizationOptions",
+    "performance": "PerformanceOptions",
+}
+
+
+def check_light_options(options: Mapping[str, Mapping[str, Any]] | None, budget: str) -> None:
+    """Type-check ``--set`` values of built-in probes from their option schemas alone, so
+    ``--set adversarial.eps=abc`` is exit 2 before torch loads (seconds on a cold start).
+
+    The full check (every probe, plugins, the policy's options) still runs in
+    :func:`validate_request`; this one only moves the common mistakes earlier.
+    """
+    import importlib
+    import warnings
+    from types import SimpleNamespace
+
+    from auditkit.options import parse_options
+    from auditkit.probes.base import check_budget
+
+    if not options:
+        return
+    check_budget(budget)
+    for probe, raw in options.items():
+        if probe not in LIGHT_OPTIONS:
+            continue
+        schema = getattr(importlib.import_module(f"auditkit.probes.{probe}.options"),
+                         LIGHT_OPTIONS[probe])
+        with warnings.catch_warnings():  # "large value" warnings come once, from the full check
+            warnings.simplefilter("ignore")
+            parse_options(SimpleNamespace(name=probe, Options=schema), raw, budget)
 
 
 def validate_request(

@@ -47,6 +47,11 @@ def test_importing_the_cli_imports_no_heavy_module():
     (["--input-shape", "1.5,8,8"], "--input-shape '1.5,8,8': expected positive whole numbers"),
     (["--fail-on", "sometimes"], "sometimes"),
     (["--seed", "-1"], "--seed"),
+    # Values of the right shape but the wrong type or range: found from the option schema alone.
+    (["--set", "adversarial.eps=abc"], "--set adversarial.eps=abc: not a number"),
+    (["--set", "adversarial.norm=L7"], "--set adversarial.norm=L7"),
+    (["--set", "bias.min_group_size=2.5"], "--set bias.min_group_size=2.5"),
+    (["--set", "calibration.nope=1"], "unknown option for probe calibration"),
 ])
 def test_a_bad_flag_errors_before_torch_is_imported(tmp_path, args, words):
     result, err = _run(["scan", str(tmp_path / "model.pt2"), *args])
@@ -155,3 +160,19 @@ def test_diff_shows_tables_on_a_terminal_and_markdown_only_when_asked(tmp_path, 
     monkeypatch.setattr(audits, "on_terminal", lambda: False)  # piped: the Markdown, as before
     piped = CliRunner().invoke(app, ["diff", base, new]).output
     assert "| performance.accuracy" in piped or "`performance.accuracy`" in piped
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("[gates]\nfoo = \n", "not valid TOML"),
+    ('[gates]\n"performance.accuracy" = ">= abc"\n', "is not a rule"),
+    ('fail_on = "sometimes"\n', "fail_on = 'sometimes'"),
+    ('[gate]\n"performance.accuracy" = ">= 0.9"\n', "unknown policy section [gate]"),
+    ('[checks]\nadversarial = "yes"\n', "check rule 'adversarial' = 'yes'"),
+])
+def test_a_bad_policy_errors_before_torch_is_imported(tmp_path, text, words):
+    policy = tmp_path / "auditkit.toml"
+    policy.write_text(text)
+    result, err = _run(["scan", str(tmp_path / "model.pt2"), "--policy", str(policy)])
+    assert result["code"] == 2, err
+    assert words in err and "Traceback" not in err
+    assert result["heavy"] == [], f"imported {result['heavy']} before the error"

@@ -22,9 +22,11 @@ from auditkit.adapters.base import Diagnostics, ModelAdapter, class_indices
 from auditkit.adapters.network import _normalization, output_kind
 from auditkit.adapters.torch_adapter import TorchModelAdapter
 from auditkit.errors import AuditkitInputError, one_line
+from auditkit.loading import onnx_reasons as reasons
 from auditkit.loading.onnx import GraphFacts, graph_facts, make_session
+from auditkit.loading.onnx_batch import FixedBatch, free_batch
 from auditkit.loading.onnx_external import load_external_weights
-from auditkit.loading.onnx_normalize import conversion_failure_in_words, normalize
+from auditkit.loading.onnx_normalize import normalize
 
 #: The twin is used only when its outputs match onnxruntime's this closely (relative to their
 #: scale) on the audit's own inputs.
@@ -62,18 +64,18 @@ class OnnxModel:
                                 class_names=class_names, white_box=white_box)
 
 
-def convert_to_torch(proto: Any, output_index: int) -> tuple[nn.Module | None, str]:
+def convert_to_torch(proto: Any, output_index: int
+                     ) -> tuple[nn.Module | None, reasons.Reason | None]:
     """The graph as a torch module via onnx2torch, or None and why not (in words)."""
     try:
         from onnx2torch import convert
     except ImportError:
-        return None, ("onnx2torch is not installed; pip install -e '.[onnx]' from auditkit's "
-                      "clone to get gradient attacks")
+        return None, reasons.no_converter()
     try:
         module = convert(proto)
     except Exception as exc:  # NotImplementedError for unsupported operators, and others
-        return None, conversion_failure_in_words(exc, proto)
-    return _Pick(module, output_index), ""
+        return None, reasons.conversion_failed(exc)
+    return _Pick(module, output_index), None
 
 
 class _Pick(nn.Module):
@@ -148,6 +150,7 @@ class OnnxModelAdapter(ModelAdapter):
             )
         self.twin: TorchModelAdapter | None = None
         self.twin_note = ""
+        self.twin_details: str | None = None  # the raw error behind twin_note, if any
         self.twin_max_abs_diff: float | None = None
         self.normalized: list[str] = []
         if white_box is not False and not self.labels_only and self.kind != "zipmap":
@@ -231,38 +234,59 @@ class OnnxModelAdapter(ModelAdapter):
         return scores
 
     # --- the white-box twin ---------------------------------------------------------------
+    def _black(self, reason: reasons.Reason) -> None:
+        self.twin_note, self.twin_details = reason.sentence, reason.details
+
     def _build_twin(self) -> None:
         names = [o.name for o in self.onnx_model.proto.graph.output]
         try:
             full = load_external_weights(self.onnx_model.proto, self.onnx_model.path)
         except Exception as exc:  # validated already; a read error still leaves the runtime
-            self.twin_note = f"its external data could not be read ({one_line(exc, 160)})"
+            self._black(reasons.unreadable_weights(exc))
             return
         rewritten = normalize(full)
         self.normalized = rewritten.steps
-        module, why = convert_to_torch(rewritten.proto, names.index(self.facts.scores_output))
-        if module is None:
-            self.twin_note = why
-            return
+        batch = self.facts.static_batch
+        # (graph, what was done to it, chunk size): a fixed batch is freed if provably right,
+        # else the twin runs in chunks of it (onnx_batch).
+        tries: list[tuple[Any, list[str], int | None]] = [(rewritten.proto, [], None)]
+        if batch is not None:
+            freed = free_batch(rewritten.proto, batch, self.facts.scores_output)
+            tries = [(freed.proto, freed.steps, None)] if freed.proto is not None else []
+            tries.append((rewritten.proto, [f"the graph's fixed batch of {batch} is run in "
+                                            "chunks of it"], batch))
+        for proto, steps, chunk in tries:
+            module, why = convert_to_torch(proto, names.index(self.facts.scores_output))
+            if module is None:
+                self._black(why)  # the graph's operators: another rewrite would not help
+                return
+            twin = self._twin(module if chunk is None else FixedBatch(module, chunk))
+            if twin is not None:
+                self.twin, self.normalized = twin, rewritten.steps + steps
+                self.twin_note, self.twin_details = "", None
+                return
+
+    def _twin(self, module: nn.Module) -> TorchModelAdapter | None:
+        """``module`` as an adapter if it runs and matches onnxruntime, else None (reason set)."""
         try:
             twin = TorchModelAdapter(module, input_shape=self.input_shape,
                                      num_classes=self.num_classes, input_range=self.input_range,
                                      mean=self.mean, std=self.std, device=self.device,
                                      format="onnx (onnx2torch twin)")
         except Exception as exc:  # the twin is an extra; the runtime still audits the model
-            self.twin_note = f"the converted module fails ({one_line(exc, 160)})"
-            return
-        sample = self._sample()
-        if not self._agrees(twin, sample):
-            return
-        self.twin = twin
+            self._black(reasons.module_fails(exc, (2, *self.input_shape),
+                                             self.facts.static_batch))
+            return None
+        return twin if self._agrees(twin, self._sample()) else None
 
     def _sample(self) -> torch.Tensor:
+        """Random inputs, as many as the graph's fixed batch is not (so freeing it is tested)."""
         g = torch.Generator().manual_seed(0)
+        count = 8 if self.facts.static_batch != 8 else 9
         if self.input_range is not None:
             lo, hi = self.input_range
-            return lo + (hi - lo) * torch.rand(8, *self.input_shape, generator=g)
-        return torch.randn(8, *self.input_shape, generator=g)
+            return lo + (hi - lo) * torch.rand(count, *self.input_shape, generator=g)
+        return torch.randn(count, *self.input_shape, generator=g)
 
     def _agrees(self, twin: TorchModelAdapter, x: torch.Tensor) -> bool:
         kind, twin.network.output_kind = twin.network.output_kind, "logits"  # raw outputs
@@ -271,7 +295,7 @@ class OnnxModelAdapter(ModelAdapter):
                 mine = twin.network(x.to(twin.device)).float().cpu()
             theirs = self._run(x).float()
         except Exception as exc:
-            self.twin_note = f"the converted module fails ({one_line(exc, 160)})"
+            self._black(reasons.module_fails(exc, tuple(x.shape), self.facts.static_batch))
             return False
         finally:
             twin.network.output_kind = kind
@@ -279,8 +303,7 @@ class OnnxModelAdapter(ModelAdapter):
         scale = 1.0 + float(theirs.abs().max())
         self.twin_max_abs_diff = diff
         if not diff <= TWIN_TOLERANCE * scale:
-            self.twin_note = (f"the converted network disagrees with onnxruntime (max |Δ| = "
-                              f"{diff:.3g}), so its gradients would attack another model")
+            self._black(reasons.disagrees(diff, self.facts.static_batch))
             return False
         return True
 
@@ -378,7 +401,7 @@ class OnnxModelAdapter(ModelAdapter):
             "runtime": f"onnxruntime ({self.provider})",
             "outputs": self.kind,
             "twin": {"used": self.twin is not None, "why_not": self.twin_note or None,
-                     "max_abs_diff": self.twin_max_abs_diff},
+                     "details": self.twin_details, "max_abs_diff": self.twin_max_abs_diff},
             "mean": list(self.mean) if self.mean else None,
             "std": list(self.std) if self.std else None,
         }

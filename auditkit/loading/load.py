@@ -104,8 +104,12 @@ def load_model(
     if tracking.uri_tracker(path) is not None:  # models:/, runs:/ — the tracker's plugin loads it
         return tracking.load_model_uri(path, arch=arch, unsafe_pickle=unsafe_pickle,
                                        overrides=overrides, limits=limits, debug=debug)
-    path = Path(path)
     limits = limits or DEFAULT_LIMITS
+    from auditkit.loading import hf_cache
+
+    if hf_cache.is_hub_name(path):  # hf:ORG/NAME: a snapshot in the local hub cache, offline
+        return hf_cache.load_hub_name(path, arch=arch, unsafe_pickle=unsafe_pickle, limits=limits)
+    path = Path(path)
     if path.is_dir():  # a Hugging Face model folder (auditkit.loading.hf_folder)
         from auditkit.loading.hf_folder import load_hf_folder
 

@@ -11,7 +11,6 @@ rewritten: onnxruntime always runs the file as shipped.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,27 +100,3 @@ def normalize(proto: Any) -> Normalized:
     except Exception as exc:
         result.skipped.append(f"shapes not inferred ({one_line(exc, 120)})")
     return result
-
-
-_UNSUPPORTED = re.compile(r"operation_type='(?P<op>[^']+)', version=(?P<version>\d+)")
-
-
-def conversion_failure_in_words(exc: BaseException, proto: Any) -> str:
-    """Why onnx2torch failed, as a user can act on it."""
-    text = str(exc)
-    match = _UNSUPPORTED.search(text)
-    if match:
-        op, version = match["op"], int(match["version"])
-        if version > CONVERTER_OPSET:
-            advice = (f"export with opset {CONVERTER_OPSET} (torch.onnx.export(..., "
-                      f"opset_version={CONVERTER_OPSET})) to get gradient attacks")
-        else:
-            advice = ("replace it in the network, or audit the torch model itself (a "
-                      "torch.export .pt2 file) to get gradient attacks")
-        return (f"the graph uses an operator the converter does not support: {op} v{version}; "
-                f"{advice}")
-    if text.startswith("'") or isinstance(exc, KeyError):
-        return (f"the converter could not find the tensor {one_line(text, 80)} (weights computed "
-                "inside the graph); export the weights as initializers to get gradient attacks")
-    return (f"the converter failed on this graph ({one_line(text or type(exc).__name__, 160)}); "
-            "audit the torch model itself (a torch.export .pt2 file) to get gradient attacks")

@@ -161,3 +161,92 @@ def test_pickle_weights_need_unsafe_pickle(vit_folder, tmp_path):
     torch.save(model.state_dict(), folder / "pytorch_model.bin")
     line = _one_line_exit_2(_scan(folder, tmp_path / "out"))
     assert "pytorch_model.bin" in line and "--unsafe-pickle" in line
+
+
+# --- hf:ORG/NAME: a snapshot in the local hub cache, offline ----------------------------------
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _cache(root, name, folder):
+    """``folder`` laid out as the hub cache holds a download: blobs, a snapshot of links to
+    them, and ``refs/main`` naming the snapshot's commit."""
+    import hashlib
+    import os
+    import shutil
+
+    repo = root / ("models--" + name.replace("/", "--"))
+    blobs, snapshot = repo / "blobs", repo / "snapshots" / COMMIT
+    blobs.mkdir(parents=True)
+    snapshot.mkdir(parents=True)
+    for file in folder.iterdir():
+        blob = blobs / hashlib.sha256(file.read_bytes()).hexdigest()
+        shutil.copy(file, blob)
+        (snapshot / file.name).symlink_to(os.path.relpath(blob, snapshot))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(COMMIT)
+    return snapshot
+
+
+@pytest.fixture()
+def offline(monkeypatch):
+    """Any attempt to open a network connection fails the test."""
+    import socket
+
+    def no_network(*_args, **_kwargs):
+        raise AssertionError("a network connection was attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+
+
+@pytest.mark.parametrize(("kind", "variable"), [("vit", "HF_HUB_CACHE"), ("resnet", "HF_HOME")])
+def test_a_model_in_the_hub_cache_scans_by_name_offline(
+        kind, variable, vit_folder, resnet_folder, tmp_path, monkeypatch, offline):
+    cache = tmp_path / "cache"
+    _cache(cache / "hub" if variable == "HF_HOME" else cache, f"tiny/{kind}",
+           {"vit": vit_folder, "resnet": resnet_folder}[kind])
+    for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, str(cache))
+    monkeypatch.chdir(tmp_path)
+    res = _scan(f"hf:tiny/{kind}", tmp_path / "out", "--probes", "performance")
+    assert res.exit_code in (0, 1), res.output
+    model = json.loads((tmp_path / "out" / "audit.json").read_text())["model"]
+    assert model["format"] == "huggingface" and model["path"] == f"hf:tiny/{kind}"
+    assert model["metadata"]["class_names"] == NAMES
+    hub = model["metadata"]["extra"]["huggingface"]
+    assert hub["name"] == f"tiny/{kind}" and hub["revision"] == COMMIT
+
+
+def test_a_name_not_in_the_cache_says_where_it_looked_and_how_to_download(
+        tmp_path, monkeypatch, offline):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    line = _one_line_exit_2(_scan("hf:tiny/missing", tmp_path / "out"))
+    assert str(tmp_path / "cache" / "models--tiny--missing") in line
+    assert "hf download tiny/missing" in line and "never downloads" in line
+
+
+def test_a_revision_the_cache_lacks_is_named(vit_folder, tmp_path, monkeypatch, offline):
+    _cache(tmp_path / "cache", "tiny/vit", vit_folder)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    line = _one_line_exit_2(_scan("hf:tiny/vit@v2", tmp_path / "out"))
+    assert "no revision 'v2'" in line and COMMIT in line
+
+
+@pytest.mark.parametrize("name", ["hf:../models--x", "hf:/etc/passwd", "hf:a/b/c",
+                                  "hf:tiny/vit@../../x", "hf:tiny/.."])
+def test_a_malformed_hub_name_is_refused_in_one_line(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    line = _one_line_exit_2(_scan(name, tmp_path / "out"))
+    assert "not a Hugging Face model name" in line and "hf:ORG/NAME" in line
+
+
+def test_a_cached_model_asking_for_remote_code_is_refused(vit_folder, tmp_path, monkeypatch):
+    snapshot = _cache(tmp_path / "cache", "tiny/remote", vit_folder)
+    config = json.loads((snapshot / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForImageClassification": "modeling_evil.EvilModel"}
+    (snapshot / "config.json").unlink()
+    (snapshot / "config.json").write_text(json.dumps(config))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    line = _one_line_exit_2(_scan("hf:tiny/remote", tmp_path / "out"))
+    assert "'auto_map'" in line and "remote code" in line

@@ -37,14 +37,17 @@ def _assert_same_metrics(ours, reference):
                 assert ours[probe][key] == pytest.approx(value, rel=1e-4, abs=1e-5), (probe, key)
 
 
-def _dynamo_export(model, folder, example):
-    """``torch.onnx.export``'s default path today: opset 18+, weights in ``model.onnx.data``."""
+def _dynamo_export(model, folder, example, dynamic=True):
+    """``torch.onnx.export``'s default path today: opset 18+, weights in ``model.onnx.data``;
+    without ``dynamic`` the graph takes only ``len(example)`` inputs at a time, as most
+    third-party exports do."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "model.onnx"
+    shapes = {"dynamic_shapes": ({0: torch.export.Dim("batch")},)} if dynamic else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (example,), str(path), dynamo=True, external_data=True,
-                          dynamic_shapes=({0: torch.export.Dim("batch")},))
+                          **shapes)
     proto = onnx.load(str(path), load_external_data=False)
     embed_metadata(proto, digits_metadata())
     path.write_bytes(proto.SerializeToString())  # the sidecar stays as the exporter wrote it
@@ -80,6 +83,65 @@ def test_a_dynamo_export_with_a_sidecar_scans_from_elsewhere_as_a_white_box(
     adapter = result.model["adapter"]
     assert adapter["supports_gradients"] and adapter["twin"]["max_abs_diff"] < 1e-4
     assert any("opset" in step for step in adapter["normalized"])
+
+
+# --- graphs exported for a fixed batch ------------------------------------------------------
+@pytest.fixture(scope="module")
+def fixed_batch_cnn(tmp_path_factory, demo_model, digits_data):
+    """``batch -> model.onnx`` exported with no dynamic batch: Reshape(x, [batch, 512]) inside."""
+    root = tmp_path_factory.mktemp("fixed")
+    return {batch: _dynamo_export(demo_model.eval(), root / f"batch{batch}", digits_data.x[:batch],
+                                  dynamic=False) for batch in (1, 2)}
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("remedy", ["freed", "chunks"])
+def test_a_fixed_batch_export_scans_as_a_white_box_with_the_pt2_metrics(
+        batch, remedy, fixed_batch_cnn, torch_metrics, tmp_path, monkeypatch):
+    from auditkit.adapters import onnx_adapter
+    from auditkit.loading.onnx_batch import FreedBatch
+
+    path = fixed_batch_cnn[batch]
+    proto = onnx.load(str(path), load_external_data=False)
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_value == batch
+    if remedy == "chunks":  # the fallback when the batch cannot be provably freed
+        monkeypatch.setattr(onnx_adapter, "free_batch", lambda *_: FreedBatch(None))
+    monkeypatch.chdir(tmp_path)
+    result = auditkit.scan(path, probes=PROBES, budget="fast", device="cpu")
+    assert result.model["path_taken"] == "white box", result.model["white_box_reason"]
+    _assert_same_metrics(_metrics(result), torch_metrics)
+    step = {"freed": f"fixed batch of {batch} freed",
+            "chunks": f"fixed batch of {batch} is run in chunks"}[remedy]
+    assert any(step in s for s in result.model["adapter"]["normalized"])
+
+
+def test_without_the_remedies_a_fixed_batch_says_to_export_a_dynamic_batch(
+        fixed_batch_cnn, monkeypatch):
+    from auditkit.adapters import onnx_adapter
+    from auditkit.loading import load_model
+    from auditkit.loading.onnx_batch import FreedBatch
+
+    monkeypatch.setattr(onnx_adapter, "free_batch", lambda *_: FreedBatch(None))
+    monkeypatch.setattr(onnx_adapter, "FixedBatch", lambda module, _batch: module)
+    adapter = load_model(fixed_batch_cnn[1]).module.make_adapter(
+        input_shape=(1, 8, 8), num_classes=10, input_range=(0.0, 1.0), device="cpu", **_stats())
+    assert adapter.twin is None
+    assert adapter.path_words.startswith("black box: the converted network fails on a batch of ")
+    assert "(the graph was exported for a fixed batch of 1); re-export with a dynamic batch " \
+           "(torch.onnx.export(..., dynamic_shapes=" in adapter.path_words
+    assert "is invalid for input of size" in adapter.describe()["twin"]["details"]
+
+
+def test_a_batch_entry_is_freed_only_where_it_provably_is_the_batch():
+    from auditkit.loading.onnx_batch import BATCH, _free_target
+
+    assert _free_target([2, 512], [BATCH, 32, 4, 4], 2) == [0, 512]
+    assert _free_target([2, -1], [BATCH, 32, 4, 4], 2) == [0, 512]
+    assert _free_target([2, 32, 16], [BATCH, 32, 4, 4], 2) == [0, 32, 16]
+    assert _free_target([2, 512], [2, 32, 4, 4], 2) is None  # not the input's batch
+    assert _free_target([2, 1024], [BATCH, 32, 4, 4], 2) is None  # two examples become one
+    assert _free_target([4, 256], [BATCH, 32, 4, 4], 2) is None  # the batch is not first
+    assert _free_target([2, 512], [BATCH, None, 4, 4], 2) is None  # one example's size unknown
 
 
 # --- sidecar locations that leave the folder or the file -------------------------------------
@@ -185,7 +247,8 @@ def test_a_graph_with_constant_node_weights_converts_and_matches_onnxruntime(
     path = _constant_weights(source, tmp_path / "constants.onnx")
     proto = onnx.load(str(path))
     assert not proto.graph.initializer
-    assert convert_to_torch(proto, 0)[0] is None  # as it is, onnx2torch cannot take it
+    module, why = convert_to_torch(proto, 0)  # as it is, onnx2torch cannot take it
+    assert module is None and why.sentence.endswith("to get gradient attacks")
     model = load_model(path).module
     adapter = model.make_adapter(input_shape=(1, 8, 8), num_classes=10, input_range=(0.0, 1.0),
                                  device="cpu", **_stats())

@@ -58,9 +58,15 @@ checklist and findings from the measurement alone), ``present`` (summary, figure
 and ``probe`` (the ``AdversarialProbe`` class wiring them).
 """
 
-from auditkit.probes.adversarial.judge import CHECK_NAMES
-from auditkit.probes.adversarial.measure import default_threat
-from auditkit.probes.adversarial.options import AdversarialOptions
-from auditkit.probes.adversarial.probe import AdversarialProbe
+from auditkit._lazy import lazy_exports
 
-__all__ = ["CHECK_NAMES", "AdversarialOptions", "AdversarialProbe", "default_threat"]
+# Imported on first use: ``adversarial.options`` stays importable without torch (the CLI
+# checks --set values before it loads anything heavy).
+_EXPORTS = {
+    "CHECK_NAMES": "judge",
+    "default_threat": "measure",
+    "AdversarialOptions": "options",
+    "AdversarialProbe": "probe",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -52,9 +52,15 @@ into groups), ``judge`` (gaps, checks, findings and metrics from the measurement
 ``present`` (summary, figures, details) and ``probe`` (the class that wires them).
 """
 
-from auditkit.probes.bias._slicing import PROXY_NOTE
-from auditkit.probes.bias.measure import BiasMeasurement
-from auditkit.probes.bias.options import BiasOptions
-from auditkit.probes.bias.probe import BiasProbe
+from auditkit._lazy import lazy_exports
 
-__all__ = ["PROXY_NOTE", "BiasMeasurement", "BiasOptions", "BiasProbe"]
+# Imported on first use: ``bias.options`` stays importable without torch (the CLI
+# checks --set values before it loads anything heavy).
+_EXPORTS = {
+    "PROXY_NOTE": "_slicing",
+    "BiasMeasurement": "measure",
+    "BiasOptions": "options",
+    "BiasProbe": "probe",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

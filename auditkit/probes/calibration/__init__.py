@@ -12,8 +12,14 @@ temperature fit, uncertainty samples, OOD scores), ``judge`` (checks, findings, 
 that measurement alone), ``present`` (summary, figures, details) and ``probe`` (the wiring).
 """
 
-from auditkit.probes.calibration.measure import CalibrationMeasurement
-from auditkit.probes.calibration.options import CalibrationOptions
-from auditkit.probes.calibration.probe import CalibrationProbe
+from auditkit._lazy import lazy_exports
 
-__all__ = ["CalibrationMeasurement", "CalibrationOptions", "CalibrationProbe"]
+# Imported on first use: ``calibration.options`` stays importable without torch (the CLI
+# checks --set values before it loads anything heavy).
+_EXPORTS = {
+    "CalibrationMeasurement": "measure",
+    "CalibrationOptions": "options",
+    "CalibrationProbe": "probe",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

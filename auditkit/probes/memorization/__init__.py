@@ -16,17 +16,18 @@ fresh copies, returns a ``MemorizationMeasurement``), ``judge`` (metrics, checks
 findings from the measurement alone), ``present`` (summary, figures, details) and ``probe``.
 """
 
-from auditkit.probes.memorization.judge import INCONCLUSIVE, VERDICT_CANNOT, VERDICT_MEMORIZES
-from auditkit.probes.memorization.measure import LevelRun, corrupt_labels
-from auditkit.probes.memorization.options import MemorizationOptions
-from auditkit.probes.memorization.probe import MemorizationProbe
+from auditkit._lazy import lazy_exports
 
-__all__ = [
-    "INCONCLUSIVE",
-    "VERDICT_CANNOT",
-    "VERDICT_MEMORIZES",
-    "LevelRun",
-    "MemorizationOptions",
-    "MemorizationProbe",
-    "corrupt_labels",
-]
+# Imported on first use: ``memorization.options`` stays importable without torch (the CLI
+# checks --set values before it loads anything heavy).
+_EXPORTS = {
+    "INCONCLUSIVE": "judge",
+    "VERDICT_CANNOT": "judge",
+    "VERDICT_MEMORIZES": "judge",
+    "LevelRun": "measure",
+    "corrupt_labels": "measure",
+    "MemorizationOptions": "options",
+    "MemorizationProbe": "probe",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -5,8 +5,14 @@ predictions, plus what the adapter noticed), ``judge`` (checks, findings, metric
 measurement alone), ``present`` (summary, figures, details) and ``probe`` (the wiring).
 """
 
-from auditkit.probes.performance.measure import PerformanceMeasurement
-from auditkit.probes.performance.options import PerformanceOptions
-from auditkit.probes.performance.probe import PerformanceProbe
+from auditkit._lazy import lazy_exports
 
-__all__ = ["PerformanceMeasurement", "PerformanceOptions", "PerformanceProbe"]
+# Imported on first use: ``performance.options`` stays importable without torch (the CLI
+# checks --set values before it loads anything heavy).
+_EXPORTS = {
+    "PerformanceMeasurement": "measure",
+    "PerformanceOptions": "options",
+    "PerformanceProbe": "probe",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)
