@@ -204,6 +204,21 @@ def certified_checks(checks: list[Check], m: Any, certificate: LinearCertificate
     return out
 
 
+def certified_threat(m: Any) -> str:
+    """The threat model in words: any perturbation within the bounds, worst case exact."""
+    norm = "L∞" if m.plan.norm == "Linf" else "L2"
+    text = (
+        f"‖δ‖_{norm[1:]} ≤ {m.plan.eps:.4g} ({m.units}); each feature stays within the "
+        "range observed in the audit data"
+    )
+    if m.frozen_features:
+        text += f"; categorical features {', '.join(m.frozen_features)} are held fixed"
+    return (
+        text + f"; worst case exact (closed form for a linear model), cross-checked by "
+        f"Square with {m.plan.queries} queries per example"
+    )
+
+
 def certified_summary(m: Any, head: ExactHeadline, failed: list[Check]) -> str:
     norm = "L∞" if m.plan.norm == "Linf" else "L2"
     text = (
