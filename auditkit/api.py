@@ -56,6 +56,12 @@ def resolve_data(data: DataLike, metadata: ModelMetadata | None = None, **load_k
             "an image folder or a CSV/parquet)"
         )
     if isinstance(data, (str, Path)):
+        if metadata is not None and metadata.extra.get("data") is not None:
+            from auditkit.loading.archfile import data_for_user_file  # the recipe's reader (#24)
+
+            built = data_for_user_file(metadata.extra["data"], data)
+            if built is not None:
+                return built
         return load_data(data, **load_kwargs)
     if isinstance(data, tuple) and len(data) in (2, 3):
         groups = data[2] if len(data) == 3 else None

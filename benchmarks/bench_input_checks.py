@@ -1,9 +1,11 @@
 """What the input bounds (auditkit.bounds, issue 24) cost next to a fast scan of the same file.
 
-For a benign ONNX model, a skops pipeline (a decision tree: its node arrays are validated), an
-architecture file, a parquet table and an image folder, the checks the bounds add are timed
-on their own (median of --repeat runs) and a fast scan of the same input once; printed as
-JSON with the ratio. The issue's bar: the checks cost < 5 % of a fast scan.
+For a benign ONNX model, a skops pipeline (a decision tree: its node arrays are validated), a
+k-nearest-neighbours skops model (its KD tree validated), an architecture file (its factory
+build and first forward pass trial-run in the sandbox child: a process start), a parquet table
+and an image folder, the checks the bounds add are timed on their own (median of --repeat
+runs) and a fast scan of the same input once; printed as JSON with the ratio. The issue's bar:
+the checks cost < 5 % of a fast scan.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_input_checks.py [--probes performance]
 """
@@ -50,9 +52,11 @@ def _inputs(root: Path):
     from auditkit.bounds.skops import check_trees
     from auditkit.bounds.trial import precheck
     from auditkit.demo import digits_metadata, train_digits_model
+    from auditkit.loading import load_model
     from auditkit.loading.archfile import read_header, save_arch_model
     from auditkit.loading.onnx import embed_metadata
     from auditkit.loading.safety import DEFAULT_LIMITS
+    from auditkit.loading.sandbox import trial_load
     from auditkit.loading.skops import read_skops
 
     x, y = load_digits(return_X_y=True)
@@ -85,6 +89,20 @@ def _inputs(root: Path):
 
     out["skops (tree pipeline)"] = ({"model": skops_path, "data": table, "target": "label"},
                                     skops_checks)
+    from sklearn.neighbors import KNeighborsClassifier
+
+    knn = make_pipeline(StandardScaler(), KNeighborsClassifier(algorithm="kd_tree"))
+    knn.fit(frame.drop(columns="label"), frame["label"])
+    knn_path = root / "knn.skops"
+    sio.dump(knn, knn_path)
+    knn_estimator = read_skops(knn_path)
+
+    def knn_checks():
+        precheck(knn_path, "skops", DEFAULT_LIMITS)
+        check_trees(knn_estimator, knn_path)
+
+    out["skops (kNN, KD tree)"] = ({"model": knn_path, "data": table, "target": "label"},
+                                   knn_checks)
     out["parquet (with the skops model)"] = (
         {"model": skops_path, "data": table, "target": "label"},
         lambda: data_bounds.check_data_file(table))
@@ -98,8 +116,10 @@ def _inputs(root: Path):
     def arch_checks():
         read_header(arch)  # the bounded JSON parse is part of it
         check_factory_args(arch, "point_mlp", params)
+        # The factory build and one forward pass in the sandbox child (a process start).
+        trial_load(arch, "safetensors", DEFAULT_LIMITS, load=load_model)
 
-    out["architecture file"] = ({"model": arch}, arch_checks)
+    out["architecture file (child trial)"] = ({"model": arch}, arch_checks)
 
     images = root / "images"
     for i in range(200):

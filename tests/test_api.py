@@ -17,15 +17,22 @@ PROBES = ["performance"]
 BATTERY = ["performance", "adversarial", "calibration", "memorization", "bias"]
 
 
-def test_in_memory_model_matches_cli_on_the_saved_file(tmp_path, demo_model, demo_model_file):
-    """The whole battery: the exported file and the live module must audit identically."""
+# Memorization retrains a copy for most of this test's 30-45 s: the default suite runs the
+# rest of the battery, `make test-slow` the whole of it.
+@pytest.mark.parametrize("probes", [
+    [p for p in BATTERY if p != "memorization"],
+    pytest.param(BATTERY, marks=pytest.mark.slow, id="with-memorization"),
+])
+def test_in_memory_model_matches_cli_on_the_saved_file(tmp_path, demo_model, demo_model_file,
+                                                       probes):
+    """The battery: the exported file and the live module must audit identically."""
     api = auditkit.scan(
-        demo_model, "digits", metadata=digits_metadata(), probes=BATTERY, budget="fast", seed=3,
+        demo_model, "digits", metadata=digits_metadata(), probes=probes, budget="fast", seed=3,
         device="cpu",
     )
     out = tmp_path / "out"
     res = CliRunner().invoke(
-        app, ["scan", str(demo_model_file), "--out", str(out), "--probes", ",".join(BATTERY),
+        app, ["scan", str(demo_model_file), "--out", str(out), "--probes", ",".join(probes),
               "--budget", "fast", "--seed", "3", "--device", "cpu"],
     )
     assert res.exit_code == 0, res.output

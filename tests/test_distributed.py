@@ -129,6 +129,7 @@ def _metrics(audit: dict) -> dict:
     return {name: probe["metrics"] for name, probe in audit["probes"].items()}
 
 
+@pytest.mark.slow  # two torchrun processes scanning: ~20 s idle, ~45 s busy (make test-slow)
 def test_two_gloo_processes_equal_one_process_and_only_rank_0_writes(
     tmp_path, linear_model_file, monkeypatch
 ):

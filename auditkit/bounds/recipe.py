@@ -7,7 +7,9 @@ weights. A tampered recipe can still make that first build cost without bound: `
 device would allocate what ``width: 10**9`` asks for. No honest argument that sizes a network
 exceeds the number of weights the file stores (a width, a depth, a class count each give at
 least that many weights), so every whole number among the arguments is bounded by it (seeds
-excepted).
+excepted). This runs in the parent, before any child: what passes it (a file padded with
+weights to justify ``layers: 10**6``) is then built, and run once, only in the sandbox child
+(``auditkit.bounds.trial``).
 """
 
 from __future__ import annotations

@@ -11,9 +11,17 @@ file steer memory and native code that auditkit trusts:
   out of bounds (a segfault), a node that is its own descendant loops forever. scikit-learn
   builds every tree with children after their parent, so ``check_trees`` requires exactly that
   (which rules out cycles), features in range and finite thresholds; the same for
-  histogram-gradient-boosting predictors. The first predict of a file holding native walkers
-  that are not validated here (KD and ball trees of nearest-neighbour models) is trial-run
-  in the sandbox child (``auditkit.bounds.trial``).
+  histogram-gradient-boosting predictors.
+- *KD and ball trees* (``KNeighborsClassifier(algorithm="kd_tree"/"ball_tree")``) are walked in C
+  too. Their shape is implicit (node i's children are 2i+1 and 2i+2), so a cycle cannot be
+  written, but every index can lie: an inner node whose children fall beyond the node array, a
+  node's point range beyond ``idx_array``, an ``idx_array`` entry beyond the data, bounds or
+  weights of the wrong size each make a query read out of bounds. ``check_trees`` validates all
+  of them before any predict, so these models load without extra trust and without a child.
+
+A trusted type whose predict walks file arrays natively and that is not validated here would go
+in ``NATIVE_WALKERS``: its first predict is then trial-run in the sandbox child
+(``auditkit.bounds.trial``). None is left.
 """
 
 from __future__ import annotations
@@ -34,10 +42,7 @@ MAX_SCHEMA_BYTES = 64 << 20
 #: Types whose predict walks arrays from the file in native code and that ``check_trees``
 #: does not validate: their first predict is trial-run in the child. Trees and
 #: histogram-boosting predictors are validated in full instead (no child: it costs seconds).
-NATIVE_WALKERS = frozenset({
-    "sklearn.neighbors._kd_tree.KDTree",
-    "sklearn.neighbors._ball_tree.BallTree",
-})
+NATIVE_WALKERS: frozenset[str] = frozenset()
 #: Objects visited when looking for trees inside an estimator (forests hold thousands).
 MAX_VISITED = 1_000_000
 
@@ -148,8 +153,46 @@ def _check_predictor(predictor: Any, path: Path, where: str) -> None:
             path=path, where=where, what="a node's children are out of order or out of range"))
 
 
+def _check_binary_tree(tree: Any, path: Path, where: str) -> None:
+    """A KD or ball tree: every index a query follows stays inside its array."""
+    state = tree.__getstate__()
+    data, idx_array, node_data, node_bounds = (np.asarray(a) for a in state[:4])
+    n_nodes, sample_weight = state[6], state[12]
+
+    def bad(what: str) -> AuditkitInputError:
+        return AuditkitInputError(BAD_TREE.format(path=path, where=where, what=what))
+
+    if data.ndim != 2 or len(data) < 1:
+        raise bad(f"its data has shape {list(data.shape)}")
+    n_samples, n_features = data.shape
+    if idx_array.shape != (n_samples,):
+        raise bad(f"idx_array has shape {list(idx_array.shape)} for {n_samples} points")
+    if len(idx_array) and (idx_array.min() < 0 or idx_array.max() >= n_samples):
+        raise bad(f"idx_array names point {int(idx_array.max())} of {n_samples}")
+    if not isinstance(n_nodes, int) or n_nodes < 1 or node_data.shape != (n_nodes,):
+        raise bad(f"node_data has shape {list(node_data.shape)} for {n_nodes} nodes")
+    rows = 2 if "KDTree" in type(tree).__name__ else 1
+    if node_bounds.shape != (rows, n_nodes, n_features):
+        raise bad(f"node_bounds has shape {list(node_bounds.shape)}, not "
+                  f"{[rows, n_nodes, n_features]}")
+    start = node_data["idx_start"].astype(np.int64)
+    end = node_data["idx_end"].astype(np.int64)
+    wrong = (start < 0) | (end < start) | (end > n_samples)
+    if wrong.any():
+        node = int(np.flatnonzero(wrong)[0])
+        raise bad(f"node {node} holds points {int(start[node])}..{int(end[node])} of {n_samples}")
+    inner = np.flatnonzero(node_data["is_leaf"] == 0)
+    if len(inner) and 2 * int(inner.max()) + 2 >= n_nodes:
+        node = int(inner[2 * inner + 2 >= n_nodes][0])
+        raise bad(f"inner node {node} has children {2 * node + 1}, {2 * node + 2}: each must "
+                  f"be below {n_nodes}")
+    if sample_weight is not None and np.shape(sample_weight) != (n_samples,):
+        raise bad(f"sample weights have shape {list(np.shape(sample_weight))} for {n_samples} points")
+
+
 def check_trees(estimator: Any, path: Path) -> None:
-    """Validate every fitted tree inside ``estimator`` (pipelines, forests, boosting)."""
+    """Validate every fitted tree inside ``estimator`` (pipelines, forests, boosting, kNN)."""
+    from sklearn.neighbors import BallTree, KDTree
     from sklearn.tree._tree import Tree
 
     try:
@@ -165,6 +208,8 @@ def check_trees(estimator: Any, path: Path) -> None:
         seen.add(id(obj))
         if isinstance(obj, Tree):
             _check_tree(obj, path, where)
+        elif isinstance(obj, (KDTree, BallTree)):
+            _check_binary_tree(obj, path, where)
         elif TreePredictor and isinstance(obj, TreePredictor):
             _check_predictor(obj, path, where)
         elif isinstance(obj, (list, tuple)):

@@ -15,7 +15,11 @@ graphs, anything a plugin builds) is saved as *weights plus a recipe*: the tenso
 ``data.name`` through ``auditkit.datasets``. Nothing is unpickled and nothing is imported by a
 name the file chooses: a file can only pick among factories an installed distribution registered.
 The factory runs first on the ``meta`` device, and every tensor's name and shape must match the
-file before real memory is allocated, so absurd parameters cannot exhaust memory.
+file before real memory is allocated, so absurd parameters cannot exhaust memory. Through
+``load_model`` the build and one forward pass are first trial-run in the sandbox child under
+``--load-timeout``/``--load-memory`` (``auditkit.bounds.trial``): a recipe can still ask a factory
+for a million layers, or declare an input its network turns into gigabytes. A data spec that
+names a file is never read on the file's word (``data_from_spec``).
 
 Example:
     >>> save_arch_model(net, "gcn.safetensors", architecture="gcn_nodes",
@@ -281,20 +285,59 @@ def header_metadata(header: Mapping[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def data_from_spec(spec: Mapping[str, Any]) -> AuditData:
-    """The audit data an architecture file names (``extra["data"]``), built by its plugin."""
+#: Suffixes that make a data-set argument a file name (with a path separator or ``~``).
+FILE_SUFFIXES = (".npz", ".npy", ".pt", ".pth", ".csv", ".tsv", ".parquet", ".json", ".zip", ".txt")
+
+
+def _file_arguments(params: Mapping[str, Any]) -> dict[str, str]:
+    """The arguments of a data spec that name a file or folder (never read on the file's word)."""
+    return {
+        key: value for key, value in params.items()
+        if isinstance(value, str) and (
+            "/" in value or "\\" in value or value.startswith("~")
+            or value.lower().endswith(FILE_SUFFIXES)
+        )
+    }
+
+
+def data_from_spec(spec: Mapping[str, Any], data_path: str | Path | None = None) -> AuditData:
+    """The audit data an architecture file names (``extra["data"]``), built by its plugin.
+
+    A model file never chooses what is read from disk (#24): an argument of the spec that names
+    a file (``{"source": "/home/x/graph.npz"}``) is not read. With ``data_path`` (the user's
+    ``--data``) the builder reads the user's file in its place; without it the run is refused,
+    naming the ignored path and the fix.
+    """
     from auditkit.data.loaders import build_registered, builtin_datasets
 
     name, params = spec["name"], dict(spec.get("params") or {})
+    files = _file_arguments(params)
+    if files and data_path is None:
+        key, value = next(iter(files.items()))
+        raise AuditkitInputError(
+            f"no data: the model file's data set {one_line(name, 40)!r} names a file "
+            f"({key}={one_line(value, 80)!r}), which auditkit never reads on a model file's "
+            "word: pass that file with --data"
+        )
+    params.update(dict.fromkeys(files, str(data_path)))
     builders = builtin_datasets()
     if name not in builders:
         raise AuditkitInputError(
             f"the model file names data set {name!r}, which is not installed "
             f"(available: {', '.join(sorted(builders))}); pass --data or install its plugin"
         )
-    return build_registered(
-        builders[name], f"data set {name!r} named by the model file", fix="; pass --data", **params
-    )
+    what = f"--data {data_path}" if files else f"data set {name!r} named by the model file"
+    return build_registered(builders[name], what, fix="; pass --data", **params)
+
+
+def data_for_user_file(spec: Any, data: Any) -> AuditData | None:
+    """``--data FILE`` for a model whose data spec names a file: the spec's builder reads the
+    user's file (a graph file read as a graph, with its train/test split); None otherwise."""
+    if not isinstance(spec, Mapping) or not isinstance(data, (str, Path)):
+        return None
+    if not _file_arguments(dict(spec.get("params") or {})) or not Path(data).exists():
+        return None
+    return data_from_spec(spec, data)
 
 
 def adapter_from_spec(

@@ -132,7 +132,7 @@ def load_model(
     arch_name = arch if isinstance(arch, str) else getattr(arch, "__name__", None)
     if fmt == FORMAT_LEGACY_PICKLE and not unsafe_pickle:
         _refuse_unsafe_pickle_early(path, limits)  # no child needed to refuse os.system
-    # ONNX/skops: declared sizes checked; control flow and tree walkers go to the child (#24).
+    # ONNX/skops/architecture files: sizes checked; control flow and factory builds go to the child.
     steered = precheck_foreign(path, fmt, limits)
     # The child needs select, wait4 and process groups: POSIX. Elsewhere the checks still run.
     if (

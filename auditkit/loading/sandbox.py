@@ -47,6 +47,11 @@ class SandboxReport:
     peak_rss_bytes: int  # the child's peak resident memory, imports included
     message: str | None = None
     output: str = ""
+    #: Why the child's trial ended: "ok", "timeout" (killed at --load-timeout), "memory" (its
+    #: allocation refused under --load-memory), "error" (a refusal it worded) or "crash".
+    #: Tests read this, not a stopwatch: the limit is enforced by the kill, not by the clock
+    #: a busy machine happens to show.
+    reason: str = "ok"
 
 
 LAST_REPORT: list[SandboxReport] = []  # the most recent report, for tests and --debug
@@ -70,6 +75,9 @@ def trial_load(
         "allow_native_code": limits.allow_native_code, "timeout_s": limits.timeout_s,
     })
     env = dict(os.environ, MALLOC_ARENA_MAX="2", OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    # The child imports what the parent can: plugins put on sys.path at run time included (an
+    # architecture file's factory is found through the same entry points in both).
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     started = time.monotonic()
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(
@@ -86,9 +94,9 @@ def trial_load(
         output = errors.read().decode("utf-8", "replace")
     wall = time.monotonic() - (ready_at or started)
     peak = int(rusage.ru_maxrss) * 1024 if rusage is not None else 0
-    message = _verdict(path, out, status, timed_out, limits)
+    message, reason = _verdict(path, out, status, timed_out, limits)
     report = SandboxReport(ok=message is None, wall_s=wall, peak_rss_bytes=peak,
-                           message=message, output=output)
+                           message=message, output=output, reason=reason)
     LAST_REPORT[:] = [report]
     if debug and output.strip():
         sys.stderr.write(f"[auditkit --debug] the sandboxed loader said:\n{output.strip()}\n")
@@ -143,9 +151,12 @@ def _watch(proc: subprocess.Popen, timeout_s: float):
     return b"".join(chunks), status, rusage, ready_at, timed_out
 
 
-def _verdict(path, out: bytes, status: int, timed_out: bool, limits: LoadLimits) -> str | None:
+def _verdict(
+    path, out: bytes, status: int, timed_out: bool, limits: LoadLimits
+) -> tuple[str | None, str]:
+    """The refusal (None when the trial succeeded) and why the child ended (``SandboxReport``)."""
     if timed_out:
-        return LOAD_TIMEOUT.format(path=path, seconds=limits.timeout_s)
+        return LOAD_TIMEOUT.format(path=path, seconds=limits.timeout_s), "timeout"
     last = out.rsplit(READY, 1)[-1].strip().splitlines()
     result = {}
     if last:
@@ -154,13 +165,13 @@ def _verdict(path, out: bytes, status: int, timed_out: bool, limits: LoadLimits)
         except ValueError:
             result = {}
     if result.get("ok"):
-        return None
+        return None, "ok"
     if result.get("memory"):
-        return LOAD_MEMORY.format(path=path, limit=human_bytes(limits.memory_bytes))
+        return LOAD_MEMORY.format(path=path, limit=human_bytes(limits.memory_bytes)), "memory"
     if result.get("error"):
-        return str(result["error"])
+        return str(result["error"]), "error"
     if READY not in out:
-        return f"{path}: the loader process could not start (exit status {status}): refused"
+        return f"{path}: the loader process could not start (exit status {status}): refused", "crash"
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
@@ -168,9 +179,10 @@ def _verdict(path, out: bytes, status: int, timed_out: bool, limits: LoadLimits)
             # An allocation refused under the address-space cap often ends in abort/segfault.
             return LOAD_MEMORY.format(path=path, limit=human_bytes(limits.memory_bytes)) + (
                 f" (the loader died with {name})"
-            )
-        return LOAD_CRASHED.format(path=path, how=f"it died with {name}")
-    return LOAD_CRASHED.format(path=path, how=f"exit status {os.waitstatus_to_exitcode(status)}")
+            ), "memory"
+        return LOAD_CRASHED.format(path=path, how=f"it died with {name}"), "crash"
+    how = f"exit status {os.waitstatus_to_exitcode(status)}"
+    return LOAD_CRASHED.format(path=path, how=how), "crash"
 
 
 # --- the child ---------------------------------------------------------------------------------
@@ -190,12 +202,12 @@ def _child(spec_text: str) -> int:
     spec = json.loads(spec_text)
     import torch  # noqa: F401  (imports are not the file's cost: they come before the cap)
 
-    from auditkit.bounds.trial import first_call, warm_imports
+    from auditkit.bounds.trial import MEMORY_WORDS, first_call, warm_imports
 
     module_name, _, function_name = spec["load"].partition(":")
     load_model = getattr(importlib.import_module(module_name), function_name)
 
-    warm_imports(spec["format"])
+    warm_imports(spec["format"], spec["path"])
 
     torch.set_num_threads(1)
     current = _address_space()
@@ -219,13 +231,13 @@ def _child(spec_text: str) -> int:
     try:
         loaded = load_model(spec["path"], unsafe_pickle=bool(spec["unsafe_pickle"]),
                             limits=limits, debug=bool(spec.get("debug")), _sandboxed=True)
-        first_call(loaded.module)  # ONNX/skops: the first inference runs here (#24)
+        first_call(loaded)  # ONNX/skops/architecture files: the first inference runs here (#24)
         result: dict = {"ok": True}
     except MemoryError:
         result = {"memory": True}
     except AuditkitInputError as exc:
         text = str(exc)
-        memory_words = ("can't allocate memory", "bad_alloc", "out of memory", "MemoryError")
+        memory_words = (*MEMORY_WORDS, "MemoryError")
         result = {"memory": True} if any(w in text for w in memory_words) else {"error": text}
     except BaseException as exc:  # noqa: BLE001  (anything else is the file's doing)
         result = {"error": f"{spec['path']}: loading failed ({type(exc).__name__}): refused"}

@@ -104,3 +104,32 @@ def test_a_changed_audited_model_fails():
     judged = judge(measured(run(0.0, 5), run(1.0, 40), untouched=False))
     assert judged.status == "failed"
     assert judged.checks[0].name == "audited_model_untouched"
+
+
+def _noisy_table_runs(held_true: float) -> MemorizationMeasurement:
+    """A two-class table whose labels this small network cannot separate beyond ~82 %: the
+    true-label run uses its epochs at about its held-out accuracy; random labels stay near 59 %."""
+    true_run = LevelRun(name="p = 0", corruption=0.0, train_accuracy=[0.55, 0.75, 0.824],
+                        held_out_accuracy=held_true, stopped_by="epochs")
+    random_run = LevelRun(name="p = 1", corruption=1.0, train_accuracy=[0.5, 0.55, 0.586],
+                          held_out_accuracy=0.47, stopped_by="epochs")
+    return MemorizationMeasurement(runs=[true_run, random_run], num_classes=2, n_train=256,
+                                   n_held=311, opts=OPTS)
+
+
+def test_a_recipe_that_learns_noisy_labels_below_the_target_is_not_a_warning():
+    """Not reaching 95 % on true labels that cannot be fitted further without memorizing is
+    the architecture's limit, not a broken recipe: the probe passes with its 'cannot' verdict."""
+    judged = judge(_noisy_table_runs(held_true=0.80))
+    check = next(c for c in judged.checks if c.name == "fits_true_labels")
+    assert check.status == "passed", check.detail
+    assert "learns the true labels" in check.detail and "80.0% held out" in check.detail
+    assert judged.verdict == "cannot" and judged.status == "passed"
+
+
+def test_a_recipe_that_learns_nothing_leaves_the_random_label_result_inconclusive():
+    judged = judge(_noisy_table_runs(held_true=0.52))  # at chance: the recipe did not learn
+    check = next(c for c in judged.checks if c.name == "fits_true_labels")
+    assert check.status == "warned"
+    assert "not clearly learning (held out 52.0% vs chance 50.0%)" in check.detail
+    assert judged.status == "warned"

@@ -201,6 +201,20 @@ def _poison_tree(tree, field_name, index, value):
     tree.__setstate__(state)
 
 
+def _poison_neighbours(algorithm: str, change):
+    """A fitted k-nearest-neighbours model whose KD or ball tree state ``change`` rewrote."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    model = KNeighborsClassifier(algorithm=algorithm).fit(*_digits_sample())
+    state = list(model._tree.__getstate__())
+    state[1], state[2], state[3] = state[1].copy(), state[2].copy(), state[3].copy()
+    change(state)
+    tree = type(model._tree).__new__(type(model._tree))
+    tree.__setstate__(tuple(state))
+    model._tree = tree
+    return model
+
+
 def _rewrite_schema(src: Path, dst: Path, change, replace=("", "")) -> Path:
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
         for info in zin.infolist():
@@ -239,6 +253,28 @@ def skops_files(folder: Path) -> dict[str, tuple[Path, str, bool]]:
     forest = _fit_tree("forest")
     _poison_tree(forest.estimators_[2].tree_, "left_child", 1, 1)
     dump("skops-forest-one-bad-tree.skops", forest, "estimators_[2]")
+    # KD and ball trees: children are implicit (2i+1, 2i+2), so "cyclic" cannot be written;
+    # every index a query follows can lie instead (each reads out of bounds in C).
+
+    def leaf_to_inner(state):  # the last node claims children beyond the node array
+        state[2]["is_leaf"][-1] = 0
+
+    def idx_beyond(state):  # a point index far outside the data
+        state[1][0] = 2**40
+
+    def range_beyond(state):  # a node holding points past the end of idx_array
+        state[2]["idx_end"][1] = 10**9
+
+    def bounds_short(state):  # bounds for fewer nodes than the tree has
+        state[3] = state[3][:, :1].copy()
+
+    for name, algorithm, change, needle in [
+        ("skops-kdtree-children-beyond.skops", "kd_tree", leaf_to_inner, "inner node 6"),
+        ("skops-kdtree-index-beyond.skops", "kd_tree", idx_beyond, "idx_array names point"),
+        ("skops-balltree-range-beyond.skops", "ball_tree", range_beyond, "node 1 holds points"),
+        ("skops-balltree-bounds-short.skops", "ball_tree", bounds_short, "node_bounds has shape"),
+    ]:
+        dump(name, _poison_neighbours(algorithm, change), needle)
     hgb = _fit_tree("hgb")
     predictor = hgb._predictors[0][0]
     predictor.nodes["left"][0] = 2**31 - 1
@@ -420,15 +456,21 @@ def arch_header_file(folder: Path, header_text: str, name: str) -> Path:
 # --- architecture recipes ----------------------------------------------------------------------
 
 
-def recipe_files(folder: Path, graph_bomb: Path) -> dict[str, tuple[Path, str]]:
-    """Architecture files whose recipe asks for huge networks or names a bomb as its data."""
+def recipe_files(folder: Path, graph_bomb: Path) -> dict[str, tuple[Path, str, bool]]:
+    """Architecture files whose recipe asks for huge networks or names a bomb as its data.
+
+    name -> (file, needle, refused by the sandbox child). Absurd arguments are refused before
+    any build; arguments the stored weights could justify still build (and run one forward
+    pass) only in the child, under --load-timeout/--load-memory.
+    """
+    import torch
     from auditkit_graph.data import SHAPE_POINTS, karate_graph
-    from auditkit_graph.generators import save_gcn, train_gcn
-    from auditkit_graph.models import point_mlp
+    from auditkit_graph.generators import gcn_classifier, train_gcn
+    from auditkit_graph.models import dgcnn, gcn_nodes, point_mlp
 
     from auditkit.loading.archfile import save_arch_model
 
-    out: dict[str, tuple[Path, str]] = {}
+    out: dict[str, tuple[Path, str, bool]] = {}
     net = point_mlp(num_points=SHAPE_POINTS, num_classes=4, hidden=8)
     for name, params, needle in [
         ("arch-huge-width.safetensors",
@@ -440,10 +482,32 @@ def recipe_files(folder: Path, graph_bomb: Path) -> dict[str, tuple[Path, str]]:
         save_arch_model(net, path, architecture="point_mlp", params=params,
                         metadata={"input_shape": [SHAPE_POINTS, 3], "modality": "point_cloud"},
                         data={"name": "shapes", "params": {"points": SHAPE_POINTS}})
-        out[name] = (path, needle)
+        out[name] = (path, needle, False)
+    # 10^6 layers, "justified" by a 1 MB padding tensor: the build itself never ends.
+    small = {"in_channels": 4, "hidden": 4, "num_classes": 2, "num_nodes": 5, "num_edges": 4}
+    padded = gcn_nodes(**small)
+    padded.register_buffer("pad", torch.zeros(10**6, dtype=torch.uint8))
+    path = folder / "arch-million-layers.safetensors"
+    save_arch_model(padded, path, architecture="gcn_nodes", params={**small, "layers": 10**6},
+                    metadata={"input_shape": [4], "modality": "graph"})
+    out[path.name] = (path, "refused (raise the limit with --load-", True)
+    # An honest DGCNN whose declared input is 60,000 points: its first forward pass computes
+    # 60,000^2 pairwise distances (14 GB).
+    path = folder / "arch-forward-bomb.safetensors"
+    save_arch_model(dgcnn(num_classes=4, k=4), path, architecture="dgcnn",
+                    params={"num_classes": 4, "k": 4},
+                    metadata={"input_shape": [60_000, 3], "modality": "point_cloud"})
+    out[path.name] = (path, "needed more than", True)
+    # A recipe naming a file as its data (here a compression bomb): never read.
     graph = karate_graph()
     gnn = train_gcn(graph, epochs=1)
     path = folder / "arch-data-bomb.safetensors"
-    save_gcn(graph, gnn, path, source=str(graph_bomb), seed=0, hidden=16)
-    out[path.name] = (path, "compression bomb")
+    params = {**small, "in_channels": int(graph.x.shape[1]), "hidden": 16,
+              "num_classes": graph.num_classes, "num_nodes": graph.num_nodes,
+              "num_edges": int(graph.edge_index.shape[1])}
+    save_arch_model(gcn_classifier(graph, gnn), path, architecture="gcn_nodes", params=params,
+                    metadata={"input_shape": [int(graph.x.shape[1])], "modality": "graph"},
+                    adapter="graph_nodes",
+                    data={"name": "graph_nodes", "params": {"source": str(graph_bomb)}})
+    out[path.name] = (path, "never reads", False)
     return out

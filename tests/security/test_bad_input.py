@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -176,13 +175,14 @@ def test_a_second_scan_into_the_same_out_exits_2_naming_the_first(tiny_model, tm
         # blocked by a stale lock (the same path --resume after a kill takes).
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    started = time.monotonic()
-    res = _scan(tiny_model, "--data", str(data), "--out", str(out))
+    res = _scan(tiny_model, "--data", str(data), "--out", str(out))  # not refused as locked
     assert res.exit_code in (0, 1), res.output
     assert (out / "audit.json").exists()
-    assert time.monotonic() - started < 120
 
 
+# Two whole CLI scans side by side (~45 s on a busy machine): make test-slow. The lock itself is
+# checked in the default suite against a holder process (the test above).
+@pytest.mark.slow
 def test_two_real_scans_into_one_out_one_waits_out_the_other(tiny_model, tmp_path):
     """Two CLI processes started together: exactly one writes the outputs, the other exits 2
     naming it, or (if the first finished before the second started) both succeed in turn.

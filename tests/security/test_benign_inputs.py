@@ -1,6 +1,8 @@
 """The bounds refuse hostile files, not real ones: a benign ONNX model, skops pipelines (a
-linear model and a decision tree), an architecture file, a parquet table and an image folder
-still scan (exit 0 or 1, an audit written), without a trip to the sandbox child."""
+linear model, a decision tree and a k-nearest-neighbours model), an architecture file, a parquet
+table and an image folder still scan (exit 0 or 1, an audit written). Only the architecture
+file makes a trip to the sandbox child (its factory build and first forward pass), which
+succeeds."""
 
 from __future__ import annotations
 
@@ -23,12 +25,15 @@ pytest.importorskip("pyarrow")
 FAST = ["--probes", "performance", "--budget", "fast", "--device", "cpu"]
 
 
-def _scan(tmp_path, *argv):
+def _scan(tmp_path, *argv, child=False):
     out = tmp_path / "out"
     sandbox.LAST_REPORT.clear()
     res = CliRunner().invoke(app, ["scan", *map(str, argv), "--out", str(out), *FAST])
     assert res.exit_code in (0, 1), res.output
-    assert not sandbox.LAST_REPORT, "a benign file went to the sandbox child"
+    if child:
+        assert [r.reason for r in sandbox.LAST_REPORT] == ["ok"], sandbox.LAST_REPORT
+    else:
+        assert not sandbox.LAST_REPORT, "a benign file went to the sandbox child"
     return json.loads((out / "audit.json").read_text())
 
 
@@ -52,17 +57,21 @@ def test_a_benign_onnx_model_still_scans(tmp_path, demo_model, digits_data, onnx
     assert audit["probes"]["performance"]["metrics"]["accuracy"] > 0.8
 
 
-@pytest.mark.parametrize("kind", ["linear", "tree"])
+@pytest.mark.parametrize("kind", ["linear", "tree", "knn"])
 def test_a_benign_skops_pipeline_and_parquet_table_still_scan(tmp_path, digits_table, kind):
     import skops.io as sio
     from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.tree import DecisionTreeClassifier
 
     path, frame = digits_table
-    last = (LogisticRegression(max_iter=300) if kind == "linear"
-            else DecisionTreeClassifier(max_depth=8, random_state=0))
+    last = {
+        "linear": LogisticRegression(max_iter=300),
+        "tree": DecisionTreeClassifier(max_depth=8, random_state=0),
+        "knn": KNeighborsClassifier(algorithm="kd_tree"),  # its KD tree validated, no child
+    }[kind]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = make_pipeline(StandardScaler(), last).fit(frame.drop(columns="label"),
@@ -86,7 +95,7 @@ def test_a_benign_architecture_file_still_scans(tmp_path):
         params={"num_points": SHAPE_POINTS, "num_classes": len(SHAPE_CLASSES), "hidden": 16},
         metadata={"input_shape": [SHAPE_POINTS, 3], "modality": "point_cloud"},
         data={"name": "shapes", "params": {"points": SHAPE_POINTS}})
-    audit = _scan(tmp_path, path)
+    audit = _scan(tmp_path, path, child=True)
     assert audit["model"]["format"] == "auditkit-arch"
 
 

@@ -9,7 +9,6 @@ limit. The files are built by ``input_corpus`` at test time.
 from __future__ import annotations
 
 import json
-import time
 import warnings
 from pathlib import Path
 
@@ -42,8 +41,6 @@ pytest.importorskip("pyarrow")
 # What one refusal may add to the test process's peak memory: the file's structure and the
 # command's own imports, never its declared sizes (the bombs declare 80 MB to 4 TB).
 IN_PROCESS_PEAK_BYTES = 64 << 20
-# A refusal in-process reads headers only; this is a bound, not a speed test.
-IN_PROCESS_SECONDS = 30.0
 SANDBOX_PEAK_BYTES = int(1.6e9) + int(float(LIMIT_GB) * (1 << 30)) + sandbox.HEADROOM_BYTES
 SCAN = ["--probes", "performance", "--budget", "fast", "--device", "cpu",
         "--load-memory", LIMIT_GB, "--load-timeout", LIMIT_SECONDS]
@@ -86,8 +83,8 @@ def _cases(root: Path, model_file: Path) -> dict[str, tuple[list[str], str, bool
         else:
             argv = ["report", str(path), "-o", str(root / "report.html")]
         cases[name] = (argv, needle, False)
-    for name, (path, needle) in recipes.items():
-        cases[name] = (["scan", str(path), "--out", out, *SCAN], needle, False)
+    for name, (path, needle, child) in recipes.items():
+        cases[name] = (["scan", str(path), "--out", out, *SCAN], needle, child)
     deep = '{"auditkit_arch": 1, "architecture": ' + "[" * 20_000 + "]" * 20_000 + "}"
     for name, text, needle in [
         ("arch-header-deep.safetensors", deep, "nested 20001 levels"),
@@ -124,6 +121,9 @@ NAMES = [
     "audit-bad-probe.json", "policy-deep.toml", "policy-nan.toml",
     "arch-header-deep.safetensors", "arch-header-nan.safetensors",
     "arch-huge-width.safetensors", "arch-huge-points.safetensors", "arch-data-bomb.safetensors",
+    "arch-million-layers.safetensors", "arch-forward-bomb.safetensors",
+    "skops-kdtree-children-beyond.skops", "skops-kdtree-index-beyond.skops",
+    "skops-balltree-range-beyond.skops", "skops-balltree-bounds-short.skops",
 ]
 
 
@@ -154,9 +154,7 @@ def test_hostile_input_is_refused_in_one_line_within_the_limits(name, input_case
     measured = reset_peak()
     base = peak_rss()
     sandbox.LAST_REPORT.clear()
-    started = time.monotonic()
     res = CliRunner().invoke(app, argv)
-    elapsed = time.monotonic() - started
     grew = peak_rss() - base
     assert res.exit_code == 2, (name, res.output)
     lines = res.stderr.strip().splitlines()
@@ -166,13 +164,16 @@ def test_hostile_input_is_refused_in_one_line_within_the_limits(name, input_case
     assert "Traceback" not in res.output
     assert not list(private_tmp.iterdir()), f"{name} left files in TMPDIR"
     if child:
-        (report,) = sandbox.LAST_REPORT
-        assert report.wall_s < float(LIMIT_SECONDS) + 2.0, report
+        # The child was stopped by a limit: the --load-timeout kill or an allocation refused
+        # under --load-memory, by its own account (no stopwatch: a loaded machine skews one).
+        report = sandbox.LAST_REPORT[-1]
+        assert report.reason in ("timeout", "memory"), report
         assert report.peak_rss_bytes < SANDBOX_PEAK_BYTES, report
         assert "longer than" in lines[0] or "needed more than" in lines[0], lines[0]
     else:
-        assert not sandbox.LAST_REPORT, f"{name} went to the child: refuse it before"
-        assert elapsed < IN_PROCESS_SECONDS, f"{name}: {elapsed:.1f} s"
+        # Refused before any child, or after a trial that went well (an architecture file's
+        # model loads in the child; what its recipe names is refused in-process).
+        assert all(r.ok for r in sandbox.LAST_REPORT), f"{name} was refused by the child"
         if measured:
             assert grew < IN_PROCESS_PEAK_BYTES, f"{name}: peak memory grew {grew >> 20} MiB"
 

@@ -85,7 +85,9 @@ def save_gcn(graph, gnn: GCN, path: Path, *, source: str, seed: int, hidden: int
         "dataset": graph.name,
         "modality": "graph",
     }
-    data_source = source if source in ("karate", "sbm") else str(Path(source).resolve())
+    # A user's graph file is recorded by name only, for the reader: auditkit never reads a
+    # file on a model file's word, so a rescan passes it again with --data (#24).
+    data_source = source if source in BUILTIN_GRAPHS else Path(source).name
     return save_arch_model(
         classifier, path, architecture="gcn_nodes", params=params, metadata=metadata,
         adapter="graph_nodes", data={"name": "graph_nodes", "params": {"source": data_source, "seed": seed}},
@@ -117,13 +119,22 @@ def _fit_dgcnn(data, epochs: int, k: int, batch_size: int, seed: int) -> DGCNN:
     return model.eval()
 
 
-def _scan(path: Path, out: Path) -> int:
-    """``auditkit scan PATH --budget fast --out OUT``, exactly as a user would run it."""
+BUILTIN_GRAPHS = ("karate", "sbm")
+
+
+def _data_flags(source: str | None) -> list[str]:
+    """``--data FILE`` for a graph file (the model file names it but is never trusted to)."""
+    return [] if source is None or source in BUILTIN_GRAPHS else ["--data", source]
+
+
+def _scan(path: Path, out: Path, data: str | None = None) -> int:
+    """``auditkit scan PATH --budget fast --out OUT [--data FILE]``, exactly as a user would."""
     from auditkit.cli import app
 
+    argv = ["scan", str(path), *_data_flags(data), "--budget", "fast", "--out", str(out)]
     try:
         with one_thread():
-            app(["scan", str(path), "--budget", "fast", "--out", str(out)], prog_name="auditkit")
+            app(argv, prog_name="auditkit")
     except SystemExit as exc:
         return int(exc.code or 0)
     return 0
@@ -145,8 +156,9 @@ def gcn_main(argv: list[str]) -> int:
     path = save_gcn(graph, gnn, out / f"gcn-{graph.name}.safetensors", source=args.data,
                     seed=args.seed, hidden=args.hidden)
     print(f"trained a GCN on {graph.name} ({graph.num_nodes} nodes) in {time.perf_counter() - start:.1f} s; saved {path}")
-    code = _scan(path, out)
-    print(f"report: {out / 'report.html'}  (rescan with: auditkit scan {path})")
+    code = _scan(path, out, args.data)
+    rescan = " ".join(["auditkit scan", str(path), *_data_flags(args.data)])
+    print(f"report: {out / 'report.html'}  (rescan with: {rescan})")
     return code
 
 

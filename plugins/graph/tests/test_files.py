@@ -10,7 +10,7 @@ import struct
 import pytest
 import torch
 from auditkit_graph.data import POINT_BOX, SHAPE_CLASSES, shapes
-from auditkit_graph.generators import save_gcn
+from auditkit_graph.generators import gcn_classifier, save_gcn
 from auditkit_graph.models import DGCNN
 from typer.testing import CliRunner
 
@@ -127,6 +127,47 @@ def test_user_npz_graph_trains_and_audits(tmp_path, sbm_model):
     np.savez(broken, x=graph.x.numpy(), y=graph.y.numpy())
     result = _invoke(["generate", "gcn", "--data", broken, "--out", tmp_path / "out"])
     assert result.exit_code == 2 and "missing edge_index" in result.output
+
+
+def test_a_model_trained_on_a_graph_file_never_reads_it_on_its_own_word(tmp_path, sbm_model):
+    """The recipe keeps the graph file's name only: scanning without --data is refused in one
+    line naming the file and the fix; with --data the plugin reads the user's file as a graph
+    (test nodes as examples). A recipe naming an absolute path is not read either."""
+    import numpy as np
+
+    graph, gnn, _ = sbm_model
+    data = tmp_path / "mine.npz"
+    np.savez(data, x=graph.x.numpy(), edge_index=graph.edge_index.numpy(), y=graph.y.numpy(),
+             train_mask=graph.train_mask.numpy(), test_mask=graph.test_mask.numpy())
+    model = save_gcn(graph, gnn, tmp_path / "gcn-mine.safetensors", source=str(data), seed=0,
+                     hidden=16)
+    header = json.loads(_header(model)[HEADER_KEY])
+    assert header["data"]["params"]["source"] == "mine.npz"  # no folder of the user's disk
+    scan = ["scan", model, "--probes", "performance", "--budget", "fast", "--out", tmp_path / "o"]
+    refused = _invoke(scan)
+    assert refused.exit_code == 2, refused.output
+    assert refused.output.count("\n") == 1 and "never reads" in refused.output
+    assert "source='mine.npz'" in refused.output and "--data" in refused.output
+    assert not (tmp_path / "o").exists()
+    done = _invoke([*scan, "--data", data])
+    assert done.exit_code in (0, 1), done.output
+    audit = json.loads((tmp_path / "o" / "audit.json").read_text())
+    assert audit["data"]["n"] == int(graph.test_mask.sum())  # the graph's test nodes, as a graph
+    hostile = tmp_path / "hostile.safetensors"
+    save_arch_model(gcn_classifier(graph, gnn), hostile, architecture="gcn_nodes",
+                    params=header["architecture"]["params"],
+                    metadata={"input_shape": [int(graph.x.shape[1])], "modality": "graph"},
+                    adapter="graph_nodes",
+                    data={"name": "graph_nodes", "params": {"source": str(data.resolve())}})
+    refused = _invoke(["scan", hostile, *scan[2:-1], tmp_path / "o2"])
+    assert refused.exit_code == 2 and "never reads" in refused.output, refused.output
+
+
+def _header(path):
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        return fh.metadata()
 
 
 def test_probes_lists_the_plugin_with_its_distribution():
