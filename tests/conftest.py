@@ -93,3 +93,31 @@ def onnx_export():
         return path
 
     return export
+
+
+@pytest.fixture(scope="session")
+def dynamo_export():
+    """``export(model, folder, example, dynamic=True)``: ``torch.onnx.export``'s default path
+    today (opset 18+, weights in ``model.onnx.data``) with the demo's metadata embedded; without
+    ``dynamic`` the graph takes only ``len(example)`` inputs at a time, as most third-party
+    exports do. Returns the ``model.onnx`` path."""
+    onnx = pytest.importorskip("onnx")
+    import warnings
+
+    from auditkit.demo import digits_metadata
+    from auditkit.loading.onnx import embed_metadata
+
+    def export(model, folder, example, dynamic=True):
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "model.onnx"
+        shapes = {"dynamic_shapes": ({0: torch.export.Dim("batch")},)} if dynamic else {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (example,), str(path), dynamo=True, external_data=True,
+                              **shapes)
+        proto = onnx.load(str(path), load_external_data=False)
+        embed_metadata(proto, digits_metadata())
+        path.write_bytes(proto.SerializeToString())  # the sidecar stays as the exporter wrote it
+        return path
+
+    return export
