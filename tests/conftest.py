@@ -37,15 +37,23 @@ def demo_model_file(tmp_path_factory, demo_model, digits_data):
     return save_model(demo_model, path, example_input=digits_data.x[:2], metadata=digits_metadata())
 
 
-@pytest.fixture()
-def demo_adapter(demo_model):
+@pytest.fixture(scope="session")
+def digits_adapter():
+    """``make(net, **extra)``: ``net`` as the demo's adapter sees it (8×8 digits in [0, 1],
+    normalized inside, on the CPU); usable from fixtures of any scope."""
     from auditkit.adapters import TorchModelAdapter
     from auditkit.demo import DIGITS_MEAN, DIGITS_STD
 
-    return TorchModelAdapter(
-        demo_model, input_shape=(1, 8, 8), input_range=(0.0, 1.0),
-        mean=DIGITS_MEAN, std=DIGITS_STD, device="cpu",
-    )
+    def make(net, **extra):
+        return TorchModelAdapter(net, input_shape=(1, 8, 8), input_range=(0.0, 1.0),
+                                 mean=DIGITS_MEAN, std=DIGITS_STD, device="cpu", **extra)
+
+    return make
+
+
+@pytest.fixture()
+def demo_adapter(demo_model, digits_adapter):
+    return digits_adapter(demo_model)
 
 
 @pytest.fixture()

@@ -10,9 +10,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 import auditkit
-from auditkit.adapters import TorchModelAdapter
 from auditkit.cli import app
-from auditkit.demo import DIGITS_MEAN, DIGITS_STD
 from auditkit.diff import compare
 from auditkit.noise import standard_error
 
@@ -34,19 +32,10 @@ class _ForgetsZeros(nn.Module):
         return swapped
 
 
-def _adapter(net):
-    return TorchModelAdapter(
-        net,
-        input_shape=(1, 8, 8),
-        input_range=(0.0, 1.0),
-        mean=DIGITS_MEAN,
-        std=DIGITS_STD,
-        device="cpu",
-    )
 
 
 @pytest.fixture(scope="module")
-def audits(demo_model, digits_data, tmp_path_factory):
+def audits(demo_model, digits_data, tmp_path_factory, digits_adapter):
     folder = tmp_path_factory.mktemp("diff-noise")
     paths = {}
     for name, net, seed in (
@@ -55,7 +44,7 @@ def audits(demo_model, digits_data, tmp_path_factory):
         ("dropped", _ForgetsZeros(demo_model), 1),
     ):
         result = auditkit.scan(
-            _adapter(net), digits_data, probes=PROBES, budget="fast", seed=seed, device="cpu"
+            digits_adapter(net), digits_data, probes=PROBES, budget="fast", seed=seed, device="cpu"
         )
         paths[name] = folder / f"{name}.json"
         paths[name].write_text(result.to_json())

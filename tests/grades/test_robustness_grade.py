@@ -7,23 +7,13 @@ import numpy as np
 import pytest
 
 from auditkit.api import scan
-from auditkit.demo import DIGITS_MEAN, DIGITS_STD
 from auditkit.probes.adversarial.grade import radius_text, robustness_grade
 
 
 @pytest.fixture(scope="module")
-def no_robustness(demo_model, digits_data):
+def no_robustness(demo_model, digits_data, digits_adapter):
     """The demo CNN (standard training) at eps 0.5, where PGD fools it on every example."""
-    from auditkit.adapters import TorchModelAdapter
-
-    adapter = TorchModelAdapter(
-        demo_model,
-        input_shape=(1, 8, 8),
-        input_range=(0.0, 1.0),
-        mean=DIGITS_MEAN,
-        std=DIGITS_STD,
-        device="cpu",
-    )
+    adapter = digits_adapter(demo_model)
     policy = {"gates": {"adversarial.robust_accuracy": ">= 0.3"}}
     options = {"adversarial": {"eps": 0.5, "sweep": [0.25, 0.5]}}
     plain = scan(
