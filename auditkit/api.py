@@ -15,7 +15,7 @@ from auditkit.adapters.sklearn_adapter import is_estimator
 from auditkit.bounds.data import metadata_dataset
 from auditkit.bounds.data import using as data_bounds
 from auditkit.data import AuditData, from_dataloader, from_tensors, load_data
-from auditkit.data.checks import check_input_box, complete_class_names
+from auditkit.data.checks import align_class_order, check_input_box, complete_class_names
 from auditkit.data.loaders import builtin_datasets
 from auditkit.errors import AuditkitInputError
 from auditkit.loading import LoadedModel, ModelMetadata, load_model, weights_sha256
@@ -281,6 +281,9 @@ def run_request(model: nn.Module | Callable | ModelAdapter | str | Path,
             ) from None
     if meta.class_names and not audit_data.class_names:
         audit_data.class_names = list(meta.class_names)
+    reordered = align_class_order(audit_data, meta.class_names)
+    if reordered is not None:
+        audit_data.description = " ".join(filter(None, [audit_data.description, reordered]))
     adapter = build_adapter(module, audit_data, metadata=meta, device=device, format=fmt)
     complete_class_names(audit_data, adapter.num_classes)
     model_info["num_classes"] = adapter.num_classes

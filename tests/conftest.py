@@ -37,15 +37,23 @@ def demo_model_file(tmp_path_factory, demo_model, digits_data):
     return save_model(demo_model, path, example_input=digits_data.x[:2], metadata=digits_metadata())
 
 
-@pytest.fixture()
-def demo_adapter(demo_model):
+@pytest.fixture(scope="session")
+def digits_adapter():
+    """``make(net, **extra)``: ``net`` as the demo's adapter sees it (8×8 digits in [0, 1],
+    normalized inside, on the CPU); usable from fixtures of any scope."""
     from auditkit.adapters import TorchModelAdapter
     from auditkit.demo import DIGITS_MEAN, DIGITS_STD
 
-    return TorchModelAdapter(
-        demo_model, input_shape=(1, 8, 8), input_range=(0.0, 1.0),
-        mean=DIGITS_MEAN, std=DIGITS_STD, device="cpu",
-    )
+    def make(net, **extra):
+        return TorchModelAdapter(net, input_shape=(1, 8, 8), input_range=(0.0, 1.0),
+                                 mean=DIGITS_MEAN, std=DIGITS_STD, device="cpu", **extra)
+
+    return make
+
+
+@pytest.fixture()
+def demo_adapter(demo_model, digits_adapter):
+    return digits_adapter(demo_model)
 
 
 @pytest.fixture()
@@ -90,6 +98,34 @@ def onnx_export():
         if edit is not None:
             edit(proto)
         onnx.save(proto, str(path))
+        return path
+
+    return export
+
+
+@pytest.fixture(scope="session")
+def dynamo_export():
+    """``export(model, folder, example, dynamic=True)``: ``torch.onnx.export``'s default path
+    today (opset 18+, weights in ``model.onnx.data``) with the demo's metadata embedded; without
+    ``dynamic`` the graph takes only ``len(example)`` inputs at a time, as most third-party
+    exports do. Returns the ``model.onnx`` path."""
+    onnx = pytest.importorskip("onnx")
+    import warnings
+
+    from auditkit.demo import digits_metadata
+    from auditkit.loading.onnx import embed_metadata
+
+    def export(model, folder, example, dynamic=True):
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "model.onnx"
+        shapes = {"dynamic_shapes": ({0: torch.export.Dim("batch")},)} if dynamic else {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (example,), str(path), dynamo=True, external_data=True,
+                              **shapes)
+        proto = onnx.load(str(path), load_external_data=False)
+        embed_metadata(proto, digits_metadata())
+        path.write_bytes(proto.SerializeToString())  # the sidecar stays as the exporter wrote it
         return path
 
     return export

@@ -31,6 +31,8 @@ REFERENCES: list[tuple[str, str]] = [
     (r"^(accuracy|worst_class_accuracy|overall_accuracy)$", "scikit-learn, "
      "[`accuracy_score`](https://scikit-learn.org/stable/modules/model_evaluation.html"
      "#accuracy-score)"),
+    (r"^exact_robust_accuracy$", "Goodfellow, Shlens, Szegedy, *Explaining and Harnessing "
+     "Adversarial Examples*, ICLR 2015 (the worst L∞ perturbation of a linear model)"),
     (r"^fgsm", "Goodfellow, Shlens, Szegedy, *Explaining and Harnessing Adversarial Examples*, "
      "ICLR 2015"),
     (r"^(eot|transform)", "Athalye, Carlini, Wagner, *Obfuscated Gradients Give a False Sense of "

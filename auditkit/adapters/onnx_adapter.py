@@ -89,6 +89,13 @@ class _Pick(nn.Module):
         out = self.module(x)
         return out[self.index] if isinstance(out, (tuple, list)) else out
 
+    def without_softmax(self) -> nn.Module | None:
+        """This picker around the graph without its final softmax (``softmax_head``)."""
+        from auditkit.adapters.softmax_head import strip_softmax
+
+        inner = strip_softmax(self.module)
+        return None if inner is None else _Pick(inner, self.index)
+
 
 class OnnxModelAdapter(ModelAdapter):
     """An ONNX model seen through auditkit's contract.

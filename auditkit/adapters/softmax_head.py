@@ -80,6 +80,12 @@ def strip_softmax(module: nn.Module) -> nn.Module | None:
         module[-1], (nn.Softmax, nn.LogSoftmax)
     ):
         return module[:-1]
+    # A wrapper around a graph (an ONNX twin's output picker, its fixed-batch chunker) strips
+    # the graph it holds: tracing through it could fail where the graph alone is readable
+    # (onnx2torch's shape arithmetic on a freed batch).
+    hook = getattr(module, "without_softmax", None)
+    if callable(hook):
+        return hook()
     gm = module if isinstance(module, torch.fx.GraphModule) else None
     if gm is None:
         try:

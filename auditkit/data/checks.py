@@ -38,6 +38,28 @@ def complete_class_names(data: AuditData, num_classes: int | None) -> None:
         data.class_names = [*names, *(str(i) for i in range(len(names), num_classes))]
 
 
+def align_class_order(data: AuditData, model_names: list[str] | None) -> str | None:
+    """Re-number the data's labels to the model's class order when both name the same classes
+    in different orders (an image folder sorts its classes by name; the model's metadata gives
+    its output order). Returns a sentence for the report, or None when nothing moved. Names
+    that are not the same set are left alone: the performance probe says if the predictions
+    match another order."""
+    model = [str(n) for n in model_names or []]
+    listed = [str(n) for n in data.class_names or []]
+    if not listed or not model or listed == model or len(set(model)) != len(model):
+        return None
+    if sorted(listed) != sorted(model):
+        return None
+    for part in (data, data.train):
+        names = [str(n) for n in (part.class_names or [])] if part is not None else []
+        if part is None or sorted(names) != sorted(model):
+            continue  # training data named otherwise (or not at all) keeps its labels
+        where = torch.as_tensor([model.index(n) for n in names], dtype=part.y.dtype)
+        part.y, part.class_names = where[part.y.long()], list(model)
+    return (f"labels re-numbered to the model's class order ({', '.join(model)}); the data "
+            f"listed them as {', '.join(listed)}")
+
+
 def check_input_box(data: AuditData, box: tuple[float, float] | None) -> None:
     """Refuse data outside the declared input box: attacks clamp to the box, so pixels in
     [0, 16] audited as [0, 1] would be "attacked" by the clamp alone."""

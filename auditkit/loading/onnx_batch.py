@@ -181,3 +181,10 @@ class FixedBatch(nn.Module):
                 chunk = torch.cat([chunk, chunk.new_zeros((short, *x.shape[1:]))])
             parts.append(self.module(chunk)[: self.batch - short])
         return torch.cat(parts)
+
+    def without_softmax(self) -> nn.Module | None:
+        """The same chunking around the network without its final softmax."""
+        from auditkit.adapters.softmax_head import strip_softmax
+
+        inner = strip_softmax(self.module)
+        return None if inner is None else FixedBatch(inner, self.batch)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import builtins
 import json
-import warnings
 
 import pytest
 import torch
@@ -19,8 +18,6 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx2torch")
 
-from auditkit.demo import digits_metadata  # noqa: E402
-from auditkit.loading.onnx import embed_metadata  # noqa: E402
 
 PROBES = ["performance", "calibration"]
 
@@ -37,26 +34,9 @@ def _assert_same_metrics(ours, reference):
                 assert ours[probe][key] == pytest.approx(value, rel=1e-4, abs=1e-5), (probe, key)
 
 
-def _dynamo_export(model, folder, example, dynamic=True):
-    """``torch.onnx.export``'s default path today: opset 18+, weights in ``model.onnx.data``;
-    without ``dynamic`` the graph takes only ``len(example)`` inputs at a time, as most
-    third-party exports do."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "model.onnx"
-    shapes = {"dynamic_shapes": ({0: torch.export.Dim("batch")},)} if dynamic else {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (example,), str(path), dynamo=True, external_data=True,
-                          **shapes)
-    proto = onnx.load(str(path), load_external_data=False)
-    embed_metadata(proto, digits_metadata())
-    path.write_bytes(proto.SerializeToString())  # the sidecar stays as the exporter wrote it
-    return path
-
-
 @pytest.fixture(scope="module")
-def dynamo_cnn(tmp_path_factory, demo_model, digits_data):
-    return _dynamo_export(demo_model.eval(), tmp_path_factory.mktemp("dynamo") / "cnn",
+def dynamo_cnn(tmp_path_factory, demo_model, digits_data, dynamo_export):
+    return dynamo_export(demo_model.eval(), tmp_path_factory.mktemp("dynamo") / "cnn",
                           digits_data.x[:2])
 
 
@@ -87,10 +67,10 @@ def test_a_dynamo_export_with_a_sidecar_scans_from_elsewhere_as_a_white_box(
 
 # --- graphs exported for a fixed batch ------------------------------------------------------
 @pytest.fixture(scope="module")
-def fixed_batch_cnn(tmp_path_factory, demo_model, digits_data):
+def fixed_batch_cnn(tmp_path_factory, demo_model, digits_data, dynamo_export):
     """``batch -> model.onnx`` exported with no dynamic batch: Reshape(x, [batch, 512]) inside."""
     root = tmp_path_factory.mktemp("fixed")
-    return {batch: _dynamo_export(demo_model.eval(), root / f"batch{batch}", digits_data.x[:batch],
+    return {batch: dynamo_export(demo_model.eval(), root / f"batch{batch}", digits_data.x[:batch],
                                   dynamic=False) for batch in (1, 2)}
 
 

@@ -48,7 +48,11 @@ def test_gate_and_check_counts_agree_across_the_five_outputs(demo_run):
 
     gate_pattern = r"(\d+) of (\d+) (?:gates )?hold"
     check_pattern = r"(\d+) of (\d+) applicable checks passed"
-    for name, text in (("console", console), ("summary.md", markdown), ("report", html),
-                       ("junit", props["counts"])):
+    for name, text in (
+        ("console", console),
+        ("summary.md", markdown),
+        ("report", html),
+        ("junit", props["counts"]),
+    ):
         assert _numbers(gate_pattern, text) == {gates}, (name, _numbers(gate_pattern, text))
         assert _numbers(check_pattern, text) == {checks}, name

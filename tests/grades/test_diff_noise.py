@@ -10,9 +10,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 import auditkit
-from auditkit.adapters import TorchModelAdapter
 from auditkit.cli import app
-from auditkit.demo import DIGITS_MEAN, DIGITS_STD
 from auditkit.diff import compare
 from auditkit.noise import standard_error
 
@@ -34,19 +32,20 @@ class _ForgetsZeros(nn.Module):
         return swapped
 
 
-def _adapter(net):
-    return TorchModelAdapter(net, input_shape=(1, 8, 8), input_range=(0.0, 1.0),
-                             mean=DIGITS_MEAN, std=DIGITS_STD, device="cpu")
 
 
 @pytest.fixture(scope="module")
-def audits(demo_model, digits_data, tmp_path_factory):
+def audits(demo_model, digits_data, tmp_path_factory, digits_adapter):
     folder = tmp_path_factory.mktemp("diff-noise")
     paths = {}
-    for name, net, seed in (("seed0", demo_model, 0), ("seed1", demo_model, 1),
-                            ("dropped", _ForgetsZeros(demo_model), 1)):
-        result = auditkit.scan(_adapter(net), digits_data, probes=PROBES, budget="fast",
-                               seed=seed, device="cpu")
+    for name, net, seed in (
+        ("seed0", demo_model, 0),
+        ("seed1", demo_model, 1),
+        ("dropped", _ForgetsZeros(demo_model), 1),
+    ):
+        result = auditkit.scan(
+            digits_adapter(net), digits_data, probes=PROBES, budget="fast", seed=seed, device="cpu"
+        )
         paths[name] = folder / f"{name}.json"
         paths[name].write_text(result.to_json())
     return paths
@@ -67,8 +66,9 @@ def test_a_planted_ten_point_accuracy_drop_is_a_regression_with_its_noise_beside
     assert res.exit_code == 1, res.output
     row = next(line for line in res.output.splitlines() if "performance.accuracy" in line)
     assert "regression" in row and "binomial" in row, row
-    drop = compare(auditkit.AuditResult.load(audits["seed0"]),
-                   auditkit.AuditResult.load(audits["dropped"]))
+    drop = compare(
+        auditkit.AuditResult.load(audits["seed0"]), auditkit.AuditResult.load(audits["dropped"])
+    )
     change = next(c for c in drop.metrics if c.metric == "performance.accuracy")
     assert change.delta < -0.07 and change.noise is not None and -change.delta > change.noise
 

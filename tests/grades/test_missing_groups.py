@@ -29,8 +29,9 @@ def _table(tmp_path, n=600, seed=0):
 
 def test_nan_in_a_sensitive_column_is_a_missing_group_with_a_finding(tmp_path):
     net, path = _table(tmp_path)
-    result = scan(net, path, target="label", sensitive=["sex"], probes=["bias"],
-                  budget="fast", device="cpu")
+    result = scan(
+        net, path, target="label", sensitive=["sex"], probes=["bias"], budget="fast", device="cpu"
+    )
     bias = result.probes["bias"]
     (slicing,) = bias.details["slicings"]
     groups = {g["group"]: g["count"] for g in slicing["groups"]}

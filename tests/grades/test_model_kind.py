@@ -33,8 +33,9 @@ def _separated_table(n=400, seed=0):
 @pytest.fixture(scope="module")
 def logistic_scan():
     model, x, y = _separated_table()
-    return model, auditkit.scan(model, (x, y), budget="fast", device="cpu",
-                                options={"adversarial": {"n_examples": 60}})
+    return model, auditkit.scan(
+        model, (x, y), budget="fast", device="cpu", options={"adversarial": {"n_examples": 60}}
+    )
 
 
 def test_no_flip_within_eps_makes_the_noise_check_not_applicable_and_the_probe_pass(
@@ -42,14 +43,15 @@ def test_no_flip_within_eps_makes_the_noise_check_not_applicable_and_the_probe_p
 ):
     model, result = logistic_scan
     adversarial = result.probes["adversarial"]
-    # The closed form: the smallest flip moves |w·x + b| / ‖w‖∞ in L∞ (input units); every
+    # The closed form: the smallest L∞ flip moves |w·x + b| / ‖w‖₁ (input units); every
     # correctly classified example is further away than eps (in the same units).
     checks = {c.name: c for c in adversarial.checks}
     noise = checks["attack_beats_random_noise"]
     assert adversarial.metrics["robust_accuracy"] == adversarial.metrics["clean_accuracy"]
     assert noise.status == "skipped" and noise.detail.startswith("not applicable"), noise.detail
-    assert adversarial.status == "passed", [(c.name, c.status, c.detail)
-                                            for c in adversarial.checks]
+    assert adversarial.status == "passed", [
+        (c.name, c.status, c.detail) for c in adversarial.checks
+    ]
     assert adversarial.details["robustness_grade"]["grade"] == "robust"
 
 

@@ -7,23 +7,27 @@ import numpy as np
 import pytest
 
 from auditkit.api import scan
-from auditkit.demo import DIGITS_MEAN, DIGITS_STD
 from auditkit.probes.adversarial.grade import radius_text, robustness_grade
 
 
 @pytest.fixture(scope="module")
-def no_robustness(demo_model, digits_data):
+def no_robustness(demo_model, digits_data, digits_adapter):
     """The demo CNN (standard training) at eps 0.5, where PGD fools it on every example."""
-    from auditkit.adapters import TorchModelAdapter
-
-    adapter = TorchModelAdapter(demo_model, input_shape=(1, 8, 8), input_range=(0.0, 1.0),
-                                mean=DIGITS_MEAN, std=DIGITS_STD, device="cpu")
+    adapter = digits_adapter(demo_model)
     policy = {"gates": {"adversarial.robust_accuracy": ">= 0.3"}}
     options = {"adversarial": {"eps": 0.5, "sweep": [0.25, 0.5]}}
-    plain = scan(adapter, digits_data, probes=["adversarial"], budget="fast", device="cpu",
-                 options=options)
-    gated = scan(adapter, digits_data, probes=["adversarial"], budget="fast", device="cpu",
-                 options=options, policy=policy)
+    plain = scan(
+        adapter, digits_data, probes=["adversarial"], budget="fast", device="cpu", options=options
+    )
+    gated = scan(
+        adapter,
+        digits_data,
+        probes=["adversarial"],
+        budget="fast",
+        device="cpu",
+        options=options,
+        policy=policy,
+    )
     return plain, gated
 
 
@@ -50,6 +54,9 @@ def test_the_grade_reads_the_interval_against_chance():
     robust = np.zeros(200, dtype=bool)
     robust[:18] = True  # 9 %: its interval reaches chance (10 %)
     assert robustness_grade(robust, labels, 10, "Linf", 8 / 255)["grade"] == "none"
+    robust[:26] = True  # 13 %, above chance, but its interval reaches it
+    graded = robustness_grade(robust, labels, 10, "Linf", 8 / 255)
+    assert graded["grade"] == "not_shown" and graded["interval"][0] <= 0.1 < 0.13
     robust[:120] = True  # 60 %
     assert robustness_grade(robust, labels, 10, "Linf", 8 / 255)["grade"] == "robust"
     black_box = {"attack": "Square", "queries": 300, "converged": None}
@@ -58,4 +65,12 @@ def test_the_grade_reads_the_interval_against_chance():
     black_box["converged"] = True
     graded = robustness_grade(robust, labels, 10, "Linf", 8 / 255, black_box=black_box)
     assert graded["grade"] == "robust"
+    # Chance is the whole audit's majority rate when given, not the attacked sample's: 50 rows
+    # that happen to be 68 % one class do not make 68 % robust accuracy "no robustness".
+    sample = np.r_[np.zeros(34, int), np.ones(16, int)]
+    held = np.r_[np.ones(34, bool), np.zeros(16, bool)]
+    assert robustness_grade(held, sample, 2, "Linf", 0.1)["grade"] == "none"
+    audit = np.r_[np.zeros(1330, int), np.ones(670, int)]
+    graded = robustness_grade(held, sample, 2, "Linf", 0.1, population=audit)
+    assert graded["chance"] == 0.665 and graded["grade"] == "not_shown"
     assert radius_text("Linf", 8 / 255) == "L∞ 8/255"

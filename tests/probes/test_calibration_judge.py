@@ -137,3 +137,14 @@ def test_poor_ood_separation_warns():
     assert judged.status == "warned"
     assert any("barely separates uniform noise" in f.title for f in judged.findings)
     assert judged.metrics["ood_auroc"] == 0.6
+
+
+def test_a_held_out_nll_rise_within_its_own_noise_is_not_a_warning():
+    """T fitted on a small split moves held-out NLL by chance: a 2 % rise whose paired standard
+    error is larger is noise, not a temperature that fails to carry over."""
+    rise = _numbers(ece=0.02, nll=0.306)  # +2 %, beyond the 1 % tolerance
+    noisy = judge(_measurement(after={**rise, "nll_change_se": 0.01}))  # noise ±0.0196
+    assert _checks(noisy)["temperature_lowers_held_out_nll"] == "passed"
+    assert noisy.transfers and noisy.status == "passed"
+    sharp = judge(_measurement(after={**rise, "nll_change_se": 0.001}))  # noise ±0.002
+    assert _checks(sharp)["temperature_lowers_held_out_nll"] == "warned"

@@ -216,6 +216,27 @@ def test_judge_flags_a_rise_with_severity_and_confidence_that_does_not_fall(fast
     assert judge(risen).status == "warned"
 
 
+def test_an_under_confident_model_moving_towards_calibration_is_not_warned(fast_run,
+                                                                            demo_context):
+    """A random forest's averaged votes are under-confident on clean rows (confidence 80 %,
+    accuracy 89 %); under corruption accuracy falls 11 points and confidence 4, ECE improves
+    (9 % → 4 %). Its confidence ends barely above its accuracy: no stays-confident warning. The
+    same drop from a calibrated start (confidence = accuracy) is over-confidence and warns."""
+    from auditkit.probes.corruptions.measure import measure
+    from auditkit.probes.corruptions.options import CorruptionsOptions
+
+    m = measure(demo_context, CorruptionsOptions(corruptions=("gaussian_noise",),
+                                                 severities=(1, 3, 5), n_examples=100))
+    under = replace(m, clean_accuracy=0.89, clean_confidence=0.80,
+                    pooled_accuracy=[0.85, 0.82, 0.78], pooled_confidence=[0.79, 0.78, 0.764])
+    check = {c.name: c for c in judge(under).checks}["confidence_tracks_accuracy"]
+    assert check.status == "passed", check.detail
+    assert "under-confident" in check.detail
+    calibrated = replace(under, clean_confidence=0.89, pooled_confidence=[0.88, 0.87, 0.854])
+    check = {c.name: c for c in judge(calibrated).checks}["confidence_tracks_accuracy"]
+    assert check.status == "warned" and "over-confidence grew by 7.4%" in check.detail
+
+
 # --- sizing --------------------------------------------------------------------------------
 def test_sizing_gives_up_severities_then_corruptions_then_examples():
     from auditkit.probes.corruptions.sizing import CorruptionsSizing

@@ -421,15 +421,8 @@ def test_no_training_data_means_no_gap(mlp_result):
 
 
 @pytest.fixture(scope="module")
-def demo_result(demo_model, digits_data):
-    adapter = TorchModelAdapter(
-        demo_model,
-        input_shape=(1, 8, 8),
-        input_range=(0.0, 1.0),
-        mean=DIGITS_MEAN,
-        std=DIGITS_STD,
-        device="cpu",
-    )
+def demo_result(demo_model, digits_data, digits_adapter):
+    adapter = digits_adapter(demo_model)
     context = build_context(adapter, digits_data, seed=0, budget="fast")
     before = weights_hash(demo_model)
     result = run_probe(MemorizationProbe(budget="fast"), context)
@@ -458,17 +451,9 @@ def test_demo_model_memorizes_and_its_weights_are_untouched(demo_result, demo_mo
     assert m["generalization_gap"] == pytest.approx(expected, abs=1e-6)
 
 
-def test_exported_demo_model_file(demo_model_file, digits_data, demo_result):
+def test_exported_demo_model_file(demo_model_file, digits_data, demo_result, digits_adapter):
     exported = load_model(demo_model_file).module
-    adapter = TorchModelAdapter(
-        exported,
-        input_shape=(1, 8, 8),
-        input_range=(0.0, 1.0),
-        mean=DIGITS_MEAN,
-        std=DIGITS_STD,
-        device="cpu",
-        format="torch.export",
-    )
+    adapter = digits_adapter(exported, format="torch.export")
     context = build_context(adapter, digits_data, seed=0, budget="fast")
     before = weights_hash(exported)
     result = run_probe(MemorizationProbe(budget="fast", corruption_levels=[0, 1]), context)

@@ -104,3 +104,79 @@ def test_a_changed_audited_model_fails():
     judged = judge(measured(run(0.0, 5), run(1.0, 40), untouched=False))
     assert judged.status == "failed"
     assert judged.checks[0].name == "audited_model_untouched"
+
+
+def _noisy_table_runs(held_true: float) -> MemorizationMeasurement:
+    """A two-class table whose labels this small network cannot separate beyond ~82 %: the
+    true-label run uses its epochs at about its held-out accuracy; random labels stay near 59 %."""
+    true_run = LevelRun(name="p = 0", corruption=0.0, train_accuracy=[0.55, 0.75, 0.824],
+                        held_out_accuracy=held_true, stopped_by="epochs")
+    random_run = LevelRun(name="p = 1", corruption=1.0, train_accuracy=[0.5, 0.55, 0.586],
+                          held_out_accuracy=0.47, stopped_by="epochs")
+    return MemorizationMeasurement(runs=[true_run, random_run], num_classes=2, n_train=256,
+                                   n_held=311, opts=OPTS)
+
+
+def test_a_recipe_that_learns_noisy_labels_below_the_target_is_not_a_warning():
+    """Not reaching 95 % on true labels that cannot be fitted further without memorizing is
+    the architecture's limit, not a broken recipe: the probe passes with its 'cannot' verdict."""
+    judged = judge(_noisy_table_runs(held_true=0.80))
+    check = next(c for c in judged.checks if c.name == "fits_true_labels")
+    assert check.status == "passed", check.detail
+    assert "learns the true labels" in check.detail and "80.0% held out" in check.detail
+    assert judged.verdict == "cannot" and judged.status == "passed"
+
+
+def test_a_recipe_that_learns_nothing_leaves_the_random_label_result_inconclusive():
+    judged = judge(_noisy_table_runs(held_true=0.52))  # at chance: the recipe did not learn
+    check = next(c for c in judged.checks if c.name == "fits_true_labels")
+    assert check.status == "warned"
+    assert "not clearly learning (held out 52.0% vs chance 50.0%)" in check.detail
+    assert judged.status == "warned"
+
+
+def test_the_chance_check_counts_the_noise_of_the_random_labels_themselves():
+    """A model fitted to 256 coin flips agrees with the true labels by luck on a few percent of
+    every held-out row: a random forest scored 39-67 % over 20 draws on a 52/48 table. 40.3 %
+    on 1,111 held-out rows is within that noise (one draw of 256 labels), not a broken test;
+    counting the held-out rows alone (±9.5 %) had warned a sound forest."""
+    true_run = LevelRun(name="p = 0", corruption=0.0, train_accuracy=[1.0], epochs_to_target=1,
+                        held_out_accuracy=0.81, stopped_by="target")
+    random_run = LevelRun(name="p = 1", corruption=1.0, train_accuracy=[1.0], epochs_to_target=1,
+                          held_out_accuracy=0.403, stopped_by="target")
+    m = MemorizationMeasurement(runs=[true_run, random_run], num_classes=2, n_train=256,
+                                n_held=1111, opts=OPTS)
+    check = next(c for c in judge(m).checks if c.name == "random_labels_held_out_near_chance")
+    assert check.status == "passed", check.detail
+    assert check.values["tolerance"] > 0.15  # 0.05 + 3·0.5·sqrt(1/1111 + 1/256)
+    # Five label draws averaged: the labels' share of the noise shrinks with them, and a mean
+    # as far off as 37 % says the random labels were not random.
+    far = LevelRun(name="p = 1", corruption=1.0, train_accuracy=[1.0], epochs_to_target=1,
+                   held_out_accuracy=0.37, stopped_by="target")
+    averaged = MemorizationMeasurement(runs=[true_run, far], num_classes=2, n_train=256,
+                                       n_held=1111, opts=OPTS, label_draws=5)
+    check = next(c for c in judge(averaged).checks
+                 if c.name == "random_labels_held_out_near_chance")
+    assert check.status == "warned" and check.values["tolerance"] < 0.12
+
+
+def test_an_estimator_averages_random_label_fits_and_speaks_of_fits_not_epochs():
+    """A random forest on a 52/48 table: its held-out accuracy after random labels is the mean
+    of five fits, and no check names epochs it does not have."""
+    import numpy as np
+    import torch
+    from sklearn.ensemble import RandomForestClassifier
+
+    import auditkit
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(600, 4))
+    y = (x[:, 0] + 0.5 * x[:, 1] + rng.normal(0, 0.8, 600) > 0).astype(int)
+    forest = RandomForestClassifier(n_estimators=20, max_depth=6, random_state=0).fit(x, y)
+    result = auditkit.scan(forest, (torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y)),
+                           probes=["memorization"], budget="fast", device="cpu", seed=0)
+    memorization = result.probes["memorization"]
+    assert "averages 5 random-label fits" in memorization.details["reinitialization"]["method"]
+    assert "mean of 5 random-label fits" in memorization.summary
+    assert memorization.status == "passed", [(c.name, c.detail) for c in memorization.checks]
+    assert not any("epoch" in c.detail for c in memorization.checks), memorization.checks

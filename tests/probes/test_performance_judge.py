@@ -69,13 +69,16 @@ def test_a_random_forward_pass_warns_its_check_only():
 
 
 def _at(correct: int, n: int, k: int) -> list[list[int]]:
-    """A k-class confusion matrix with ``n`` examples spread evenly and ``correct`` right."""
+    """A k-class confusion matrix with ``n`` examples spread evenly and ``correct`` right; the
+    wrong answers spread over the other classes (as an untrained network's do: no other class
+    order explains them)."""
     matrix = [[0] * k for _ in range(k)]
     per_class = n // k
     right = [correct // k + (1 if i < correct % k else 0) for i in range(k)]
     for i in range(k):
         matrix[i][i] = right[i]
-        matrix[i][(i + 1) % k] = per_class - right[i]
+        for w in range(per_class - right[i]):
+            matrix[i][(i + 1 + w % (k - 1)) % k] += 1
     return matrix
 
 

@@ -180,6 +180,9 @@ def test_a_second_scan_into_the_same_out_exits_2_naming_the_first(tiny_model, tm
     assert (out / "audit.json").exists()
 
 
+# Two whole CLI scans side by side (~45 s on a busy machine): make test-slow. The lock itself is
+# checked in the default suite against a holder process (the test above).
+@pytest.mark.slow
 def test_two_real_scans_into_one_out_one_waits_out_the_other(tiny_model, tmp_path):
     """Two CLI processes started together: exactly one writes the outputs, the other exits 2
     naming it, or (if the first finished before the second started) both succeed in turn.

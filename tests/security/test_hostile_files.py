@@ -137,25 +137,31 @@ def test_native_code_is_accepted_only_when_allowed_and_still_never_loaded(hostil
     assert not list(private_tmp.iterdir())
 
 
-def test_cli_refuses_hostile_files_with_one_line_on_stderr(hostile, tmp_path):
-    """A representative few through the real command line: exit 2, one stderr line, no torch
-    output before it, nothing left in TMPDIR."""
+# Each is a fresh `auditkit` process importing torch (10-15 s apiece on a busy machine): the
+# default suite runs one; every file is also refused in-process above, and make test-slow runs
+# the rest through the command line.
+@pytest.mark.parametrize("name", [
+    "pickle-os.pkl",
+    *(pytest.param(n, marks=pytest.mark.slow) for n in ("pt2-traversal.pt2", "ts-hang.pt", "fifo.pt")),
+])
+def test_cli_refuses_hostile_files_with_one_line_on_stderr(hostile, tmp_path, name):
+    """Through the real command line: exit 2, one stderr line, no torch output before it,
+    nothing left in TMPDIR."""
     root, corpus = hostile
     tmpdir = tmp_path / "tmpdir"
     tmpdir.mkdir()
     exe = Path(sys.executable).with_name("auditkit")
-    for name in ("pickle-os.pkl", "pt2-traversal.pt2", "ts-hang.pt", "fifo.pt"):
-        path, needle = corpus[name]
-        done = subprocess.run(
-            [str(exe), "scan", str(path), "--data", "digits", "--out", str(tmp_path / "out"),
-             "--load-timeout", str(LIMIT_SECONDS)],
-            capture_output=True, text=True, timeout=300, env=dict(os.environ, TMPDIR=str(tmpdir)),
-        )
-        assert done.returncode == 2, (name, done.stderr)
-        lines = done.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("auditkit: error: "), (name, done.stderr)
-        assert needle in lines[0]
-        assert done.stdout == ""
+    path, needle = corpus[name]
+    done = subprocess.run(
+        [str(exe), "scan", str(path), "--data", "digits", "--out", str(tmp_path / "out"),
+         "--load-timeout", str(LIMIT_SECONDS)],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ, TMPDIR=str(tmpdir)),
+    )
+    assert done.returncode == 2, (name, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("auditkit: error: "), (name, done.stderr)
+    assert needle in lines[0]
+    assert done.stdout == ""
     assert not list((root / "markers").iterdir())
     assert not list(tmpdir.iterdir())
     assert not (tmp_path / "out").exists(), "a refused model leaves no output folder"

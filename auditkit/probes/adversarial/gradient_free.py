@@ -26,6 +26,17 @@ from auditkit.attacks.gradient_free import (
 )
 from auditkit.context import AuditContext
 from auditkit.probes.adversarial._runner import right_answers
+from auditkit.probes.adversarial.certified import (
+    EXACT_BOUND,
+    certified_checks,
+    certified_curve,
+    certified_findings,
+    certified_summary,
+    certified_threat,
+    certify_subset,
+    exact_headline,
+    exact_metrics,
+)
 from auditkit.probes.adversarial.grade import apply_grade
 from auditkit.probes.adversarial.measure import make_plan
 from auditkit.probes.adversarial.options import AdversarialOptions
@@ -82,9 +93,17 @@ def run_without_gradients(name: str, context: AuditContext, opts: AdversarialOpt
     m = measure(adapter, x, y, clean_correct, plan, _generators(context),
                 progress=_progress(context))
     checks = judge(m, stochastic=adapter.diagnostics.stochastic)
+    certificate = certify_subset(adapter, x, y, clean_correct, m,
+                                 context.generator("adversarial/linear-certificate"))
+    head = exact_headline(context, m) if certificate is not None else None
+    if head is not None:  # a linear model: the headline is exact, Square cross-checks
+        checks = certified_checks(checks, m, certificate)
     failed = [c for c in checks if c.status == "failed"]
     metrics = m.metrics()
-    robust = m.robust_correct
+    robust, labels = m.robust_correct, y.numpy()
+    if head is not None:
+        metrics = exact_metrics(metrics, head)
+        indices, labels, clean_correct, robust = head.indices, head.labels, head.clean, head.robust
     context.artifacts["adversarial"] = {
         "indices": indices.astype(np.int64),
         "robust_correct": robust.astype(bool),
@@ -97,31 +116,39 @@ def run_without_gradients(name: str, context: AuditContext, opts: AdversarialOpt
         status="warned" if failed else "passed",
         metrics=metrics,
         checks=checks,
-        summary=_summary(m, adapter, checks, failed),
+        summary=_summary(m, adapter, checks, failed) if head is None
+        else certified_summary(m, head, failed),
         headline="robust_accuracy",
-        findings=_findings(m, failed),
-        figures=[_curve(m)],
+        findings=_findings(m, failed) if head is None else certified_findings(m, head),
+        figures=[_curve(m) if head is None else certified_curve(_curve(m), m, certificate)],
         details={
             "gradient_free": True,
             "why": "the model gives no input gradients"
             + (f" ({adapter.describe().get('path')})" if adapter.describe().get("path") else ""),
             "settings": {**plan.describe(), "budget": budget, "eps_units": m.units,
                          "n_examples": len(indices), "defaults": base.defaults_reason},
-            "threat_model": _threat(m),
+            "threat_model": _threat(m) if head is None else certified_threat(m),
             "curve": m.sweep,
             "queries": _query_stats(m),
             "frozen_features": list(m.frozen_features),
             "unbounded_attack": {"eps": m.unbounded_eps, "accuracy": m.unbounded_accuracy},
             "nonfinite_under_attack": m.nonfinite_examples,
-            "worst_case_over": [NAMES[attack], "random noise"],
+            "worst_case_over": ["exact (closed form, all rows)"] if head is not None
+            else [NAMES[attack], "random noise"],
+            **({"linear_certificate": {**head.certificate.describe(), "rows": len(head.robust),
+                                       "cross_check": certificate.describe()}}
+               if head is not None else {}),
         },
         seconds=round(time.perf_counter() - started, 4),
     )
     converged = next((c.status for c in checks if c.name == "converged_in_steps"), "skipped")
     black_box = {"attack": NAMES[attack], "queries": plan.queries,
                  "converged": None if converged == "skipped" else converged == "passed"}
+    if head is not None:  # exact, so not an upper bound whatever Square's convergence
+        return apply_grade(result, robust, labels, adapter.num_classes, plan.norm, plan.eps,
+                           bound=EXACT_BOUND, population=data.y.numpy())
     return apply_grade(result, robust, y.numpy(), adapter.num_classes, plan.norm, plan.eps,
-                       black_box=black_box)
+                       black_box=black_box, population=data.y.numpy())
 
 
 def square_beside_pgd(context: AuditContext, opts: AdversarialOptions, plan: Any,

@@ -88,6 +88,11 @@ class AdversarialProbe(Probe):
             "higher", "accuracy under AutoAttack (reference settings) at the headline eps"
         ),
         "n_examples": MetricSpec(None, "number of audit examples attacked"),
+        "exact_robust_accuracy": MetricSpec(
+            "higher", "robust accuracy at the headline eps computed in closed form on every "
+            "audit row (up to 50,000), for a scikit-learn model that is linear in the attacked "
+            "features: a certificate, and then the headline robust_accuracy (Square, on the "
+            "attacked examples, is its cross-check)"),
         "square_accuracy": MetricSpec(
             "higher", "accuracy under the gradient-free Square attack (scores only) at the "
             "headline eps"),
@@ -166,4 +171,5 @@ class AdversarialProbe(Probe):
         if square is not None:
             result, robust = merge_square(result, square, robust)
         return apply_grade(result, robust, measured.labels, measured.num_classes,
-                           measured.plan.norm, measured.plan.eps)
+                           measured.plan.norm, measured.plan.eps,
+                           population=context.data.y.cpu().numpy())

@@ -25,6 +25,8 @@ OOD_WARNING = 0.9
 # A temperature within noise of 1 moves held-out NLL by a fraction of a percent either way; only a
 # rise beyond this (relative) says the fitted T does not carry over.
 NLL_TOLERANCE = 0.01
+#: z of the paired NLL change's standard error that a rise must also exceed (two-sided 95 %).
+NLL_NOISE_Z = 1.96
 
 
 @dataclass(frozen=True)
@@ -70,23 +72,30 @@ def judge(m: CalibrationMeasurement) -> Judgement:
     if after is not None:
         # T was fitted on the calibration split; only data it never saw can say whether applying
         # it helps (dividing by T > 0 keeps every arg-max, so accuracy cannot move).
-        transfers = after["nll"] <= before["nll"] * (1 + NLL_TOLERANCE)
+        # ... and only by more than the tolerance *and* the change's own noise (paired over the
+        # evaluation examples): a T fitted on a small split moves held-out NLL by chance too.
+        noise = NLL_NOISE_Z * float(after.get("nll_change_se", 0.0))
+        rise = after["nll"] - before["nll"]
+        transfers = rise <= max(before["nll"] * NLL_TOLERANCE, noise)
         checks.append(
             Check(
                 "temperature_lowers_held_out_nll",
                 "passed" if transfers else "warned",
                 f"NLL on the {m.n_evaluation} evaluation examples {before['nll']:.4f} → "
                 f"{after['nll']:.4f} after dividing the logits by T = {fit.temperature:.3g}"
+                + (f" (noise ±{noise:.4f})" if noise else "")
                 + (
                     ""
                     if transfers
                     else "; the temperature fitted on the calibration split does not carry over "
-                    "to held-out data"
+                    f"to held-out data (NLL rises by more than {NLL_TOLERANCE:.0%} and more "
+                    "than its noise)"
                 ),
                 {
                     "nll_before": before["nll"],
                     "nll_after": after["nll"],
                     "relative_tolerance": NLL_TOLERANCE,
+                    "noise": noise,
                 },
             )
         )
@@ -178,13 +187,46 @@ def pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
+def table_ood_finding(ood: dict) -> Finding:
+    """Generated OOD rows of a table, recorded in words and not judged (``judged_ood``)."""
+    aurocs = ", ".join(f"{r['name']} {r['auroc']:.2f}" for r in ood["rows"]
+                       if r["auroc"] is not None)
+    return Finding(
+        "info",
+        f"max-softmax confidence against generated table rows (not judged): AUROC {aurocs}",
+        why="measured: how well the model's top-class probability ranks the audit rows above "
+        "synthetic rows (each column uniform over its observed range; Gaussian with its mean "
+        "and spread; columns shuffled across rows, every marginal kept). A classifier's "
+        "confidence on a table is not an out-of-distribution detector by construction: a linear "
+        "model is most confident far from its boundary, a tree ensemble is flat outside the "
+        "range it saw, so these numbers describe the kind of model rather than this one",
+        action="to judge OOD detection, pass rows the model should not trust "
+        "(--set calibration.ood=PATH); that set is judged (warning below AUROC "
+        f"{OOD_WARNING:.2f})",
+    )
+
+
 def findings(m: CalibrationMeasurement, reason: str | None, transfers: bool) -> list[Finding]:
     """What the numbers mean: miscalibration, the temperature to apply (or why not), OOD
     detection, what the uncertainty measured, and what abstaining buys."""
     fit, before, after, n_eval = m.fit, m.before, m.after, m.n_evaluation
     out = []
     gap = before["mean_confidence"] - before["accuracy"]
-    if before["ece"] > ECE_WARNING:
+    if before["ece"] > ECE_WARNING and getattr(m, "decision_scores", False):
+        out.append(
+            Finding(
+                "info",
+                f"the model gives decision scores, not probabilities: their softmax is off by "
+                f"{pct(before['ece'])} on average (ECE)",
+                why=f"mean confidence {pct(before['mean_confidence'])} against accuracy "
+                f"{pct(before['accuracy'])}; the estimator has no predict_proba, so auditkit "
+                "turned its decision_function into probabilities, and a margin (hinge loss) is "
+                "not fitted to be one",
+                action="if you need probabilities, wrap the model in scikit-learn's "
+                "CalibratedClassifierCV, or apply the temperature below",
+            )
+        )
+    elif before["ece"] > ECE_WARNING:
         out.append(
             Finding(
                 "warning",
@@ -247,7 +289,9 @@ def findings(m: CalibrationMeasurement, reason: str | None, transfers: bool) -> 
             )
         )
     worst = m.ood["worst"]
-    if worst is not None:
+    if worst is not None and not m.ood.get("judged", True):
+        out.append(table_ood_finding(m.ood))
+    elif worst is not None:
         if worst["auroc"] < OOD_WARNING:
             out.append(
                 Finding(

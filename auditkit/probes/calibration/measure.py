@@ -77,6 +77,10 @@ class CalibrationMeasurement:
     ood: dict[str, Any]
     #: Bootstrap standard errors of ECE and MCE over the evaluation examples (for ``diff``).
     standard_errors: dict[str, float] = field(default_factory=dict)
+    #: The model gives decision scores, not probabilities (a scikit-learn estimator with
+    #: ``decision_function`` only, e.g. LinearSVC): the softmax of its scores is auditkit's, so
+    #: their miscalibration is information, not a warning about the model.
+    decision_scores: bool = False
 
 
 def measure(context, opts: CalibrationOptions, budget: str) -> CalibrationMeasurement:
@@ -107,6 +111,8 @@ def measure(context, opts: CalibrationOptions, budget: str) -> CalibrationMeasur
         fit = fit_temperature(logits[cal], y[cal])
         if not fit.at_bound:
             after = calibration_metrics(logits[ev] / fit.temperature, y[ev], n_bins)
+            after["nll_change_se"] = nll_change_standard_error(logits[ev], y[ev],
+                                                               fit.temperature)
             context.artifacts["calibration"]["temperature"] = fit.temperature
             context.artifacts["calibration"]["calibrated_confidence"] = softmax(
                 logits / fit.temperature
@@ -129,7 +135,22 @@ def measure(context, opts: CalibrationOptions, budget: str) -> CalibrationMeasur
             confidence[ev], correct[ev], n_bins, context.rng("calibration/noise"),
             after=None if after is None else softmax(logits[ev] / fit.temperature).max(axis=1),
         ),
+        decision_scores=getattr(context.adapter, "estimator", None) is not None
+        and getattr(context.adapter, "outputs", None) == "logits",
     )
+
+
+def nll_change_standard_error(logits: torch.Tensor, y: torch.Tensor, temperature: float) -> float:
+    """Standard error of the held-out NLL change that dividing by ``temperature`` makes, paired
+    per example: how far that change moves with the examples alone (a T fitted on 180 examples
+    can raise NLL on 420 others by 2 % without being wrong about the model)."""
+    if len(y) < 2:
+        return 0.0
+    index = y.long().view(-1, 1)
+    before = -torch.log_softmax(logits, dim=1).gather(1, index).squeeze(1)
+    after = -torch.log_softmax(logits / temperature, dim=1).gather(1, index).squeeze(1)
+    change = (after - before).double()
+    return float(change.std(unbiased=True) / len(change) ** 0.5)
 
 
 def calibration_metrics(logits: torch.Tensor, y: torch.Tensor, n_bins: int) -> dict[str, Any]:
@@ -301,6 +322,16 @@ def _augment(x: torch.Tensor, context, generator: torch.Generator) -> torch.Tens
 
 
 # --- out-of-distribution --------------------------------------------------------------------
+def judged_ood(data, user_set) -> bool:
+    """Whether the OOD AUROC can warn. Generated rows of a table are recorded, not judged: a
+    classifier's confidence on a table is not an OOD detector by construction (a linear model
+    grows more confident away from its boundary, a tree ensemble is flat outside the range it
+    saw), so a warning on uniform, Gaussian or column-shuffled rows would come from the kind of
+    model, not from this one. The user's own OOD set is judged whatever the data; generated
+    images stay judged (noise images are far from any natural image)."""
+    return user_set is not None or data.modality != "tabular"
+
+
 def measure_ood(context, confidence: np.ndarray, user_set, ood_size: int) -> dict[str, Any]:
     """Max-softmax AUROC of the audit data (positives) against each OOD set."""
     data = context.data
@@ -338,6 +369,7 @@ def measure_ood(context, confidence: np.ndarray, user_set, ood_size: int) -> dic
         "ood_auroc": worst["auroc"] if worst else None,
         "worst": worst,
         "rows": rows,
+        "judged": judged_ood(data, user_set),
         "details": {
             "score": "max softmax probability of the uncalibrated model (Hendrycks & Gimpel "
             "2017); positives: the audit examples",

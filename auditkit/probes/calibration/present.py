@@ -59,6 +59,7 @@ def details(m: CalibrationMeasurement, judged: Judgement) -> dict[str, Any]:
         "ood": m.ood["details"],
         "ood_auroc_rule": "minimum AUROC over the OOD sets (the set the model separates worst "
         "decides)",
+        "ood_judged": m.ood.get("judged", True),
         # Read by ``auditkit diff`` to tell seed noise from a regression (calibration.noise).
         "standard_errors": m.standard_errors,
     }
@@ -90,7 +91,9 @@ def summary(m: CalibrationMeasurement) -> str:
         parts.append(
             f"max-softmax OOD AUROC {ood['ood_auroc']:.2f} (worst of {len(ood['rows'])} "
             f"{'generated ' if ood['worst']['generated'] else ''}set"
-            f"{'s' if len(ood['rows']) > 1 else ''}: {ood['worst']['name']})"
+            f"{'s' if len(ood['rows']) > 1 else ''}: {ood['worst']['name']}"
+            + ("; generated table rows, recorded, not judged)" if not ood.get("judged", True)
+               else ")")
         )
     details = uncertainty["details"]
     if uncertainty["method"] == "test-time augmentation":
@@ -187,7 +190,9 @@ def figures(m: CalibrationMeasurement) -> list[dict[str, Any]]:
                     {
                         "label": r["name"] + ("" if r["generated"] else " (user)"),
                         "value": r["auroc"],
-                        "flag": r["auroc"] is not None and r["auroc"] < OOD_WARNING,
+                        "flag": ood.get("judged", True)
+                        and r["auroc"] is not None
+                        and r["auroc"] < OOD_WARNING,
                     }
                     for r in ood["rows"]
                 ],
@@ -195,7 +200,10 @@ def figures(m: CalibrationMeasurement) -> list[dict[str, Any]]:
                 "y_range": [0, 1],
                 "caption": "AUROC of the audit examples against each OOD set, scored by max "
                 "softmax probability; 0.5 = cannot tell them apart, 1 = perfect. "
-                "ood_auroc is the minimum over sets.",
+                "ood_auroc is the minimum over sets."
+                + ("" if ood.get("judged", True) else " Generated table rows are recorded, not "
+                   "judged: a classifier's confidence on a table is not an OOD detector by "
+                   "construction; pass your own set with --set calibration.ood=PATH."),
             }
         )
         figures.append(

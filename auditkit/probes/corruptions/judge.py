@@ -177,13 +177,23 @@ def checklist(m: CorruptionsMeasurement) -> list[Check]:
             "to track"
         )
     else:
-        tracks = conf_drop >= TRACKING_SHARE * acc_drop
+        # Over-confidence (mean confidence − accuracy) may grow by at most TRACKING_SHARE of the
+        # accuracy drop. A model under-confident on clean data (a random forest's averaged
+        # votes) starts below zero: moving towards calibration is no fault, so its growth is
+        # counted from zero, not from its clean deficit.
+        clean_gap = m.clean_confidence - m.clean_accuracy
+        harsh_gap = m.pooled_confidence[-1] - m.pooled_accuracy[-1]
+        growth = harsh_gap - max(clean_gap, 0.0)
+        tracks = growth <= (1 - TRACKING_SHARE) * acc_drop
         status = "passed" if tracks else "warned"
+        under = " (under-confident: counted from 0)" if clean_gap < 0 else ""
         detail = (
             f"at severity {harsh} accuracy falls {acc_drop:.1%} and mean confidence "
-            f"{conf_drop:.1%} (ECE {m.clean_ece:.1%} → {m.ece[-1]:.1%})"
-            + ("" if tracks else f"; confidence should fall by at least {TRACKING_SHARE:.0%} "
-               "of the accuracy drop: the model stays confident on inputs it gets wrong")
+            f"{conf_drop:.1%}: confidence exceeds accuracy by {harsh_gap:+.1%} "
+            f"(clean {clean_gap:+.1%}{under}; ECE {m.clean_ece:.1%} → {m.ece[-1]:.1%})"
+            + ("" if tracks else f"; over-confidence grew by {growth:.1%}, more than "
+               f"{1 - TRACKING_SHARE:.0%} of the accuracy drop: the model stays confident on "
+               "inputs it gets wrong")
         )
     checks.append(
         Check(
@@ -191,6 +201,7 @@ def checklist(m: CorruptionsMeasurement) -> list[Check]:
             status,
             detail,
             {"accuracy_drop": acc_drop, "confidence_drop": conf_drop, "severity": harsh,
+             "overconfidence_growth": growth if acc_drop >= TRACKING_MIN_DROP else None,
              "ece": dict(zip([str(s) for s in m.severities], m.ece, strict=True))},
         )
     )

@@ -129,26 +129,11 @@ def checks(m: MemorizationMeasurement) -> list[Check]:
         )
     ]
     if true_run is not None:
-        fitted = true_run.epochs_to_target is not None
-        checks.append(
-            Check(
-                "fits_true_labels",
-                "passed" if fitted else "warned",
-                f"the fixed recipe fits the true labels in {true_run.epochs_to_target} epochs"
-                if fitted
-                else f"the fixed recipe reached only {true_run.final_train_accuracy:.1%} on the true "
-                f"labels ({STOPPED_BY.get(true_run.stopped_by, true_run.stopped_by)}); the "
-                "random-label result is inconclusive",
-                {
-                    "epochs": true_run.epochs_to_target,
-                    "train_accuracy": true_run.final_train_accuracy,
-                },
-            )
-        )
+        checks.append(_fits_true_labels(true_run, chance, n_held, refitted(m)))
     if random_run is not None and random_run.held_out_accuracy is not None:
         # Random labels carry no signal, so held-out accuracy should sit at chance up to
         # sampling noise (3 binomial standard errors) plus slack for uneven predictions.
-        tolerance = 0.05 + 3 * math.sqrt(chance * (1 - chance) / max(n_held, 1))
+        tolerance = _chance_tolerance(chance, n_held, m.n_train * m.label_draws)
         near = abs(random_run.held_out_accuracy - chance) <= tolerance
         checks.append(
             Check(
@@ -178,7 +163,8 @@ def checks(m: MemorizationMeasurement) -> list[Check]:
             "within_epoch_budget",
             "warned" if problems else "passed",
             "; ".join(problems)
-            or "every level stopped at the target or the epoch budget (machine-independent)",
+            or ("each level is one fit of a clone (machine-independent)" if refitted(m) else
+                "every level stopped at the target or the epoch budget (machine-independent)"),
             {"stopped_by_time": timed_out, "diverged": diverged},
         )
     )
@@ -278,6 +264,76 @@ def inconclusive_finding(m: MemorizationMeasurement) -> Finding:
         )
         action = "rerun with a smaller --set memorization.learning_rate"
     return Finding("warning", INCONCLUSIVE[stopped.stopped_by], why=why, action=action)
+
+
+def _chance_tolerance(chance: float, n_held: int, n_labels: int | None = None) -> float:
+    """How far from chance a held-out accuracy may sit by sampling noise (3 standard errors)
+    plus slack for uneven predictions.
+
+    Two draws make the noise: the held-out examples (``n_held``) and, for a model trained on
+    random labels, the ``n_labels`` random labels themselves: a function fitted to 256 coin
+    flips agrees with the true labels by chance on a few percent more or less of *every*
+    held-out example (a random forest re-fitted on 256 random labels scored 39-67 % on 944
+    held-out rows of a 52/48 table over 20 draws). Without ``n_labels`` only the first counts.
+    """
+    variance = 1 / max(n_held, 1) + (1 / max(n_labels, 1) if n_labels else 0.0)
+    return 0.05 + 3 * math.sqrt(chance * (1 - chance) * variance)
+
+
+def learns_without_reaching_target(run: LevelRun, chance: float, n_held: int) -> bool:
+    """The recipe works, but the labels are not separable to the target by this architecture.
+
+    A noisy table (two applicants with the same features, different outcomes) cannot be fitted
+    to 95 % without memorizing its noise; the true-label run then stops by its epochs at about
+    its held-out accuracy. It still shows the recipe trains: held-out accuracy clearly above
+    chance, and training accuracy at least as high. The random-label run is then this
+    architecture's own limit, not a broken recipe's.
+    """
+    held = run.held_out_accuracy
+    return (
+        run.epochs_to_target is None
+        and run.stopped_by == "epochs"
+        and held is not None
+        and held > chance + _chance_tolerance(chance, n_held)
+        and run.final_train_accuracy >= held
+    )
+
+
+def refitted(m: MemorizationMeasurement) -> bool:
+    """A scikit-learn estimator's test: clones re-fitted once per level, no epochs."""
+    return str(m.reinitialization.get("method", "")).startswith("sklearn.base.clone")
+
+
+def _fits_true_labels(run: LevelRun, chance: float, n_held: int, refit: bool = False) -> Check:
+    numbers = {"epochs": run.epochs_to_target, "train_accuracy": run.final_train_accuracy,
+               "held_out_accuracy": run.held_out_accuracy}
+    if run.epochs_to_target is not None:
+        how = ("a clone re-fitted on the true labels reaches "
+               f"{run.final_train_accuracy:.1%} training accuracy" if refit else
+               f"the fixed recipe fits the true labels in {run.epochs_to_target} epochs")
+        return Check("fits_true_labels", "passed", how, numbers)
+    who, model = ("a re-fitted clone", "this estimator") if refit else (
+        "the fixed recipe", "this architecture")
+    stopped = "one fit" if refit else STOPPED_BY.get(run.stopped_by, run.stopped_by)
+    if learns_without_reaching_target(run, chance, n_held):
+        return Check(
+            "fits_true_labels", "passed",
+            f"{who} learns the true labels ({run.final_train_accuracy:.1%} train, "
+            f"{run.held_out_accuracy:.1%} held out vs chance {chance:.1%}) without reaching the "
+            f"target: {model} cannot fit them further without memorizing, so the "
+            "random-label result is its own limit",
+            numbers)
+    return Check(
+        "fits_true_labels", "warned",
+        f"{who} reached only {run.final_train_accuracy:.1%} on the true labels "
+        f"({stopped}), and that is not clearly learning "
+        f"(held out {_pct_or_none(run.held_out_accuracy)} vs chance {chance:.1%}); the "
+        "random-label result is inconclusive",
+        numbers)
+
+
+def _pct_or_none(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:.1%}"
 
 
 def inconclusive_run(m: MemorizationMeasurement) -> LevelRun | None:

@@ -103,6 +103,9 @@ class MemorizationMeasurement:
     reinitialization: dict[str, Any] = field(default_factory=dict)
     #: Subsets halved because the clock stopped a level (``from``, ``to``, ``reason``).
     clock_reductions: list[dict[str, Any]] = field(default_factory=list)
+    #: Independent random-label draws behind the random-label run's held-out accuracy (an
+    #: estimator's clone is cheap to re-fit, so it is averaged over several; a network: 1).
+    label_draws: int = 1
 
     @property
     def chance(self) -> float:

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from auditkit.functional.chance import ChanceJudgement, judge_chance
 from auditkit.probes.performance.measure import PerformanceMeasurement
 from auditkit.results import Check, Finding
 
 # A class this far (absolute) below the average accuracy gets a finding.
 WEAK_CLASS_GAP = 0.1
+# Predictions that match the labels this much better under another class order (and are right
+# at least this often under it) say the model's outputs are in another order than the data's.
+REORDER_GAIN = 0.25
+REORDER_MIN_ACCURACY = 0.5
 
 
 @dataclass(frozen=True)
@@ -37,8 +43,11 @@ def judge(m: PerformanceMeasurement) -> Judgement:
         "worst_class_accuracy": float(recall[worst]) if worst is not None else None,
     }
     chance = judge_chance(m.matrix, m.labels, m.scores)
-    checks = [chance_check(chance), *adapter_checks(m)]
+    reordered = class_order_finding(m)
+    checks = [chance_check(chance, reordered is not None), *adapter_checks(m)]
     findings = [chance_finding(chance)] if chance.verdict != "above" else []
+    if reordered is not None:
+        findings.insert(0, reordered)
     if worst is not None and m.accuracy - float(recall[worst]) > WEAK_CLASS_GAP:
         findings.append(
             Finding(
@@ -58,13 +67,56 @@ def judge(m: PerformanceMeasurement) -> Judgement:
     return Judgement(metrics, checks, findings, status, worst)
 
 
-def chance_check(chance: ChanceJudgement) -> Check:
+def best_class_order(matrix: torch.Tensor) -> tuple[list[int], float]:
+    """The assignment of model outputs to data classes that the predictions agree with most
+    (Hungarian algorithm on the confusion matrix): ``order[i]`` is the output that data class
+    ``i`` is predicted as, and the accuracy under that order."""
+    from scipy.optimize import linear_sum_assignment
+
+    counts = matrix.numpy()
+    rows, cols = linear_sum_assignment(-counts)  # rows come back as 0..k-1, in order
+    order = [int(c) for c in cols]
+    total = max(int(counts.sum()), 1)
+    return order, float(counts[rows, cols].sum()) / total
+
+
+def class_order_finding(m: PerformanceMeasurement) -> Finding | None:
+    """A model right under another class order: its outputs are in another order than the
+    data's classes (an image folder's are sorted by name; a model trained elsewhere may not
+    be), so every probe would judge a good model as wrong."""
+    k = m.matrix.shape[0]
+    if k < 2 or m.matrix.shape[1] != k or not m.n:
+        return None
+    order, accuracy = best_class_order(m.matrix)
+    if order == list(range(k)) or accuracy < max(REORDER_MIN_ACCURACY, m.accuracy + REORDER_GAIN):
+        return None
+    names = [str(m.class_names[i]) if i < len(m.class_names) else str(i) for i in range(k)]
+    moved = [f"{names[i]} as output {j}" for i, j in enumerate(order) if i != j]
+    in_model_order = [names[order.index(j)] for j in range(k)]
+    shown = in_model_order if k <= 12 else [*in_model_order[:12], "…"]
+    return Finding(
+        "critical",
+        f"the predictions match the labels under another class order ({accuracy:.1%} instead "
+        f"of {m.accuracy:.1%})",
+        why="the model predicts data class " + ", ".join(moved[:10])
+        + ("…" if len(moved) > 10 else "") + ": its outputs are probably in another order "
+        "than the data's classes (an image folder's classes are sorted by name), so every "
+        "probe judges it against the wrong labels",
+        action=f"give the model's class names in its output order, here {shown} "
+        "(ModelMetadata(class_names=...) in save_model: auditkit then matches the data's "
+        "labels to them), or re-order the data's classes",
+    )
+
+
+def chance_check(chance: ChanceJudgement, reordered: bool = False) -> Check:
     """``above_chance``: balanced accuracy against 1/K (and AUROC against 0.5 for two classes
     with scores), plain accuracy against max(1/K, majority rate) reported beside them."""
     status = {"above": "passed", "at": "failed", "undecided": "warned"}[chance.verdict]
     words = {
         "above": "clearly above chance",
-        "at": "not clearly above chance: the model has learned little or nothing",
+        "at": "not clearly above chance: the model has learned little or nothing"
+        if not reordered else "not clearly above chance in the data's class order, but right "
+        "under another order: the model's outputs are probably ordered differently",
         "undecided": "too few examples to tell whether it beats chance",
     }[chance.verdict]
     plain, balanced, auroc = chance.accuracy, chance.balanced, chance.auroc
