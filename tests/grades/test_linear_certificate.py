@@ -61,15 +61,14 @@ def _closed_form(model, x: torch.Tensor, y: torch.Tensor, eps: float) -> float:
 def linear_scan():
     x, y = _overlapping_table()
     model = LogisticRegression().fit(x.numpy(), y.numpy())
-    result = auditkit.scan(
-        model,
-        (x, y),
-        budget="fast",
-        device="cpu",
-        probes=["adversarial"],
-        options={"adversarial": {"eps": EPS, "n_examples": 100, "queries": 150}},
-    )
-    return model, x, y, result.probes["adversarial"]
+    return model, x, y, _adversarial(model, x, y, n_examples=100, queries=150)
+
+
+def _adversarial(model, x, y, **options):
+    """The adversarial probe alone at ``EPS``, fast budget."""
+    result = auditkit.scan(model, (x, y), budget="fast", device="cpu", probes=["adversarial"],
+                           options={"adversarial": {"eps": EPS, **options}})
+    return result.probes["adversarial"]
 
 
 def test_the_headline_is_the_exact_closed_form_and_square_cannot_beat_it(linear_scan):
@@ -104,15 +103,7 @@ def test_attack_strength_checks_are_not_applicable_and_the_cross_check_passes(li
 def test_a_tree_ensemble_gets_no_certificate():
     x, y = _overlapping_table(n=120)
     model = GradientBoostingClassifier(n_estimators=10, random_state=0).fit(x.numpy(), y.numpy())
-    result = auditkit.scan(
-        model,
-        (x, y),
-        budget="fast",
-        device="cpu",
-        probes=["adversarial"],
-        options={"adversarial": {"eps": EPS, "n_examples": 40, "queries": 40}},
-    )
-    adversarial = result.probes["adversarial"]
+    adversarial = _adversarial(model, x, y, n_examples=40, queries=40)
     assert "exact_robust_accuracy" not in adversarial.metrics
     assert "exact_optimum_for_linear_model" not in {c.name for c in adversarial.checks}
 
