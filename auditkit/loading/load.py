@@ -142,7 +142,10 @@ def load_model(
         from auditkit.loading.sandbox import trial_load
 
         with guard.private_tempdir():
-            trial_load(path, fmt, limits, load=load_model, debug=debug)
+            # An architecture file runs only its trusted factory, steered by the file's
+            # arguments: its trial may fork (see sandbox).
+            trial_load(path, fmt, limits, load=load_model, debug=debug,
+                       runs_no_file_code=fmt == FORMAT_SAFETENSORS)
     request = _Request(arch=arch, unsafe_pickle=unsafe_pickle, parse=parse, limits=limits,
                        format=fmt, arch_name=arch_name)
     with guard.guarded_load(debug):

@@ -84,16 +84,18 @@ LAST_REPORT: list[SandboxReport] = []  # the most recent report, for tests and -
 
 def trial_load(
     path: str | Path, fmt: str, limits: LoadLimits, *, load: Callable[..., object],
-    unsafe_pickle: bool = False, debug: bool = False,
+    unsafe_pickle: bool = False, debug: bool = False, runs_no_file_code: bool = False,
 ) -> SandboxReport:
     """Load ``path`` in a limited child; raise ``AuditkitInputError`` if that fails.
 
     ``load`` is what the child calls, ``load(path, unsafe_pickle=, limits=, debug=,
     _sandboxed=True)``: a module-level function, handed over by its importable name, so the
     sandbox knows no format (and imports no loader). With ``debug`` what torch printed in the
-    child is written to stderr.
+    child is written to stderr. ``runs_no_file_code``: the caller vouches that loading runs
+    only trusted code, the file steering sizes alone (an architecture file), so the trial may
+    fork instead of starting a fresh interpreter.
     """
-    if fmt == "safetensors" and "torch" in sys.modules and hasattr(os, "fork"):
+    if runs_no_file_code and "torch" in sys.modules and hasattr(os, "fork"):
         report = _fork_trial(path, fmt, limits, load=load, debug=debug)
     else:
         report = _spawn_trial(path, fmt, limits, load=load, unsafe_pickle=unsafe_pickle,

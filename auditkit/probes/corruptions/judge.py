@@ -171,6 +171,7 @@ def checklist(m: CorruptionsMeasurement) -> list[Check]:
     acc_drop = m.clean_accuracy - m.pooled_accuracy[-1]
     conf_drop = m.clean_confidence - m.pooled_confidence[-1]
     harsh = m.severities[-1]
+    growth = None  # of over-confidence: judged only when accuracy falls enough to track
     if acc_drop < TRACKING_MIN_DROP:
         status, detail = "passed", (
             f"accuracy falls only {acc_drop:.1%} at severity {harsh}: nothing for confidence "
@@ -201,7 +202,7 @@ def checklist(m: CorruptionsMeasurement) -> list[Check]:
             status,
             detail,
             {"accuracy_drop": acc_drop, "confidence_drop": conf_drop, "severity": harsh,
-             "overconfidence_growth": growth if acc_drop >= TRACKING_MIN_DROP else None,
+             "overconfidence_growth": growth,
              "ece": dict(zip([str(s) for s in m.severities], m.ece, strict=True))},
         )
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,15 +60,15 @@ def measure_refit(context: AuditContext, opts: MemorizationOptions,
         started = time.perf_counter()
         _seed_estimator(adapter, derive_seed(context.seed, f"memorization.fit.{p:g}"))
         clone = adapter.refit_clone(x_train, labels)
-        fitted = float((clone.predict_logits(x_train).argmax(1) == labels).float().mean())
+        fitted = _accuracy(clone, x_train, labels)
         run.train_accuracy = [fitted]
-        held = [float((clone.predict_logits(x_held).argmax(1) == y_held).float().mean())]
+        held = [_accuracy(clone, x_held, y_held)]
         if p == 1.0:
             # One fit on random labels agrees with the true labels by luck on a few percent
             # of every held-out row; the mean over several draws is the chance check's number.
             for _ in range(LABEL_DRAWS - 1):
                 extra = adapter.refit_clone(x_train, corrupt_labels(y_train, p, num_classes, rng))
-                held.append(float((extra.predict_logits(x_held).argmax(1) == y_held).float().mean()))
+                held.append(_accuracy(extra, x_held, y_held))
         run.held_out_accuracy = float(np.mean(held))
         run.epochs_to_target = 1 if fitted >= opts.target_accuracy else None
         run.stopped_by = "target" if run.epochs_to_target else "epochs"
@@ -83,6 +84,11 @@ def measure_refit(context: AuditContext, opts: MemorizationOptions,
                                     f"held-out chance check averages {LABEL_DRAWS} random-label fits",
                           "estimator": type(adapter.estimator).__name__},
     )
+
+
+def _accuracy(clone: Any, x: torch.Tensor, y: torch.Tensor) -> float:
+    """The fraction of ``y`` a re-fitted clone predicts."""
+    return float((clone.predict_logits(x).argmax(1) == y).float().mean())
 
 
 def _seed_estimator(adapter: object, seed: int) -> None:
